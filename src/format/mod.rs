@@ -1,0 +1,45 @@
+//! On-disk format: file header, block layout and offset arithmetic, directory-id files,
+//! and the JSON records of the volume config and key store. Pure encode/decode, no I/O.
+//! Every change here is a format change: update `docs/format.md` and the sample volume test.
+
+mod blocks;
+mod dirid;
+mod header;
+mod records;
+
+pub use blocks::{BlockLayout, block_aad};
+pub use dirid::{DIRID_FILE_NAME, DIRID_LEN, DirIdFile};
+pub use header::{FileHeader, HEADER_LEN, MAGIC};
+pub use records::{KeyStore, VolumeConfig, WrappedDataKey, WrapperId};
+
+/// The version byte written in every header, directory-id file and record.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Name of the reserved metadata directory in the backing root.
+pub const META_DIR: &str = ".cmkfs";
+
+/// Identifies one data key: its key scope and epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct DataKeyRef {
+    pub scope: u32,
+    pub epoch: u32,
+}
+
+impl std::fmt::Display for DataKeyRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "scope {} epoch {}", self.scope, self.epoch)
+    }
+}
+
+/// Bytes that do not decode as the format says.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FormatError {
+    #[error("bad magic")]
+    Magic,
+    #[error("unsupported format version {0}")]
+    Version(u8),
+    #[error("truncated ({0} bytes)")]
+    Truncated(usize),
+    #[error("invalid field: {0}")]
+    Field(&'static str),
+}

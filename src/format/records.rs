@@ -1,0 +1,164 @@
+//! JSON records in the metadata directory: the volume config (`volume.json`) and the key
+//! store (`keystore.json`). Both carry `"format": 1` and reject unknown fields.
+
+use serde::{Deserialize, Serialize};
+
+use super::{DataKeyRef, FORMAT_VERSION, FormatError};
+
+/// `volume.json`: the parameters fixed when the volume was created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeConfig {
+    pub format: u8,
+    /// Random volume id, 32 hex digits.
+    pub volume_id: String,
+    /// Plaintext bytes per block; a power of two from 512 to 1 MiB.
+    pub block_size: u32,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: u64,
+    pub content_cipher: String,
+    pub name_cipher: String,
+}
+
+impl VolumeConfig {
+    pub fn parse(bytes: &[u8]) -> Result<Self, FormatError> {
+        let c: VolumeConfig =
+            serde_json::from_slice(bytes).map_err(|_| FormatError::Field("volume.json is not valid"))?;
+        if c.format != FORMAT_VERSION {
+            return Err(FormatError::Version(c.format));
+        }
+        if !c.block_size.is_power_of_two() || !(512..=1 << 20).contains(&c.block_size) {
+            return Err(FormatError::Field("block_size"));
+        }
+        if c.content_cipher != "AES-256-GCM" || c.name_cipher != "AES-256-GCM-SIV" {
+            return Err(FormatError::Field("cipher"));
+        }
+        Ok(c)
+    }
+
+    pub fn block_shift(&self) -> u8 {
+        self.block_size.trailing_zeros() as u8
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+}
+
+/// Identity of a key that wrapped a data key, innermost first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum WrapperId {
+    /// The service-managed key, by fingerprint; AES-256 key wrap (RFC 3394).
+    Service { fingerprint: String },
+    /// A customer-managed key: full key id with version, and the algorithm used.
+    Cmk { key_id: String, algorithm: String },
+}
+
+/// One data key, stored only wrapped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WrappedDataKey {
+    pub scope: u32,
+    pub epoch: u32,
+    pub created: u64,
+    /// The keys that wrapped it, in the order they were applied.
+    pub wrapped_by: Vec<WrapperId>,
+    /// The outermost ciphertext, standard base64.
+    pub wrapped: String,
+}
+
+impl WrappedDataKey {
+    pub fn key_ref(&self) -> DataKeyRef {
+        DataKeyRef { scope: self.scope, epoch: self.epoch }
+    }
+}
+
+/// `keystore.json`: every data key of the volume and which epoch of each scope is current.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyStore {
+    pub format: u8,
+    pub data_keys: Vec<WrappedDataKey>,
+}
+
+impl KeyStore {
+    pub fn parse(bytes: &[u8]) -> Result<Self, FormatError> {
+        let s: KeyStore =
+            serde_json::from_slice(bytes).map_err(|_| FormatError::Field("keystore.json is not valid"))?;
+        if s.format != FORMAT_VERSION {
+            return Err(FormatError::Version(s.format));
+        }
+        let mut refs: Vec<DataKeyRef> = s.data_keys.iter().map(|k| k.key_ref()).collect();
+        refs.sort();
+        if refs.windows(2).any(|w| w[0] == w[1]) {
+            return Err(FormatError::Field("duplicate data key"));
+        }
+        Ok(s)
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
+    pub fn find(&self, key: DataKeyRef) -> Option<&WrappedDataKey> {
+        self.data_keys.iter().find(|k| k.key_ref() == key)
+    }
+
+    /// The newest epoch of `scope`: new files and directories use it.
+    pub fn current(&self, scope: u32) -> Option<DataKeyRef> {
+        self.data_keys.iter().filter(|k| k.scope == scope).map(|k| k.key_ref()).max()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> KeyStore {
+        KeyStore {
+            format: 1,
+            data_keys: vec![WrappedDataKey {
+                scope: 0,
+                epoch: 0,
+                created: 1,
+                wrapped_by: vec![WrapperId::Service { fingerprint: "00ff".into() }],
+                wrapped: "AAAA".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn keystore_round_trip_and_rejects_unknown_fields() {
+        let s = store();
+        assert_eq!(KeyStore::parse(&s.to_json()).unwrap(), s);
+        let text = String::from_utf8(s.to_json()).unwrap().replace("\"format\"", "\"formt\"");
+        assert!(KeyStore::parse(text.as_bytes()).is_err());
+        assert!(KeyStore::parse(b"{").is_err());
+        let mut dup = store();
+        dup.data_keys.push(dup.data_keys[0].clone());
+        assert!(KeyStore::parse(&dup.to_json()).is_err());
+        assert_eq!(s.current(0), Some(DataKeyRef { scope: 0, epoch: 0 }));
+    }
+
+    #[test]
+    fn volume_config_validates() {
+        let c = VolumeConfig {
+            format: 1,
+            volume_id: "ab".into(),
+            block_size: 4096,
+            created: 0,
+            content_cipher: "AES-256-GCM".into(),
+            name_cipher: "AES-256-GCM-SIV".into(),
+        };
+        assert_eq!(VolumeConfig::parse(&c.to_json()).unwrap(), c);
+        assert_eq!(c.block_shift(), 12);
+        let mut bad = c.clone();
+        bad.block_size = 1000;
+        assert!(VolumeConfig::parse(&bad.to_json()).is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! cmkfs: a transparent encrypted filesystem. The binary's CLI sits on top of these layers:
+//! `fs` (FUSE frontend) -> `volume` (core) -> `names`, `format`, `keys` -> `crypto`.
+
+pub mod crypto;
+pub mod atomic_file;
+pub mod format;
+pub mod keys;
+pub mod names;
