@@ -3,6 +3,11 @@
 
 pub mod crypto;
 pub mod atomic_file;
+pub mod cli;
+pub mod daemon;
 pub mod format;
+pub mod fs;
 pub mod keys;
 pub mod names;
+pub mod runtime;
+pub mod volume;

@@ -1,0 +1,22 @@
+//! `cmkfs init`: create a volume and report where its service key went.
+
+use crate::volume::{InitOptions, init_volume};
+
+use super::InitArgs;
+
+pub fn run(a: InitArgs) -> Result<(), String> {
+    let opts = InitOptions { service_key: a.service_key, block_size: a.block_size };
+    let report = init_volume(&a.backing, &opts).map_err(|e| e.to_string())?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else {
+        println!("Created cmkfs volume {} in {}", report.volume_id, a.backing.display());
+        println!(
+            "Service key: {} (fingerprint {})",
+            report.service_key.display(),
+            report.service_key_fingerprint
+        );
+        println!("Keep the service key outside the backing directory and back it up: without it the data cannot be read.");
+    }
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! Parsing of `-o` mount options into what the daemon and fuser need.
+
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MountOptions {
+    pub read_only: bool,
+    pub allow_other: bool,
+    pub allow_root: bool,
+    pub default_permissions: bool,
+    /// Kernel/FUSE flags passed through (nosuid, nodev, noatime, ...).
+    pub kernel_flags: Vec<String>,
+    pub fsname: Option<String>,
+    /// `service_key=FILE`, the same as `--service-key`.
+    pub service_key: Option<PathBuf>,
+    /// `log_file=FILE`, the same as `--log-file`.
+    pub log_file: Option<PathBuf>,
+}
+
+const KERNEL_FLAGS: &[&str] =
+    &["nosuid", "suid", "nodev", "dev", "noexec", "exec", "atime", "noatime", "sync", "async", "dirsync"];
+/// Options of mount(8) and fstab that concern the caller, not the filesystem.
+const IGNORED: &[&str] = &["rw", "defaults", "auto", "noauto", "user", "users", "nouser", "nofail", "_netdev"];
+
+impl MountOptions {
+    pub fn parse(groups: &[String]) -> Result<MountOptions, String> {
+        let mut o = MountOptions::default();
+        for opt in groups.iter().flat_map(|g| g.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+            let (key, value) = match opt.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (opt, None),
+            };
+            match (key, value) {
+                ("ro", None) => o.read_only = true,
+                ("allow_other", None) => o.allow_other = true,
+                ("allow_root", None) => o.allow_root = true,
+                ("default_permissions", None) => o.default_permissions = true,
+                ("fsname", Some(v)) => o.fsname = Some(v.to_string()),
+                ("service_key" | "service-key", Some(v)) => o.service_key = Some(PathBuf::from(v)),
+                ("log_file" | "log-file", Some(v)) => o.log_file = Some(PathBuf::from(v)),
+                (k, None) if KERNEL_FLAGS.contains(&k) => o.kernel_flags.push(k.to_string()),
+                (k, _) if IGNORED.contains(&k) || k.starts_with("x-") || k.starts_with("comment=") => {}
+                _ => return Err(format!("unknown mount option \"{opt}\"")),
+            }
+        }
+        if o.allow_other {
+            // Without kernel permission checks every user could read every file.
+            o.default_permissions = true;
+        }
+        Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects() {
+        let o = MountOptions::parse(&["ro,allow_other".into(), "nosuid,service_key=/k,nofail,x-systemd.requires=a".into()]).unwrap();
+        assert!(o.read_only && o.allow_other && o.default_permissions);
+        assert_eq!(o.kernel_flags, vec!["nosuid"]);
+        assert_eq!(o.service_key, Some(PathBuf::from("/k")));
+        let e = MountOptions::parse(&["bogus".into()]).unwrap_err();
+        assert!(e.contains("bogus"));
+    }
+}

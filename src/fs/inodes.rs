@@ -1,0 +1,175 @@
+//! The inode table: FUSE inode numbers <-> where the entry lives (parent inode and plaintext
+//! name; an open `Dir` for directories). A FUSE inode number is the backing inode number
+//! when free, so numbers stay stable while mounted; a reused backing number gets a fresh one.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::volume::{Dir, FileKind};
+
+pub const ROOT_INO: u64 = 1;
+/// Inode numbers handed out when the backing number is taken.
+const HIGH_INO_BASE: u64 = 1 << 62;
+
+pub struct Node {
+    pub kind: FileKind,
+    pub parent: u64,
+    pub name: OsString,
+    pub dir: Option<Arc<Dir>>,
+    pub backing_ino: u64,
+    nlookup: u64,
+    /// False once its last name was removed.
+    pub linked: bool,
+}
+
+pub struct InodeTable {
+    nodes: HashMap<u64, Node>,
+    by_backing: HashMap<u64, u64>,
+    next_high: u64,
+}
+
+impl InodeTable {
+    pub fn new(root: Arc<Dir>, root_backing_ino: u64) -> Self {
+        let mut nodes = HashMap::new();
+        nodes.insert(
+            ROOT_INO,
+            Node {
+                kind: FileKind::Dir,
+                parent: ROOT_INO,
+                name: OsString::new(),
+                dir: Some(root),
+                backing_ino: root_backing_ino,
+                nlookup: 1,
+                linked: true,
+            },
+        );
+        let mut by_backing = HashMap::new();
+        by_backing.insert(root_backing_ino, ROOT_INO);
+        InodeTable { nodes, by_backing, next_high: HIGH_INO_BASE }
+    }
+
+    pub fn get(&self, ino: u64) -> Option<&Node> {
+        self.nodes.get(&ino)
+    }
+
+    /// The FUSE inode that the kernel would see for a backing inode (for readdir).
+    pub fn ino_for_backing(&self, backing_ino: u64) -> u64 {
+        match self.by_backing.get(&backing_ino) {
+            Some(i) => *i,
+            None if backing_ino != ROOT_INO && !self.nodes.contains_key(&backing_ino) => backing_ino,
+            None => HIGH_INO_BASE - 1,
+        }
+    }
+
+    /// Records a lookup of `name` in `parent` that found `backing_ino`; returns the FUSE inode.
+    /// `open_dir` is called only when a new directory node needs its `Dir`.
+    pub fn intern(
+        &mut self,
+        parent: u64,
+        name: &OsStr,
+        kind: FileKind,
+        backing_ino: u64,
+        open_dir: impl FnOnce() -> Option<Arc<Dir>>,
+    ) -> u64 {
+        if let Some(&ino) = self.by_backing.get(&backing_ino) {
+            if let Some(n) = self.nodes.get_mut(&ino) {
+                if n.kind == kind {
+                    n.nlookup += 1;
+                    if ino != ROOT_INO {
+                        n.parent = parent;
+                        n.name = name.to_os_string();
+                    }
+                    return ino;
+                }
+            }
+            // Same backing number, other type: the old object is gone.
+            self.by_backing.remove(&backing_ino);
+            if let Some(n) = self.nodes.get_mut(&ino) {
+                n.linked = false;
+            }
+        }
+        let ino = if backing_ino > ROOT_INO && backing_ino < HIGH_INO_BASE && !self.nodes.contains_key(&backing_ino) {
+            backing_ino
+        } else {
+            self.next_high += 1;
+            self.next_high
+        };
+        let dir = if kind == FileKind::Dir { open_dir() } else { None };
+        self.nodes.insert(
+            ino,
+            Node { kind, parent, name: name.to_os_string(), dir, backing_ino, nlookup: 1, linked: true },
+        );
+        self.by_backing.insert(backing_ino, ino);
+        ino
+    }
+
+    pub fn forget(&mut self, ino: u64, n: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        let gone = match self.nodes.get_mut(&ino) {
+            Some(node) => {
+                node.nlookup = node.nlookup.saturating_sub(n);
+                node.nlookup == 0
+            }
+            None => false,
+        };
+        if gone {
+            if let Some(node) = self.nodes.remove(&ino) {
+                if self.by_backing.get(&node.backing_ino) == Some(&ino) {
+                    self.by_backing.remove(&node.backing_ino);
+                }
+            }
+        }
+    }
+
+    /// The entry `name` in `parent` was removed; if it was the last link of `backing_ino`,
+    /// the node stays (open handles) but is no longer found by its backing number.
+    pub fn unlinked(&mut self, backing_ino: u64, last_link: bool) {
+        if !last_link {
+            return;
+        }
+        if let Some(ino) = self.by_backing.remove(&backing_ino) {
+            if let Some(n) = self.nodes.get_mut(&ino) {
+                n.linked = false;
+            }
+        }
+    }
+
+    /// The entry with `backing_ino` now lives at `name` in `parent`.
+    pub fn moved(&mut self, backing_ino: u64, parent: u64, name: &OsStr) {
+        if let Some(&ino) = self.by_backing.get(&backing_ino) {
+            if let Some(n) = self.nodes.get_mut(&ino) {
+                n.parent = parent;
+                n.name = name.to_os_string();
+            }
+        }
+    }
+
+    /// The plaintext path of `ino` relative to the mount, for log lines.
+    pub fn path(&self, mut ino: u64) -> PathBuf {
+        let mut parts = Vec::new();
+        let mut guard = 0;
+        while ino != ROOT_INO && guard < 4096 {
+            let Some(n) = self.nodes.get(&ino) else { break };
+            parts.push(n.name.clone());
+            ino = n.parent;
+            guard += 1;
+        }
+        let mut p = PathBuf::from("/");
+        for part in parts.iter().rev() {
+            p.push(part);
+        }
+        p
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}

@@ -1,0 +1,659 @@
+//! The FUSE frontend: maps every kernel request onto the volume core. Owns the inode table,
+//! file handles and the errno mapping; all fuser types stay inside this module.
+
+mod errno;
+mod inodes;
+
+pub use errno::raw_errno;
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+
+use crate::volume::{Attr, Dir, FileKind, OpenFile, Owner, TimeSet, Volume, VolumeError, XattrTarget, errno as verr};
+
+use errno::to_errno;
+use inodes::{InodeTable, ROOT_INO};
+
+type Result<T> = std::result::Result<T, VolumeError>;
+
+enum Handle {
+    File { file: Arc<OpenFile>, append: bool },
+    Dir { entries: Arc<Vec<(u64, FileType, OsString)>> },
+}
+
+/// Where an inode lives, resolved from the inode table.
+enum Location {
+    Dir(Arc<Dir>),
+    Entry { parent: Arc<Dir>, name: OsString, kind: FileKind, backing_ino: u64 },
+}
+
+pub struct CmkFs {
+    vol: Arc<Volume>,
+    inodes: RwLock<InodeTable>,
+    handles: Mutex<HashMap<u64, Handle>>,
+    next_fh: AtomicU64,
+    ttl: Duration,
+    as_root: bool,
+}
+
+fn file_type(k: FileKind) -> FileType {
+    match k {
+        FileKind::File => FileType::RegularFile,
+        FileKind::Dir => FileType::Directory,
+        FileKind::Symlink => FileType::Symlink,
+        FileKind::Fifo => FileType::NamedPipe,
+        FileKind::Socket => FileType::Socket,
+        FileKind::CharDevice => FileType::CharDevice,
+        FileKind::BlockDevice => FileType::BlockDevice,
+    }
+}
+
+fn fuse_attr(ino: u64, a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size: a.size,
+        blocks: a.blocks,
+        atime: a.atime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.mtime,
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn time_set(t: Option<TimeOrNow>) -> Option<TimeSet> {
+    t.map(|t| match t {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::SpecificTime(s) => TimeSet::At(s),
+    })
+}
+
+impl CmkFs {
+    pub fn new(vol: Arc<Volume>, ttl: Duration) -> Result<Self> {
+        let root = Arc::new(vol.root()?);
+        let root_attr = vol.dir_attr(&root)?;
+        Ok(CmkFs {
+            inodes: RwLock::new(InodeTable::new(root, root_attr.backing_ino)),
+            vol,
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            ttl,
+            as_root: nix::unistd::geteuid().is_root(),
+        })
+    }
+
+    fn table(&self) -> std::sync::RwLockReadGuard<'_, InodeTable> {
+        self.inodes.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn table_mut(&self) -> std::sync::RwLockWriteGuard<'_, InodeTable> {
+        self.inodes.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn handles(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Handle>> {
+        self.handles.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn locate(&self, ino: u64) -> Result<Location> {
+        let t = self.table();
+        let n = t.get(ino).ok_or(verr(libc::ENOENT))?;
+        if let Some(d) = &n.dir {
+            return Ok(Location::Dir(d.clone()));
+        }
+        if n.kind == FileKind::Dir {
+            return Err(verr(libc::ENOENT));
+        }
+        let parent = t.get(n.parent).and_then(|p| p.dir.clone()).ok_or(verr(libc::ENOENT))?;
+        Ok(Location::Entry { parent, name: n.name.clone(), kind: n.kind, backing_ino: n.backing_ino })
+    }
+
+    fn dir_of(&self, ino: u64) -> Result<Arc<Dir>> {
+        match self.locate(ino)? {
+            Location::Dir(d) => Ok(d),
+            Location::Entry { .. } => Err(verr(libc::ENOTDIR)),
+        }
+    }
+
+    fn owner(&self, req: &Request, parent: &Dir) -> Option<Owner> {
+        if !self.as_root {
+            return None;
+        }
+        let mut gid = req.gid();
+        if let Ok(pa) = self.vol.dir_attr(parent) {
+            if pa.perm & 0o2000 != 0 {
+                gid = pa.gid;
+            }
+        }
+        Some(Owner { uid: req.uid(), gid })
+    }
+
+    /// Registers a found or created entry with the kernel; returns its FUSE attributes.
+    fn enter(&self, parent_ino: u64, parent: &Dir, name: &OsStr, attr: &Attr) -> FileAttr {
+        let vol = &self.vol;
+        let ino = self.table_mut().intern(parent_ino, name, attr.kind, attr.backing_ino, || {
+            vol.open_subdir(parent, name).ok().map(Arc::new)
+        });
+        fuse_attr(ino, attr)
+    }
+
+    fn new_handle(&self, h: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles().insert(fh, h);
+        fh
+    }
+
+    fn file_handle(&self, fh: u64) -> Result<(Arc<OpenFile>, bool)> {
+        match self.handles().get(&fh) {
+            Some(Handle::File { file, append }) => Ok((file.clone(), *append)),
+            _ => Err(verr(libc::EBADF)),
+        }
+    }
+
+    /// The `OpenFile` of a regular-file inode (through a handle when given).
+    fn open_file_of(&self, ino: u64, fh: Option<FileHandle>) -> Result<Arc<OpenFile>> {
+        if let Some(fh) = fh {
+            if let Ok((f, _)) = self.file_handle(fh.0) {
+                return Ok(f);
+            }
+        }
+        match self.locate(ino)? {
+            Location::Entry { parent, name, kind: FileKind::File, backing_ino } => {
+                match self.vol.open_file(&parent, &name) {
+                    Ok(f) => Ok(f),
+                    Err(e) => self.vol_open_by_backing(backing_ino).ok_or(e),
+                }
+            }
+            Location::Dir(_) => Err(verr(libc::EISDIR)),
+            Location::Entry { .. } => Err(verr(libc::EINVAL)),
+        }
+    }
+
+    fn vol_open_by_backing(&self, backing_ino: u64) -> Option<Arc<OpenFile>> {
+        self.handles().values().find_map(|h| match h {
+            Handle::File { file, .. } if file.backing_ino() == backing_ino => Some(file.clone()),
+            _ => None,
+        })
+    }
+
+    fn attr_of(&self, ino: u64, fh: Option<FileHandle>) -> Result<Attr> {
+        if let Some(fh) = fh {
+            if let Ok((f, _)) = self.file_handle(fh.0) {
+                return self.vol.file_attr(&f);
+            }
+        }
+        match self.locate(ino)? {
+            Location::Dir(d) => self.vol.dir_attr(&d),
+            Location::Entry { parent, name, backing_ino, .. } => match self.vol.lookup(&parent, &name) {
+                Ok(a) if a.backing_ino == backing_ino => Ok(a),
+                other => match self.vol_open_by_backing(backing_ino) {
+                    Some(f) => self.vol.file_attr(&f),
+                    None => other,
+                },
+            },
+        }
+    }
+
+    fn log_failure(&self, op: &str, ino: u64, e: &VolumeError) {
+        if matches!(e, VolumeError::Integrity(_)) || raw_errno(e) == libc::EIO {
+            let path = self.table().path(ino);
+            tracing::error!(path = %path.display(), "{op} failed: {e}");
+        }
+    }
+
+    fn xattr_target<T>(&self, ino: u64, write: bool, f: impl FnOnce(XattrTarget<'_>) -> Result<T>) -> Result<T> {
+        match self.locate(ino)? {
+            Location::Dir(d) => f(XattrTarget::Dir(&d)),
+            Location::Entry { kind: FileKind::File, .. } => {
+                let of = self.open_file_of(ino, None)?;
+                f(XattrTarget::File(&of))
+            }
+            Location::Entry { .. } => Err(verr(if write { libc::EPERM } else { libc::ENODATA })),
+        }
+    }
+
+    fn do_setattr(
+        &self,
+        ino: u64,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        fh: Option<FileHandle>,
+    ) -> Result<Attr> {
+        if let Some(size) = size {
+            let f = self.open_file_of(ino, fh)?;
+            self.vol.truncate(&f, size)?;
+        }
+        let (at, mt) = (time_set(atime), time_set(mtime));
+        if mode.is_some() || uid.is_some() || gid.is_some() || at.is_some() || mt.is_some() {
+            let via_handle = fh.and_then(|fh| self.file_handle(fh.0).ok());
+            match (via_handle, self.locate(ino)?) {
+                (Some((f, _)), _) => self.vol.set_meta_file(&f, mode, uid, gid, at, mt)?,
+                (None, Location::Dir(d)) => self.vol.set_meta(&d, None, mode, uid, gid, at, mt)?,
+                (None, Location::Entry { parent, name, .. }) => {
+                    self.vol.set_meta(&parent, Some(&name), mode, uid, gid, at, mt)?
+                }
+            }
+        }
+        self.attr_of(ino, fh)
+    }
+
+    fn list_dir(&self, ino: u64) -> Result<Vec<(u64, FileType, OsString)>> {
+        let dir = self.dir_of(ino)?;
+        let entries = self.vol.read_dir(&dir)?;
+        let t = self.table();
+        let parent = t.get(ino).map(|n| n.parent).unwrap_or(ROOT_INO);
+        let mut out = Vec::with_capacity(entries.len() + 2);
+        out.push((ino, FileType::Directory, OsString::from(".")));
+        out.push((parent, FileType::Directory, OsString::from("..")));
+        for e in entries {
+            let kind = e.kind.map(file_type).unwrap_or(FileType::RegularFile);
+            out.push((t.ino_for_backing(e.backing_ino), kind, OsString::from(OsStr::from_bytes(&e.name))));
+        }
+        Ok(out)
+    }
+}
+
+macro_rules! reply_result {
+    ($self:ident, $op:literal, $ino:expr, $reply:ident, $res:expr, |$v:ident| $ok:expr) => {
+        match $res {
+            Ok($v) => $ok,
+            Err(e) => {
+                $self.log_failure($op, $ino, &e);
+                $reply.error(to_errno(&e))
+            }
+        }
+    };
+}
+
+impl Filesystem for CmkFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_background(64);
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_PARALLEL_DIROPS);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        self.handles().clear();
+        self.vol.keys().cache().flush();
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let res = (|| {
+            let dir = self.dir_of(parent.0)?;
+            let attr = self.vol.lookup(&dir, name)?;
+            Ok(self.enter(parent.0, &dir, name, &attr))
+        })();
+        reply_result!(self, "lookup", parent.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.table_mut().forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let res = self.attr_of(ino.0, fh);
+        reply_result!(self, "getattr", ino.0, reply, res, |a| reply.attr(&self.ttl, &fuse_attr(ino.0, &a)))
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let res = self.do_setattr(ino.0, mode, uid, gid, size, atime, mtime, fh);
+        reply_result!(self, "setattr", ino.0, reply, res, |a| reply.attr(&self.ttl, &fuse_attr(ino.0, &a)))
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let res = match self.locate(ino.0) {
+            Ok(Location::Entry { parent, name, kind: FileKind::Symlink, .. }) => self.vol.readlink(&parent, &name),
+            Ok(_) => Err(verr(libc::EINVAL)),
+            Err(e) => Err(e),
+        };
+        reply_result!(self, "readlink", ino.0, reply, res, |t| reply.data(&t))
+    }
+
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, rdev: u32, reply: ReplyEntry) {
+        let res = (|| {
+            let dir = self.dir_of(parent.0)?;
+            let attr = self.vol.mknod(&dir, name, mode, rdev, self.owner(req, &dir))?;
+            Ok(self.enter(parent.0, &dir, name, &attr))
+        })();
+        reply_result!(self, "mknod", parent.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
+        let res = (|| {
+            let dir = self.dir_of(parent.0)?;
+            let attr = self.vol.mkdir(&dir, name, mode, self.owner(req, &dir))?;
+            Ok(self.enter(parent.0, &dir, name, &attr))
+        })();
+        reply_result!(self, "mkdir", parent.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let res = (|| {
+            let dir = self.dir_of(parent.0)?;
+            let attr = self.vol.unlink(&dir, name)?;
+            self.table_mut().unlinked(attr.backing_ino, attr.nlink <= 1);
+            Ok(())
+        })();
+        reply_result!(self, "unlink", parent.0, reply, res, |_v| reply.ok())
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let res = (|| {
+            let dir = self.dir_of(parent.0)?;
+            let attr = self.vol.rmdir(&dir, name)?;
+            self.table_mut().unlinked(attr.backing_ino, true);
+            Ok(())
+        })();
+        reply_result!(self, "rmdir", parent.0, reply, res, |_v| reply.ok())
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let res = (|| {
+            let dir = self.dir_of(parent.0)?;
+            let attr = self.vol.symlink(&dir, link_name, target.as_os_str().as_bytes(), self.owner(req, &dir))?;
+            Ok(self.enter(parent.0, &dir, link_name, &attr))
+        })();
+        reply_result!(self, "symlink", parent.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let res = (|| {
+            let src = self.dir_of(parent.0)?;
+            let dst = self.dir_of(newparent.0)?;
+            let moved = self.vol.lookup(&src, name)?.backing_ino;
+            let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
+            let other = if exchange { Some(self.vol.lookup(&dst, newname)?.backing_ino) } else { None };
+            let replaced = self.vol.rename(&src, name, &dst, newname, flags.bits())?;
+            let mut t = self.table_mut();
+            if let Some((ino, nlink)) = replaced {
+                t.unlinked(ino, nlink <= 1);
+            }
+            t.moved(moved, newparent.0, newname);
+            if let Some(o) = other {
+                t.moved(o, parent.0, name);
+            }
+            Ok(())
+        })();
+        reply_result!(self, "rename", parent.0, reply, res, |_v| reply.ok())
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let res = (|| {
+            let Location::Entry { parent, name, .. } = self.locate(ino.0)? else {
+                return Err(verr(libc::EPERM));
+            };
+            let dst = self.dir_of(newparent.0)?;
+            let attr = self.vol.link(&parent, &name, &dst, newname)?;
+            Ok(self.enter(newparent.0, &dst, newname, &attr))
+        })();
+        reply_result!(self, "link", ino.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let res = (|| {
+            let f = self.open_file_of(ino.0, None)?;
+            if self.vol.read_only() && flags.acc_mode() != OpenAccMode::O_RDONLY {
+                return Err(verr(libc::EROFS));
+            }
+            Ok(self.new_handle(Handle::File { file: f, append: flags.0 & libc::O_APPEND != 0 }))
+        })();
+        reply_result!(self, "open", ino.0, reply, res, |fh| reply.opened(FileHandle(fh), FopenFlags::empty()))
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let res = self.file_handle(fh.0).and_then(|(f, _)| self.vol.read(&f, offset, size as usize));
+        reply_result!(self, "read", ino.0, reply, res, |d| reply.data(&d))
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let res = self.file_handle(fh.0).and_then(|(f, append)| {
+            if append { self.vol.append(&f, data).map(|_| data.len()) } else { self.vol.write(&f, offset, data) }
+        });
+        reply_result!(self, "write", ino.0, reply, res, |n| reply.written(n as u32))
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.handles().remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        let res = self.file_handle(fh.0).and_then(|(f, _)| f.sync(datasync));
+        reply_result!(self, "fsync", ino.0, reply, res, |_v| reply.ok())
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let res = self.list_dir(ino.0).map(|e| self.new_handle(Handle::Dir { entries: Arc::new(e) }));
+        reply_result!(self, "opendir", ino.0, reply, res, |fh| reply.opened(FileHandle(fh), FopenFlags::empty()))
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let entries = match self.handles().get(&fh.0) {
+            Some(Handle::Dir { entries }) => entries.clone(),
+            _ => return reply.error(Errno::from_i32(libc::EBADF)),
+        };
+        let _ = ino;
+        for (i, (eino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(*eino), (i + 1) as u64, *kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.handles().remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        let res = self.dir_of(ino.0).and_then(|d| self.vol.sync_dir(&d));
+        reply_result!(self, "fsyncdir", ino.0, reply, res, |_v| reply.ok())
+    }
+
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        let res = self.vol.statfs();
+        reply_result!(self, "statfs", ino.0, reply, res, |s| reply.statfs(
+            s.blocks(),
+            s.blocks_free(),
+            s.blocks_available(),
+            s.files(),
+            s.files_free(),
+            s.block_size() as u32,
+            255,
+            s.fragment_size() as u32
+        ))
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let res = self.xattr_target(ino.0, true, |t| self.vol.set_xattr(t, name, value, flags));
+        reply_result!(self, "setxattr", ino.0, reply, res, |_v| reply.ok())
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let res = self.xattr_target(ino.0, false, |t| self.vol.get_xattr(t, name));
+        reply_result!(self, "getxattr", ino.0, reply, res, |v| {
+            if size == 0 {
+                reply.size(v.len() as u32)
+            } else if v.len() > size as usize {
+                reply.error(Errno::from_i32(libc::ERANGE))
+            } else {
+                reply.data(&v)
+            }
+        })
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let res = match self.locate(ino.0) {
+            Ok(Location::Entry { kind, .. }) if kind != FileKind::File => Ok(Vec::new()),
+            _ => self.xattr_target(ino.0, false, |t| self.vol.list_xattr(t)),
+        };
+        reply_result!(self, "listxattr", ino.0, reply, res, |names| {
+            let mut buf = Vec::new();
+            for n in names {
+                buf.extend_from_slice(&n);
+                buf.push(0);
+            }
+            if size == 0 {
+                reply.size(buf.len() as u32)
+            } else if buf.len() > size as usize {
+                reply.error(Errno::from_i32(libc::ERANGE))
+            } else {
+                reply.data(&buf)
+            }
+        })
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let res = self.xattr_target(ino.0, true, |t| self.vol.remove_xattr(t, name));
+        reply_result!(self, "removexattr", ino.0, reply, res, |_v| reply.ok())
+    }
+
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let res = self.attr_of(ino.0, None).and_then(|a| {
+            let mask = mask.bits() as u16 & 0o7;
+            if mask == 0 {
+                return Ok(());
+            }
+            let allowed = if req.uid() == 0 {
+                if mask & 1 != 0 && a.kind != FileKind::Dir && a.perm & 0o111 == 0 { 0 } else { 0o7 }
+            } else if req.uid() == a.uid {
+                (a.perm >> 6) & 7
+            } else if req.gid() == a.gid {
+                (a.perm >> 3) & 7
+            } else {
+                a.perm & 7
+            };
+            if mask & !allowed != 0 { Err(verr(libc::EACCES)) } else { Ok(()) }
+        });
+        reply_result!(self, "access", ino.0, reply, res, |_v| reply.ok())
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let res = (|| {
+            let dir = self.dir_of(parent.0)?;
+            let (f, attr) =
+                self.vol.create_file(&dir, name, mode, self.owner(req, &dir), flags & libc::O_EXCL != 0)?;
+            if flags & libc::O_TRUNC != 0 && attr.size > 0 {
+                self.vol.truncate(&f, 0)?;
+            }
+            let attr = self.vol.file_attr(&f)?;
+            let fa = self.enter(parent.0, &dir, name, &attr);
+            let fh = self.new_handle(Handle::File { file: f, append: flags & libc::O_APPEND != 0 });
+            Ok((fa, fh))
+        })();
+        reply_result!(self, "create", parent.0, reply, res, |v| reply.created(
+            &self.ttl,
+            &v.0,
+            Generation(0),
+            FileHandle(v.1),
+            FopenFlags::empty()
+        ))
+    }
+
+    fn fallocate(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, length: u64, mode: i32, reply: ReplyEmpty) {
+        let res = self.file_handle(fh.0).and_then(|(f, _)| self.vol.fallocate(&f, offset, length, mode));
+        reply_result!(self, "fallocate", ino.0, reply, res, |_v| reply.ok())
+    }
+}

@@ -1,0 +1,535 @@
+//! Directories and the name operations inside them. A `Dir` is an open backing directory
+//! and its directory id; entries are addressed by plaintext name, encrypted here.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, RenameFlags, openat, readlinkat, renameat2};
+use nix::sys::stat::{FileStat, Mode, SFlag, UtimensatFlags, fstat, fstatat, mkdirat, mknodat, utimensat};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, linkat, symlinkat, unlinkat};
+
+use crate::crypto::random_id;
+use crate::format::{DIRID_FILE_NAME, DIRID_LEN, DirIdFile};
+use crate::names::{self, BackingName, EntryKind};
+
+use super::{Attr, FileKind, OpenFile, Result, Volume, VolumeError, errno, symlink};
+
+/// An open backing directory.
+pub struct Dir {
+    fd: OwnedFd,
+    id: DirIdFile,
+}
+
+impl Dir {
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// One listed entry.
+#[derive(Clone, Debug)]
+pub struct DirEntry {
+    pub name: Vec<u8>,
+    pub backing_ino: u64,
+    pub kind: Option<FileKind>,
+}
+
+/// Who owns a new entry (set when the daemon runs as root on behalf of another user).
+#[derive(Clone, Copy, Debug)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A new time for setattr.
+#[derive(Clone, Copy, Debug)]
+pub enum TimeSet {
+    Now,
+    At(SystemTime),
+}
+
+fn timespec(t: Option<TimeSet>) -> TimeSpec {
+    match t {
+        None => TimeSpec::UTIME_OMIT,
+        Some(TimeSet::Now) => TimeSpec::UTIME_NOW,
+        Some(TimeSet::At(t)) => match t.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => TimeSpec::from_duration(d),
+            Err(e) => TimeSpec::from_duration(e.duration()) * -1,
+        },
+    }
+}
+
+const DIR_FLAGS: OFlag = OFlag::O_RDONLY.union(OFlag::O_DIRECTORY).union(OFlag::O_NOFOLLOW).union(OFlag::O_CLOEXEC);
+
+impl Volume {
+    fn load_dir(&self, fd: OwnedFd) -> Result<Dir> {
+        let idfd = openat(&fd, DIRID_FILE_NAME, OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
+            .map_err(|e| VolumeError::Integrity(format!("directory id file unreadable: {e}")))?;
+        let mut buf = [0u8; DIRID_LEN + 1];
+        let n = nix::unistd::read(&idfd, &mut buf)?;
+        let id = DirIdFile::decode(&buf[..n]).map_err(|e| VolumeError::Integrity(format!("directory id file: {e}")))?;
+        Ok(Dir { fd, id })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> Result<Dir> {
+        let fd = openat(&self.root_fd, ".", DIR_FLAGS, Mode::empty())?;
+        self.load_dir(fd)
+    }
+
+    /// The backing name of `name` in `dir`.
+    pub fn backing_name(&self, dir: &Dir, name: &OsStr) -> Result<BackingName> {
+        let dk = self.keys().data_key(dir.id.key)?;
+        Ok(names::encrypt_name(dk.names(), &dir.id.dir_id, name.as_bytes())?)
+    }
+
+    fn stat_entry(&self, dir: &Dir, entry: &str) -> Result<FileStat> {
+        Ok(fstatat(&dir.fd, entry, AtFlags::AT_SYMLINK_NOFOLLOW)?)
+    }
+
+    fn attr_of(&self, st: &FileStat) -> Result<Attr> {
+        let mut a = Attr::from_stat(st, self.layout()).ok_or(errno(libc::EIO))?;
+        if a.kind == FileKind::File {
+            if let Some(size) = self.open_file_size(a.backing_ino) {
+                a.size = size;
+                a.blocks = size.div_ceil(4096) * 8;
+            }
+        }
+        Ok(a)
+    }
+
+    /// Attributes of `name` in `dir`.
+    pub fn lookup(&self, dir: &Dir, name: &OsStr) -> Result<Attr> {
+        let b = self.backing_name(dir, name)?;
+        self.attr_of(&self.stat_entry(dir, b.entry())?)
+    }
+
+    /// Attributes of an open directory.
+    pub fn dir_attr(&self, dir: &Dir) -> Result<Attr> {
+        self.attr_of(&fstat(&dir.fd)?)
+    }
+
+    /// Attributes of an open file.
+    pub fn file_attr(&self, f: &OpenFile) -> Result<Attr> {
+        let mut a = self.attr_of(&fstat(f.raw_file())?)?;
+        a.size = f.size();
+        a.blocks = a.size.div_ceil(4096) * 8;
+        Ok(a)
+    }
+
+    pub fn open_subdir(&self, dir: &Dir, name: &OsStr) -> Result<Dir> {
+        let b = self.backing_name(dir, name)?;
+        let fd = openat(&dir.fd, b.entry(), DIR_FLAGS, Mode::empty())?;
+        self.load_dir(fd)
+    }
+
+    /// Opens a regular file for content access.
+    pub fn open_file(&self, dir: &Dir, name: &OsStr) -> Result<Arc<OpenFile>> {
+        let b = self.backing_name(dir, name)?;
+        let fd = self.open_backing_file(dir, b.entry(), OFlag::empty(), Mode::empty())?;
+        self.share_open_file(File::from(fd))
+    }
+
+    fn open_backing_file(&self, dir: &Dir, entry: &str, extra: OFlag, mode: Mode) -> Result<OwnedFd> {
+        let acc = if self.read_only() { OFlag::O_RDONLY } else { OFlag::O_RDWR };
+        let flags = acc | extra | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        match openat(&dir.fd, entry, flags, mode) {
+            Err(Errno::EACCES) if !self.read_only() => {
+                Ok(openat(&dir.fd, entry, (flags - OFlag::O_RDWR) | OFlag::O_RDONLY, mode)?)
+            }
+            Err(Errno::ELOOP) => Err(errno(libc::ELOOP)),
+            r => Ok(r?),
+        }
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.read_only() { Err(errno(libc::EROFS)) } else { Ok(()) }
+    }
+
+    /// Writes the side file of a long name (no-op for short names).
+    fn write_side_file(&self, dir: &Dir, b: &BackingName) -> Result<()> {
+        if let BackingName::Long { side_file, encoded, .. } = b {
+            let fd = openat(
+                &dir.fd,
+                side_file.as_str(),
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+                Mode::from_bits_truncate(0o400),
+            )?;
+            File::from(fd).write_all(encoded.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn remove_side_file(&self, dir: &Dir, b: &BackingName) {
+        if let BackingName::Long { side_file, .. } = b {
+            if let Err(e) = unlinkat(&dir.fd, side_file.as_str(), UnlinkatFlags::NoRemoveDir) {
+                tracing::warn!("cannot remove long-name side file {side_file}: {e}");
+            }
+        }
+    }
+
+    fn chown_entry(&self, dir: &Dir, entry: &str, owner: Option<Owner>) -> Result<()> {
+        if let Some(o) = owner {
+            fchownat(&dir.fd, entry, Some(Uid::from_raw(o.uid)), Some(Gid::from_raw(o.gid)), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        }
+        Ok(())
+    }
+
+    /// Creates (or with `exclusive` false, opens an existing) regular file.
+    pub fn create_file(&self, dir: &Dir, name: &OsStr, mode: u32, owner: Option<Owner>, exclusive: bool) -> Result<(Arc<OpenFile>, Attr)> {
+        self.check_writable()?;
+        let b = self.backing_name(dir, name)?;
+        self.write_side_file(dir, &b)?;
+        let excl = if exclusive { OFlag::O_EXCL } else { OFlag::empty() };
+        let fd = match self.open_backing_file(dir, b.entry(), OFlag::O_CREAT | excl, Mode::from_bits_truncate(mode & 0o7777)) {
+            Ok(fd) => fd,
+            Err(e) => {
+                if exclusive {
+                    // The side file belongs to an existing entry when the name exists.
+                    if !matches!(&e, VolumeError::Io(io) if io.raw_os_error() == Some(libc::EEXIST)) {
+                        self.remove_side_file(dir, &b);
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let st = fstat(&fd)?;
+        if st.st_size == 0 && st.st_nlink == 1 {
+            self.chown_entry(dir, b.entry(), owner)?;
+        }
+        let f = self.share_open_file(File::from(fd))?;
+        let attr = self.file_attr(&f)?;
+        Ok((f, attr))
+    }
+
+    /// Creates a directory: built under a temporary name with its id file, then renamed into
+    /// place, so a crash never leaves a directory without an id.
+    pub fn mkdir(&self, dir: &Dir, name: &OsStr, mode: u32, owner: Option<Owner>) -> Result<Attr> {
+        self.check_writable()?;
+        let b = self.backing_name(dir, name)?;
+        let tmp = format!(".tmp.mkdir.{}", hex(&random_id()?[..8]));
+        mkdirat(&dir.fd, tmp.as_str(), Mode::from_bits_truncate(0o700))?;
+        let result = (|| -> Result<()> {
+            let sub = openat(&dir.fd, tmp.as_str(), DIR_FLAGS, Mode::empty())?;
+            let id = DirIdFile { key: self.current_key()?, dir_id: random_id()? };
+            let idfd = openat(&sub, DIRID_FILE_NAME, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o400))?;
+            let mut idf = File::from(idfd);
+            idf.write_all(&id.encode())?;
+            idf.sync_all()?;
+            nix::sys::stat::fchmod(&sub, Mode::from_bits_truncate(mode & 0o7777))?;
+            if let Some(o) = owner {
+                nix::unistd::fchown(&sub, Some(Uid::from_raw(o.uid)), Some(Gid::from_raw(o.gid)))?;
+            }
+            self.write_side_file(dir, &b)?;
+            if let Err(e) = renameat2(&dir.fd, tmp.as_str(), &dir.fd, b.entry(), RenameFlags::RENAME_NOREPLACE) {
+                if e != Errno::EEXIST {
+                    self.remove_side_file(dir, &b);
+                }
+                return Err(e.into());
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = unlinkat(&dir.fd, format!("{tmp}/{DIRID_FILE_NAME}").as_str(), UnlinkatFlags::NoRemoveDir);
+            let _ = unlinkat(&dir.fd, tmp.as_str(), UnlinkatFlags::RemoveDir);
+            return Err(e);
+        }
+        self.attr_of(&self.stat_entry(dir, b.entry())?)
+    }
+
+    /// Creates a FIFO, socket or device node (or an empty regular file).
+    pub fn mknod(&self, dir: &Dir, name: &OsStr, mode: u32, rdev: u32, owner: Option<Owner>) -> Result<Attr> {
+        self.check_writable()?;
+        let kind = FileKind::from_mode(mode).ok_or(errno(libc::EINVAL))?;
+        if kind == FileKind::File {
+            let (f, a) = self.create_file(dir, name, mode, owner, true)?;
+            drop(f);
+            return Ok(a);
+        }
+        if kind == FileKind::Dir || kind == FileKind::Symlink {
+            return Err(errno(libc::EINVAL));
+        }
+        let b = self.backing_name(dir, name)?;
+        self.write_side_file(dir, &b)?;
+        let sflag = SFlag::from_bits_truncate(mode & libc::S_IFMT);
+        if let Err(e) = mknodat(&dir.fd, b.entry(), sflag, Mode::from_bits_truncate(mode & 0o7777), rdev as libc::dev_t) {
+            if e != Errno::EEXIST {
+                self.remove_side_file(dir, &b);
+            }
+            return Err(e.into());
+        }
+        self.chown_entry(dir, b.entry(), owner)?;
+        self.attr_of(&self.stat_entry(dir, b.entry())?)
+    }
+
+    pub fn symlink(&self, dir: &Dir, name: &OsStr, target: &[u8], owner: Option<Owner>) -> Result<Attr> {
+        self.check_writable()?;
+        let b = self.backing_name(dir, name)?;
+        let stored = symlink::encrypt_target(self.keys(), self.current_key()?, target)?;
+        self.write_side_file(dir, &b)?;
+        if let Err(e) = symlinkat(stored.as_str(), &dir.fd, b.entry()) {
+            if e != Errno::EEXIST {
+                self.remove_side_file(dir, &b);
+            }
+            return Err(e.into());
+        }
+        self.chown_entry(dir, b.entry(), owner)?;
+        self.attr_of(&self.stat_entry(dir, b.entry())?)
+    }
+
+    pub fn readlink(&self, dir: &Dir, name: &OsStr) -> Result<Vec<u8>> {
+        let b = self.backing_name(dir, name)?;
+        let stored = readlinkat(&dir.fd, b.entry())?;
+        symlink::decrypt_target(self.keys(), stored.as_bytes()).inspect_err(|e| {
+            tracing::error!(entry = b.entry(), "symlink target: {e}");
+        })
+    }
+
+    pub fn link(&self, src_dir: &Dir, src: &OsStr, dst_dir: &Dir, dst: &OsStr) -> Result<Attr> {
+        self.check_writable()?;
+        let sb = self.backing_name(src_dir, src)?;
+        let db = self.backing_name(dst_dir, dst)?;
+        self.write_side_file(dst_dir, &db)?;
+        if let Err(e) = linkat(&src_dir.fd, sb.entry(), &dst_dir.fd, db.entry(), AtFlags::empty()) {
+            if e != Errno::EEXIST {
+                self.remove_side_file(dst_dir, &db);
+            }
+            return Err(e.into());
+        }
+        self.attr_of(&self.stat_entry(dst_dir, db.entry())?)
+    }
+
+    /// Removes a non-directory; returns the attributes it had.
+    pub fn unlink(&self, dir: &Dir, name: &OsStr) -> Result<Attr> {
+        self.check_writable()?;
+        let b = self.backing_name(dir, name)?;
+        let st = self.stat_entry(dir, b.entry())?;
+        if FileKind::from_mode(st.st_mode) == Some(FileKind::Dir) {
+            return Err(errno(libc::EISDIR));
+        }
+        unlinkat(&dir.fd, b.entry(), UnlinkatFlags::NoRemoveDir)?;
+        self.remove_side_file(dir, &b);
+        self.attr_of(&st)
+    }
+
+    /// Whether a backing directory holds nothing but its id file.
+    fn is_empty_dir(&self, fd: &OwnedFd) -> Result<bool> {
+        let mut d = nix::dir::Dir::openat(fd, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+        for e in d.iter() {
+            let e = e?;
+            let n = e.file_name().to_bytes();
+            if n != b"." && n != b".." && n != DIRID_FILE_NAME.as_bytes() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Removes an empty directory; returns its attributes.
+    pub fn rmdir(&self, dir: &Dir, name: &OsStr) -> Result<Attr> {
+        self.check_writable()?;
+        let b = self.backing_name(dir, name)?;
+        let sub = openat(&dir.fd, b.entry(), DIR_FLAGS, Mode::empty())?;
+        let attr = self.attr_of(&fstat(&sub)?)?;
+        self.remove_dir_id(&sub)?;
+        if let Err(e) = unlinkat(&dir.fd, b.entry(), UnlinkatFlags::RemoveDir) {
+            self.restore_dir_id(&sub);
+            return Err(e.into());
+        }
+        self.remove_side_file(dir, &b);
+        Ok(attr)
+    }
+
+    /// Checks a directory is empty and removes its id file, keeping a copy for restore.
+    fn remove_dir_id(&self, sub: &OwnedFd) -> Result<()> {
+        if !self.is_empty_dir(sub)? {
+            return Err(errno(libc::ENOTEMPTY));
+        }
+        match unlinkat(sub, DIRID_FILE_NAME, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn restore_dir_id(&self, sub: &OwnedFd) {
+        // The directory id only matters while the directory has entries; a new one is fine.
+        let restore = || -> Result<()> {
+            let id = DirIdFile { key: self.current_key()?, dir_id: random_id()? };
+            let fd = openat(sub, DIRID_FILE_NAME, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o400))?;
+            File::from(fd).write_all(&id.encode())?;
+            Ok(())
+        };
+        if let Err(e) = restore() {
+            tracing::error!("cannot restore a directory id file after a failed rmdir: {e}");
+        }
+    }
+
+    /// Renames with `renameat2` flags (RENAME_NOREPLACE, RENAME_EXCHANGE). Returns the
+    /// backing inode and link count of a replaced entry, if one was replaced.
+    pub fn rename(&self, src_dir: &Dir, src: &OsStr, dst_dir: &Dir, dst: &OsStr, flags: u32) -> Result<Option<(u64, u64)>> {
+        self.check_writable()?;
+        let sb = self.backing_name(src_dir, src)?;
+        let db = self.backing_name(dst_dir, dst)?;
+        let rflags = RenameFlags::from_bits(flags).ok_or(errno(libc::EINVAL))?;
+        let exchange = rflags.contains(RenameFlags::RENAME_EXCHANGE);
+        let src_st = self.stat_entry(src_dir, sb.entry())?;
+        let dst_st = match self.stat_entry(dst_dir, db.entry()) {
+            Ok(st) => Some(st),
+            Err(VolumeError::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(d) = &dst_st {
+            if d.st_ino == src_st.st_ino && d.st_dev == src_st.st_dev {
+                return Ok(None); // same inode: POSIX says do nothing
+            }
+        }
+        // A replaced directory must be empty; its id file goes first (restored on failure).
+        let mut victim_dir = None;
+        if let Some(d) = &dst_st {
+            if !exchange && !rflags.contains(RenameFlags::RENAME_NOREPLACE) && FileKind::from_mode(d.st_mode) == Some(FileKind::Dir) {
+                if FileKind::from_mode(src_st.st_mode) != Some(FileKind::Dir) {
+                    return Err(errno(libc::EISDIR));
+                }
+                let sub = openat(&dst_dir.fd, db.entry(), DIR_FLAGS, Mode::empty())?;
+                self.remove_dir_id(&sub)?;
+                victim_dir = Some(sub);
+            }
+        }
+        self.write_side_file(dst_dir, &db)?;
+        if let Err(e) = renameat2(&src_dir.fd, sb.entry(), &dst_dir.fd, db.entry(), rflags) {
+            if let Some(sub) = &victim_dir {
+                self.restore_dir_id(sub);
+            }
+            if dst_st.is_none() {
+                self.remove_side_file(dst_dir, &db);
+            }
+            return Err(e.into());
+        }
+        if !exchange {
+            self.remove_side_file(src_dir, &sb);
+        }
+        Ok(if exchange { None } else { dst_st.map(|d| (d.st_ino, d.st_nlink as u64)) })
+    }
+
+    /// Lists `dir`: decrypted names with their backing inodes. Undecryptable entries are
+    /// logged and skipped.
+    pub fn read_dir(&self, dir: &Dir) -> Result<Vec<DirEntry>> {
+        let dk = self.keys().data_key(dir.id.key)?;
+        let mut d = nix::dir::Dir::openat(&dir.fd, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+        let mut out = Vec::new();
+        for e in d.iter() {
+            let e = e?;
+            let Ok(entry) = e.file_name().to_str() else { continue };
+            let name = match names::classify(entry) {
+                EntryKind::Reserved => continue,
+                EntryKind::Short(enc) => names::decrypt_name(dk.names(), &dir.id.dir_id, enc, None),
+                EntryKind::Long { side_file } => match self.read_side_file(dir, &side_file) {
+                    Ok(enc) => names::decrypt_name(dk.names(), &dir.id.dir_id, &enc, Some(entry)),
+                    Err(_) => Err(names::NameError::Undecryptable),
+                },
+            };
+            let name = match name {
+                Ok(n) => n,
+                Err(err) => {
+                    tracing::warn!(entry, "skipping a backing entry whose name does not decrypt: {err}");
+                    continue;
+                }
+            };
+            let kind = match e.file_type() {
+                Some(nix::dir::Type::Directory) => Some(FileKind::Dir),
+                Some(nix::dir::Type::File) => Some(FileKind::File),
+                Some(nix::dir::Type::Symlink) => Some(FileKind::Symlink),
+                Some(nix::dir::Type::Fifo) => Some(FileKind::Fifo),
+                Some(nix::dir::Type::Socket) => Some(FileKind::Socket),
+                Some(nix::dir::Type::CharacterDevice) => Some(FileKind::CharDevice),
+                Some(nix::dir::Type::BlockDevice) => Some(FileKind::BlockDevice),
+                None => None,
+            };
+            out.push(DirEntry { name, backing_ino: e.ino(), kind });
+        }
+        Ok(out)
+    }
+
+    fn read_side_file(&self, dir: &Dir, side_file: &str) -> Result<String> {
+        let fd = openat(&dir.fd, side_file, OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())?;
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(File::from(fd), 4096), &mut s)?;
+        Ok(s)
+    }
+
+    /// chmod/chown/utimens of `name` in `dir`, or of `dir` itself when `name` is None.
+    pub fn set_meta(
+        &self,
+        dir: &Dir,
+        name: Option<&OsStr>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        atime: Option<TimeSet>,
+        mtime: Option<TimeSet>,
+    ) -> Result<()> {
+        self.check_writable()?;
+        let b = name.map(|n| self.backing_name(dir, n)).transpose()?;
+        let entry: &str = b.as_ref().map(|b| b.entry()).unwrap_or(".");
+        let flag = if b.is_some() { AtFlags::AT_SYMLINK_NOFOLLOW } else { AtFlags::empty() };
+        if uid.is_some() || gid.is_some() {
+            fchownat(&dir.fd, entry, uid.map(Uid::from_raw), gid.map(Gid::from_raw), flag)?;
+        }
+        if let Some(m) = mode {
+            let st = fstatat(&dir.fd, entry, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+            if FileKind::from_mode(st.st_mode) != Some(FileKind::Symlink) {
+                nix::sys::stat::fchmodat(&dir.fd, entry, Mode::from_bits_truncate(m & 0o7777), nix::sys::stat::FchmodatFlags::FollowSymlink)?;
+            }
+        }
+        if atime.is_some() || mtime.is_some() {
+            let uflag = if b.is_some() { UtimensatFlags::NoFollowSymlink } else { UtimensatFlags::FollowSymlink };
+            utimensat(&dir.fd, entry, &timespec(atime), &timespec(mtime), uflag)?;
+        }
+        Ok(())
+    }
+
+    /// chmod/chown/utimens through an open file (works after the last name is gone).
+    pub fn set_meta_file(
+        &self,
+        f: &OpenFile,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        atime: Option<TimeSet>,
+        mtime: Option<TimeSet>,
+    ) -> Result<()> {
+        self.check_writable()?;
+        let fd = f.raw_file().as_fd();
+        if uid.is_some() || gid.is_some() {
+            nix::unistd::fchown(fd, uid.map(Uid::from_raw), gid.map(Gid::from_raw))?;
+        }
+        if let Some(m) = mode {
+            nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(m & 0o7777))?;
+        }
+        if atime.is_some() || mtime.is_some() {
+            nix::sys::stat::futimens(fd, &timespec(atime), &timespec(mtime))?;
+        }
+        Ok(())
+    }
+
+    /// fsync of a directory.
+    pub fn sync_dir(&self, dir: &Dir) -> Result<()> {
+        nix::unistd::fsync(&dir.fd)?;
+        Ok(())
+    }
+
+    pub(super) fn dir_identity(&self, dir: &Dir) -> DirIdFile {
+        dir.id
+    }
+}
+
+pub(super) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,399 @@
+//! File content: the header and the blocks of one backing file, read and written with
+//! block-level read-modify-write under the file's lock. Tampered blocks give
+//! `VolumeError::Integrity` and a log line naming the backing file and block index.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::crypto::{BlockCipher, NONCE_LEN, TAG_LEN, random_id};
+use crate::format::{BlockLayout, FileHeader, HEADER_LEN, block_aad};
+
+use super::{Result, Volume, VolumeError, errno};
+
+/// Blocks processed per batch, bounding memory for large writes and zero fills.
+const BLOCKS_PER_BATCH: u64 = 256;
+
+pub struct OpenFile {
+    file: File,
+    backing_ino: u64,
+    state: RwLock<FileState>,
+}
+
+struct FileState {
+    header: Option<FileHeader>,
+    cipher: Option<Arc<BlockCipher>>,
+    /// Plaintext size.
+    size: u64,
+    /// Why the file cannot be used at all (bad header), if so.
+    damaged: Option<String>,
+}
+
+impl OpenFile {
+    pub(super) fn load(file: File, backing_ino: u64, layout: BlockLayout) -> Result<OpenFile> {
+        let len = file.metadata()?.len();
+        let mut state = FileState { header: None, cipher: None, size: 0, damaged: None };
+        if len > 0 {
+            let mut buf = [0u8; HEADER_LEN];
+            match file.read_exact_at(&mut buf, 0) {
+                Ok(()) => match FileHeader::decode(&buf) {
+                    Ok(h) if h.block_shift as u64 == layout.block_size.trailing_zeros() as u64 => {
+                        state.header = Some(h)
+                    }
+                    Ok(_) => state.damaged = Some("header has the wrong block size".into()),
+                    Err(e) => state.damaged = Some(format!("header: {e}")),
+                },
+                Err(_) => state.damaged = Some(format!("file is {len} bytes, shorter than a header")),
+            }
+            state.size = layout.plaintext_size(len).unwrap_or_else(|s| s);
+        }
+        Ok(OpenFile { file, backing_ino, state: RwLock::new(state) })
+    }
+
+    pub fn backing_ino(&self) -> u64 {
+        self.backing_ino
+    }
+
+    /// Current plaintext size.
+    pub fn size(&self) -> u64 {
+        self.read_state().size
+    }
+
+    pub fn file_id(&self) -> Option<[u8; 16]> {
+        self.read_state().header.map(|h| h.file_id)
+    }
+
+    fn read_state(&self) -> RwLockReadGuard<'_, FileState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, FileState> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The backing path, for log lines.
+    pub fn backing_path(&self) -> String {
+        std::fs::read_link(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| format!("backing inode {}", self.backing_ino))
+    }
+
+    pub fn sync(&self, data_only: bool) -> Result<()> {
+        if data_only { self.file.sync_data()? } else { self.file.sync_all()? }
+        Ok(())
+    }
+
+    pub(super) fn raw_file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl Volume {
+    fn integrity(&self, f: &OpenFile, what: String) -> VolumeError {
+        tracing::error!(file = %f.backing_path(), "integrity check failed: {what}");
+        VolumeError::Integrity(what)
+    }
+
+    fn cipher(&self, f: &OpenFile, st: &mut FileState) -> Result<Arc<BlockCipher>> {
+        if let Some(c) = &st.cipher {
+            return Ok(c.clone());
+        }
+        let h = st.header.ok_or_else(|| self.integrity(f, "file has no header".into()))?;
+        let c = Arc::new(self.keys().data_key(h.key)?.content_cipher(&h.file_id)?);
+        st.cipher = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Opens the backing file of a regular file, sharing the `OpenFile` of its inode.
+    pub(super) fn share_open_file(&self, file: File) -> Result<Arc<OpenFile>> {
+        let ino = std::os::unix::fs::MetadataExt::ino(&file.metadata()?);
+        let layout = self.layout();
+        self.open_files.get_or_insert(ino, || OpenFile::load(file, ino, layout))
+    }
+
+    /// The plaintext size of a file that is open, if it is.
+    pub fn open_file_size(&self, backing_ino: u64) -> Option<u64> {
+        self.open_files.get(backing_ino).map(|f| f.size())
+    }
+
+    /// Reads up to `len` bytes at `offset`.
+    pub fn read(&self, f: &OpenFile, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let st = f.read_state();
+        if let Some(why) = &st.damaged {
+            return Err(self.integrity(f, why.clone()));
+        }
+        let size = st.size;
+        if offset >= size || len == 0 {
+            return Ok(Vec::new());
+        }
+        let cipher = match &st.cipher {
+            Some(c) => c.clone(),
+            None => {
+                drop(st);
+                let mut w = f.write_state();
+                let c = self.cipher(f, &mut w)?;
+                drop(w);
+                return self.read_with(f, c, offset, len);
+            }
+        };
+        drop(st);
+        self.read_with(f, cipher, offset, len)
+    }
+
+    fn read_with(&self, f: &OpenFile, cipher: Arc<BlockCipher>, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let st = f.read_state();
+        let size = st.size;
+        let file_id = st.header.map(|h| h.file_id).unwrap_or_default();
+        if offset >= size {
+            return Ok(Vec::new());
+        }
+        let l = self.layout();
+        let bs = l.block_size;
+        let end = size.min(offset + len as u64);
+        let (b0, b1) = (offset / bs, (end - 1) / bs);
+        let last = (size - 1) / bs;
+        let ct_start = l.block_offset(b0);
+        let ct_end = l.block_offset(b1) + sealed_len(l, size, b1);
+        let mut sealed = vec![0u8; (ct_end - ct_start) as usize];
+        let got = read_full(&f.file, &mut sealed, ct_start)?;
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        let mut pos = 0usize;
+        for b in b0..=b1 {
+            let slen = sealed_len(l, size, b) as usize;
+            if pos + slen > got {
+                return Err(self.integrity(f, format!("block {b} is missing (ciphertext file truncated)")));
+            }
+            let block = &mut sealed[pos..pos + slen];
+            let plain = cipher
+                .open(&block_aad(&file_id, b, b == last), block)
+                .map_err(|_| self.integrity(f, format!("block {b} failed authentication")))?;
+            let bstart = b * bs;
+            let from = offset.saturating_sub(bstart) as usize;
+            let to = ((end - bstart) as usize).min(plain.len());
+            out.extend_from_slice(&plain[from..to]);
+            pos += slen;
+        }
+        Ok(out)
+    }
+
+    /// Writes `data` at `offset`; a gap past the end is filled with encrypted zero blocks.
+    pub fn write(&self, f: &OpenFile, offset: u64, data: &[u8]) -> Result<usize> {
+        if self.read_only() {
+            return Err(errno(libc::EROFS));
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let mut st = f.write_state();
+        self.write_locked(f, &mut st, offset, data)?;
+        Ok(data.len())
+    }
+
+    /// Appends `data` at the current end of the file; returns the offset written at.
+    pub fn append(&self, f: &OpenFile, data: &[u8]) -> Result<u64> {
+        let mut st = f.write_state();
+        let off = st.size;
+        self.write_locked(f, &mut st, off, data)?;
+        Ok(off)
+    }
+
+    fn ensure_header(&self, f: &OpenFile, st: &mut FileState) -> Result<()> {
+        if let Some(why) = &st.damaged {
+            return Err(self.integrity(f, why.clone()));
+        }
+        if st.header.is_none() {
+            let h = FileHeader {
+                block_shift: self.layout().block_size.trailing_zeros() as u8,
+                key: self.current_key()?,
+                file_id: random_id()?,
+            };
+            f.file.write_all_at(&h.encode(), 0)?;
+            st.header = Some(h);
+            st.cipher = None;
+        }
+        Ok(())
+    }
+
+    /// Makes sure the file has a header (and so a file id), creating one for an empty file.
+    pub(super) fn file_identity(&self, f: &OpenFile) -> Result<FileHeader> {
+        let mut st = f.write_state();
+        self.ensure_header(f, &mut st)?;
+        st.header.ok_or_else(|| VolumeError::Integrity("no header".into()))
+    }
+
+    fn write_locked(&self, f: &OpenFile, st: &mut FileState, offset: u64, data: &[u8]) -> Result<()> {
+        let end = offset.checked_add(data.len() as u64).ok_or(errno(libc::EFBIG))?;
+        if end > i64::MAX as u64 / 2 {
+            return Err(errno(libc::EFBIG));
+        }
+        self.ensure_header(f, st)?;
+        let cipher = self.cipher(f, st)?;
+        let file_id = st.header.map(|h| h.file_id).unwrap_or_default();
+        let l = self.layout();
+        let bs = l.block_size;
+        let old_size = st.size;
+        let new_size = old_size.max(end);
+        if data.is_empty() && end <= old_size {
+            return Ok(());
+        }
+        let start = offset.min(old_size);
+        // A full final block that stays untouched stops being the final block.
+        if new_size > old_size && old_size > 0 && old_size % bs == 0 && start >= old_size {
+            let b = old_size / bs - 1;
+            let mut block = self.read_block(f, &cipher, &file_id, old_size, b)?;
+            let mut sealed = vec![0u8; block.len() + NONCE_LEN + TAG_LEN];
+            sealed[NONCE_LEN..NONCE_LEN + block.len()].copy_from_slice(&block);
+            zeroize::Zeroize::zeroize(&mut block);
+            cipher.seal(&block_aad(&file_id, b, false), &mut sealed)?;
+            f.file.write_all_at(&sealed, l.block_offset(b))?;
+        }
+        let new_last = (new_size - 1) / bs;
+        let (first, last) = (start / bs, (end.max(start + 1) - 1) / bs);
+        let mut b = first;
+        while b <= last {
+            let batch_end = last.min(b + BLOCKS_PER_BATCH - 1);
+            let mut sealed = Vec::with_capacity(((batch_end - b + 1) * l.sealed_block_size()) as usize);
+            for blk in b..=batch_end {
+                let bstart = blk * bs;
+                let blen = bs.min(new_size - bstart) as usize;
+                let pos = sealed.len();
+                sealed.resize(pos + NONCE_LEN + blen + TAG_LEN, 0);
+                let plain = &mut sealed[pos + NONCE_LEN..pos + NONCE_LEN + blen];
+                let cov_from = start.max(bstart);
+                let cov_to = end.min(bstart + blen as u64);
+                let covers_all = cov_from == bstart && cov_to == bstart + blen as u64;
+                if !covers_all && bstart < old_size {
+                    let mut old = self.read_block(f, &cipher, &file_id, old_size, blk)?;
+                    plain[..old.len()].copy_from_slice(&old);
+                    zeroize::Zeroize::zeroize(&mut old);
+                }
+                // Zero fill of the gap between the old end and the write.
+                let gap_from = old_size.max(bstart);
+                let gap_to = offset.min(bstart + blen as u64);
+                if gap_from < gap_to {
+                    plain[(gap_from - bstart) as usize..(gap_to - bstart) as usize].fill(0);
+                }
+                let d_from = offset.max(bstart);
+                let d_to = end.min(bstart + blen as u64);
+                if d_from < d_to {
+                    plain[(d_from - bstart) as usize..(d_to - bstart) as usize]
+                        .copy_from_slice(&data[(d_from - offset) as usize..(d_to - offset) as usize]);
+                }
+                cipher.seal(&block_aad(&file_id, blk, blk == new_last), &mut sealed[pos..])?;
+            }
+            f.file.write_all_at(&sealed, l.block_offset(b))?;
+            b = batch_end + 1;
+        }
+        st.size = new_size;
+        Ok(())
+    }
+
+    /// Decrypts block `b` of a file of plaintext size `size`.
+    fn read_block(&self, f: &OpenFile, cipher: &BlockCipher, file_id: &[u8; 16], size: u64, b: u64) -> Result<Vec<u8>> {
+        let l = self.layout();
+        let slen = sealed_len(l, size, b) as usize;
+        let mut sealed = vec![0u8; slen];
+        let got = read_full(&f.file, &mut sealed, l.block_offset(b))?;
+        if got != slen {
+            return Err(self.integrity(f, format!("block {b} is missing (ciphertext file truncated)")));
+        }
+        let last = (size - 1) / l.block_size;
+        let plain = cipher
+            .open(&block_aad(file_id, b, b == last), &mut sealed)
+            .map_err(|_| self.integrity(f, format!("block {b} failed authentication")))?;
+        Ok(plain.to_vec())
+    }
+
+    /// Sets the plaintext size: growing writes encrypted zeros, shrinking re-seals the new
+    /// final block.
+    pub fn truncate(&self, f: &OpenFile, new_size: u64) -> Result<()> {
+        if self.read_only() {
+            return Err(errno(libc::EROFS));
+        }
+        let mut st = f.write_state();
+        let old_size = st.size;
+        if new_size == old_size {
+            return Ok(());
+        }
+        if new_size > old_size {
+            return self.write_locked(f, &mut st, new_size, &[]);
+        }
+        if let Some(why) = &st.damaged {
+            return Err(self.integrity(f, why.clone()));
+        }
+        let l = self.layout();
+        if new_size == 0 {
+            f.file.set_len(if st.header.is_some() { HEADER_LEN as u64 } else { 0 })?;
+            st.size = 0;
+            return Ok(());
+        }
+        let cipher = self.cipher(f, &mut st)?;
+        let file_id = st.header.map(|h| h.file_id).unwrap_or_default();
+        let b = (new_size - 1) / l.block_size;
+        let keep = (new_size - b * l.block_size) as usize;
+        let mut plain = self.read_block(f, &cipher, &file_id, old_size, b)?;
+        let mut sealed = vec![0u8; keep + NONCE_LEN + TAG_LEN];
+        sealed[NONCE_LEN..NONCE_LEN + keep].copy_from_slice(&plain[..keep]);
+        zeroize::Zeroize::zeroize(&mut plain);
+        cipher.seal(&block_aad(&file_id, b, true), &mut sealed)?;
+        f.file.write_all_at(&sealed, l.block_offset(b))?;
+        f.file.set_len(l.ciphertext_len(new_size))?;
+        st.size = new_size;
+        Ok(())
+    }
+
+    /// fallocate: mode 0 and `FALLOC_FL_KEEP_SIZE` reserve space (growing the file with
+    /// zeros for mode 0); `ZERO_RANGE` and `PUNCH_HOLE` write encrypted zeros, since a hole
+    /// in the ciphertext would be an unauthenticated way to erase data.
+    pub fn fallocate(&self, f: &OpenFile, offset: u64, len: u64, mode: i32) -> Result<()> {
+        if self.read_only() {
+            return Err(errno(libc::EROFS));
+        }
+        let end = offset.checked_add(len).ok_or(errno(libc::EFBIG))?;
+        let keep_size = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
+        let zero = mode & (libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_PUNCH_HOLE) != 0;
+        if mode & !(libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_PUNCH_HOLE) != 0 {
+            return Err(errno(libc::EOPNOTSUPP));
+        }
+        if mode & libc::FALLOC_FL_PUNCH_HOLE != 0 && !keep_size {
+            return Err(errno(libc::EINVAL));
+        }
+        let mut st = f.write_state();
+        let size = st.size;
+        if zero {
+            let zero_end = if keep_size { end.min(size) } else { end };
+            let mut pos = offset;
+            let chunk = vec![0u8; (BLOCKS_PER_BATCH * self.layout().block_size) as usize];
+            while pos < zero_end {
+                let n = (zero_end - pos).min(chunk.len() as u64) as usize;
+                self.write_locked(f, &mut st, pos, &chunk[..n])?;
+                pos += n as u64;
+            }
+            return Ok(());
+        }
+        if !keep_size && end > size {
+            self.write_locked(f, &mut st, end, &[])?;
+        }
+        Ok(())
+    }
+}
+
+/// Sealed length of block `b` of a file of plaintext size `size`.
+fn sealed_len(l: BlockLayout, size: u64, b: u64) -> u64 {
+    l.block_size.min(size - b * l.block_size) + (NONCE_LEN + TAG_LEN) as u64
+}
+
+/// `pread` until `buf` is full or end of file; returns the bytes read.
+fn read_full(file: &File, buf: &mut [u8], offset: u64) -> Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(got)
+}

@@ -1,0 +1,97 @@
+//! Creating a volume: the metadata directory, `volume.json`, a fresh service key outside the
+//! backing directory, the first data key wrapped by it, and the root directory id.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::atomic_file::write_atomic;
+use crate::crypto::random_id;
+use crate::format::{DIRID_FILE_NAME, DataKeyRef, DirIdFile, FORMAT_VERSION, KeyStore, META_DIR, VolumeConfig};
+use crate::keys::{KeyHierarchy, KeyProvider, ServiceKey, default_service_key_path, save_key_store};
+
+use super::dir::hex;
+use super::{Result, VolumeError, key_store_path, volume_config_path};
+
+pub struct InitOptions {
+    pub service_key: Option<PathBuf>,
+    pub block_size: u32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions { service_key: None, block_size: 4096 }
+    }
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct InitReport {
+    pub volume_id: String,
+    pub service_key: PathBuf,
+    pub service_key_fingerprint: String,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+pub fn init_volume(backing: &Path, opts: &InitOptions) -> Result<InitReport> {
+    let setup = VolumeError::Setup;
+    if !opts.block_size.is_power_of_two() || !(512..=1 << 20).contains(&opts.block_size) {
+        return Err(setup(format!("block size {} is not a power of two between 512 and 1048576", opts.block_size)));
+    }
+    if backing.join(META_DIR).exists() {
+        return Err(setup(format!("{} is already a cmkfs volume", backing.display())));
+    }
+    match fs::read_dir(backing) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(setup(format!("{} is not empty; cmkfs init needs an empty directory", backing.display())));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(backing).map_err(|e| setup(format!("cannot create {}: {e}", backing.display())))?;
+        }
+        Err(e) => return Err(setup(format!("cannot read {}: {e}", backing.display()))),
+    }
+    let volume_id = hex(&random_id()?);
+    let key_path = opts.service_key.clone().unwrap_or_else(|| default_service_key_path(&volume_id));
+    let key_abs = std::path::absolute(&key_path).unwrap_or(key_path.clone());
+    let backing_abs = std::path::absolute(backing).unwrap_or(backing.to_path_buf());
+    if key_abs.starts_with(&backing_abs) {
+        return Err(setup(format!(
+            "the service key must live outside the backing directory ({} is inside {})",
+            key_path.display(),
+            backing.display()
+        )));
+    }
+    let service_key = ServiceKey::create(&key_path)?;
+    let fingerprint = service_key.fingerprint().to_string();
+    let meta = backing.join(META_DIR);
+    fs::DirBuilder::new().mode(0o700).create(&meta).map_err(|e| setup(format!("cannot create {}: {e}", meta.display())))?;
+    let config = VolumeConfig {
+        format: FORMAT_VERSION,
+        volume_id: volume_id.clone(),
+        block_size: opts.block_size,
+        created: now(),
+        content_cipher: "AES-256-GCM".into(),
+        name_cipher: "AES-256-GCM-SIV".into(),
+    };
+    let providers: Vec<Box<dyn KeyProvider>> = vec![Box::new(service_key)];
+    let first = DataKeyRef { scope: 0, epoch: 0 };
+    let record = KeyHierarchy::new_data_key_record(&providers, first, now())?;
+    save_key_store(&key_store_path(backing), &KeyStore { format: FORMAT_VERSION, data_keys: vec![record] })?;
+    let root_id = DirIdFile { key: first, dir_id: random_id()? };
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .open(backing.join(DIRID_FILE_NAME))?;
+    f.write_all(&root_id.encode())?;
+    f.sync_all()?;
+    // volume.json last: its presence marks a complete volume.
+    write_atomic(&volume_config_path(backing), &config.to_json(), 0o600)?;
+    Ok(InitReport { volume_id, service_key: key_path, service_key_fingerprint: fingerprint })
+}

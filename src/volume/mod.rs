@@ -1,0 +1,134 @@
+//! The volume core, usable without FUSE: the backing-directory layout, directory handles and
+//! name operations, file content with block read-modify-write, xattrs, symlink targets and the
+//! open-file table with per-inode locks. Never names a FUSE type.
+
+mod attr;
+mod dir;
+mod error;
+mod file;
+mod init;
+mod open_files;
+mod symlink;
+mod xattr;
+
+pub use attr::{Attr, FileKind};
+pub use dir::{Dir, DirEntry, Owner, TimeSet};
+pub use xattr::XattrTarget;
+pub use error::{Result, VolumeError, errno};
+pub use file::OpenFile;
+pub use init::{InitOptions, InitReport, init_volume};
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::format::{BlockLayout, DataKeyRef, META_DIR, VolumeConfig};
+use crate::keys::{DataKeyCache, KeyHierarchy, KeyProvider, ServiceKey, load_key_store};
+
+use open_files::OpenFileTable;
+
+/// How a volume is opened.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    pub read_only: bool,
+    pub cache_capacity: usize,
+    pub cache_max_age: Duration,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions { read_only: false, cache_capacity: 1024, cache_max_age: Duration::from_secs(3600) }
+    }
+}
+
+/// An open volume: its backing root, parameters and key hierarchy.
+pub struct Volume {
+    backing: PathBuf,
+    root_fd: OwnedFd,
+    config: VolumeConfig,
+    layout: BlockLayout,
+    keys: KeyHierarchy,
+    open_files: OpenFileTable,
+    read_only: bool,
+}
+
+pub fn volume_config_path(backing: &Path) -> PathBuf {
+    backing.join(META_DIR).join("volume.json")
+}
+
+pub fn key_store_path(backing: &Path) -> PathBuf {
+    backing.join(META_DIR).join("keystore.json")
+}
+
+impl Volume {
+    /// Opens the volume in `backing` with the service key, and proves the key is right by
+    /// unwrapping the current data key before anything is served.
+    /// Reads and validates `volume.json` of the volume in `backing`.
+    pub fn read_config(backing: &Path) -> Result<VolumeConfig> {
+        let setup = |m: String| VolumeError::Setup(m);
+        let cfg_path = volume_config_path(backing);
+        let cfg_bytes = std::fs::read(&cfg_path).map_err(|e| {
+            setup(if e.kind() == std::io::ErrorKind::NotFound {
+                format!("{} is not a cmkfs volume ({} is missing; run `cmkfs init` first)", backing.display(), cfg_path.display())
+            } else {
+                format!("cannot read {}: {e}", cfg_path.display())
+            })
+        })?;
+        VolumeConfig::parse(&cfg_bytes).map_err(|e| setup(format!("{}: {e}", cfg_path.display())))
+    }
+
+    /// Opens the volume in `backing` with the service key, and proves the key is right by
+    /// unwrapping the current data key before anything is served.
+    pub fn open(backing: &Path, service_key: ServiceKey, opts: &OpenOptions) -> Result<Volume> {
+        let setup = |m: String| VolumeError::Setup(m);
+        let config = Self::read_config(backing)?;
+        let store = load_key_store(&key_store_path(backing))?;
+        let root_fd: OwnedFd = File::open(backing)
+            .map_err(|e| setup(format!("cannot open backing directory {}: {e}", backing.display())))?
+            .into();
+        let providers: Vec<Box<dyn KeyProvider>> = vec![Box::new(service_key)];
+        let keys = KeyHierarchy::new(store, providers, DataKeyCache::new(opts.cache_capacity, opts.cache_max_age));
+        let current = keys.current(0)?;
+        keys.data_key(current)?;
+        Ok(Volume {
+            backing: backing.to_path_buf(),
+            root_fd,
+            layout: BlockLayout::new(config.block_size as u64),
+            config,
+            keys,
+            open_files: OpenFileTable::default(),
+            read_only: opts.read_only,
+        })
+    }
+
+    pub fn backing(&self) -> &Path {
+        &self.backing
+    }
+
+    pub fn config(&self) -> &VolumeConfig {
+        &self.config
+    }
+
+    pub fn layout(&self) -> BlockLayout {
+        self.layout
+    }
+
+    pub fn keys(&self) -> &KeyHierarchy {
+        &self.keys
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The data key new files and directories get.
+    fn current_key(&self) -> Result<DataKeyRef> {
+        Ok(self.keys.current(0)?)
+    }
+
+    /// Filesystem statistics of the backing filesystem.
+    pub fn statfs(&self) -> Result<nix::sys::statvfs::Statvfs> {
+        Ok(nix::sys::statvfs::fstatvfs(&self.root_fd)?)
+    }
+}

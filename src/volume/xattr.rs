@@ -1,0 +1,194 @@
+//! Extended attributes, stored encrypted in the backing object's own xattrs.
+//!
+//! Backing name: `user.cmkfs.` + base64url(HMAC-SHA256(xattr-name key, name)). Value:
+//! `version (1) || nonce (12) || ciphertext(name length u16 LE || name || value) || tag (16)`,
+//! sealed with a key derived from the data key and the object id (file id or directory id),
+//! AAD `"CMKX" || object id || HMAC`. So values cannot be moved between files or names.
+
+use std::ffi::{CString, OsStr};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::ffi::OsStrExt;
+
+use aws_lc_rs::hmac;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::crypto::{NONCE_LEN, TAG_LEN};
+use crate::format::{DataKeyRef, FORMAT_VERSION};
+
+use super::{Dir, OpenFile, Result, Volume, VolumeError, errno};
+
+const BACKING_PREFIX: &str = "user.cmkfs.";
+const MAX_VALUE: usize = 65536;
+
+/// The object whose xattrs are meant.
+pub enum XattrTarget<'a> {
+    File(&'a OpenFile),
+    Dir(&'a Dir),
+}
+
+struct Identity {
+    key: DataKeyRef,
+    object_id: [u8; 16],
+}
+
+fn os_err() -> VolumeError {
+    VolumeError::Io(std::io::Error::last_os_error())
+}
+
+impl Volume {
+    fn xattr_identity(&self, t: &XattrTarget<'_>, create: bool) -> Result<Option<Identity>> {
+        Ok(match t {
+            XattrTarget::Dir(d) => {
+                let id = self.dir_identity(d);
+                Some(Identity { key: id.key, object_id: id.dir_id })
+            }
+            XattrTarget::File(f) => {
+                if !create && f.file_id().is_none() {
+                    return Ok(None);
+                }
+                let h = self.file_identity(f)?;
+                Some(Identity { key: h.key, object_id: h.file_id })
+            }
+        })
+    }
+
+    fn xattr_fd(t: &XattrTarget<'_>) -> i32 {
+        match t {
+            XattrTarget::Dir(d) => d.fd().as_raw_fd(),
+            XattrTarget::File(f) => f.raw_file().as_fd().as_raw_fd(),
+        }
+    }
+
+    fn xattr_backing_name(&self, id: &Identity, name: &[u8]) -> Result<(CString, [u8; 32])> {
+        let k = self.keys().data_key(id.key)?.xattr_name_key()?;
+        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, k.expose()), name);
+        let mut h = [0u8; 32];
+        h.copy_from_slice(tag.as_ref());
+        let n = CString::new(format!("{BACKING_PREFIX}{}", URL_SAFE_NO_PAD.encode(h))).map_err(|_| errno(libc::EINVAL))?;
+        Ok((n, h))
+    }
+
+    fn xattr_aad(id: &Identity, h: &[u8; 32]) -> [u8; 52] {
+        let mut a = [0u8; 52];
+        a[..4].copy_from_slice(b"CMKX");
+        a[4..20].copy_from_slice(&id.object_id);
+        a[20..].copy_from_slice(h);
+        a
+    }
+
+    pub fn set_xattr(&self, t: XattrTarget<'_>, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
+        if self.read_only() {
+            return Err(errno(libc::EROFS));
+        }
+        let name = name.as_bytes();
+        if name.is_empty() || name.len() > 255 {
+            return Err(errno(libc::ERANGE));
+        }
+        if value.len() > MAX_VALUE {
+            return Err(errno(libc::E2BIG));
+        }
+        let id = self.xattr_identity(&t, true)?.ok_or(errno(libc::EIO))?;
+        let (bname, h) = self.xattr_backing_name(&id, name)?;
+        let plain_len = 2 + name.len() + value.len();
+        let mut buf = vec![0u8; 1 + NONCE_LEN + plain_len + TAG_LEN];
+        buf[0] = FORMAT_VERSION;
+        let p = 1 + NONCE_LEN;
+        buf[p..p + 2].copy_from_slice(&(name.len() as u16).to_le_bytes());
+        buf[p + 2..p + 2 + name.len()].copy_from_slice(name);
+        buf[p + 2 + name.len()..p + plain_len].copy_from_slice(value);
+        let cipher = self.keys().data_key(id.key)?.xattr_cipher(&id.object_id)?;
+        cipher.seal(&Self::xattr_aad(&id, &h), &mut buf[1..])?;
+        let fd = Self::xattr_fd(&t);
+        // SAFETY: fd is open for the call; name is NUL-terminated; buf is valid for its length.
+        let r = unsafe { libc::fsetxattr(fd, bname.as_ptr(), buf.as_ptr().cast(), buf.len(), flags) };
+        if r != 0 {
+            return Err(os_err());
+        }
+        Ok(())
+    }
+
+    fn read_backing_xattr(fd: i32, bname: &CString) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; 1 + NONCE_LEN + 2 + 255 + MAX_VALUE + TAG_LEN];
+        // SAFETY: buf is valid for its length; name is NUL-terminated.
+        let n = unsafe { libc::fgetxattr(fd, bname.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            return Err(os_err());
+        }
+        buf.truncate(n as usize);
+        Ok(buf)
+    }
+
+    /// Decrypts a stored value; returns (name, value).
+    fn open_xattr(&self, id: &Identity, h: &[u8; 32], mut stored: Vec<u8>) -> Result<(Vec<u8>, Vec<u8>)> {
+        let bad = || VolumeError::Integrity("xattr value failed authentication".into());
+        if stored.len() < 1 + NONCE_LEN + 2 + TAG_LEN || stored[0] != FORMAT_VERSION {
+            return Err(bad());
+        }
+        let cipher = self.keys().data_key(id.key)?.xattr_cipher(&id.object_id)?;
+        let plain = cipher.open(&Self::xattr_aad(id, h), &mut stored[1..]).map_err(|_| bad())?;
+        let nlen = u16::from_le_bytes([plain[0], plain[1]]) as usize;
+        if plain.len() < 2 + nlen {
+            return Err(bad());
+        }
+        Ok((plain[2..2 + nlen].to_vec(), plain[2 + nlen..].to_vec()))
+    }
+
+    pub fn get_xattr(&self, t: XattrTarget<'_>, name: &OsStr) -> Result<Vec<u8>> {
+        let Some(id) = self.xattr_identity(&t, false)? else {
+            return Err(errno(libc::ENODATA));
+        };
+        let (bname, h) = self.xattr_backing_name(&id, name.as_bytes())?;
+        let stored = Self::read_backing_xattr(Self::xattr_fd(&t), &bname)?;
+        let (stored_name, value) = self.open_xattr(&id, &h, stored).inspect_err(|e| {
+            tracing::error!("xattr {:?}: {e}", name);
+        })?;
+        if stored_name != name.as_bytes() {
+            tracing::error!("xattr {:?}: stored under another name", name);
+            return Err(VolumeError::Integrity("xattr stored under another name".into()));
+        }
+        Ok(value)
+    }
+
+    pub fn list_xattr(&self, t: XattrTarget<'_>) -> Result<Vec<Vec<u8>>> {
+        let Some(id) = self.xattr_identity(&t, false)? else {
+            return Ok(Vec::new());
+        };
+        let fd = Self::xattr_fd(&t);
+        let mut buf = vec![0u8; 65536];
+        // SAFETY: buf is valid for its length.
+        let n = unsafe { libc::flistxattr(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            return Err(os_err());
+        }
+        let mut names = Vec::new();
+        for raw in buf[..n as usize].split(|b| *b == 0).filter(|s| !s.is_empty()) {
+            let Some(enc) = raw.strip_prefix(BACKING_PREFIX.as_bytes()) else { continue };
+            let Ok(hv) = URL_SAFE_NO_PAD.decode(enc) else { continue };
+            let Ok(h) = <[u8; 32]>::try_from(hv.as_slice()) else { continue };
+            let Ok(bname) = CString::new(raw.to_vec()) else { continue };
+            let decoded = Self::read_backing_xattr(fd, &bname).and_then(|s| self.open_xattr(&id, &h, s));
+            match decoded {
+                Ok((name, _)) => names.push(name),
+                Err(e) => tracing::warn!("skipping an xattr that does not decrypt: {e}"),
+            }
+        }
+        Ok(names)
+    }
+
+    pub fn remove_xattr(&self, t: XattrTarget<'_>, name: &OsStr) -> Result<()> {
+        if self.read_only() {
+            return Err(errno(libc::EROFS));
+        }
+        let Some(id) = self.xattr_identity(&t, false)? else {
+            return Err(errno(libc::ENODATA));
+        };
+        let (bname, _) = self.xattr_backing_name(&id, name.as_bytes())?;
+        // SAFETY: name is NUL-terminated.
+        let r = unsafe { libc::fremovexattr(Self::xattr_fd(&t), bname.as_ptr()) };
+        if r != 0 {
+            return Err(os_err());
+        }
+        Ok(())
+    }
+}
