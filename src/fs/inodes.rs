@@ -15,8 +15,10 @@ const HIGH_INO_BASE: u64 = 1 << 62;
 
 pub struct Node {
     pub kind: FileKind,
+    /// Where the entry was last seen; hard links keep their other names in `other_links`.
     pub parent: u64,
     pub name: OsString,
+    pub other_links: Vec<(u64, OsString)>,
     pub dir: Option<Arc<Dir>>,
     pub backing_ino: u64,
     nlookup: u64,
@@ -39,6 +41,7 @@ impl InodeTable {
                 kind: FileKind::Dir,
                 parent: ROOT_INO,
                 name: OsString::new(),
+                other_links: Vec::new(),
                 dir: Some(root),
                 backing_ino: root_backing_ino,
                 nlookup: 1,
@@ -77,9 +80,13 @@ impl InodeTable {
             if let Some(n) = self.nodes.get_mut(&ino) {
                 if n.kind == kind {
                     n.nlookup += 1;
-                    if ino != ROOT_INO {
+                    if ino != ROOT_INO && (n.parent != parent || n.name != name) {
+                        let old = (n.parent, std::mem::replace(&mut n.name, name.to_os_string()));
                         n.parent = parent;
-                        n.name = name.to_os_string();
+                        n.other_links.retain(|(p, nm)| !(*p == parent && nm == name));
+                        if n.kind != FileKind::Dir && n.other_links.len() < 64 {
+                            n.other_links.push(old);
+                        }
                     }
                     return ino;
                 }
@@ -99,7 +106,16 @@ impl InodeTable {
         let dir = if kind == FileKind::Dir { open_dir() } else { None };
         self.nodes.insert(
             ino,
-            Node { kind, parent, name: name.to_os_string(), dir, backing_ino, nlookup: 1, linked: true },
+            Node {
+                kind,
+                parent,
+                name: name.to_os_string(),
+                other_links: Vec::new(),
+                dir,
+                backing_ino,
+                nlookup: 1,
+                linked: true,
+            },
         );
         self.by_backing.insert(backing_ino, ino);
         ino
@@ -125,23 +141,35 @@ impl InodeTable {
         }
     }
 
-    /// The entry `name` in `parent` was removed; if it was the last link of `backing_ino`,
-    /// the node stays (open handles) but is no longer found by its backing number.
-    pub fn unlinked(&mut self, backing_ino: u64, last_link: bool) {
-        if !last_link {
-            return;
+    /// The entry `name` in `parent` (a name of `backing_ino`) was removed. If it was the last
+    /// link, the node stays (open handles) but is no longer found by its backing number;
+    /// otherwise another known name takes its place.
+    pub fn removed(&mut self, backing_ino: u64, parent: u64, name: &OsStr, last_link: bool) {
+        let Some(&ino) = self.by_backing.get(&backing_ino) else { return };
+        if last_link {
+            self.by_backing.remove(&backing_ino);
         }
-        if let Some(ino) = self.by_backing.remove(&backing_ino) {
-            if let Some(n) = self.nodes.get_mut(&ino) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.other_links.retain(|(p, nm)| !(*p == parent && nm == name));
+            if last_link {
                 n.linked = false;
+            } else if n.parent == parent && n.name == name {
+                if let Some((p, nm)) = n.other_links.pop() {
+                    n.parent = p;
+                    n.name = nm;
+                }
             }
         }
     }
 
-    /// The entry with `backing_ino` now lives at `name` in `parent`.
-    pub fn moved(&mut self, backing_ino: u64, parent: u64, name: &OsStr) {
+    /// The entry with `backing_ino` moved from `from` to `name` in `parent`.
+    pub fn moved(&mut self, backing_ino: u64, from: (u64, &OsStr), parent: u64, name: &OsStr) {
         if let Some(&ino) = self.by_backing.get(&backing_ino) {
             if let Some(n) = self.nodes.get_mut(&ino) {
+                n.other_links.retain(|(p, nm)| !((*p == from.0 && nm == from.1) || (*p == parent && nm == name)));
+                if !(n.parent == from.0 && n.name == from.1) && n.kind != FileKind::Dir {
+                    n.other_links.push((n.parent, n.name.clone()));
+                }
                 n.parent = parent;
                 n.name = name.to_os_string();
             }
@@ -163,13 +191,5 @@ impl InodeTable {
             p.push(part);
         }
         p
-    }
-
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
     }
 }

@@ -205,7 +205,7 @@ impl CmkFs {
                 Ok(a) if a.backing_ino == backing_ino => Ok(a),
                 other => match self.vol_open_by_backing(backing_ino) {
                     Some(f) => self.vol.file_attr(&f),
-                    None => other,
+                    None => other.and(Err(verr(libc::ENOENT))),
                 },
             },
         }
@@ -371,7 +371,7 @@ impl Filesystem for CmkFs {
         let res = (|| {
             let dir = self.dir_of(parent.0)?;
             let attr = self.vol.unlink(&dir, name)?;
-            self.table_mut().unlinked(attr.backing_ino, attr.nlink <= 1);
+            self.table_mut().removed(attr.backing_ino, parent.0, name, attr.nlink <= 1);
             Ok(())
         })();
         reply_result!(self, "unlink", parent.0, reply, res, |_v| reply.ok())
@@ -381,7 +381,7 @@ impl Filesystem for CmkFs {
         let res = (|| {
             let dir = self.dir_of(parent.0)?;
             let attr = self.vol.rmdir(&dir, name)?;
-            self.table_mut().unlinked(attr.backing_ino, true);
+            self.table_mut().removed(attr.backing_ino, parent.0, name, true);
             Ok(())
         })();
         reply_result!(self, "rmdir", parent.0, reply, res, |_v| reply.ok())
@@ -415,11 +415,11 @@ impl Filesystem for CmkFs {
             let replaced = self.vol.rename(&src, name, &dst, newname, flags.bits())?;
             let mut t = self.table_mut();
             if let Some((ino, nlink)) = replaced {
-                t.unlinked(ino, nlink <= 1);
+                t.removed(ino, newparent.0, newname, nlink <= 1);
             }
-            t.moved(moved, newparent.0, newname);
+            t.moved(moved, (parent.0, name), newparent.0, newname);
             if let Some(o) = other {
-                t.moved(o, parent.0, name);
+                t.moved(o, (newparent.0, newname), parent.0, name);
             }
             Ok(())
         })();

@@ -82,6 +82,10 @@ impl Volume {
             return Err(errno(libc::EROFS));
         }
         let name = name.as_bytes();
+        if name.starts_with(b"system.posix_acl_") {
+            // POSIX ACLs are not supported: tools then fall back to chmod (cp -a, tar, rsync).
+            return Err(errno(libc::EOPNOTSUPP));
+        }
         if name.is_empty() || name.len() > 255 {
             return Err(errno(libc::ERANGE));
         }
