@@ -4,6 +4,8 @@
 pub mod crypto;
 pub mod atomic_file;
 pub mod cli;
+pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod format;
 pub mod fs;

@@ -1,4 +1,4 @@
-//! Per-mount runtime files (pid file; later the control socket) under `/run/cmkfs` (root) or
+//! Per-mount runtime files (pid file, control socket) under `/run/cmkfs` (root) or
 //! `$XDG_RUNTIME_DIR/cmkfs`.
 
 use std::path::{Path, PathBuf};
@@ -22,4 +22,14 @@ pub fn mount_id(mountpoint: &Path) -> String {
 
 pub fn pid_file(mountpoint: &Path) -> PathBuf {
     runtime_dir().join(format!("{}.pid", mount_id(mountpoint)))
+}
+
+/// The control socket of the mount at `mountpoint`.
+pub fn control_socket(mountpoint: &Path) -> PathBuf {
+    runtime_dir().join(format!("{}.sock", mount_id(mountpoint)))
+}
+
+/// The alias of a named instance's control socket (`/run/cmkfs/NAME.sock`).
+pub fn named_socket(name: &str) -> PathBuf {
+    runtime_dir().join(format!("{name}.sock"))
 }

@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and one clear sentence per error. Delegates
 //! the work to `daemon` (mount) and the volume core (init).
 
+mod control_cmds;
 mod init;
 mod mount_options;
 mod umount;
@@ -26,6 +27,14 @@ enum Command {
     Mount(MountArgs),
     /// Unmount a cmkfs mount and wait for its daemon to exit.
     Umount(UmountArgs),
+    /// Show the state of one mount (or all): keys, cache, open files, traffic, uptime.
+    Status(control_cmds::StatusArgs),
+    /// Data-key cache operations on a running mount.
+    #[command(subcommand)]
+    Cache(control_cmds::CacheCommand),
+    /// Key operations on a running mount.
+    #[command(subcommand)]
+    Key(control_cmds::KeyCommand),
 }
 
 #[derive(Args)]
@@ -44,34 +53,38 @@ pub struct InitArgs {
     pub json: bool,
 }
 
-#[derive(Args, Clone)]
+#[derive(Args, Clone, Default)]
 pub struct MountArgs {
-    /// The backing directory holding the encrypted volume.
-    pub backing: PathBuf,
-    /// Where the plaintext view appears.
-    pub mountpoint: PathBuf,
+    /// The backing directory holding the encrypted volume (or `backing` in the config file).
+    pub backing: Option<PathBuf>,
+    /// Where the plaintext view appears (or `mountpoint` in the config file).
+    pub mountpoint: Option<PathBuf>,
+    /// A config file (e.g. /etc/cmkfs/NAME.toml); flags given here override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// The service key file (default: the location `cmkfs init` chose for this volume).
     #[arg(long, value_name = "FILE")]
     pub service_key: Option<PathBuf>,
     /// Stay in the foreground (for systemd); otherwise return once the mount is usable.
     #[arg(long, short = 'f')]
     pub foreground: bool,
-    /// Mount options, comma separated: ro, allow_other, default_permissions, and the usual
-    /// FUSE/mount flags (nosuid, nodev, noexec, noatime, ...). May be repeated.
+    /// Mount options, comma separated: ro, allow_other (implies default_permissions),
+    /// allow_root, default_permissions, nosuid, nodev, noexec, noatime, ..., and every flag
+    /// as an option: service_key=FILE, config=FILE, log_file=FILE. May be repeated.
     #[arg(short = 'o', value_name = "OPTION,...")]
     pub options: Vec<String>,
-    /// Append the daemon's log lines to FILE (background mode logs nowhere otherwise).
+    /// Append the daemon's log lines to FILE (a background daemon logs nowhere otherwise).
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
     /// Threads serving FUSE requests (default: number of CPUs, at least 2).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// Data-key cache capacity (entries).
-    #[arg(long, default_value_t = 1024, value_name = "N")]
-    pub cache_capacity: usize,
-    /// Maximum age of a cached data key, in seconds.
-    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
-    pub cache_max_age: u64,
+    /// Data-key cache capacity in entries (default 1024).
+    #[arg(long, value_name = "N")]
+    pub cache_capacity: Option<usize>,
+    /// Maximum age of a cached data key in seconds (default 3600).
+    #[arg(long, value_name = "SECONDS")]
+    pub cache_max_age: Option<u64>,
 }
 
 #[derive(Args)]
@@ -85,11 +98,14 @@ pub struct UmountArgs {
 
 /// Runs the CLI; returns the process exit code.
 pub fn run() -> i32 {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(mount_helper_argv(std::env::args_os().collect()));
     let result = match cli.command {
         Command::Init(a) => init::run(a),
         Command::Mount(a) => crate::daemon::mount(a),
         Command::Umount(a) => umount::run(a),
+        Command::Status(a) => control_cmds::status(a),
+        Command::Cache(c) => control_cmds::cache(c),
+        Command::Key(c) => control_cmds::key(c),
     };
     match result {
         Ok(()) => 0,
@@ -97,5 +113,30 @@ pub fn run() -> i32 {
             eprintln!("cmkfs: {msg}");
             1
         }
+    }
+}
+
+/// mount(8) runs `cmkfs BACKING MOUNTPOINT -o OPTIONS` (the mount.fuse3 convention, for
+/// fstab type `fuse.cmkfs`): without a subcommand, the arguments mean `mount`.
+fn mount_helper_argv(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let Some(first) = args.get(1).and_then(|a| a.to_str()).map(str::to_string) else { return args };
+    let is_subcommand = Cli::command().get_subcommands().any(|c| c.get_name() == first) || first == "help";
+    if !is_subcommand && !first.starts_with('-') && args.len() >= 3 {
+        args.insert(1, "mount".into());
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_helper_form_becomes_mount() {
+        let v = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert_eq!(mount_helper_argv(v(&["cmkfs", "/b", "/m", "-o", "ro"])), v(&["cmkfs", "mount", "/b", "/m", "-o", "ro"]));
+        assert_eq!(mount_helper_argv(v(&["cmkfs", "status", "/m"])), v(&["cmkfs", "status", "/m"]));
+        assert_eq!(mount_helper_argv(v(&["cmkfs", "--help"])), v(&["cmkfs", "--help"]));
     }
 }

@@ -15,6 +15,8 @@ pub struct MountOptions {
     pub service_key: Option<PathBuf>,
     /// `log_file=FILE`, the same as `--log-file`.
     pub log_file: Option<PathBuf>,
+    /// `config=FILE`, the same as `--config`.
+    pub config: Option<PathBuf>,
 }
 
 const KERNEL_FLAGS: &[&str] =
@@ -38,6 +40,7 @@ impl MountOptions {
                 ("fsname", Some(v)) => o.fsname = Some(v.to_string()),
                 ("service_key" | "service-key", Some(v)) => o.service_key = Some(PathBuf::from(v)),
                 ("log_file" | "log-file", Some(v)) => o.log_file = Some(PathBuf::from(v)),
+                ("config", Some(v)) => o.config = Some(PathBuf::from(v)),
                 (k, None) if KERNEL_FLAGS.contains(&k) => o.kernel_flags.push(k.to_string()),
                 (k, _) if IGNORED.contains(&k) || k.starts_with("x-") || k.starts_with("comment=") => {}
                 _ => return Err(format!("unknown mount option \"{opt}\"")),

@@ -38,8 +38,18 @@ enum Location {
     Entry { parent: Arc<Dir>, name: OsString, kind: FileKind, backing_ino: u64 },
 }
 
+/// Counters the control socket reports.
+#[derive(Debug, Default)]
+pub struct FsStats {
+    pub bytes_read: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub open_files: AtomicU64,
+    pub requests_failed: AtomicU64,
+}
+
 pub struct CmkFs {
     vol: Arc<Volume>,
+    stats: Arc<FsStats>,
     inodes: RwLock<InodeTable>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
@@ -87,12 +97,13 @@ fn time_set(t: Option<TimeOrNow>) -> Option<TimeSet> {
 }
 
 impl CmkFs {
-    pub fn new(vol: Arc<Volume>, ttl: Duration) -> Result<Self> {
+    pub fn new(vol: Arc<Volume>, ttl: Duration, stats: Arc<FsStats>) -> Result<Self> {
         let root = Arc::new(vol.root()?);
         let root_attr = vol.dir_attr(&root)?;
         Ok(CmkFs {
             inodes: RwLock::new(InodeTable::new(root, root_attr.backing_ino)),
             vol,
+            stats,
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             ttl,
@@ -155,6 +166,9 @@ impl CmkFs {
     }
 
     fn new_handle(&self, h: Handle) -> u64 {
+        if matches!(h, Handle::File { .. }) {
+            self.stats.open_files.fetch_add(1, Ordering::Relaxed);
+        }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles().insert(fh, h);
         fh
@@ -211,8 +225,15 @@ impl CmkFs {
         }
     }
 
+    fn drop_handle(&self, fh: u64) {
+        if let Some(Handle::File { .. }) = self.handles().remove(&fh) {
+            self.stats.open_files.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     fn log_failure(&self, op: &str, ino: u64, e: &VolumeError) {
-        if matches!(e, VolumeError::Integrity(_)) || raw_errno(e) == libc::EIO {
+        if matches!(e, VolumeError::Integrity(_)) || matches!(raw_errno(e), libc::EIO | libc::EKEYREVOKED) {
+            self.stats.requests_failed.fetch_add(1, Ordering::Relaxed);
             let path = self.table().path(ino);
             tracing::error!(path = %path.display(), "{op} failed: {e}");
         }
@@ -461,7 +482,10 @@ impl Filesystem for CmkFs {
         reply: ReplyData,
     ) {
         let res = self.file_handle(fh.0).and_then(|(f, _)| self.vol.read(&f, offset, size as usize));
-        reply_result!(self, "read", ino.0, reply, res, |d| reply.data(&d))
+        reply_result!(self, "read", ino.0, reply, res, |d| {
+            self.stats.bytes_read.fetch_add(d.len() as u64, Ordering::Relaxed);
+            reply.data(&d)
+        })
     }
 
     fn write(
@@ -479,7 +503,10 @@ impl Filesystem for CmkFs {
         let res = self.file_handle(fh.0).and_then(|(f, append)| {
             if append { self.vol.append(&f, data).map(|_| data.len()) } else { self.vol.write(&f, offset, data) }
         });
-        reply_result!(self, "write", ino.0, reply, res, |n| reply.written(n as u32))
+        reply_result!(self, "write", ino.0, reply, res, |n| {
+            self.stats.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
+            reply.written(n as u32)
+        })
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
@@ -496,7 +523,7 @@ impl Filesystem for CmkFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.handles().remove(&fh.0);
+        self.drop_handle(fh.0);
         reply.ok();
     }
 

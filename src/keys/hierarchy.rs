@@ -13,6 +13,8 @@ use base64::engine::general_purpose::STANDARD;
 
 pub struct KeyHierarchy {
     store: RwLock<KeyStore>,
+    /// Where the key store is persisted (None: in memory only).
+    store_path: Option<std::path::PathBuf>,
     /// Innermost (service key) first.
     providers: Vec<Box<dyn KeyProvider>>,
     cache: DataKeyCache,
@@ -20,7 +22,31 @@ pub struct KeyHierarchy {
 
 impl KeyHierarchy {
     pub fn new(store: KeyStore, providers: Vec<Box<dyn KeyProvider>>, cache: DataKeyCache) -> Self {
-        KeyHierarchy { store: RwLock::new(store), providers, cache }
+        KeyHierarchy { store: RwLock::new(store), store_path: None, providers, cache }
+    }
+
+    /// Persist key-store changes (rotation) to `path`.
+    pub fn with_store_path(mut self, path: std::path::PathBuf) -> Self {
+        self.store_path = Some(path);
+        self
+    }
+
+    /// Starts a new data-key epoch of `scope` for new files; existing files keep theirs.
+    /// The key store on disk is replaced atomically before memory changes.
+    pub fn rotate_data_key(&self, scope: u32, now: u64) -> Result<DataKeyRef, KeyError> {
+        let mut store = self.store.write().unwrap_or_else(|p| p.into_inner());
+        let next = match store.current(scope) {
+            Some(cur) => DataKeyRef { scope, epoch: cur.epoch + 1 },
+            None => DataKeyRef { scope, epoch: 0 },
+        };
+        let record = Self::new_data_key_record(&self.providers, next, now)?;
+        let mut updated = store.clone();
+        updated.data_keys.push(record);
+        if let Some(path) = &self.store_path {
+            super::save_key_store(path, &updated)?;
+        }
+        *store = updated;
+        Ok(next)
     }
 
     pub fn cache(&self) -> &DataKeyCache {

@@ -88,7 +88,8 @@ impl Volume {
             .map_err(|e| setup(format!("cannot open backing directory {}: {e}", backing.display())))?
             .into();
         let providers: Vec<Box<dyn KeyProvider>> = vec![Box::new(service_key)];
-        let keys = KeyHierarchy::new(store, providers, DataKeyCache::new(opts.cache_capacity, opts.cache_max_age));
+        let keys = KeyHierarchy::new(store, providers, DataKeyCache::new(opts.cache_capacity, opts.cache_max_age))
+            .with_store_path(key_store_path(backing));
         let current = keys.current(0)?;
         keys.data_key(current)?;
         Ok(Volume {

@@ -1,0 +1,220 @@
+//! The daemon's lifecycle: resolve settings (flags, `-o`, config file), validate everything
+//! before mounting, daemonize (the starter returns once the mount answers), mount with
+//! fuser, report readiness (pipe and systemd), serve the control socket, and unmount
+//! cleanly on SIGTERM/SIGINT.
+
+mod control_impl;
+mod notify;
+mod process;
+mod settings;
+
+pub use settings::MountSettings;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use fuser::{Config, MountOption, Session, SessionACL};
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::cli::MountArgs;
+use crate::control::ControlServer;
+use crate::fs::{CmkFs, FsStats};
+use crate::keys::{ServiceKey, default_service_key_path};
+use crate::runtime::{control_socket, named_socket, pid_file, runtime_dir};
+use crate::volume::{OpenOptions, Volume};
+
+use control_impl::DaemonControl;
+use notify::notify;
+use process::{ReadyPipe, daemonize, harden_process, init_logging};
+
+pub fn mount(a: MountArgs) -> Result<(), String> {
+    let s = MountSettings::resolve(&a)?;
+    if !s.mountpoint.is_dir() {
+        return Err(format!("mountpoint {} does not exist or is not a directory", s.mountpoint.display()));
+    }
+    if !s.backing.is_dir() {
+        return Err(format!("backing directory {} does not exist or is not a directory", s.backing.display()));
+    }
+    let config = Volume::read_config(&s.backing).map_err(|e| e.to_string())?;
+    let key_path = s.service_key.clone().unwrap_or_else(|| default_service_key_path(&config.volume_id));
+    let service_key = ServiceKey::load(&key_path).map_err(|e| e.to_string())?;
+    let open = OpenOptions { read_only: s.options.read_only, cache_capacity: s.cache_capacity, cache_max_age: s.cache_max_age };
+    let volume = Volume::open(&s.backing, service_key, &open).map_err(|e| e.to_string())?;
+    if s.foreground {
+        init_logging(s.log_file.as_deref(), s.log_level.as_deref())?;
+        return serve(volume, &s, ReadyPipe::none());
+    }
+    match daemonize(s.log_file.as_deref())? {
+        None => Ok(()),
+        Some(mut pipe) => {
+            if let Err(msg) = init_logging(s.log_file.as_deref(), s.log_level.as_deref()) {
+                pipe.failed(&msg);
+                std::process::exit(1);
+            }
+            let result = serve(volume, &s, pipe);
+            if let Err(msg) = &result {
+                tracing::error!("{msg}");
+            }
+            std::process::exit(if result.is_ok() { 0 } else { 1 });
+        }
+    }
+}
+
+fn fuse_config(s: &MountSettings) -> Config {
+    let o = &s.options;
+    let mut c = Config::default();
+    c.mount_options.push(MountOption::FSName(o.fsname.clone().unwrap_or_else(|| s.backing.display().to_string())));
+    c.mount_options.push(MountOption::Subtype("cmkfs".into()));
+    if o.read_only {
+        c.mount_options.push(MountOption::RO);
+    }
+    if o.default_permissions {
+        c.mount_options.push(MountOption::DefaultPermissions);
+    }
+    for f in &o.kernel_flags {
+        c.mount_options.push(match f.as_str() {
+            "nosuid" => MountOption::NoSuid,
+            "suid" => MountOption::Suid,
+            "nodev" => MountOption::NoDev,
+            "dev" => MountOption::Dev,
+            "noexec" => MountOption::NoExec,
+            "exec" => MountOption::Exec,
+            "atime" => MountOption::Atime,
+            "noatime" => MountOption::NoAtime,
+            "sync" => MountOption::Sync,
+            "async" => MountOption::Async,
+            "dirsync" => MountOption::DirSync,
+            other => MountOption::CUSTOM(other.to_string()),
+        });
+    }
+    c.acl = if o.allow_other {
+        SessionACL::All
+    } else if o.allow_root {
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    c.n_threads = Some(s.threads);
+    c.clone_fd = true;
+    c
+}
+
+/// Removes the runtime files of a mount when the daemon stops.
+struct RuntimeFiles {
+    pid: std::path::PathBuf,
+}
+
+impl Drop for RuntimeFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.pid);
+    }
+}
+
+fn status_line(volume: &Volume, stats: &FsStats) -> String {
+    let c = volume.keys().cache().stats();
+    format!(
+        "STATUS=mounted; keys: service-managed key ok; cache {} keys ({} hits, {} misses); {} open files",
+        c.entries,
+        c.hits,
+        c.misses,
+        stats.open_files.load(Ordering::Relaxed)
+    )
+}
+
+/// Returns early with `Err(msg)`, telling the starting process why first.
+macro_rules! or_report {
+    ($ready:ident, $e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(msg) => {
+                let msg: String = msg;
+                $ready.failed(&msg);
+                return Err(msg);
+            }
+        }
+    };
+}
+
+fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), String> {
+    harden_process();
+    let signals = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP]);
+    or_report!(ready, signals.thread_block().map_err(|e| format!("cannot block signals: {e}")));
+    let volume = Arc::new(volume);
+    let stats = Arc::new(FsStats::default());
+    let fs = or_report!(
+        ready,
+        CmkFs::new(volume.clone(), Duration::from_secs(1), stats.clone()).map_err(|e| format!("cannot open the volume root: {e}"))
+    );
+    let mut session = or_report!(
+        ready,
+        Session::new(fs, &s.mountpoint, &fuse_config(s))
+            .map_err(|e| format!("cannot mount {} on {}: {e}", s.backing.display(), s.mountpoint.display()))
+    );
+    let _ = std::fs::create_dir_all(runtime_dir());
+    let runtime = RuntimeFiles { pid: pid_file(&s.mountpoint) };
+    let _ = crate::atomic_file::write_atomic(&runtime.pid, format!("{}\n", std::process::id()).as_bytes(), 0o644);
+    let handler = Arc::new(DaemonControl {
+        volume: volume.clone(),
+        stats: stats.clone(),
+        mountpoint: s.mountpoint.clone(),
+        name: s.name.clone(),
+        started: Instant::now(),
+    });
+    let aliases = s.name.iter().map(|n| named_socket(n)).collect();
+    let control = or_report!(
+        ready,
+        ControlServer::start(&control_socket(&s.mountpoint), aliases, handler)
+            .map_err(|e| format!("cannot create the control socket {}: {e}", control_socket(&s.mountpoint).display()))
+    );
+
+    let mut unmounter = session.unmount_callable();
+    let mountpoint = s.mountpoint.clone();
+    let signal_thread = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Ok(sig) = signals.wait() {
+                notify("STOPPING=1\nSTATUS=unmounting");
+                tracing::info!("received {sig:?}, unmounting {}", mountpoint.display());
+                if let Err(e) = unmounter.unmount() {
+                    tracing::warn!("unmount failed ({e}); detaching lazily, open files keep being served");
+                    let _ = nix::mount::umount2(&mountpoint, nix::mount::MntFlags::MNT_DETACH);
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"));
+    or_report!(ready, signal_thread);
+
+    // Readiness: only once the mount answers a request served by the session loop.
+    let mountpoint = s.mountpoint.clone();
+    let (vol2, stats2) = (volume.clone(), stats.clone());
+    let threads = s.threads;
+    std::thread::Builder::new()
+        .name("ready".into())
+        .spawn(move || match std::fs::read_dir(&mountpoint).and_then(|mut d| d.next().transpose()) {
+            Ok(_) => {
+                tracing::info!(mountpoint = %mountpoint.display(), threads, "mounted and serving");
+                ready.ready();
+                notify(&format!("READY=1\n{}", status_line(&vol2, &stats2)));
+                if std::env::var_os("NOTIFY_SOCKET").is_some() {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(10));
+                        notify(&status_line(&vol2, &stats2));
+                    }
+                }
+            }
+            Err(e) => {
+                let msg = format!("the mount at {} does not answer: {e}", mountpoint.display());
+                tracing::error!("{msg}");
+                ready.failed(&msg);
+            }
+        })
+        .map_err(|e| format!("cannot start the readiness thread: {e}"))?;
+
+    let result = session.run();
+    drop(control);
+    drop(runtime);
+    let flushed = volume.keys().cache().flush();
+    tracing::info!(flushed_keys = flushed, "unmounted; data keys zeroized");
+    result.map_err(|e| format!("FUSE session ended with an error: {e}"))
+}

@@ -1,0 +1,72 @@
+//! Effective mount settings: `cmkfs mount` flags, `-o` options and the config file merged
+//! (flags first, then `-o`, then the file, then defaults).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::{MountArgs, MountOptions};
+use crate::config::{ConfigFile, credential_path};
+
+pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
+pub const DEFAULT_CACHE_MAX_AGE: u64 = 3600;
+
+#[derive(Debug, Clone)]
+pub struct MountSettings {
+    pub name: Option<String>,
+    pub backing: PathBuf,
+    pub mountpoint: PathBuf,
+    /// None: the default location for the volume id.
+    pub service_key: Option<PathBuf>,
+    pub foreground: bool,
+    pub options: MountOptions,
+    pub log_file: Option<PathBuf>,
+    pub log_level: Option<String>,
+    pub threads: usize,
+    pub cache_capacity: usize,
+    pub cache_max_age: Duration,
+}
+
+fn absolute(p: PathBuf) -> Result<PathBuf, String> {
+    std::path::absolute(&p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+impl MountSettings {
+    pub fn resolve(a: &MountArgs) -> Result<MountSettings, String> {
+        let cli_opts = MountOptions::parse(&a.options)?;
+        let config_path = a.config.clone().or(cli_opts.config.clone());
+        let file = match &config_path {
+            Some(p) => ConfigFile::load(p)?,
+            None => ConfigFile::default(),
+        };
+        // -o options from the command line extend (and so override) the file's.
+        let mut groups = file.options.as_ref().map(|o| o.to_vec()).unwrap_or_default();
+        groups.extend(a.options.iter().cloned());
+        let options = MountOptions::parse(&groups)?;
+        let backing = a.backing.clone().or(file.backing.clone()).ok_or("no backing directory given (argument or `backing` in the config file)")?;
+        let mountpoint =
+            a.mountpoint.clone().or(file.mountpoint.clone()).ok_or("no mountpoint given (argument or `mountpoint` in the config file)")?;
+        let service_key = match (a.service_key.clone().or(cli_opts.service_key.clone()), &file.service_key, &file.service_key_credential) {
+            (Some(p), _, _) => Some(p),
+            (None, _, Some(cred)) => Some(credential_path(cred)?),
+            (None, Some(p), None) => Some(p.clone()),
+            (None, None, None) => None,
+        };
+        let threads = a
+            .threads
+            .or(file.threads)
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2));
+        Ok(MountSettings {
+            name: file.name.clone(),
+            backing: absolute(backing)?,
+            mountpoint: absolute(mountpoint)?,
+            service_key: service_key.map(absolute).transpose()?,
+            foreground: a.foreground || file.foreground.unwrap_or(false),
+            log_file: a.log_file.clone().or(options.log_file.clone()).or(file.log_file.clone()).map(absolute).transpose()?,
+            log_level: file.log_level.clone(),
+            threads,
+            cache_capacity: a.cache_capacity.or(file.cache_capacity).unwrap_or(DEFAULT_CACHE_CAPACITY),
+            cache_max_age: Duration::from_secs(a.cache_max_age.or(file.cache_max_age).unwrap_or(DEFAULT_CACHE_MAX_AGE)),
+            options,
+        })
+    }
+}
