@@ -1,0 +1,63 @@
+#!/bin/sh
+# Installs cmkfs: the binary, the mount helper convention (mount -t fuse.cmkfs runs
+# `cmkfs BACKING MOUNTPOINT -o ...` through mount.fuse3), the systemd template unit, an example
+# config and the man page. Idempotent. Usage:
+#   scripts/install.sh [--prefix DIR] [--destdir DIR] [--uninstall]
+# Defaults: binary in /usr/local/bin, units in /etc/systemd/system, mount helper link in /sbin.
+set -eu
+cd "$(dirname "$0")/.."
+PREFIX=/usr/local
+DESTDIR=""
+UNINSTALL=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --prefix) PREFIX=$2; shift 2 ;;
+        --prefix=*) PREFIX=${1#--prefix=}; shift ;;
+        --destdir) DESTDIR=$2; shift 2 ;;
+        --destdir=*) DESTDIR=${1#--destdir=}; shift ;;
+        --uninstall) UNINSTALL=1; shift ;;
+        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        *) echo "install.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+BIN=$DESTDIR$PREFIX/bin/cmkfs
+MAN=$DESTDIR$PREFIX/share/man/man8/cmkfs.8
+UNIT=$DESTDIR/etc/systemd/system/cmkfs@.service
+HELPER=$DESTDIR/sbin/mount.fuse.cmkfs
+EXAMPLE=$DESTDIR/etc/cmkfs/example.toml.sample
+
+if [ "$UNINSTALL" -eq 1 ]; then
+    rm -f "$BIN" "$MAN" "$UNIT" "$HELPER" "$EXAMPLE"
+    rmdir "$DESTDIR/etc/cmkfs" 2>/dev/null || true
+    [ -z "$DESTDIR" ] && command -v systemctl >/dev/null 2>&1 && systemctl daemon-reload 2>/dev/null || true
+    echo "cmkfs uninstalled (volumes, keys and /etc/cmkfs/*.toml are left alone)"
+    exit 0
+fi
+
+if [ ! -x target/release/cmkfs ]; then
+    cargo build --release --quiet
+fi
+install -D -m 0755 target/release/cmkfs "$BIN"
+install -D -m 0644 docs/cmkfs.8 "$MAN"
+# The unit names /usr/local/bin/cmkfs; point it at the installed binary.
+mkdir -p "$(dirname "$UNIT")"
+sed "s#/usr/local/bin/cmkfs#$PREFIX/bin/cmkfs#g" systemd/cmkfs@.service > "$UNIT.tmp"
+chmod 0644 "$UNIT.tmp"
+mv "$UNIT.tmp" "$UNIT"
+# mount -t fuse.cmkfs runs /sbin/mount.fuse.cmkfs SOURCE MOUNTPOINT -o OPTIONS; it hands over
+# to mount.fuse3 (with a PATH that finds cmkfs), which runs `cmkfs SOURCE MOUNTPOINT -o OPTIONS`.
+mkdir -p "$(dirname "$HELPER")"
+cat > "$HELPER.tmp" <<HELPER
+#!/bin/sh
+# mount helper for type fuse.cmkfs (installed by cmkfs scripts/install.sh)
+PATH=$PREFIX/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
+export PATH
+exec mount.fuse3 "\$@" -t fuse.cmkfs
+HELPER
+chmod 0755 "$HELPER.tmp"
+mv "$HELPER.tmp" "$HELPER"
+install -d -m 0755 "$DESTDIR/etc/cmkfs" "$DESTDIR/etc/cmkfs/keys"
+chmod 0700 "$DESTDIR/etc/cmkfs/keys"
+install -m 0644 systemd/examples/data.toml "$EXAMPLE"
+[ -z "$DESTDIR" ] && command -v systemctl >/dev/null 2>&1 && systemctl daemon-reload 2>/dev/null || true
+echo "installed: $BIN $UNIT $HELPER $MAN"
