@@ -294,3 +294,194 @@ fn allow_other_and_default_permissions() {
     assert!(!o.success(), "nobody created a file in a 0755 root-owned dir: {o:?}");
     assert!(!v.p("newfile").exists());
 }
+
+#[test]
+fn mount_of_non_volume_fails_cleanly() {
+    let v = TestVolume::init_only();
+    let plain = v.root().join("plain");
+    fs::create_dir(&plain).unwrap();
+    fs::write(plain.join("x"), b"x").unwrap();
+    let o = run(cmkfs().arg("mount").arg(&plain).arg(v.mnt()).arg("--service-key").arg(v.key()));
+    let mounted = is_mounted(&v.mnt());
+    if mounted {
+        force_unmount(&v.mnt());
+    }
+    assert!(!o.success(), "mounting a non-volume succeeded");
+    assert!(!mounted, "something got mounted");
+    assert!(!o.stderr.trim().is_empty(), "no message");
+    assert_eq!(o.stderr.trim().lines().count(), 1, "message is not one line: {:?}", o.stderr);
+    assert_eq!(fs::read(plain.join("x")).unwrap(), b"x");
+}
+
+#[test]
+fn second_mount_on_same_mountpoint_fails_and_first_keeps_working() {
+    let v = TestVolume::new();
+    fs::write(v.p("f"), b"first").unwrap();
+    let o = run(&mut v.mount_cmd());
+    let stacked = mount_points().iter().filter(|m| **m == v.mnt()).count();
+    if o.success() && stacked > 1 {
+        // remove the stacked mount so that the first one is on top again
+        let _ = run(cmkfs().arg("umount").arg(v.mnt()));
+    }
+    assert!(!o.success(), "a second mount on a mounted mountpoint succeeded ({stacked} mounts stacked there)");
+    assert!(!o.stderr.trim().is_empty(), "no message");
+    assert_eq!(fs::read(v.p("f")).unwrap(), b"first", "first mount disturbed");
+    let n = mount_points().iter().filter(|m| **m == v.mnt()).count();
+    assert_eq!(n, 1, "mountpoint is mounted {n} times");
+    // and the same backing on a second mountpoint either fails or shows the same data
+    let mnt2 = v.root().join("mnt2");
+    fs::create_dir(&mnt2).unwrap();
+    let o = run(cmkfs()
+        .arg("mount")
+        .arg(v.backing())
+        .arg(&mnt2)
+        .arg("--service-key")
+        .arg(v.key())
+        .arg("--log-file")
+        .arg(v.root().join("log2")));
+    if o.success() {
+        let content = fs::read(mnt2.join("f"));
+        let _ = run(cmkfs().arg("umount").arg(&mnt2));
+        force_unmount(&mnt2);
+        assert_eq!(content.unwrap(), b"first");
+    } else {
+        assert!(!is_mounted(&mnt2));
+        assert!(!o.stderr.trim().is_empty(), "no message");
+    }
+    assert_eq!(fs::read(v.p("f")).unwrap(), b"first");
+}
+
+#[test]
+fn umount_of_unmounted_dir_fails() {
+    let d = tempfile::tempdir().unwrap();
+    let o = run(cmkfs().arg("umount").arg(d.path()));
+    assert!(!o.success(), "umount of a plain dir succeeded");
+    assert!(!o.stderr.trim().is_empty(), "no message");
+}
+
+#[test]
+fn umount_while_file_open_does_not_lose_data() {
+    let mut v = TestVolume::new();
+    let mut f = fs::File::create(v.p("busy")).unwrap();
+    f.write_all(b"written before umount").unwrap();
+    // A busy mount: umount may fail (EBUSY) or succeed lazily, but must not lose written data.
+    let o = run(cmkfs().arg("umount").arg(v.mnt()));
+    if o.success() {
+        drop(f);
+        // wait for the lazily detached daemon to go away, then remount
+        let start = Instant::now();
+        while is_mounted(&v.mnt()) && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        v.forget_mounted();
+        v.mount();
+    } else {
+        assert!(!o.stderr.trim().is_empty(), "failed umount without a message");
+        assert!(is_mounted(&v.mnt()), "failed umount left the mount half gone");
+        drop(f);
+        v.remount();
+    }
+    assert_eq!(fs::read(v.p("busy")).unwrap(), b"written before umount");
+}
+
+/// Pids of cmkfs processes whose command line is `... mount ... MNT ...`.
+fn daemon_pids(mnt: &std::path::Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmd) = fs::read(e.path().join("cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+        let is_cmkfs = args.first().is_some_and(|a| a.ends_with(b"cmkfs"));
+        let has_mount = args.iter().any(|a| *a == b"mount");
+        let has_mnt = args.iter().any(|a| *a == mnt.as_os_str().as_encoded_bytes());
+        if is_cmkfs && has_mount && has_mnt {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[test]
+fn sigterm_unmounts_cleanly() {
+    let mut v = TestVolume::new();
+    fs::write(v.p("f"), b"before sigterm").unwrap();
+    let pids = daemon_pids(&v.mnt());
+    assert_eq!(pids.len(), 1, "expected one daemon for the mount, found {pids:?}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pids[0]), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let start = Instant::now();
+    // a zombie (foreground mode: our unreaped child) has an empty cmdline
+    let alive = |pid: i32| fs::read(format!("/proc/{pid}/cmdline")).map(|c| !c.is_empty()).unwrap_or(false);
+    while is_mounted(&v.mnt()) || alive(pids[0]) {
+        if start.elapsed() > Duration::from_secs(20) {
+            panic!("daemon did not unmount and exit within 20 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    v.forget_mounted();
+    v.mount();
+    assert_eq!(fs::read(v.p("f")).unwrap(), b"before sigterm");
+}
+
+#[test]
+fn fsynced_data_survives_daemon_kill() {
+    let mut v = TestVolume::new();
+    let data = Rng::new(8).bytes(300_000);
+    {
+        let mut f = fs::File::create(v.p("durable")).unwrap();
+        f.write_all(&data).unwrap();
+        f.sync_all().unwrap();
+    }
+    fs::create_dir(v.p("dir")).unwrap();
+    fs::write(v.p("dir/small"), b"small").unwrap();
+    fs::File::open(v.p("dir/small")).unwrap().sync_all().unwrap();
+    let pids = daemon_pids(&v.mnt());
+    assert_eq!(pids.len(), 1, "expected one daemon for the mount, found {pids:?}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pids[0]), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let start = Instant::now();
+    while std::path::Path::new(&format!("/proc/{}/cmdline", pids[0])).exists()
+        && fs::read(format!("/proc/{}/cmdline", pids[0])).map(|c| !c.is_empty()).unwrap_or(false)
+    {
+        assert!(start.elapsed() < Duration::from_secs(10), "daemon survived SIGKILL");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // the dead mount answers ENOTCONN; cmkfs umount (or the fallback) must clear it
+    let o = run(cmkfs().arg("umount").arg(v.mnt()));
+    if !o.success() {
+        eprintln!("cmkfs umount of a dead mount failed ({}): {}", o.status, o.stderr.trim());
+        force_unmount(&v.mnt());
+    }
+    assert!(!is_mounted(&v.mnt()), "dead mount still present");
+    v.forget_mounted();
+    v.mount();
+    assert_bytes_eq(&fs::read(v.p("durable")).unwrap(), &data, "fsynced file after daemon kill");
+    assert_eq!(fs::read(v.p("dir/small")).unwrap(), b"small");
+}
+
+#[test]
+fn init_never_overwrites_an_existing_key_file() {
+    let v = TestVolume::init_only();
+    let key_before = fs::read(v.key()).unwrap();
+    let other = v.root().join("other-backing");
+    fs::create_dir(&other).unwrap();
+    let o = run(cmkfs().arg("init").arg(&other).arg("--service-key").arg(v.key()));
+    assert!(!o.success(), "init overwrote (or reused) an existing key file");
+    assert!(o.stderr.contains(v.key().to_str().unwrap()), "message does not name the key file: {:?}", o.stderr);
+    assert_eq!(fs::read(v.key()).unwrap(), key_before, "existing key file changed");
+    assert_eq!(fs::read_dir(&other).unwrap().count(), 0, "failed init left files in the backing dir");
+    // the first volume still mounts with its key
+    let mut v = v;
+    v.mount();
+}
+
+#[test]
+fn init_rejects_key_inside_backing_and_creates_missing_dir() {
+    let d = tempfile::tempdir().unwrap();
+    let backing = d.path().join("b");
+    let o = run(cmkfs().arg("init").arg(&backing).arg("--service-key").arg(backing.join("key")));
+    assert!(!o.success(), "init accepted a key file inside the backing dir");
+    assert!(!backing.join("key").exists(), "key written inside the backing dir");
+    let missing = d.path().join("not-yet");
+    run_ok(cmkfs().arg("init").arg(&missing).arg("--service-key").arg(d.path().join("k")));
+    assert!(missing.join(".cmkfs/volume.json").is_file(), "init did not create the missing backing dir");
+}

@@ -258,3 +258,48 @@ fn small_unaligned_ops_match_plain_directory() {
     v.remount();
     assert_bytes_eq(&fs::read(&pm).unwrap(), &fs::read(&pp).unwrap(), "after remount");
 }
+
+#[test]
+fn mixed_cached_and_direct_descriptors() {
+    // Two descriptors on one mount file, one through the page cache and one O_DIRECT, used in
+    // random order: each must see the other's writes and truncates at once.
+    let seed = seed_from_env(0x3_1eed);
+    let _g = SeedGuard(seed);
+    let mut rng = Rng::new(seed);
+    let v = TestVolume::new();
+    let plain = tempfile::tempdir().unwrap();
+    let (pm, pp) = (v.p("mixed"), plain.path().join("mixed"));
+    let fp = open(&pp, true);
+    let fms = [open_mnt(&pm, true, false), open_mnt(&pm, false, true)];
+    for op in 0..2000 {
+        let size = fp.metadata().unwrap().len();
+        let which = rng.below(2) as usize;
+        let fm = &fms[which];
+        match rng.below(10) {
+            0..=3 => {
+                let off = offset(&mut rng, size).min(1 << 20);
+                let len = (length(&mut rng) as usize).min(100_000);
+                let data = rng.bytes(len);
+                fp.write_all_at(&data, off).unwrap();
+                fm.write_all_at(&data, off).unwrap_or_else(|e| panic!("op {op}: pwrite fd {which} off {off}: {e}"));
+            }
+            4..=7 => {
+                let off = if size > 0 { rng.below(size) } else { 0 };
+                let len = (length(&mut rng) as usize).min(100_000);
+                let want = pread(&fp, off, len).unwrap();
+                let got = pread(fm, off, len).unwrap_or_else(|e| panic!("op {op}: pread fd {which} off {off}: {e}"));
+                assert_bytes_eq(&got, &want, &format!("op {op}: pread via fd {which} off {off} len {len} size {size}"));
+            }
+            8 => {
+                let new = rng.below(1 << 20);
+                fp.set_len(new).unwrap();
+                fm.set_len(new).unwrap_or_else(|e| panic!("op {op}: ftruncate fd {which} -> {new}: {e}"));
+            }
+            _ => {
+                assert_eq!(fm.metadata().unwrap().len(), size, "op {op}: fstat size via fd {which}");
+            }
+        }
+    }
+    drop(fms);
+    assert_bytes_eq(&fs::read(&pm).unwrap(), &fs::read(&pp).unwrap(), "final mixed content");
+}

@@ -187,4 +187,85 @@ fn directory_times_and_create_modes() {
     fs::DirBuilder::new().mode(0o751).create(v.p("d751")).unwrap();
     assert_eq!(fs::metadata(v.p("m604")).unwrap().mode() & 0o777, 0o604 & !umask);
     assert_eq!(fs::metadata(v.p("d751")).unwrap().mode() & 0o777, 0o751 & !umask);
+    // special bits survive chmod (as root: setuid/setgid are not dropped)
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(v.p("d751"), fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::set_permissions(v.p("m604"), fs::Permissions::from_mode(0o6755)).unwrap();
+    assert_eq!(fs::metadata(v.p("d751")).unwrap().mode() & 0o7777, 0o1777, "sticky dir mode");
+    assert_eq!(fs::metadata(v.p("m604")).unwrap().mode() & 0o7777, 0o6755, "setuid/setgid file mode");
+}
+
+#[test]
+fn readdir_stable_while_deleting() {
+    // POSIX: an entry neither removed nor added during a directory scan is returned exactly
+    // once. Delete already-returned entries in the middle of a scan of a big directory.
+    let v = TestVolume::new();
+    fs::create_dir(v.p("d")).unwrap();
+    let all: Vec<String> = (0..3000).map(|i| format!("entry-{i:05}")).collect();
+    for n in &all {
+        File::create(v.p("d").join(n)).unwrap();
+    }
+    let mut seen: Vec<String> = Vec::new();
+    let mut removed: Vec<String> = Vec::new();
+    let mut rd = fs::read_dir(v.p("d")).unwrap();
+    for e in rd.by_ref().take(1000) {
+        seen.push(e.unwrap().file_name().into_string().unwrap());
+    }
+    // remove 800 of the entries already returned, and create some new ones
+    for n in seen.iter().take(800) {
+        fs::remove_file(v.p("d").join(n)).unwrap();
+        removed.push(n.clone());
+    }
+    for i in 0..100 {
+        File::create(v.p("d").join(format!("added-{i}"))).unwrap();
+    }
+    for e in rd {
+        seen.push(e.unwrap().file_name().into_string().unwrap());
+    }
+    let mut counts = std::collections::HashMap::new();
+    for n in &seen {
+        *counts.entry(n.as_str()).or_insert(0) += 1;
+    }
+    let missing: Vec<&String> = all.iter().filter(|n| !counts.contains_key(n.as_str())).collect();
+    let dups: Vec<(&&str, &i32)> = counts.iter().filter(|(n, c)| **c > 1 && !n.starts_with("added-")).collect();
+    assert!(missing.is_empty(), "{} entries never returned by the scan, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(dups.is_empty(), "entries returned twice: {:?}", &dups[..dups.len().min(5)]);
+    // and a fresh listing is exact
+    let mut now: Vec<String> = fs::read_dir(v.p("d")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    now.sort();
+    let mut want: Vec<String> = all.iter().filter(|n| !removed.contains(n)).cloned().chain((0..100).map(|i| format!("added-{i}"))).collect();
+    want.sort();
+    assert_eq!(now, want);
+}
+
+#[test]
+fn odd_names_round_trip() {
+    // Names that look like backing metadata or need escaping are ordinary plaintext names.
+    let mut v = TestVolume::new();
+    let names = [
+        ".cmkfs", ".cmkfs.dirid", ".Labc", ".Nabc", ".hidden", "..dots", "...", "-", " ", "a b",
+        "with\nnewline", "tab\there", "back\\slash", "ünïcödé", "😀", "\u{1}ctl", "=", "a=b+c",
+    ];
+    for (i, n) in names.iter().enumerate() {
+        fs::write(v.p(n), format!("content {i}")).unwrap_or_else(|e| panic!("create {n:?}: {e}"));
+    }
+    fs::create_dir(v.p(".cmkfs-dir")).unwrap();
+    fs::write(v.p(".cmkfs-dir/.cmkfs.dirid"), b"inner").unwrap();
+    let check = |v: &TestVolume| {
+        let mut got: Vec<String> = fs::read_dir(v.mnt()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        got.sort();
+        let mut want: Vec<String> = names.iter().map(|s| s.to_string()).chain([".cmkfs-dir".to_string()]).collect();
+        want.sort();
+        assert_eq!(got, want);
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(fs::read_to_string(v.p(n)).unwrap(), format!("content {i}"), "content of {n:?}");
+        }
+        assert_eq!(fs::read(v.p(".cmkfs-dir/.cmkfs.dirid")).unwrap(), b"inner");
+    };
+    check(&v);
+    v.remount();
+    check(&v);
+    // the real metadata was not disturbed
+    assert!(v.backing().join(".cmkfs/volume.json").is_file());
+    assert_eq!(fs::metadata(v.backing().join(".cmkfs.dirid")).unwrap().len(), 32);
 }

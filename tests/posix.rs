@@ -458,6 +458,52 @@ fn xattrs() {
     assert_eq!(errno(&getxattr(&p, "user.never")), Some(libc::ENODATA), "getxattr of unknown name");
     let names: Vec<String> = listxattr(&p).into_iter().filter(|n| n.starts_with("user.")).collect();
     assert_eq!(names, ["user.two"]);
+    // size queries, ERANGE, XATTR_CREATE / XATTR_REPLACE, a large value
+    let (c, n2) = (cstr(&p), std::ffi::CString::new("user.two").unwrap());
+    let need = unsafe { libc::getxattr(c.as_ptr(), n2.as_ptr(), std::ptr::null_mut(), 0) };
+    assert_eq!(need, 4, "getxattr size query");
+    let mut small = [0u8; 2];
+    let r = cvt_l(unsafe { libc::getxattr(c.as_ptr(), n2.as_ptr(), small.as_mut_ptr().cast(), 2) } as libc::c_long);
+    assert_eq!(errno(&r), Some(libc::ERANGE), "getxattr into a too small buffer");
+    let need = unsafe { libc::listxattr(c.as_ptr(), std::ptr::null_mut(), 0) };
+    assert!(need >= "user.two\0".len() as isize, "listxattr size query: {need}");
+    let flag = |name: &str, val: &[u8], flags: libc::c_int| {
+        let n = std::ffi::CString::new(name).unwrap();
+        cvt(unsafe { libc::setxattr(c.as_ptr(), n.as_ptr(), val.as_ptr().cast(), val.len(), flags) })
+    };
+    assert_eq!(errno(&flag("user.two", b"x", libc::XATTR_CREATE)), Some(libc::EEXIST), "XATTR_CREATE on existing");
+    assert_eq!(errno(&flag("user.none", b"x", libc::XATTR_REPLACE)), Some(libc::ENODATA), "XATTR_REPLACE on missing");
+    flag("user.two", b"replaced", libc::XATTR_REPLACE).unwrap();
+    // values live in the backing file's xattrs, so the backing filesystem's limit applies
+    // (ext4 without ea_inode: about 4 KB per inode in total); 1500 bytes fits everywhere
+    let big = Rng::new(6).bytes(1500);
+    flag("user.big", &big, 0).unwrap();
+    assert_eq!(getxattr(&p, "user.two").unwrap(), b"replaced");
+    assert_bytes_eq(&getxattr(&p, "user.big").unwrap(), &big, "1500-byte xattr value");
+    v.remount();
+    assert_bytes_eq(&getxattr(&p, "user.big").unwrap(), &big, "1500-byte xattr value after remount");
+}
+
+#[test]
+fn copy_file_range_copies_plaintext() {
+    let mut v = TestVolume::new();
+    let data = Rng::new(7).bytes(3 * BS + 777);
+    fs::write(v.p("src"), &data).unwrap();
+    let src = File::open(v.p("src")).unwrap();
+    let dst = rw(&v.p("dst"));
+    let (mut off_in, mut off_out): (libc::loff_t, libc::loff_t) = (100, 5000);
+    let mut left = data.len() - 100;
+    while left > 0 {
+        let n = unsafe { libc::copy_file_range(src.as_raw_fd(), &mut off_in, dst.as_raw_fd(), &mut off_out, left, 0) };
+        assert!(n > 0, "copy_file_range: {} ({n})", std::io::Error::last_os_error());
+        left -= n as usize;
+    }
+    drop((src, dst));
+    let mut want = vec![0u8; 5000];
+    want.extend_from_slice(&data[100..]);
+    assert_bytes_eq(&fs::read(v.p("dst")).unwrap(), &want, "copy_file_range result");
+    v.remount();
+    assert_bytes_eq(&fs::read(v.p("dst")).unwrap(), &want, "copy_file_range result after remount");
 }
 
 #[test]
@@ -540,4 +586,28 @@ fn stat_sizes_and_inodes() {
     assert_eq!(inos.len(), 5, "distinct files share inode numbers");
     let d = fs::metadata(v.mnt()).unwrap();
     assert!(d.is_dir());
+}
+
+#[test]
+fn large_sequential_file() {
+    let mut v = TestVolume::new();
+    let p = v.p("big");
+    let mut rng = Rng::new(4);
+    let chunk_sizes = [1 << 20, 65_536, 4096, 131_072 + 7];
+    let mut want = Vec::with_capacity(64 << 20);
+    {
+        let mut f = File::create(&p).unwrap();
+        let mut i = 0;
+        while want.len() < (64 << 20) {
+            let c = rng.bytes(chunk_sizes[i % chunk_sizes.len()]);
+            f.write_all(&c).unwrap();
+            want.extend_from_slice(&c);
+            i += 1;
+        }
+    }
+    let h = sha256_hex(&want);
+    assert_eq!(fs::metadata(&p).unwrap().len(), want.len() as u64);
+    assert_eq!(sha256_hex(&fs::read(&p).unwrap()), h, "content of the 64 MiB file");
+    v.remount();
+    assert_eq!(sha256_hex(&fs::read(&p).unwrap()), h, "content after remount");
 }

@@ -305,3 +305,63 @@ fn corrupted_names_do_not_break_listing() {
     assert!(is_mounted(&v.mnt()), "daemon died");
     v.umount();
 }
+
+#[test]
+fn corrupted_dirid_does_not_crash() {
+    let mut v = TestVolume::new();
+    fs::create_dir(v.p("dir")).unwrap();
+    fs::write(v.p("dir/inside"), b"inside").unwrap();
+    let bdir = new_entry(&v.backing(), &[]);
+    fs::write(v.p("outside"), b"outside").unwrap();
+    v.umount();
+    let dirid = bdir.join(".cmkfs.dirid");
+    let len = fs::metadata(&dirid).unwrap().len() as usize;
+    let mut perms = fs::metadata(&dirid).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+    fs::set_permissions(&dirid, perms).unwrap();
+    fs::write(&dirid, Rng::new(5).bytes(len)).unwrap();
+    v.mount();
+    // the damaged directory may fail (EIO) or list nothing it cannot decrypt, but it must never
+    // show a wrong name, and everything else keeps working
+    match fs::read_dir(v.p("dir")) {
+        Ok(rd) => {
+            for e in rd {
+                match e {
+                    Ok(e) => assert_eq!(e.file_name(), "inside", "wrong name listed in a dir with a damaged id"),
+                    Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "readdir entry error: {e}"),
+                }
+            }
+        }
+        // EIO would be more telling, but ENOENT (the directory cannot be resolved) is accepted
+        Err(e) => assert!(matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::ENOENT)), "opendir of damaged dir: {e}"),
+    }
+    match fs::read(v.p("dir/inside")) {
+        Ok(d) => assert_eq!(d, b"inside", "wrong data through a damaged dir"),
+        Err(e) => assert!(matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::ENOENT)), "read through damaged dir: {e}"),
+    }
+    assert_eq!(fs::read(v.p("outside")).unwrap(), b"outside");
+    fs::write(v.p("after"), b"after").unwrap();
+    assert_eq!(fs::read(v.p("after")).unwrap(), b"after");
+    assert!(is_mounted(&v.mnt()), "daemon died");
+}
+
+#[test]
+fn header_only_and_short_backing_files() {
+    // A backing file cut inside the header or to the bare header must not yield data or crash.
+    let mut s = setup(12);
+    OpenOptions::new().write(true).open(&s.victim).unwrap().set_len(20).unwrap();
+    s.v.mount();
+    match fs::read(s.v.p("d/victim")) {
+        Ok(d) => assert!(d.is_empty(), "a file cut inside its header returned {} bytes", d.len()),
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}"),
+    }
+    assert_eq!(fs::read(s.v.p("d/good")).unwrap(), b"an undamaged file");
+    s.v.umount();
+    OpenOptions::new().write(true).open(&s.other).unwrap().set_len(HEADER).unwrap();
+    s.v.mount();
+    match fs::read(s.v.p("e/other")) {
+        Ok(d) => assert!(d.is_empty(), "a header-only file returned {} bytes", d.len()),
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}"),
+    }
+    assert!(is_mounted(&s.v.mnt()), "daemon died");
+}

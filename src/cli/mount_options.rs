@@ -17,6 +17,8 @@ pub struct MountOptions {
     pub log_file: Option<PathBuf>,
     /// `config=FILE`, the same as `--config`.
     pub config: Option<PathBuf>,
+    /// Allow mounting over a non-empty directory (hides its content while mounted).
+    pub nonempty: bool,
 }
 
 const KERNEL_FLAGS: &[&str] =
@@ -37,6 +39,7 @@ impl MountOptions {
                 ("allow_other", None) => o.allow_other = true,
                 ("allow_root", None) => o.allow_root = true,
                 ("default_permissions", None) => o.default_permissions = true,
+                ("nonempty", None) => o.nonempty = true,
                 ("fsname", Some(v)) => o.fsname = Some(v.to_string()),
                 ("service_key" | "service-key", Some(v)) => o.service_key = Some(PathBuf::from(v)),
                 ("log_file" | "log-file", Some(v)) => o.log_file = Some(PathBuf::from(v)),

@@ -22,7 +22,7 @@ use crate::control::ControlServer;
 use crate::fs::{CmkFs, FsStats};
 use crate::keys::{ServiceKey, default_service_key_path};
 use crate::runtime::{control_socket, named_socket, pid_file, runtime_dir};
-use crate::volume::{OpenOptions, Volume};
+use crate::volume::{OpenOptions, Volume, lock_backing};
 
 use control_impl::DaemonControl;
 use notify::notify;
@@ -36,7 +36,9 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
     if !s.backing.is_dir() {
         return Err(format!("backing directory {} does not exist or is not a directory", s.backing.display()));
     }
+    check_mountpoint(&s)?;
     let config = Volume::read_config(&s.backing).map_err(|e| e.to_string())?;
+    let mut lock = lock_backing(&s.backing, &s.mountpoint).map_err(|e| e.to_string())?;
     let key_path = s.service_key.clone().unwrap_or_else(|| default_service_key_path(&config.volume_id));
     let service_key = ServiceKey::load(&key_path).map_err(|e| e.to_string())?;
     let open = OpenOptions { read_only: s.options.read_only, cache_capacity: s.cache_capacity, cache_max_age: s.cache_max_age };
@@ -48,6 +50,7 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
     match daemonize(s.log_file.as_deref())? {
         None => Ok(()),
         Some(mut pipe) => {
+            lock.record_pid(&s.mountpoint);
             if let Err(msg) = init_logging(s.log_file.as_deref(), s.log_level.as_deref()) {
                 pipe.failed(&msg);
                 std::process::exit(1);
@@ -59,6 +62,45 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
             std::process::exit(if result.is_ok() { 0 } else { 1 });
         }
     }
+}
+
+/// The mountpoint must not be a mount already, and must be empty unless `-o nonempty`.
+fn check_mountpoint(s: &MountSettings) -> Result<(), String> {
+    let mp = s.mountpoint.canonicalize().map_err(|e| format!("mountpoint {}: {e}", s.mountpoint.display()))?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in mountinfo.lines() {
+        let mut f = line.split(' ');
+        if let Some(point) = f.nth(4) {
+            if unescape_mount_path(point) == mp.as_os_str().as_encoded_bytes() {
+                let source = line.split(" - ").nth(1).map(|r| r.split(' ').take(2).collect::<Vec<_>>().join(" ")).unwrap_or_default();
+                return Err(format!("{} is already a mount point ({source}); unmount it first", mp.display()));
+            }
+        }
+    }
+    if !s.options.nonempty {
+        let busy = std::fs::read_dir(&mp).map_err(|e| format!("mountpoint {}: {e}", mp.display()))?.next().is_some();
+        if busy {
+            return Err(format!("mountpoint {} is not empty (its files would be hidden); use -o nonempty to mount anyway", mp.display()));
+        }
+    }
+    Ok(())
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo.
+fn unescape_mount_path(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 fn fuse_config(s: &MountSettings) -> Config {
@@ -176,8 +218,20 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
             if let Ok(sig) = signals.wait() {
                 notify("STOPPING=1\nSTATUS=unmounting");
                 tracing::info!("received {sig:?}, unmounting {}", mountpoint.display());
-                if let Err(e) = unmounter.unmount() {
-                    tracing::warn!("unmount failed ({e}); detaching lazily, open files keep being served");
+                // A file closed just before may still hold the mount until its RELEASE is
+                // served: retry briefly before detaching lazily.
+                let mut result = unmounter.unmount();
+                for _ in 0..40 {
+                    match &result {
+                        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                            std::thread::sleep(Duration::from_millis(50));
+                            result = nix::mount::umount2(&mountpoint, nix::mount::MntFlags::empty()).map_err(std::io::Error::from);
+                        }
+                        _ => break,
+                    }
+                }
+                if let Err(e) = result {
+                    tracing::warn!("unmount failed ({e}); detaching lazily, open files keep being served until closed");
                     let _ = nix::mount::umount2(&mountpoint, nix::mount::MntFlags::MNT_DETACH);
                 }
             }
@@ -191,22 +245,26 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
     let threads = s.threads;
     std::thread::Builder::new()
         .name("ready".into())
-        .spawn(move || match std::fs::read_dir(&mountpoint).and_then(|mut d| d.next().transpose()) {
-            Ok(_) => {
-                tracing::info!(mountpoint = %mountpoint.display(), threads, "mounted and serving");
-                ready.ready();
-                notify(&format!("READY=1\n{}", status_line(&vol2, &stats2)));
-                if std::env::var_os("NOTIFY_SOCKET").is_some() {
-                    loop {
-                        std::thread::sleep(Duration::from_secs(10));
-                        notify(&status_line(&vol2, &stats2));
+        .spawn(move || {
+            // Read the root through the mount; drop the directory handle before going on.
+            let served = std::fs::read_dir(&mountpoint).and_then(|mut d| d.next().transpose().map(|_| ()));
+            match served {
+                Ok(()) => {
+                    tracing::info!(mountpoint = %mountpoint.display(), threads, "mounted and serving");
+                    ready.ready();
+                    notify(&format!("READY=1\n{}", status_line(&vol2, &stats2)));
+                    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+                        loop {
+                            std::thread::sleep(Duration::from_secs(10));
+                            notify(&status_line(&vol2, &stats2));
+                        }
                     }
                 }
-            }
-            Err(e) => {
-                let msg = format!("the mount at {} does not answer: {e}", mountpoint.display());
-                tracing::error!("{msg}");
-                ready.failed(&msg);
+                Err(e) => {
+                    let msg = format!("the mount at {} does not answer: {e}", mountpoint.display());
+                    tracing::error!("{msg}");
+                    ready.failed(&msg);
+                }
             }
         })
         .map_err(|e| format!("cannot start the readiness thread: {e}"))?;

@@ -57,6 +57,10 @@ impl InodeTable {
         self.nodes.get(&ino)
     }
 
+    pub fn knows_backing(&self, backing_ino: u64) -> bool {
+        self.by_backing.contains_key(&backing_ino)
+    }
+
     /// The FUSE inode that the kernel would see for a backing inode (for readdir).
     pub fn ino_for_backing(&self, backing_ino: u64) -> u64 {
         match self.by_backing.get(&backing_ino) {

@@ -156,13 +156,20 @@ impl CmkFs {
         Some(Owner { uid: req.uid(), gid })
     }
 
-    /// Registers a found or created entry with the kernel; returns its FUSE attributes.
-    fn enter(&self, parent_ino: u64, parent: &Dir, name: &OsStr, attr: &Attr) -> FileAttr {
+    /// Registers a found or created entry with the kernel; returns its FUSE attributes. A new
+    /// directory node gets its `Dir` opened first, so a damaged directory fails the lookup
+    /// (EIO, logged) instead of producing a node that cannot be used.
+    fn enter(&self, parent_ino: u64, parent: &Dir, name: &OsStr, attr: &Attr) -> Result<FileAttr> {
+        let dir = if attr.kind == FileKind::Dir && !self.table().knows_backing(attr.backing_ino) {
+            Some(Arc::new(self.vol.open_subdir(parent, name)?))
+        } else {
+            None
+        };
         let vol = &self.vol;
         let ino = self.table_mut().intern(parent_ino, name, attr.kind, attr.backing_ino, || {
-            vol.open_subdir(parent, name).ok().map(Arc::new)
+            dir.or_else(|| vol.open_subdir(parent, name).ok().map(Arc::new))
         });
-        fuse_attr(ino, attr)
+        Ok(fuse_attr(ino, attr))
     }
 
     fn new_handle(&self, h: Handle) -> u64 {
@@ -325,7 +332,7 @@ impl Filesystem for CmkFs {
         let res = (|| {
             let dir = self.dir_of(parent.0)?;
             let attr = self.vol.lookup(&dir, name)?;
-            Ok(self.enter(parent.0, &dir, name, &attr))
+            self.enter(parent.0, &dir, name, &attr)
         })();
         reply_result!(self, "lookup", parent.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
     }
@@ -374,7 +381,7 @@ impl Filesystem for CmkFs {
         let res = (|| {
             let dir = self.dir_of(parent.0)?;
             let attr = self.vol.mknod(&dir, name, mode, rdev, self.owner(req, &dir))?;
-            Ok(self.enter(parent.0, &dir, name, &attr))
+            self.enter(parent.0, &dir, name, &attr)
         })();
         reply_result!(self, "mknod", parent.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
     }
@@ -383,7 +390,7 @@ impl Filesystem for CmkFs {
         let res = (|| {
             let dir = self.dir_of(parent.0)?;
             let attr = self.vol.mkdir(&dir, name, mode, self.owner(req, &dir))?;
-            Ok(self.enter(parent.0, &dir, name, &attr))
+            self.enter(parent.0, &dir, name, &attr)
         })();
         reply_result!(self, "mkdir", parent.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
     }
@@ -412,7 +419,7 @@ impl Filesystem for CmkFs {
         let res = (|| {
             let dir = self.dir_of(parent.0)?;
             let attr = self.vol.symlink(&dir, link_name, target.as_os_str().as_bytes(), self.owner(req, &dir))?;
-            Ok(self.enter(parent.0, &dir, link_name, &attr))
+            self.enter(parent.0, &dir, link_name, &attr)
         })();
         reply_result!(self, "symlink", parent.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
     }
@@ -454,7 +461,7 @@ impl Filesystem for CmkFs {
             };
             let dst = self.dir_of(newparent.0)?;
             let attr = self.vol.link(&parent, &name, &dst, newname)?;
-            Ok(self.enter(newparent.0, &dst, newname, &attr))
+            self.enter(newparent.0, &dst, newname, &attr)
         })();
         reply_result!(self, "link", ino.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
     }
@@ -666,7 +673,7 @@ impl Filesystem for CmkFs {
                 self.vol.truncate(&f, 0)?;
             }
             let attr = self.vol.file_attr(&f)?;
-            let fa = self.enter(parent.0, &dir, name, &attr);
+            let fa = self.enter(parent.0, &dir, name, &attr)?;
             let fh = self.new_handle(Handle::File { file: f, append: flags & libc::O_APPEND != 0 });
             Ok((fa, fh))
         })();

@@ -7,7 +7,9 @@ mod dir;
 mod error;
 mod file;
 mod init;
+mod lock;
 mod open_files;
+mod scan;
 mod symlink;
 mod xattr;
 
@@ -17,6 +19,8 @@ pub use xattr::XattrTarget;
 pub use error::{Result, VolumeError, errno};
 pub use file::OpenFile;
 pub use init::{InitOptions, InitReport, init_volume};
+pub use lock::{MountLock, lock_backing};
+pub use scan::{EntryName, HeaderState, ScanDir, ScanEntry, SymlinkScan, TMP_MKDIR_PREFIX, TMP_PREFIX};
 
 use std::fs::File;
 use std::os::fd::OwnedFd;

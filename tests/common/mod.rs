@@ -316,6 +316,12 @@ impl TestVolume {
         self.mounted
     }
 
+    /// Records that the volume is no longer mounted (after an unmount done behind our back).
+    pub fn forget_mounted(&mut self) {
+        self.mounted = false;
+        self.reap_foreground();
+    }
+
     /// All regular files (and symlinks) under the backing directory, recursively.
     pub fn backing_files(&self) -> Vec<PathBuf> {
         backing_files(&self.backing())
@@ -396,9 +402,8 @@ pub fn visible_entries(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// The backing directory of a plaintext directory `rel` that sits directly in the mount root and
-/// is the only non-dot entry that is a directory there... Generic version: the only new non-dot
-/// entry in `backing_dir` compared to `before`.
+/// The only non-dot entry of `backing_dir` that is not in `before`: the backing object of the
+/// plaintext entry just created in the matching directory. Panics unless there is exactly one.
 pub fn new_entry(backing_dir: &Path, before: &[PathBuf]) -> PathBuf {
     let now = visible_entries(backing_dir);
     let new: Vec<&PathBuf> = now.iter().filter(|p| !before.contains(p)).collect();

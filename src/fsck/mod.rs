@@ -1,0 +1,76 @@
+//! Offline (or read-only, on a mounted volume) consistency check of a volume: the key store
+//! and its wrapping chains, every directory id, name, long-name side file and leftover, every
+//! file header and block, every symlink target. Usable without the CLI:
+//!
+//! ```no_run
+//! let opts = cmkfs::fsck::FsckOptions::default();
+//! let report = cmkfs::fsck::check(std::path::Path::new("/srv/backing"), &opts, &mut cmkfs::fsck::NoProgress)?;
+//! std::process::exit(report.exit_code);
+//! # Ok::<(), cmkfs::fsck::FsckError>(())
+//! ```
+//!
+//! The volume is opened read-only and nothing in BACKING is written, except that
+//! `FsckOptions::quarantine` moves files whose content cannot be read in full into another
+//! directory (never deleting anything). See `docs/fsck.md`.
+
+mod keystore;
+mod progress;
+mod quarantine;
+mod report;
+mod walk;
+
+use std::path::{Path, PathBuf};
+
+pub use progress::{NoProgress, Progress};
+pub use report::{
+    EXIT_CANNOT_CHECK, EXIT_CLEAN, EXIT_PROBLEMS, FsckError, KeyReport, Problem, ProblemCode, QuarantineReport,
+    QuarantinedFile, Report, Summary,
+};
+
+use crate::keys::{ServiceKey, default_service_key_path};
+use crate::volume::{OpenOptions, Volume};
+
+/// How to check.
+#[derive(Clone, Debug, Default)]
+pub struct FsckOptions {
+    /// The service key file (default: where `cmkfs init` put it for this volume).
+    pub service_key: Option<PathBuf>,
+    /// Move files whose content cannot be read in full into this directory.
+    pub quarantine: Option<PathBuf>,
+}
+
+/// Opens the volume in `backing` read-only and checks it. `Err` means the volume could not
+/// be checked at all (exit code 2); problems found are in the report (exit code 1).
+pub fn check(backing: &Path, opts: &FsckOptions, progress: &mut dyn Progress) -> Result<Report, FsckError> {
+    let setup = |e: &dyn std::fmt::Display| FsckError(e.to_string());
+    let config = Volume::read_config(backing).map_err(|e| setup(&e))?;
+    let key_path = opts.service_key.clone().unwrap_or_else(|| default_service_key_path(&config.volume_id));
+    let service_key = ServiceKey::load(&key_path).map_err(|e| setup(&e))?;
+    let vol = Volume::open(backing, service_key, &OpenOptions { read_only: true, ..Default::default() })
+        .map_err(|e| setup(&e))?;
+    check_volume(&vol, opts.quarantine.as_deref(), progress)
+}
+
+/// Checks an already opened volume (read-only is enough, also with `quarantine`, which
+/// moves files with plain renames). `quarantine` is validated (outside the backing
+/// directory, empty or a quarantine of this volume) before anything is checked.
+pub fn check_volume(vol: &Volume, quarantine: Option<&Path>, progress: &mut dyn Progress) -> Result<Report, FsckError> {
+    let config = vol.config();
+    let qdir = match quarantine {
+        Some(d) => Some(quarantine::prepare_dir(vol.backing(), d, &config.volume_id)?),
+        None => None,
+    };
+    let mut report = Report::new(vol.backing().to_path_buf(), config.volume_id.clone(), config.block_size);
+    let mut keys = keystore::check_key_store(vol, &mut report);
+    let candidates = {
+        let mut walker = walk::Walker::new(vol, &mut report, progress, &mut keys);
+        walker.walk()?;
+        walker.into_candidates()
+    };
+    keystore::record_usage(&keys, &mut report);
+    if let Some(dir) = &qdir {
+        report.quarantine = Some(quarantine::quarantine(vol, dir, &candidates));
+    }
+    report.finish();
+    Ok(report)
+}
