@@ -27,6 +27,16 @@ pub struct ConfigFile {
     pub cache_capacity: Option<usize>,
     /// Seconds.
     pub cache_max_age: Option<u64>,
+    /// Seconds between revocation checks of the customer-managed key.
+    pub revocation_check_interval: Option<u64>,
+    pub audit_log: Option<PathBuf>,
+    /// As `--azure-credential`.
+    pub azure_credential: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    /// false = `--no-verify-challenge-resource`.
+    pub verify_challenge_resource: Option<bool>,
+    /// Seconds.
+    pub key_vault_timeout: Option<u64>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -92,6 +102,14 @@ impl ConfigFile {
         }
         if self.cache_capacity == Some(0) {
             return bad("cache_capacity", "must be at least 1");
+        }
+        if self.revocation_check_interval == Some(0) {
+            return bad("revocation_check_interval", "must be at least 1 second");
+        }
+        if let Some(c) = &self.azure_credential {
+            if let Err(e) = crate::keys::azure::CredentialSpec::parse(c) {
+                return bad("azure_credential", &e);
+            }
         }
         if self.cache_max_age == Some(0) {
             return bad("cache_max_age", "must be at least 1 second");

@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod format;
+pub mod fsck;
 pub mod fs;
 pub mod keys;
 pub mod names;

@@ -2,6 +2,7 @@
 //! the work to `daemon` (mount) and the volume core (init).
 
 mod control_cmds;
+mod fsck;
 mod init;
 mod mount_options;
 mod umount;
@@ -35,6 +36,47 @@ enum Command {
     /// Key operations on a running mount.
     #[command(subcommand)]
     Key(control_cmds::KeyCommand),
+    /// Check a volume (exit 0 clean, 1 problems found, 2 could not check); read-only unless --quarantine.
+    Fsck(fsck::FsckArgs),
+}
+
+/// How to reach a customer-managed key in Azure Key Vault (same flags for init, mount and
+/// the key commands; config-file keys of the same names).
+#[derive(Args, Clone, Default, Debug)]
+pub struct KeyVaultArgs {
+    /// Azure credential: managed-identity[:CLIENT_ID] | workload-identity |
+    /// client-secret:TENANT:CLIENT_ID:SECRET_FILE | developer-tools | access-token-file:PATH
+    #[arg(long, value_name = "SPEC")]
+    pub azure_credential: Option<String>,
+    /// PEM file of a private CA to trust for the vault endpoint.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Accept a vault host that is not under the resource named by Key Vault's 401 challenge
+    /// (private endpoints, emulators).
+    #[arg(long)]
+    pub no_verify_challenge_resource: bool,
+    /// Bound on one Key Vault call, in seconds (default 10).
+    #[arg(long, value_name = "SECONDS")]
+    pub key_vault_timeout: Option<u64>,
+}
+
+impl KeyVaultArgs {
+    /// Connects to the customer-managed key `url` with these settings.
+    pub fn connect(&self, url: &str) -> Result<std::sync::Arc<crate::keys::azure::AzureCmk>, String> {
+        use crate::keys::azure::{AzureCmk, AzureSettings, CredentialSpec};
+        let spec = self.azure_credential.as_deref().ok_or_else(|| {
+            format!("the customer-managed key {url} needs --azure-credential (e.g. managed-identity)")
+        })?;
+        let settings = AzureSettings {
+            key_url: url.to_string(),
+            credential: CredentialSpec::parse(spec)?,
+            ca_file: self.ca_file.clone(),
+            verify_challenge_resource: !self.no_verify_challenge_resource,
+            timeout: std::time::Duration::from_secs(self.key_vault_timeout.unwrap_or(10).max(1)),
+            retries: 2,
+        };
+        Ok(std::sync::Arc::new(AzureCmk::new(settings)?))
+    }
 }
 
 #[derive(Args)]
@@ -48,6 +90,12 @@ pub struct InitArgs {
     /// Plaintext bytes per encrypted block (power of two, 512..1048576).
     #[arg(long, default_value_t = 4096, value_name = "BYTES")]
     pub block_size: u32,
+    /// Bind the volume to a customer-managed key: https://VAULT/keys/NAME. Data keys are then
+    /// wrapped by the service key and again by this key.
+    #[arg(long, value_name = "URL")]
+    pub cmk: Option<String>,
+    #[command(flatten)]
+    pub key_vault: KeyVaultArgs,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -85,6 +133,14 @@ pub struct MountArgs {
     /// Maximum age of a cached data key in seconds (default 3600).
     #[arg(long, value_name = "SECONDS")]
     pub cache_max_age: Option<u64>,
+    /// How often the customer-managed key is checked for revocation, in seconds (default 30).
+    #[arg(long, value_name = "SECONDS")]
+    pub revocation_check_interval: Option<u64>,
+    /// The audit log (default /var/log/cmkfs/audit.log as root).
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    #[command(flatten)]
+    pub key_vault: KeyVaultArgs,
 }
 
 #[derive(Args)]
@@ -106,6 +162,7 @@ pub fn run() -> i32 {
         Command::Status(a) => control_cmds::status(a),
         Command::Cache(c) => control_cmds::cache(c),
         Command::Key(c) => control_cmds::key(c),
+        Command::Fsck(a) => fsck::run(a),
     };
     match result {
         Ok(()) => 0,

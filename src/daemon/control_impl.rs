@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::control::ControlHandler;
 use crate::format::WrapperId;
 use crate::fs::FsStats;
+use crate::keys::RevocationWatcher;
 use crate::volume::Volume;
 
 pub struct DaemonControl {
@@ -18,6 +19,7 @@ pub struct DaemonControl {
     pub mountpoint: PathBuf,
     pub name: Option<String>,
     pub started: Instant,
+    pub watcher: Arc<RevocationWatcher>,
 }
 
 fn now() -> u64 {
@@ -25,6 +27,17 @@ fn now() -> u64 {
 }
 
 impl DaemonControl {
+    fn cmk_state(&self) -> String {
+        if let Some(r) = self.volume.keys().revoked_reason() {
+            return format!("revoked: {r}");
+        }
+        let last = self.watcher.last_report();
+        match last.state.as_str() {
+            "none" => "not checked yet".into(),
+            other => other.to_string(),
+        }
+    }
+
     fn key_scopes(&self) -> Value {
         let store = self.volume.keys().store_snapshot();
         let mut scopes: Vec<u32> = store.data_keys.iter().map(|k| k.scope).collect();
@@ -50,7 +63,7 @@ impl DaemonControl {
                         "data_keys": keys.len(),
                         "protection": if cmks.is_empty() { "service-managed key" } else { "service-managed key + customer-managed key" },
                         "cmk_ids": cmks,
-                        "cmk_state": if cmks.is_empty() { "none" } else { "unknown" },
+                        "cmk_state": if cmks.is_empty() { "none".to_string() } else { self.cmk_state() },
                     })
                 })
                 .collect(),
@@ -72,7 +85,7 @@ impl ControlHandler for DaemonControl {
             "pid": std::process::id(),
             "uptime_seconds": self.started.elapsed().as_secs(),
             "key_scopes": self.key_scopes(),
-            "last_key_check": Value::Null,
+            "last_key_check": if self.volume.keys().cmk().is_some() { serde_json::to_value(self.watcher.last_report()).unwrap_or(Value::Null) } else { Value::Null },
             "cache": cache,
             "open_files": self.stats.open_files.load(Ordering::Relaxed),
             "bytes_read": self.stats.bytes_read.load(Ordering::Relaxed),
@@ -88,6 +101,17 @@ impl ControlHandler for DaemonControl {
     }
 
     fn key_check(&self) -> Result<Value, String> {
+        if let Some(cmk) = self.volume.keys().cmk() {
+            let report = self.watcher.check_now();
+            let state = report.state.clone();
+            return Ok(json!({
+                "checked_at": report.checked_at,
+                "keys": [
+                    { "key": "service-managed key", "state": "ok" },
+                    { "key": cmk.key_url(), "state": state, "detail": report.detail, "latest_version": report.latest_version, "versions_in_use": report.versions_in_use }
+                ]
+            }));
+        }
         let current = self.volume.keys().current(0).map_err(|e| e.to_string())?;
         let record = self
             .volume
@@ -102,7 +126,14 @@ impl ControlHandler for DaemonControl {
 
     fn key_rotate(&self, data_key: bool) -> Result<Value, String> {
         if !data_key {
-            return Ok(json!({ "rotated": false, "reason": "no customer-managed key is configured; use --data-key to start a new data-key epoch" }));
+            if self.volume.keys().cmk().is_none() {
+                return Ok(json!({ "rotated": false, "reason": "no customer-managed key is configured; use --data-key to start a new data-key epoch" }));
+            }
+            let n = self.volume.keys().rewrap_cmk().map_err(|e| e.to_string())?;
+            let versions = self.volume.keys().cmk_versions_in_use();
+            tracing::info!(records = n, "data keys re-wrapped to the newest customer-managed key version on request");
+            return Ok(json!({ "rotated": n > 0, "rewrapped": n, "versions_in_use": versions,
+                "reason": if n == 0 { "already on the newest key version" } else { "re-wrapped" } }));
         }
         let next = self.volume.keys().rotate_data_key(0, now()).map_err(|e| e.to_string())?;
         tracing::info!(scope = next.scope, epoch = next.epoch, "new data-key epoch for new files");

@@ -4,6 +4,7 @@
 //! cleanly on SIGTERM/SIGINT.
 
 mod control_impl;
+mod key_events;
 mod notify;
 mod process;
 mod settings;
@@ -19,12 +20,14 @@ use nix::sys::signal::{SigSet, Signal};
 
 use crate::cli::MountArgs;
 use crate::control::ControlServer;
-use crate::fs::{CmkFs, FsStats};
+use crate::fs::{CmkFs, FsStats, KernelCaches};
+use crate::keys::RevocationWatcher;
 use crate::keys::{ServiceKey, default_service_key_path};
 use crate::runtime::{control_socket, named_socket, pid_file, runtime_dir};
 use crate::volume::{OpenOptions, Volume, lock_backing};
 
 use control_impl::DaemonControl;
+use key_events::KeyEvents;
 use notify::notify;
 use process::{ReadyPipe, daemonize, harden_process, init_logging};
 
@@ -41,7 +44,16 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
     let mut lock = lock_backing(&s.backing, &s.mountpoint).map_err(|e| e.to_string())?;
     let key_path = s.service_key.clone().unwrap_or_else(|| default_service_key_path(&config.volume_id));
     let service_key = ServiceKey::load(&key_path).map_err(|e| e.to_string())?;
-    let open = OpenOptions { read_only: s.options.read_only, cache_capacity: s.cache_capacity, cache_max_age: s.cache_max_age };
+    let cmk = match Volume::read_cmk_url(&s.backing).map_err(|e| e.to_string())? {
+        Some(url) => Some(s.key_vault.connect(&url)? as Arc<dyn crate::keys::CustomerKey>),
+        None => None,
+    };
+    let open = OpenOptions {
+        read_only: s.options.read_only,
+        cache_capacity: s.cache_capacity,
+        cache_max_age: s.cache_max_age,
+        cmk,
+    };
     let volume = Volume::open(&s.backing, service_key, &open).map_err(|e| e.to_string())?;
     if s.foreground {
         init_logging(s.log_file.as_deref(), s.log_level.as_deref())?;
@@ -155,8 +167,13 @@ impl Drop for RuntimeFiles {
 
 fn status_line(volume: &Volume, stats: &FsStats) -> String {
     let c = volume.keys().cache().stats();
+    let keys = match (volume.keys().cmk(), volume.keys().revoked_reason()) {
+        (None, _) => "service-managed key ok".to_string(),
+        (Some(c), None) => format!("customer-managed key {} ok", c.key_url()),
+        (Some(c), Some(r)) => format!("customer-managed key {} REVOKED ({r})", c.key_url()),
+    };
     format!(
-        "STATUS=mounted; keys: service-managed key ok; cache {} keys ({} hits, {} misses); {} open files",
+        "STATUS=mounted; keys: {keys}; cache {} keys ({} hits, {} misses); {} open files",
         c.entries,
         c.hits,
         c.misses,
@@ -188,11 +205,18 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
         ready,
         CmkFs::new(volume.clone(), Duration::from_secs(1), stats.clone()).map_err(|e| format!("cannot open the volume root: {e}"))
     );
+    let inode_handle = fs.inode_handle();
+    let events = Arc::new(KeyEvents { volume: volume.clone(), kernel: std::sync::OnceLock::new() });
+    let watcher = RevocationWatcher::new(volume.keys_arc(), events.clone());
     let mut session = or_report!(
         ready,
         Session::new(fs, &s.mountpoint, &fuse_config(s))
             .map_err(|e| format!("cannot mount {} on {}: {e}", s.backing.display(), s.mountpoint.display()))
     );
+    let _ = events.kernel.set(KernelCaches::new(session.notifier(), inode_handle));
+    if volume.keys().cmk().is_some() {
+        or_report!(ready, watcher.spawn(s.revocation_check_interval).map_err(|e| format!("cannot start the revocation watcher: {e}")));
+    }
     let _ = std::fs::create_dir_all(runtime_dir());
     let runtime = RuntimeFiles { pid: pid_file(&s.mountpoint) };
     let _ = crate::atomic_file::write_atomic(&runtime.pid, format!("{}\n", std::process::id()).as_bytes(), 0o644);
@@ -202,6 +226,7 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
         mountpoint: s.mountpoint.clone(),
         name: s.name.clone(),
         started: Instant::now(),
+        watcher: watcher.clone(),
     });
     let aliases = s.name.iter().map(|n| named_socket(n)).collect();
     let control = or_report!(

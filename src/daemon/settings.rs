@@ -4,11 +4,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{MountArgs, MountOptions};
+use crate::cli::{KeyVaultArgs, MountArgs, MountOptions};
 use crate::config::{ConfigFile, credential_path};
 
 pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
 pub const DEFAULT_CACHE_MAX_AGE: u64 = 3600;
+pub const DEFAULT_REVOCATION_CHECK_INTERVAL: u64 = 30;
 
 #[derive(Debug, Clone)]
 pub struct MountSettings {
@@ -24,6 +25,9 @@ pub struct MountSettings {
     pub threads: usize,
     pub cache_capacity: usize,
     pub cache_max_age: Duration,
+    pub revocation_check_interval: Duration,
+    pub audit_log: Option<PathBuf>,
+    pub key_vault: KeyVaultArgs,
 }
 
 fn absolute(p: PathBuf) -> Result<PathBuf, String> {
@@ -66,6 +70,17 @@ impl MountSettings {
             threads,
             cache_capacity: a.cache_capacity.or(file.cache_capacity).unwrap_or(DEFAULT_CACHE_CAPACITY),
             cache_max_age: Duration::from_secs(a.cache_max_age.or(file.cache_max_age).unwrap_or(DEFAULT_CACHE_MAX_AGE)),
+            revocation_check_interval: Duration::from_secs(
+                a.revocation_check_interval.or(file.revocation_check_interval).unwrap_or(DEFAULT_REVOCATION_CHECK_INTERVAL).max(1),
+            ),
+            audit_log: a.audit_log.clone().or(file.audit_log.clone()).map(absolute).transpose()?,
+            key_vault: KeyVaultArgs {
+                azure_credential: a.key_vault.azure_credential.clone().or(file.azure_credential.clone()),
+                ca_file: a.key_vault.ca_file.clone().or(file.ca_file.clone()),
+                no_verify_challenge_resource: a.key_vault.no_verify_challenge_resource
+                    || file.verify_challenge_resource == Some(false),
+                key_vault_timeout: a.key_vault.key_vault_timeout.or(file.key_vault_timeout),
+            },
             options,
         })
     }

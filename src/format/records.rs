@@ -81,6 +81,10 @@ impl WrappedDataKey {
 #[serde(deny_unknown_fields)]
 pub struct KeyStore {
     pub format: u8,
+    /// The customer-managed key (versionless URL, `https://VAULT/keys/NAME`) that wraps every
+    /// data key on top of the service key; absent for service-key-only volumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmk: Option<String>,
     pub data_keys: Vec<WrappedDataKey>,
 }
 
@@ -122,6 +126,7 @@ mod tests {
     fn store() -> KeyStore {
         KeyStore {
             format: 1,
+            cmk: None,
             data_keys: vec![WrappedDataKey {
                 scope: 0,
                 epoch: 0,

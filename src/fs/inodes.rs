@@ -57,6 +57,10 @@ impl InodeTable {
         self.nodes.get(&ino)
     }
 
+    pub fn all_inos(&self) -> Vec<u64> {
+        self.nodes.keys().copied().collect()
+    }
+
     pub fn knows_backing(&self, backing_ino: u64) -> bool {
         self.by_backing.contains_key(&backing_ino)
     }

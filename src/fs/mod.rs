@@ -50,7 +50,7 @@ pub struct FsStats {
 pub struct CmkFs {
     vol: Arc<Volume>,
     stats: Arc<FsStats>,
-    inodes: RwLock<InodeTable>,
+    inodes: Arc<RwLock<InodeTable>>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
     ttl: Duration,
@@ -101,7 +101,7 @@ impl CmkFs {
         let root = Arc::new(vol.root()?);
         let root_attr = vol.dir_attr(&root)?;
         Ok(CmkFs {
-            inodes: RwLock::new(InodeTable::new(root, root_attr.backing_ino)),
+            inodes: Arc::new(RwLock::new(InodeTable::new(root, root_attr.backing_ino))),
             vol,
             stats,
             handles: Mutex::new(HashMap::new()),
@@ -109,6 +109,11 @@ impl CmkFs {
             ttl,
             as_root: nix::unistd::geteuid().is_root(),
         })
+    }
+
+    /// A handle on the inode table for `KernelCaches` (taken before the session owns `self`).
+    pub fn inode_handle(&self) -> InodeHandle {
+        InodeHandle(self.inodes.clone())
     }
 
     fn table(&self) -> std::sync::RwLockReadGuard<'_, InodeTable> {
@@ -199,7 +204,9 @@ impl CmkFs {
             Location::Entry { parent, name, kind: FileKind::File, backing_ino } => {
                 match self.vol.open_file(&parent, &name) {
                     Ok(f) => Ok(f),
-                    Err(e) => self.vol_open_by_backing(backing_ino).ok_or(e),
+                    // The last name is gone but the file is still open: reuse it.
+                    Err(e) if raw_errno(&e) == libc::ENOENT => self.vol_open_by_backing(backing_ino).ok_or(e),
+                    Err(e) => Err(e),
                 }
             }
             Location::Dir(_) => Err(verr(libc::EISDIR)),
@@ -299,6 +306,36 @@ impl CmkFs {
             out.push((t.ino_for_backing(e.backing_ino), kind, OsString::from(OsStr::from_bytes(&e.name))));
         }
         Ok(out)
+    }
+}
+
+/// The inode table, shared with `KernelCaches`.
+#[derive(Clone)]
+pub struct InodeHandle(Arc<RwLock<InodeTable>>);
+
+/// Drops what the kernel caches for the mount: pages (also of mmaps) and attributes of every
+/// inode the kernel knows. Used when a key is revoked, so nothing read before can be read
+/// again from the page cache.
+pub struct KernelCaches {
+    notifier: fuser::Notifier,
+    inodes: InodeHandle,
+}
+
+impl KernelCaches {
+    pub fn new(notifier: fuser::Notifier, inodes: InodeHandle) -> Self {
+        KernelCaches { notifier, inodes }
+    }
+
+    /// Returns how many inodes were invalidated.
+    pub fn invalidate_all(&self) -> usize {
+        let inos = self.inodes.0.read().unwrap_or_else(|p| p.into_inner()).all_inos();
+        let mut n = 0;
+        for ino in inos {
+            if self.notifier.inval_inode(INodeNo(ino), 0, 0).is_ok() {
+                n += 1;
+            }
+        }
+        n
     }
 }
 

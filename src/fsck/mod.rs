@@ -28,7 +28,7 @@ pub use report::{
 };
 
 use crate::keys::{ServiceKey, default_service_key_path};
-use crate::volume::{OpenOptions, Volume};
+use crate::volume::{OpenOptions, Volume, lock_backing};
 
 /// How to check.
 #[derive(Clone, Debug, Default)]
@@ -53,13 +53,21 @@ pub fn check(backing: &Path, opts: &FsckOptions, progress: &mut dyn Progress) ->
 
 /// Checks an already opened volume (read-only is enough, also with `quarantine`, which
 /// moves files with plain renames). `quarantine` is validated (outside the backing
-/// directory, empty or a quarantine of this volume) before anything is checked.
+/// directory, empty or a quarantine of this volume) before anything is checked, and needs
+/// the volume's mount lock: it fails if the volume is mounted.
 pub fn check_volume(vol: &Volume, quarantine: Option<&Path>, progress: &mut dyn Progress) -> Result<Report, FsckError> {
     let config = vol.config();
-    let qdir = match quarantine {
-        Some(d) => Some(quarantine::prepare_dir(vol.backing(), d, &config.volume_id)?),
-        None => None,
-    };
+    // Moving files out from under a running daemon (which may be writing them) is refused:
+    // take the mount lock for the whole check, so no mount starts meanwhile either.
+    let mut _lock = None;
+    let mut qdir = None;
+    if let Some(d) = quarantine {
+        quarantine::check_dir(vol.backing(), d, &config.volume_id)?;
+        _lock = Some(lock_backing(vol.backing(), Path::new("(cmkfs fsck --quarantine)")).map_err(|e| {
+            FsckError(format!("{e}; unmount it before --quarantine (a check without it works while mounted)"))
+        })?);
+        qdir = Some(quarantine::prepare_dir(vol.backing(), d, &config.volume_id)?);
+    }
     let mut report = Report::new(vol.backing().to_path_buf(), config.volume_id.clone(), config.block_size);
     let mut keys = keystore::check_key_store(vol, &mut report);
     let candidates = {

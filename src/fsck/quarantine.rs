@@ -26,21 +26,14 @@ use crate::volume::{Volume, key_store_path, volume_config_path};
 use super::report::{FsckError, QuarantineReport, QuarantinedFile};
 use super::walk::Candidate;
 
-/// Checks (and creates) the quarantine directory before anything is checked: it must be
-/// outside BACKING (and not contain it), and be empty or a quarantine of the same volume.
-/// Returns its canonical path.
-pub(super) fn prepare_dir(backing: &Path, dir: &Path, volume_id: &str) -> Result<PathBuf, FsckError> {
+/// Checks the quarantine directory without creating anything: it must be outside BACKING
+/// (and not contain it), and be missing, empty or a quarantine of the same volume.
+pub(super) fn check_dir(backing: &Path, dir: &Path, volume_id: &str) -> Result<(), FsckError> {
     let err = |m: String| FsckError(format!("quarantine directory {}: {m}", dir.display()));
     let backing_c = backing
         .canonicalize()
         .map_err(|e| FsckError(format!("cannot resolve backing directory {}: {e}", backing.display())))?;
-    // Refuse before creating anything inside BACKING.
-    let dir_abs = std::path::absolute(dir).map_err(|e| err(e.to_string()))?;
-    if lexical(&dir_abs).starts_with(&backing_c) || lexical(&dir_abs).starts_with(lexical(&std::path::absolute(backing).unwrap_or_default())) {
-        return Err(err(format!("must be outside the backing directory {}", backing.display())));
-    }
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| err(format!("cannot create: {e}")))?;
-    let dir_c = dir.canonicalize().map_err(|e| err(e.to_string()))?;
+    let dir_c = resolve(dir).map_err(|e| err(e.to_string()))?;
     if dir_c.starts_with(&backing_c) {
         return Err(err(format!("must be outside the backing directory {}", backing.display())));
     }
@@ -54,10 +47,49 @@ pub(super) fn prepare_dir(backing: &Path, dir: &Path, volume_id: &str) -> Result
         if c.volume_id != volume_id {
             return Err(err(format!("holds files of another volume ({})", c.volume_id)));
         }
-    } else if fs::read_dir(&dir_c).map_err(|e| err(format!("cannot read: {e}")))?.next().is_some() {
-        return Err(err("is not empty and not a quarantine of this volume".into()));
+    } else if dir_c.exists() {
+        if !dir_c.is_dir() {
+            return Err(err("is not a directory".into()));
+        }
+        if fs::read_dir(&dir_c).map_err(|e| err(format!("cannot read: {e}")))?.next().is_some() {
+            return Err(err("is not empty and not a quarantine of this volume".into()));
+        }
     }
-    Ok(dir_c)
+    Ok(())
+}
+
+/// Creates the quarantine directory (after [`check_dir`]) and checks it again; returns its
+/// canonical path.
+pub(super) fn prepare_dir(backing: &Path, dir: &Path, volume_id: &str) -> Result<PathBuf, FsckError> {
+    let err = |m: String| FsckError(format!("quarantine directory {}: {m}", dir.display()));
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| err(format!("cannot create: {e}")))?;
+    check_dir(backing, dir, volume_id)?;
+    dir.canonicalize().map_err(|e| err(e.to_string()))
+}
+
+/// The canonical form of `p`, which may not exist yet: its nearest existing ancestor
+/// canonicalized, plus the remaining components.
+fn resolve(p: &Path) -> std::io::Result<PathBuf> {
+    let abs = lexical(&std::path::absolute(p)?);
+    let mut base = abs.clone();
+    let mut rest = Vec::new();
+    loop {
+        match base.canonicalize() {
+            Ok(c) => {
+                let mut out = c;
+                out.extend(rest.iter().rev());
+                return Ok(out);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match (base.file_name(), base.parent()) {
+                (Some(name), Some(parent)) => {
+                    rest.push(name.to_os_string());
+                    base = parent.to_path_buf();
+                }
+                _ => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// `..` and `.` removed without touching the filesystem.
@@ -86,13 +118,12 @@ pub(super) fn quarantine(vol: &Volume, qdir: &Path, candidates: &[Candidate]) ->
         report.errors.push(format!("cannot set up {}: {e}; nothing was moved", qdir.display()));
         return report;
     }
-    let mut done: Vec<PathBuf> = Vec::new();
+    let mut done = std::collections::HashSet::new();
     for c in candidates {
         let rel = c.dir_rel.join(&c.entry);
-        if done.contains(&rel) {
+        if !done.insert(rel.clone()) {
             continue;
         }
-        done.push(rel.clone());
         match quarantine_one(vol, qdir, c) {
             Ok(q) => report.moved.push(q),
             Err(e) => report.errors.push(format!("{}: not moved: {e}", rel.display())),

@@ -189,7 +189,7 @@ impl Report {
     /// The problems grouped by object (backing path), in report order.
     pub fn by_object(&self) -> Vec<(&str, Vec<&Problem>)> {
         let mut out: Vec<(&str, Vec<&Problem>)> = Vec::new();
-        let mut index = std::collections::HashMap::new();
+        let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         for p in &self.problems {
             match index.get(p.backing_path.as_str()) {
                 Some(&i) => out[i].1.push(p),

@@ -170,18 +170,18 @@ impl<'a> Walker<'a> {
         if let Some(err) = d.id_error() {
             let msg = format!("{err}: the names of its {objects} entries cannot be decrypted");
             self.problem(ProblemCode::DirId, &rel, plain.as_deref(), "dir", msg);
-        } else if let Some(id) = d.id() {
-            if let Some((code, msg)) = self.keys.reference(id.key) {
-                self.push(Problem {
-                    code,
-                    backing_path: rel_string(&rel),
-                    path: plain.clone(),
-                    kind: "dir".into(),
-                    blocks: Vec::new(),
-                    key: Some(id.key),
-                    message: format!("directory id {msg}: the names of its {objects} entries cannot be decrypted"),
-                });
-            }
+        } else if let Some(id) = d.id()
+            && let Some((code, msg)) = self.keys.reference(id.key)
+        {
+            self.push(Problem {
+                code,
+                backing_path: rel_string(&rel),
+                path: plain.clone(),
+                kind: "dir".into(),
+                blocks: Vec::new(),
+                key: Some(id.key),
+                message: format!("directory id {msg}: the names of its {objects} entries cannot be decrypted"),
+            });
         }
         let mut subdirs = Vec::new();
         for e in entries {
@@ -278,19 +278,19 @@ impl<'a> Walker<'a> {
                 return;
             }
         };
-        if let Some(k) = s.key {
-            if let Some((code, msg)) = self.keys.reference(k) {
-                self.push(Problem {
-                    code,
-                    backing_path: rel_string(rel_e),
-                    path: plain_e,
-                    kind: "symlink".into(),
-                    blocks: Vec::new(),
-                    key: Some(k),
-                    message: format!("target {msg}"),
-                });
-                return;
-            }
+        if let Some(k) = s.key
+            && let Some((code, msg)) = self.keys.reference(k)
+        {
+            self.push(Problem {
+                code,
+                backing_path: rel_string(rel_e),
+                path: plain_e,
+                kind: "symlink".into(),
+                blocks: Vec::new(),
+                key: Some(k),
+                message: format!("target {msg}"),
+            });
+            return;
         }
         if let Err(e) = s.target {
             self.problem(ProblemCode::Symlink, rel_e, plain_e.as_deref(), "symlink", format!("target does not decrypt: {e}"));
@@ -443,7 +443,7 @@ impl<'a> Walker<'a> {
                 code: ProblemCode::BadBlocks,
                 blocks: bad.clone(),
                 key: None,
-                message: format!("{noun} {list} of {total} failed authentication (unrecoverable)"),
+                message: format!("{noun} {list} of {total} cannot be decrypted: failed authentication (unrecoverable)"),
             });
             v.unrecoverable = true;
         }
@@ -467,7 +467,7 @@ fn total_bytes(backing: &Path) -> u64 {
             let Ok(md) = e.path().symlink_metadata() else { continue };
             if md.is_dir() {
                 stack.push(e.path());
-            } else if md.is_file() && !name.starts_with('.') || name.starts_with(crate::names::LONG_NAME_PREFIX) && md.is_file() {
+            } else if md.is_file() && (!name.starts_with('.') || name.starts_with(crate::names::LONG_NAME_PREFIX)) {
                 total += md.len();
             }
         }

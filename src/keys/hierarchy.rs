@@ -1,12 +1,15 @@
 //! `KeyHierarchy`: resolves a data-key reference to an unwrapped data key, through the cache
 //! or by unwrapping the key-store record with the providers, outermost layer first.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::crypto::SecretKey;
 use crate::format::{DataKeyRef, KeyStore, WrappedDataKey};
 
-use super::{DataKey, DataKeyCache, KeyError, KeyProvider};
+use crate::format::WrapperId;
+
+use super::{CustomerKey, DataKey, DataKeyCache, KeyError, KeyProvider};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -15,14 +18,186 @@ pub struct KeyHierarchy {
     store: RwLock<KeyStore>,
     /// Where the key store is persisted (None: in memory only).
     store_path: Option<std::path::PathBuf>,
-    /// Innermost (service key) first.
-    providers: Vec<Box<dyn KeyProvider>>,
+    /// Innermost (service key) first; the customer-managed key, if any, last.
+    providers: Vec<Arc<dyn KeyProvider>>,
+    cmk: Option<Arc<dyn CustomerKey>>,
+    /// Why the customer-managed key is revoked, while it is.
+    revoked: RwLock<Option<String>>,
+    revoked_flag: AtomicBool,
     cache: DataKeyCache,
 }
 
 impl KeyHierarchy {
-    pub fn new(store: KeyStore, providers: Vec<Box<dyn KeyProvider>>, cache: DataKeyCache) -> Self {
-        KeyHierarchy { store: RwLock::new(store), store_path: None, providers, cache }
+    pub fn new(store: KeyStore, providers: Vec<Arc<dyn KeyProvider>>, cache: DataKeyCache) -> Self {
+        KeyHierarchy {
+            store: RwLock::new(store),
+            store_path: None,
+            providers,
+            cmk: None,
+            revoked: RwLock::new(None),
+            revoked_flag: AtomicBool::new(false),
+            cache,
+        }
+    }
+
+    /// Adds a customer-managed key as the outermost wrapping layer.
+    pub fn with_cmk(mut self, cmk: Arc<dyn CustomerKey>) -> Self {
+        self.providers.push(cmk.clone());
+        self.cmk = Some(cmk);
+        self
+    }
+
+    pub fn cmk(&self) -> Option<&Arc<dyn CustomerKey>> {
+        self.cmk.as_ref()
+    }
+
+    /// Full key ids (with version) of the customer-managed key that wrap stored data keys.
+    pub fn cmk_versions_in_use(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .store
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .data_keys
+            .iter()
+            .flat_map(|k| k.wrapped_by.iter())
+            .filter_map(|w| match w {
+                WrapperId::Cmk { key_id, .. } => Some(key_id.clone()),
+                WrapperId::Service { .. } => None,
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Marks the customer-managed key revoked and flushes (zeroizes) every data key it
+    /// protects. Returns how many cached keys were dropped.
+    pub fn revoke(&self, reason: &str) -> usize {
+        *self.revoked.write().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
+        self.revoked_flag.store(true, Ordering::SeqCst);
+        let protected = self.cmk_protected();
+        self.cache.flush_where(|r| protected.contains(&r))
+    }
+
+    /// Re-wraps every data key whose customer-managed layer is not under the newest version
+    /// of the key (no data is re-encrypted). The key store is replaced atomically. Returns
+    /// how many records changed.
+    pub fn rewrap_cmk(&self) -> Result<usize, KeyError> {
+        let cmk = self.cmk.clone().ok_or_else(|| KeyError::NoProvider("no customer-managed key".into()))?;
+        let latest = cmk.latest_key_id()?;
+        let snapshot = self.store_snapshot();
+        let mut updated = snapshot.clone();
+        let mut changed = 0;
+        for rec in updated.data_keys.iter_mut() {
+            let Some(last) = rec.wrapped_by.last().cloned() else { continue };
+            let WrapperId::Cmk { key_id, .. } = &last else { continue };
+            if *key_id == latest {
+                continue;
+            }
+            let outer = STANDARD
+                .decode(&rec.wrapped)
+                .map_err(|_| KeyError::Unwrap { key: rec.key_ref(), reason: "wrapped key is not base64".into() })?;
+            let inner = cmk.unwrap(&last, &outer)?;
+            let (wrapped, id) = cmk.wrap(&inner)?;
+            rec.wrapped = STANDARD.encode(wrapped);
+            if let Some(l) = rec.wrapped_by.last_mut() {
+                *l = id;
+            }
+            changed += 1;
+        }
+        if changed > 0 {
+            self.replace_store(&snapshot, updated)?;
+        }
+        Ok(changed)
+    }
+
+    /// Adds (`Some`) or removes (`None`) the customer-managed layer of every data key.
+    pub fn set_cmk_layer(&self, cmk: Option<&Arc<dyn CustomerKey>>) -> Result<usize, KeyError> {
+        let snapshot = self.store_snapshot();
+        let mut updated = snapshot.clone();
+        let mut changed = 0;
+        for rec in updated.data_keys.iter_mut() {
+            let has_cmk = matches!(rec.wrapped_by.last(), Some(WrapperId::Cmk { .. }));
+            let bytes = STANDARD
+                .decode(&rec.wrapped)
+                .map_err(|_| KeyError::Unwrap { key: rec.key_ref(), reason: "wrapped key is not base64".into() })?;
+            let inner = if has_cmk {
+                let last = rec.wrapped_by.last().cloned().ok_or_else(|| KeyError::NoProvider("empty wrap chain".into()))?;
+                let provider = self
+                    .providers
+                    .iter()
+                    .find(|p| p.handles(&last))
+                    .ok_or_else(|| KeyError::NoProvider(format!("{last:?}")))?;
+                rec.wrapped_by.pop();
+                provider.unwrap(&last, &bytes)?
+            } else {
+                zeroize::Zeroizing::new(bytes)
+            };
+            match cmk {
+                Some(c) => {
+                    let (w, id) = c.wrap(&inner)?;
+                    rec.wrapped = STANDARD.encode(w);
+                    rec.wrapped_by.push(id);
+                }
+                None => rec.wrapped = STANDARD.encode(&inner[..]),
+            }
+            changed += 1;
+        }
+        updated.cmk = cmk.map(|c| c.key_url().to_string());
+        self.replace_store(&snapshot, updated)?;
+        Ok(changed)
+    }
+
+    /// Persists `updated` and swaps it in, unless the store changed since `snapshot`.
+    fn replace_store(&self, snapshot: &KeyStore, updated: KeyStore) -> Result<(), KeyError> {
+        let mut store = self.store.write().unwrap_or_else(|p| p.into_inner());
+        if *store != *snapshot {
+            return Err(KeyError::Store {
+                path: self.store_path.clone().unwrap_or_default(),
+                reason: "changed concurrently; try again".into(),
+            });
+        }
+        if let Some(path) = &self.store_path {
+            super::save_key_store(path, &updated)?;
+        }
+        *store = updated;
+        Ok(())
+    }
+
+    /// Lifts a revocation (the key is usable again).
+    pub fn restore(&self) {
+        *self.revoked.write().unwrap_or_else(|p| p.into_inner()) = None;
+        self.revoked_flag.store(false, Ordering::SeqCst);
+    }
+
+    pub fn revoked_reason(&self) -> Option<String> {
+        if !self.revoked_flag.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.revoked.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn cmk_protected(&self) -> Vec<DataKeyRef> {
+        self.store
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .data_keys
+            .iter()
+            .filter(|k| k.wrapped_by.iter().any(|w| matches!(w, WrapperId::Cmk { .. })))
+            .map(|k| k.key_ref())
+            .collect()
+    }
+
+    /// Fails with `Revoked` when `key` is protected by a revoked customer-managed key. Cheap
+    /// (one atomic load) while nothing is revoked: called before every use of a cached key.
+    pub fn check_usable(&self, key: DataKeyRef) -> Result<(), KeyError> {
+        if !self.revoked_flag.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if self.cmk_protected().contains(&key) {
+            return Err(KeyError::Revoked(self.revoked_reason().unwrap_or_else(|| "customer-managed key revoked".into())));
+        }
+        Ok(())
     }
 
     /// Persist key-store changes (rotation) to `path`.
@@ -68,6 +243,7 @@ impl KeyHierarchy {
 
     /// The unwrapped data key `key`: one unwrap per key, then served from the cache.
     pub fn data_key(&self, key: DataKeyRef) -> Result<Arc<DataKey>, KeyError> {
+        self.check_usable(key)?;
         if let Some(k) = self.cache.get(key) {
             return Ok(k);
         }
@@ -105,7 +281,7 @@ impl KeyHierarchy {
     /// Generates a data key for (`scope`, `epoch`) and wraps it with every provider, innermost
     /// first. The caller adds the record to the store and persists it.
     pub fn new_data_key_record(
-        providers: &[Box<dyn KeyProvider>],
+        providers: &[Arc<dyn KeyProvider>],
         key: DataKeyRef,
         created: u64,
     ) -> Result<WrappedDataKey, KeyError> {

@@ -2,17 +2,22 @@
 //! later), the key store of wrapped data keys, the data-key LRU cache, and derivation of
 //! per-file content keys and per-directory name keys. Knows nothing of files or inodes.
 
+pub mod azure;
 mod cache;
+mod cmk;
 mod hierarchy;
 mod provider;
 mod service;
 mod store;
+mod watcher;
 
 pub use cache::{CacheStats, DataKey, DataKeyCache};
+pub use cmk::{CmkState, CustomerKey, parse_key_url};
 pub use hierarchy::KeyHierarchy;
 pub use provider::KeyProvider;
 pub use service::{ServiceKey, default_service_key_path};
 pub use store::{load_key_store, save_key_store};
+pub use watcher::{CheckReport, RevocationListener, RevocationWatcher};
 
 use std::path::PathBuf;
 

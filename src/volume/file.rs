@@ -84,6 +84,11 @@ impl OpenFile {
         Ok(())
     }
 
+    /// Drops the derived content key; the next access re-derives it through the hierarchy.
+    pub(super) fn forget_cipher(&self) {
+        self.write_state().cipher = None;
+    }
+
     pub(super) fn raw_file(&self) -> &File {
         &self.file
     }
@@ -96,10 +101,11 @@ impl Volume {
     }
 
     fn cipher(&self, f: &OpenFile, st: &mut FileState) -> Result<Arc<BlockCipher>> {
+        let h = st.header.ok_or_else(|| self.integrity(f, "file has no header".into()))?;
+        self.keys().check_usable(h.key)?;
         if let Some(c) = &st.cipher {
             return Ok(c.clone());
         }
-        let h = st.header.ok_or_else(|| self.integrity(f, "file has no header".into()))?;
         let c = Arc::new(self.keys().data_key(h.key)?.content_cipher(&h.file_id)?);
         st.cipher = Some(c.clone());
         Ok(c)
@@ -126,6 +132,9 @@ impl Volume {
         let size = st.size;
         if offset >= size || len == 0 {
             return Ok(Vec::new());
+        }
+        if let Some(h) = &st.header {
+            self.keys().check_usable(h.key)?;
         }
         let cipher = match &st.cipher {
             Some(c) => c.clone(),

@@ -18,17 +18,20 @@ use super::{Result, VolumeError, key_store_path, volume_config_path};
 pub struct InitOptions {
     pub service_key: Option<PathBuf>,
     pub block_size: u32,
+    /// A customer-managed key that wraps the data key on top of the service key.
+    pub cmk: Option<std::sync::Arc<dyn crate::keys::CustomerKey>>,
 }
 
 impl Default for InitOptions {
     fn default() -> Self {
-        InitOptions { service_key: None, block_size: 4096 }
+        InitOptions { service_key: None, block_size: 4096, cmk: None }
     }
 }
 
 #[derive(Debug, serde::Serialize)]
 pub struct InitReport {
     pub volume_id: String,
+    pub cmk: Option<String>,
     pub service_key: PathBuf,
     pub service_key_fingerprint: String,
 }
@@ -79,10 +82,20 @@ pub fn init_volume(backing: &Path, opts: &InitOptions) -> Result<InitReport> {
         content_cipher: "AES-256-GCM".into(),
         name_cipher: "AES-256-GCM-SIV".into(),
     };
-    let providers: Vec<Box<dyn KeyProvider>> = vec![Box::new(service_key)];
+    let mut providers: Vec<std::sync::Arc<dyn KeyProvider>> = vec![std::sync::Arc::new(service_key)];
+    if let Some(cmk) = &opts.cmk {
+        providers.push(cmk.clone());
+    }
     let first = DataKeyRef { scope: 0, epoch: 0 };
-    let record = KeyHierarchy::new_data_key_record(&providers, first, now())?;
-    save_key_store(&key_store_path(backing), &KeyStore { format: FORMAT_VERSION, data_keys: vec![record] })?;
+    let record = match KeyHierarchy::new_data_key_record(&providers, first, now()) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = fs::remove_dir(&meta);
+            return Err(e.into());
+        }
+    };
+    let cmk = opts.cmk.as_ref().map(|c| c.key_url().to_string());
+    save_key_store(&key_store_path(backing), &KeyStore { format: FORMAT_VERSION, cmk, data_keys: vec![record] })?;
     let root_id = DirIdFile { key: first, dir_id: random_id()? };
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -93,5 +106,10 @@ pub fn init_volume(backing: &Path, opts: &InitOptions) -> Result<InitReport> {
     f.sync_all()?;
     // volume.json last: its presence marks a complete volume.
     write_atomic(&volume_config_path(backing), &config.to_json(), 0o600)?;
-    Ok(InitReport { volume_id, service_key: key_path, service_key_fingerprint: fingerprint })
+    Ok(InitReport {
+        volume_id,
+        cmk: opts.cmk.as_ref().map(|c| c.key_url().to_string()),
+        service_key: key_path,
+        service_key_fingerprint: fingerprint,
+    })
 }

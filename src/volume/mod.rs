@@ -28,21 +28,25 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::format::{BlockLayout, DataKeyRef, META_DIR, VolumeConfig};
-use crate::keys::{DataKeyCache, KeyHierarchy, KeyProvider, ServiceKey, load_key_store};
+use std::sync::Arc;
+
+use crate::keys::{CustomerKey, DataKeyCache, KeyHierarchy, KeyProvider, ServiceKey, load_key_store};
 
 use open_files::OpenFileTable;
 
 /// How a volume is opened.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct OpenOptions {
     pub read_only: bool,
     pub cache_capacity: usize,
     pub cache_max_age: Duration,
+    /// The customer-managed key, required when the key store names one.
+    pub cmk: Option<Arc<dyn CustomerKey>>,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { read_only: false, cache_capacity: 1024, cache_max_age: Duration::from_secs(3600) }
+        OpenOptions { read_only: false, cache_capacity: 1024, cache_max_age: Duration::from_secs(3600), cmk: None }
     }
 }
 
@@ -52,7 +56,7 @@ pub struct Volume {
     root_fd: OwnedFd,
     config: VolumeConfig,
     layout: BlockLayout,
-    keys: KeyHierarchy,
+    keys: Arc<KeyHierarchy>,
     open_files: OpenFileTable,
     read_only: bool,
 }
@@ -91,11 +95,22 @@ impl Volume {
         let root_fd: OwnedFd = File::open(backing)
             .map_err(|e| setup(format!("cannot open backing directory {}: {e}", backing.display())))?
             .into();
-        let providers: Vec<Box<dyn KeyProvider>> = vec![Box::new(service_key)];
-        let keys = KeyHierarchy::new(store, providers, DataKeyCache::new(opts.cache_capacity, opts.cache_max_age))
+        let providers: Vec<Arc<dyn KeyProvider>> = vec![Arc::new(service_key)];
+        let wanted_cmk = store.cmk.clone();
+        let mut keys = KeyHierarchy::new(store, providers, DataKeyCache::new(opts.cache_capacity, opts.cache_max_age))
             .with_store_path(key_store_path(backing));
+        match (&wanted_cmk, &opts.cmk) {
+            (Some(url), None) => {
+                return Err(setup(format!(
+                    "this volume is protected by the customer-managed key {url}; give --azure-credential (and --ca-file for a private CA)"
+                )));
+            }
+            (_, Some(cmk)) => keys = keys.with_cmk(cmk.clone()),
+            (None, None) => {}
+        }
         let current = keys.current(0)?;
         keys.data_key(current)?;
+        let keys = Arc::new(keys);
         Ok(Volume {
             backing: backing.to_path_buf(),
             root_fd,
@@ -123,6 +138,10 @@ impl Volume {
         &self.keys
     }
 
+    pub fn keys_arc(&self) -> Arc<KeyHierarchy> {
+        self.keys.clone()
+    }
+
     pub fn read_only(&self) -> bool {
         self.read_only
     }
@@ -130,6 +149,20 @@ impl Volume {
     /// The data key new files and directories get.
     fn current_key(&self) -> Result<DataKeyRef> {
         Ok(self.keys.current(0)?)
+    }
+
+    /// The customer-managed key URL the key store names, if any (read before opening, to
+    /// know whether Key Vault settings are needed).
+    pub fn read_cmk_url(backing: &Path) -> Result<Option<String>> {
+        Ok(load_key_store(&key_store_path(backing))?.cmk)
+    }
+
+    /// Forgets the content keys derived into open files (after a revocation or flush), so
+    /// the next access goes through the key hierarchy again.
+    pub fn forget_open_file_keys(&self) {
+        for f in self.open_files.live() {
+            f.forget_cipher();
+        }
     }
 
     /// Filesystem statistics of the backing filesystem.

@@ -34,4 +34,9 @@ impl OpenFileTable {
         let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         files.get(&backing_ino).and_then(Weak::upgrade)
     }
+
+    pub fn live(&self) -> Vec<Arc<OpenFile>> {
+        let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        files.values().filter_map(Weak::upgrade).collect()
+    }
 }

@@ -186,6 +186,7 @@ impl Volume {
 
     /// Every entry of `dir` (except `.` and `..`), sorted by backing name, with what its name
     /// says. Entries that vanish while listing (a mounted volume) are left out.
+    #[allow(clippy::useless_conversion)] // nlink_t is u32 on some targets
     pub fn scan_entries(&self, dir: &ScanDir) -> Result<Vec<ScanEntry>> {
         let mut d = nix::dir::Dir::openat(&dir.fd, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
         let mut raw: Vec<OsString> = Vec::new();
@@ -204,7 +205,7 @@ impl Volume {
         for entry in &raw {
             let (kind, backing_ino, nlink, backing_size, stat_error) =
                 match fstatat(&dir.fd, entry.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-                    Ok(st) => (FileKind::from_mode(st.st_mode), st.st_ino, st.st_nlink as u64, st.st_size as u64, None),
+                    Ok(st) => (FileKind::from_mode(st.st_mode), st.st_ino, u64::from(st.st_nlink), st.st_size as u64, None),
                     Err(Errno::ENOENT) => continue,
                     Err(e) => (None, 0, 0, 0, Some(e.to_string())),
                 };

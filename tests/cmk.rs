@@ -1,0 +1,296 @@
+//! Customer-managed keys against the Key Vault emulator (real REST API over TLS, real Azure
+//! SDK client inside the daemon), mounting for real: revocation (disable, delete, deny
+//! access) gives EKEYREVOKED on open handles and new opens with no plaintext from the page
+//! cache; re-enabling restores access; outages keep cached keys serving; rotation then
+//! disabling the old version keeps data readable; one unwrap per data key.
+
+mod common;
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{bin, force_unmount, is_mounted, run, run_ok};
+use kv_emulator::{Emulator, Fault};
+
+struct CmkVolume {
+    emu: Emulator,
+    dir: tempfile::TempDir,
+    mounted: bool,
+}
+
+impl CmkVolume {
+    fn new() -> Self {
+        Self::with_interval(3600)
+    }
+
+    /// A volume bound to the emulator's key `kek`, mounted with the given check interval.
+    fn with_interval(interval: u64) -> Self {
+        let emu = Emulator::start();
+        emu.create_rsa_key("kek");
+        let dir = tempfile::Builder::new().prefix("cmkfs-cmk-").tempdir().unwrap();
+        fs::create_dir(dir.path().join("mnt")).unwrap();
+        emu.write_ca_file(dir.path().join("ca.pem")).unwrap();
+        fs::write(dir.path().join("token"), "test-token\n").unwrap();
+        let v = CmkVolume { emu, dir, mounted: false };
+        let out = run_ok(
+            Command::new(bin())
+                .arg("init")
+                .arg(v.backing())
+                .arg("--service-key")
+                .arg(v.key())
+                .arg("--cmk")
+                .arg(v.key_url())
+                .args(v.kv_args()),
+        );
+        assert!(out.stdout.contains("Customer-managed key"), "{}", out.stdout);
+        let mut v = v;
+        v.mount_with(&["--revocation-check-interval", &interval.to_string()]);
+        v
+    }
+
+    fn key_url(&self) -> String {
+        format!("{}keys/kek", self.emu.url())
+    }
+    fn backing(&self) -> PathBuf {
+        self.dir.path().join("backing")
+    }
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("service.key")
+    }
+    fn mnt(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+    fn p(&self, rel: &str) -> PathBuf {
+        self.mnt().join(rel)
+    }
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+    fn kv_args(&self) -> Vec<String> {
+        vec![
+            "--azure-credential".into(),
+            format!("access-token-file:{}", self.dir.path().join("token").display()),
+            "--ca-file".into(),
+            self.dir.path().join("ca.pem").display().to_string(),
+            "--no-verify-challenge-resource".into(),
+            "--key-vault-timeout".into(),
+            "5".into(),
+        ]
+    }
+
+    fn mount_with(&mut self, extra: &[&str]) {
+        let out = run(
+            Command::new(bin())
+                .arg("mount")
+                .arg(self.backing())
+                .arg(self.mnt())
+                .arg("--service-key")
+                .arg(self.key())
+                .arg("--log-file")
+                .arg(self.dir.path().join("log"))
+                .args(self.kv_args())
+                .args(extra)
+                .env("RUST_LOG", "info"),
+        );
+        assert!(out.success(), "mount failed: {}\nlog: {}", out.stderr, self.log());
+        self.mounted = true;
+    }
+
+    fn umount(&mut self) {
+        run_ok(Command::new(bin()).arg("umount").arg(self.mnt()));
+        self.mounted = false;
+    }
+
+    fn key_check(&self) -> serde_json::Value {
+        let out = run_ok(Command::new(bin()).args(["key", "check"]).arg(self.mnt()).arg("--json"));
+        serde_json::from_str(&out.stdout).unwrap()
+    }
+
+    fn cmk_state(&self) -> String {
+        self.key_check()["keys"][1]["state"].as_str().unwrap_or("?").to_string()
+    }
+}
+
+impl Drop for CmkVolume {
+    fn drop(&mut self) {
+        if self.mounted && is_mounted(&self.mnt()) {
+            let _ = Command::new(bin()).arg("umount").arg(self.mnt()).output();
+            if is_mounted(&self.mnt()) {
+                force_unmount(&self.mnt());
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("---- daemon log ----\n{}", self.log());
+        }
+    }
+}
+
+fn errno_of<T>(r: std::io::Result<T>) -> Option<i32> {
+    r.err().and_then(|e| e.raw_os_error())
+}
+
+const SECRET: &[u8] = b"top secret payload that must vanish from every cache on revocation";
+
+fn write_secret(v: &CmkVolume) -> Vec<u8> {
+    let data: Vec<u8> = SECRET.iter().cycle().take(100_000).copied().collect();
+    fs::write(v.p("secret.bin"), &data).unwrap();
+    data
+}
+
+/// Revocation by `revoke`, then `restore`: open handles and new opens get EKEYREVOKED, the
+/// page cache gives nothing back, and access returns without a remount.
+fn revoke_and_restore(revoke: impl Fn(&Emulator), restore: impl Fn(&Emulator), why: &str) {
+    let v = CmkVolume::new();
+    let data = write_secret(&v);
+    // Read it (fills the page cache) and keep a handle open.
+    let mut held = File::open(v.p("secret.bin")).unwrap();
+    let mut buf = Vec::new();
+    held.read_to_end(&mut buf).unwrap();
+    assert_eq!(buf, data);
+    assert_eq!(v.cmk_state(), "enabled");
+
+    revoke(&v.emu);
+    assert_eq!(v.cmk_state(), "revoked", "{why} must revoke");
+    // The open handle: EKEYREVOKED, not cached plaintext.
+    held.seek(SeekFrom::Start(0)).unwrap();
+    let mut again = vec![0u8; 4096];
+    assert_eq!(errno_of(held.read(&mut again)), Some(libc::EKEYREVOKED), "{why}: read through an open handle");
+    assert_eq!(errno_of(held.read_at(&mut again, 8192)), Some(libc::EKEYREVOKED), "{why}: pread through an open handle");
+    // New opens and new files.
+    assert_eq!(errno_of(File::open(v.p("secret.bin"))), Some(libc::EKEYREVOKED), "{why}: new open");
+    assert_eq!(errno_of(fs::write(v.p("new.txt"), b"x")), Some(libc::EKEYREVOKED), "{why}: create");
+    let log = v.log();
+    assert!(log.contains("revoked"), "log must say revoked: {log}");
+
+    restore(&v.emu);
+    assert_eq!(v.cmk_state(), "enabled", "{why}: restored");
+    assert_eq!(fs::read(v.p("secret.bin")).unwrap(), data, "{why}: readable again without remount");
+    held.seek(SeekFrom::Start(0)).unwrap();
+    let mut after = Vec::new();
+    held.read_to_end(&mut after).unwrap();
+    assert_eq!(after, data, "{why}: the old handle works again");
+    fs::write(v.p("new.txt"), b"after restore").unwrap();
+    assert!(v.log().contains("access restored"));
+}
+
+#[test]
+fn disabled_key_revokes_and_enabling_restores() {
+    revoke_and_restore(|e| e.disable_key("kek").unwrap(), |e| e.enable_key("kek").unwrap(), "disabled key");
+}
+
+#[test]
+fn deleted_key_revokes_and_recovery_restores() {
+    revoke_and_restore(|e| e.delete_key("kek").unwrap(), |e| e.recover_key("kek").unwrap(), "deleted key");
+}
+
+#[test]
+fn denied_access_revokes_and_regranting_restores() {
+    revoke_and_restore(|e| e.deny_all(), |e| e.restore_access(), "access denied");
+}
+
+#[test]
+fn watcher_detects_revocation_within_one_interval() {
+    let v = CmkVolume::with_interval(1);
+    let data = write_secret(&v);
+    let mut held = File::open(v.p("secret.bin")).unwrap();
+    let mut buf = Vec::new();
+    held.read_to_end(&mut buf).unwrap();
+    assert_eq!(buf, data);
+    v.emu.disable_key("kek").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        held.seek(SeekFrom::Start(0)).unwrap();
+        let mut b = vec![0u8; 1024];
+        match held.read(&mut b) {
+            Err(e) if e.raw_os_error() == Some(libc::EKEYREVOKED) => break,
+            Ok(_) => assert_eq!(&b[..SECRET.len()], SECRET),
+            Err(e) => panic!("unexpected error {e}"),
+        }
+        assert!(Instant::now() < deadline, "not revoked within the interval");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    v.emu.enable_key("kek").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fs::read(v.p("secret.bin")).ok().as_deref() != Some(&data[..]) {
+        assert!(Instant::now() < deadline, "not restored within the interval");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn outage_is_not_revocation() {
+    let mut v = CmkVolume::new();
+    let data = write_secret(&v);
+    v.emu.inject_failure(Fault::ServiceUnavailable, None);
+    assert_eq!(v.cmk_state(), "unreachable");
+    assert_eq!(fs::read(v.p("secret.bin")).unwrap(), data, "cached key keeps serving during a 503 outage");
+    fs::write(v.p("during-outage.txt"), b"still writable").unwrap();
+    v.emu.clear_failures();
+    v.emu.stop(); // dead port
+    assert_eq!(v.cmk_state(), "unreachable");
+    assert_eq!(fs::read(v.p("secret.bin")).unwrap(), data, "cached key keeps serving with the vault down");
+    let log = v.log();
+    assert!(log.contains("Key Vault unreachable"), "{log}");
+    assert!(!log.contains("revoked:"), "an outage must not be logged as revocation: {log}");
+    // Without the cached key, access fails with EIO (not EKEYREVOKED) while the vault is down.
+    run_ok(Command::new(bin()).args(["cache", "flush"]).arg(v.mnt()));
+    assert_eq!(errno_of(fs::read(v.p("secret.bin"))), Some(libc::EIO));
+    v.umount();
+}
+
+#[test]
+fn rotation_then_disabling_the_old_version_keeps_data_readable() {
+    let v = CmkVolume::new();
+    let data = write_secret(&v);
+    let old = v.emu.latest_version("kek").unwrap();
+    let new_kid = v.emu.rotate_key("kek").unwrap();
+    let out = run_ok(Command::new(bin()).args(["key", "rotate"]).arg(v.mnt()).arg("--json"));
+    let r: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(r["rewrapped"], 1, "{r}");
+    assert_eq!(r["versions_in_use"][0].as_str().unwrap(), new_kid);
+    let store = fs::read_to_string(v.backing().join(".cmkfs/keystore.json")).unwrap();
+    assert!(store.contains(&new_kid) && !store.contains(&format!("/{old}\"")), "key store not re-wrapped: {store}");
+    v.emu.disable_version("kek", &old).unwrap();
+    assert_eq!(v.cmk_state(), "enabled");
+    run_ok(Command::new(bin()).args(["cache", "flush"]).arg(v.mnt()));
+    assert_eq!(fs::read(v.p("secret.bin")).unwrap(), data);
+}
+
+#[test]
+fn one_unwrap_per_data_key_not_per_file() {
+    let mut v = CmkVolume::new();
+    for i in 0..1000 {
+        fs::write(v.p(&format!("f{i:04}")), format!("file {i}")).unwrap();
+    }
+    v.umount();
+    v.emu.reset_counters();
+    v.mount_with(&[]);
+    for i in 0..1000 {
+        assert_eq!(fs::read_to_string(v.p(&format!("f{i:04}"))).unwrap(), format!("file {i}"));
+    }
+    assert_eq!(v.emu.count("unwrapkey"), 1, "opening 1,000 files must cost one unwrap");
+}
+
+#[test]
+fn wrong_or_missing_credentials_fail_before_mounting() {
+    let mut v = CmkVolume::new();
+    v.umount();
+    let out = run(Command::new(bin()).arg("mount").arg(v.backing()).arg(v.mnt()).arg("--service-key").arg(v.key()));
+    assert!(!out.success());
+    assert!(out.stderr.contains("--azure-credential"), "{}", out.stderr);
+    v.emu.disable_key("kek").unwrap();
+    let out = run(
+        Command::new(bin()).arg("mount").arg(v.backing()).arg(v.mnt()).arg("--service-key").arg(v.key()).args(v.kv_args()),
+    );
+    assert!(!out.success());
+    assert!(out.stderr.contains("revoked") || out.stderr.contains("disabled"), "{}", out.stderr);
+    assert!(!is_mounted(&v.mnt()));
+    assert!(!out.stderr.contains("test-token"), "the token must not leak: {}", out.stderr);
+}
+
+#[allow(dead_code)]
+fn unused(_: &Path) {}
