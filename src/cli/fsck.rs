@@ -24,10 +24,22 @@ pub struct FsckArgs {
     /// their backing path, with a .json note each. Nothing is deleted.
     #[arg(long, value_name = "DIR")]
     pub quarantine: Option<PathBuf>,
+    #[command(flatten)]
+    pub key_vault: super::KeyVaultArgs,
 }
 
 pub fn run(a: FsckArgs) -> Result<(), String> {
-    let opts = FsckOptions { service_key: a.service_key.clone(), quarantine: a.quarantine.clone() };
+    let cmk = match crate::volume::Volume::read_cmk_url(&a.backing) {
+        Ok(Some(url)) => match a.key_vault.connect(&url) {
+            Ok(c) => Some(c as std::sync::Arc<dyn crate::keys::CustomerKey>),
+            Err(e) => {
+                eprintln!("cmkfs: {e}");
+                std::process::exit(2);
+            }
+        },
+        _ => None,
+    };
+    let opts = FsckOptions { service_key: a.service_key.clone(), quarantine: a.quarantine.clone(), cmk };
     let mut bar;
     let mut none = NoProgress;
     let progress: &mut dyn Progress = if !a.json && std::io::stderr().is_terminal() {

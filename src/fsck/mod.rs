@@ -37,6 +37,8 @@ pub struct FsckOptions {
     pub service_key: Option<PathBuf>,
     /// Move files whose content cannot be read in full into this directory.
     pub quarantine: Option<PathBuf>,
+    /// The customer-managed key, for volumes whose key store names one.
+    pub cmk: Option<std::sync::Arc<dyn crate::keys::CustomerKey>>,
 }
 
 /// Opens the volume in `backing` read-only and checks it. `Err` means the volume could not
@@ -46,7 +48,7 @@ pub fn check(backing: &Path, opts: &FsckOptions, progress: &mut dyn Progress) ->
     let config = Volume::read_config(backing).map_err(|e| setup(&e))?;
     let key_path = opts.service_key.clone().unwrap_or_else(|| default_service_key_path(&config.volume_id));
     let service_key = ServiceKey::load(&key_path).map_err(|e| setup(&e))?;
-    let vol = Volume::open(backing, service_key, &OpenOptions { read_only: true, ..Default::default() })
+    let vol = Volume::open(backing, service_key, &OpenOptions { read_only: true, cmk: opts.cmk.clone(), ..Default::default() })
         .map_err(|e| setup(&e))?;
     check_volume(&vol, opts.quarantine.as_deref(), progress)
 }

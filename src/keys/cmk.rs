@@ -15,7 +15,7 @@ pub enum CmkState {
 }
 
 /// A customer-managed key (Azure Key Vault). Wraps on top of the service key.
-pub trait CustomerKey: KeyProvider {
+pub trait CustomerKey: KeyProvider + std::fmt::Debug {
     /// The versionless key URL, `https://VAULT/keys/NAME`.
     fn key_url(&self) -> &str;
 
