@@ -30,6 +30,39 @@ pub enum KeyCommand {
     /// Rotate: re-wrap to a newer customer-managed key version, or with --data-key start a
     /// new data-key epoch for new files.
     Rotate(RotateArgs),
+    /// Protect an unmounted volume with a customer-managed key (re-wraps every data key; no
+    /// data is re-encrypted). Also switches from one CMK to another.
+    SetCmk(SetCmkArgs),
+    /// Remove the customer-managed key layer of an unmounted volume (back to the service key
+    /// alone; no data is re-encrypted).
+    RemoveCmk(RemoveCmkArgs),
+}
+
+#[derive(Args)]
+pub struct SetCmkArgs {
+    /// The backing directory (the volume must not be mounted).
+    pub backing: PathBuf,
+    /// The customer-managed key: https://VAULT/keys/NAME.
+    #[arg(long, value_name = "URL")]
+    pub cmk: String,
+    #[arg(long, value_name = "FILE")]
+    pub service_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub key_vault: super::KeyVaultArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct RemoveCmkArgs {
+    /// The backing directory (the volume must not be mounted).
+    pub backing: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    pub service_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub key_vault: super::KeyVaultArgs,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -140,8 +173,43 @@ pub fn cache(c: CacheCommand) -> Result<(), String> {
     Ok(())
 }
 
+/// Opens an unmounted volume (holding its mount lock) with its current CMK, if any.
+fn open_offline(
+    backing: &std::path::Path,
+    service_key: Option<&std::path::Path>,
+    kv: &super::KeyVaultArgs,
+) -> Result<(crate::volume::Volume, crate::volume::MountLock), String> {
+    use crate::volume::{OpenOptions, Volume, lock_backing};
+    let config = Volume::read_config(backing).map_err(|e| e.to_string())?;
+    let lock = lock_backing(backing, std::path::Path::new("(cmkfs key)")).map_err(|e| e.to_string())?;
+    let key_path = service_key.map(|p| p.to_path_buf()).unwrap_or_else(|| crate::keys::default_service_key_path(&config.volume_id));
+    let sk = crate::keys::ServiceKey::load(&key_path).map_err(|e| e.to_string())?;
+    let cmk = match Volume::read_cmk_url(backing).map_err(|e| e.to_string())? {
+        Some(url) => Some(kv.connect(&url)? as std::sync::Arc<dyn crate::keys::CustomerKey>),
+        None => None,
+    };
+    let vol = Volume::open(backing, sk, &OpenOptions { cmk, ..Default::default() }).map_err(|e| e.to_string())?;
+    Ok((vol, lock))
+}
+
 pub fn key(c: KeyCommand) -> Result<(), String> {
     match c {
+        KeyCommand::SetCmk(a) => {
+            let (vol, _lock) = open_offline(&a.backing, a.service_key.as_deref(), &a.key_vault)?;
+            let cmk = a.key_vault.connect(&a.cmk)? as std::sync::Arc<dyn crate::keys::CustomerKey>;
+            let n = vol.keys().set_cmk_layer(Some(&cmk)).map_err(|e| e.to_string())?;
+            let v = serde_json::json!({ "cmk": cmk.key_url(), "rewrapped": n, "versions_in_use": vol.keys().store_snapshot().data_keys.iter().filter_map(|k| match k.wrapped_by.last() { Some(crate::format::WrapperId::Cmk { key_id, .. }) => Some(key_id.clone()), _ => None }).collect::<Vec<_>>() });
+            print(&v, a.json, |v| format!("{} data keys now wrapped by the service key and {} (no data re-encrypted)", n, v["cmk"].as_str().unwrap_or("?")));
+        }
+        KeyCommand::RemoveCmk(a) => {
+            let (vol, _lock) = open_offline(&a.backing, a.service_key.as_deref(), &a.key_vault)?;
+            if vol.keys().cmk().is_none() {
+                return Err(format!("{} has no customer-managed key", a.backing.display()));
+            }
+            let n = vol.keys().set_cmk_layer(None).map_err(|e| e.to_string())?;
+            let v = serde_json::json!({ "cmk": null, "rewrapped": n });
+            print(&v, a.json, |_| format!("{n} data keys now wrapped by the service key only (no data re-encrypted)"));
+        }
         KeyCommand::Check(t) => {
             let v = one_socket(t.mountpoint.as_deref())?.call(&Request::KeyCheck)?;
             print(&v, t.json, |v| {
