@@ -174,7 +174,7 @@ pub fn cache(c: CacheCommand) -> Result<(), String> {
 }
 
 /// Opens an unmounted volume (holding its mount lock) with its current CMK, if any.
-fn open_offline(
+pub(super) fn open_offline(
     backing: &std::path::Path,
     service_key: Option<&std::path::Path>,
     kv: &super::KeyVaultArgs,

@@ -1,10 +1,12 @@
 //! Command-line interface: argument parsing and one clear sentence per error. Delegates
 //! the work to `daemon` (mount) and the volume core (init).
 
+mod audit;
 mod control_cmds;
 mod fsck;
 mod init;
 mod mount_options;
+mod reencrypt;
 mod umount;
 
 use std::path::PathBuf;
@@ -33,11 +35,17 @@ enum Command {
     /// Data-key cache operations on a running mount.
     #[command(subcommand)]
     Cache(control_cmds::CacheCommand),
-    /// Key operations on a running mount.
+    /// Key operations on a running mount (and set-cmk / remove-cmk on an unmounted volume).
     #[command(subcommand)]
     Key(control_cmds::KeyCommand),
+    /// Move existing files to the newest data key (online through MOUNTPOINT, or offline on
+    /// BACKING); resumable.
+    Reencrypt(reencrypt::ReencryptArgs),
     /// Check a volume (exit 0 clean, 1 problems found, 2 could not check); read-only unless --quarantine.
     Fsck(fsck::FsckArgs),
+    /// The tamper-evident audit log of key events: verify its hash chain, show its records.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// How to reach a customer-managed key in Azure Key Vault (same flags for init, mount and
@@ -162,7 +170,9 @@ pub fn run() -> i32 {
         Command::Status(a) => control_cmds::status(a),
         Command::Cache(c) => control_cmds::cache(c),
         Command::Key(c) => control_cmds::key(c),
+        Command::Reencrypt(a) => reencrypt::run(a),
         Command::Fsck(a) => fsck::run(a),
+        Command::Audit(c) => audit::run(c),
     };
     match result {
         Ok(()) => 0,

@@ -44,13 +44,31 @@ impl ControlClient {
     }
 
     pub fn call(&self, req: &Request) -> Result<serde_json::Value, String> {
+        self.call_with_progress(req, &mut |_, _| {})
+    }
+
+    /// Like `call`, reporting `{"progress":[done,total]}` lines as they arrive.
+    pub fn call_with_progress(&self, req: &Request, on_progress: &mut dyn FnMut(u64, u64)) -> Result<serde_json::Value, String> {
         let mut s = UnixStream::connect(&self.path).map_err(|e| format!("cannot reach the daemon at {}: {e}", self.path.display()))?;
         let _ = s.set_read_timeout(Some(Duration::from_secs(120)));
         let mut line = serde_json::to_vec(req).map_err(|e| e.to_string())?;
         line.push(b'\n');
         s.write_all(&line).map_err(|e| format!("cannot send to the daemon: {e}"))?;
+        let _ = s.set_read_timeout(None);
+        let mut reader = BufReader::new(s);
         let mut answer = String::new();
-        BufReader::new(s).read_line(&mut answer).map_err(|e| format!("no answer from the daemon: {e}"))?;
+        loop {
+            answer.clear();
+            let n = reader.read_line(&mut answer).map_err(|e| format!("no answer from the daemon: {e}"))?;
+            if n == 0 {
+                return Err("the daemon closed the connection without answering".into());
+            }
+            let v: serde_json::Value = serde_json::from_str(&answer).map_err(|e| format!("bad answer from the daemon: {e}"))?;
+            match v.get("progress").and_then(|p| p.as_array()) {
+                Some(p) if p.len() == 2 => on_progress(p[0].as_u64().unwrap_or(0), p[1].as_u64().unwrap_or(0)),
+                _ => break,
+            }
+        }
         let r: Response = serde_json::from_str(&answer).map_err(|e| format!("bad answer from the daemon: {e}"))?;
         if r.ok { Ok(r.data) } else { Err(r.error.unwrap_or_else(|| "the daemon refused".into())) }
     }

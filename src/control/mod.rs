@@ -18,6 +18,8 @@ pub enum Request {
     CacheFlush,
     KeyCheck,
     KeyRotate { data_key: bool },
+    /// Streams `{"progress":[done,total]}` lines before the response.
+    Reencrypt,
 }
 
 /// The answer: `ok` with a JSON payload, or an error sentence.
@@ -36,12 +38,13 @@ pub trait ControlHandler: Send + Sync + 'static {
     fn cache_flush(&self) -> Result<serde_json::Value, String>;
     fn key_check(&self) -> Result<serde_json::Value, String>;
     fn key_rotate(&self, data_key: bool) -> Result<serde_json::Value, String>;
+    fn reencrypt(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<serde_json::Value, String>;
 }
 
 /// Longest request line accepted.
 pub const MAX_REQUEST: usize = 4096;
 
-pub fn handle(handler: &dyn ControlHandler, line: &str) -> Response {
+pub fn handle(handler: &dyn ControlHandler, line: &str, progress: &mut dyn FnMut(u64, u64)) -> Response {
     let request: Request = match serde_json::from_str(line) {
         Ok(r) => r,
         Err(e) => return Response { ok: false, error: Some(format!("bad request: {e}")), data: serde_json::Value::Null },
@@ -51,6 +54,7 @@ pub fn handle(handler: &dyn ControlHandler, line: &str) -> Response {
         Request::CacheFlush => handler.cache_flush(),
         Request::KeyCheck => handler.key_check(),
         Request::KeyRotate { data_key } => handler.key_rotate(data_key),
+        Request::Reencrypt => handler.reencrypt(progress),
     };
     match result {
         Ok(data) => Response { ok: true, error: None, data },

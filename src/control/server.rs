@@ -78,7 +78,15 @@ fn serve(stream: UnixStream, handler: &dyn ControlHandler) {
     } else {
         let mut line = String::new();
         match BufReader::new(stream.take(MAX_REQUEST as u64)).read_line(&mut line) {
-            Ok(_) => handle(handler, line.trim()),
+            Ok(_) => {
+                let mut progress_out = writer.try_clone().ok();
+                let mut progress = |done: u64, total: u64| {
+                    if let Some(w) = progress_out.as_mut() {
+                        let _ = w.write_all(format!("{{\"progress\":[{done},{total}]}}\n").as_bytes());
+                    }
+                };
+                handle(handler, line.trim(), &mut progress)
+            }
             Err(e) => Response { ok: false, error: Some(format!("cannot read request: {e}")), data: serde_json::Value::Null },
         }
     };

@@ -124,6 +124,13 @@ impl ControlHandler for DaemonControl {
         Ok(json!({ "checked_at": now(), "keys": [ { "key": "service-managed key", "state": "ok" } ] }))
     }
 
+    fn reencrypt(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<Value, String> {
+        tracing::info!("re-encryption to the newest data key started");
+        let report = self.volume.reencrypt_all(progress).map_err(|e| e.to_string())?;
+        tracing::info!(reencrypted = report.reencrypted, skipped = report.skipped.len(), "re-encryption finished");
+        Ok(serde_json::to_value(&report).unwrap_or(Value::Null))
+    }
+
     fn key_rotate(&self, data_key: bool) -> Result<Value, String> {
         if !data_key {
             if self.volume.keys().cmk().is_none() {

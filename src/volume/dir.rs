@@ -506,7 +506,8 @@ impl Volume {
         mtime: Option<TimeSet>,
     ) -> Result<()> {
         self.check_writable()?;
-        let fd = f.raw_file().as_fd();
+        let file = f.raw_file();
+        let fd = file.as_fd();
         if uid.is_some() || gid.is_some() {
             nix::unistd::fchown(fd, uid.map(Uid::from_raw), gid.map(Gid::from_raw))?;
         }

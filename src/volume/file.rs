@@ -16,7 +16,8 @@ use super::{Result, Volume, VolumeError, errno};
 const BLOCKS_PER_BATCH: u64 = 256;
 
 pub struct OpenFile {
-    file: File,
+    /// Swapped as a whole when `reencrypt` replaces the backing file.
+    file: std::sync::RwLock<Arc<File>>,
     backing_ino: u64,
     state: RwLock<FileState>,
 }
@@ -48,7 +49,7 @@ impl OpenFile {
             }
             state.size = layout.plaintext_size(len).unwrap_or_else(|s| s);
         }
-        Ok(OpenFile { file, backing_ino, state: RwLock::new(state) })
+        Ok(OpenFile { file: std::sync::RwLock::new(Arc::new(file)), backing_ino, state: RwLock::new(state) })
     }
 
     pub fn backing_ino(&self) -> u64 {
@@ -74,13 +75,14 @@ impl OpenFile {
 
     /// The backing path, for log lines.
     pub fn backing_path(&self) -> String {
-        std::fs::read_link(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+        std::fs::read_link(format!("/proc/self/fd/{}", self.raw_file().as_raw_fd()))
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| format!("backing inode {}", self.backing_ino))
     }
 
     pub fn sync(&self, data_only: bool) -> Result<()> {
-        if data_only { self.file.sync_data()? } else { self.file.sync_all()? }
+        let file = self.raw_file();
+        if data_only { file.sync_data()? } else { file.sync_all()? }
         Ok(())
     }
 
@@ -89,8 +91,36 @@ impl OpenFile {
         self.write_state().cipher = None;
     }
 
-    pub(super) fn raw_file(&self) -> &File {
-        &self.file
+    pub(super) fn raw_file(&self) -> Arc<File> {
+        self.file.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The state, write-locked, for re-encryption.
+    pub(super) fn state_for_reencrypt(&self) -> ReencryptGuard<'_> {
+        ReencryptGuard(self.write_state())
+    }
+
+    /// Replaces the backing file (the caller holds the state write lock).
+    pub(super) fn swap_file(&self, file: File) {
+        *self.file.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(file);
+    }
+}
+
+/// The write-locked state of a file being re-encrypted.
+pub(super) struct ReencryptGuard<'a>(RwLockWriteGuard<'a, FileState>);
+
+impl ReencryptGuard<'_> {
+    pub(super) fn header_copy(&self) -> Option<FileHeader> {
+        self.0.header
+    }
+
+    pub(super) fn plain_size(&self) -> u64 {
+        self.0.size
+    }
+
+    pub(super) fn switch_to(&mut self, header: FileHeader, cipher: Arc<BlockCipher>) {
+        self.0.header = Some(header);
+        self.0.cipher = Some(cipher);
     }
 }
 
@@ -165,7 +195,7 @@ impl Volume {
         let ct_start = l.block_offset(b0);
         let ct_end = l.block_offset(b1) + sealed_len(l, size, b1);
         let mut sealed = vec![0u8; (ct_end - ct_start) as usize];
-        let got = read_full(&f.file, &mut sealed, ct_start)?;
+        let got = read_full(&f.raw_file(), &mut sealed, ct_start)?;
         let mut out = Vec::with_capacity((end - offset) as usize);
         let mut pos = 0usize;
         for b in b0..=b1 {
@@ -217,7 +247,7 @@ impl Volume {
                 key: self.current_key()?,
                 file_id: random_id()?,
             };
-            f.file.write_all_at(&h.encode(), 0)?;
+            f.raw_file().write_all_at(&h.encode(), 0)?;
             st.header = Some(h);
             st.cipher = None;
         }
@@ -255,7 +285,7 @@ impl Volume {
             sealed[NONCE_LEN..NONCE_LEN + block.len()].copy_from_slice(&block);
             zeroize::Zeroize::zeroize(&mut block);
             cipher.seal(&block_aad(&file_id, b, false), &mut sealed)?;
-            f.file.write_all_at(&sealed, l.block_offset(b))?;
+            f.raw_file().write_all_at(&sealed, l.block_offset(b))?;
         }
         let new_last = (new_size - 1) / bs;
         let (first, last) = (start / bs, (end.max(start + 1) - 1) / bs);
@@ -291,7 +321,7 @@ impl Volume {
                 }
                 cipher.seal(&block_aad(&file_id, blk, blk == new_last), &mut sealed[pos..])?;
             }
-            f.file.write_all_at(&sealed, l.block_offset(b))?;
+            f.raw_file().write_all_at(&sealed, l.block_offset(b))?;
             b = batch_end + 1;
         }
         st.size = new_size;
@@ -303,7 +333,7 @@ impl Volume {
         let l = self.layout();
         let slen = sealed_len(l, size, b) as usize;
         let mut sealed = vec![0u8; slen];
-        let got = read_full(&f.file, &mut sealed, l.block_offset(b))?;
+        let got = read_full(&f.raw_file(), &mut sealed, l.block_offset(b))?;
         if got != slen {
             return Err(self.integrity(f, format!("block {b} is missing (ciphertext file truncated)")));
         }
@@ -333,7 +363,7 @@ impl Volume {
         }
         let l = self.layout();
         if new_size == 0 {
-            f.file.set_len(if st.header.is_some() { HEADER_LEN as u64 } else { 0 })?;
+            f.raw_file().set_len(if st.header.is_some() { HEADER_LEN as u64 } else { 0 })?;
             st.size = 0;
             return Ok(());
         }
@@ -346,8 +376,8 @@ impl Volume {
         sealed[NONCE_LEN..NONCE_LEN + keep].copy_from_slice(&plain[..keep]);
         zeroize::Zeroize::zeroize(&mut plain);
         cipher.seal(&block_aad(&file_id, b, true), &mut sealed)?;
-        f.file.write_all_at(&sealed, l.block_offset(b))?;
-        f.file.set_len(l.ciphertext_len(new_size))?;
+        f.raw_file().write_all_at(&sealed, l.block_offset(b))?;
+        f.raw_file().set_len(l.ciphertext_len(new_size))?;
         st.size = new_size;
         Ok(())
     }

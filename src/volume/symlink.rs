@@ -64,3 +64,13 @@ pub fn decrypt_target(keys: &KeyHierarchy, stored: &[u8]) -> Result<Vec<u8>> {
         .map_err(|_| bad("failed authentication"))?;
     Ok(plain.to_vec())
 }
+
+/// The data key a stored target was sealed with, if it parses.
+pub fn target_key(stored: &[u8]) -> Option<DataKeyRef> {
+    let buf = URL_SAFE_NO_PAD.decode(stored).ok()?;
+    if buf.len() < OVERHEAD || buf[0] != FORMAT_VERSION {
+        return None;
+    }
+    let le = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    Some(DataKeyRef { scope: le(&buf[1..5]), epoch: le(&buf[5..9]) })
+}

@@ -53,10 +53,14 @@ impl Volume {
         })
     }
 
-    fn xattr_fd(t: &XattrTarget<'_>) -> i32 {
+    /// The fd to use, and the file that keeps it open for the caller's lifetime.
+    fn xattr_fd(t: &XattrTarget<'_>) -> (i32, Option<std::sync::Arc<std::fs::File>>) {
         match t {
-            XattrTarget::Dir(d) => d.fd().as_raw_fd(),
-            XattrTarget::File(f) => f.raw_file().as_fd().as_raw_fd(),
+            XattrTarget::Dir(d) => (d.fd().as_raw_fd(), None),
+            XattrTarget::File(f) => {
+                let file = f.raw_file();
+                (file.as_fd().as_raw_fd(), Some(file))
+            }
         }
     }
 
@@ -103,7 +107,7 @@ impl Volume {
         buf[p + 2 + name.len()..p + plain_len].copy_from_slice(value);
         let cipher = self.keys().data_key(id.key)?.xattr_cipher(&id.object_id)?;
         cipher.seal(&Self::xattr_aad(&id, &h), &mut buf[1..])?;
-        let fd = Self::xattr_fd(&t);
+        let (fd, _keep) = Self::xattr_fd(&t);
         // SAFETY: fd is open for the call; name is NUL-terminated; buf is valid for its length.
         let r = unsafe { libc::fsetxattr(fd, bname.as_ptr(), buf.as_ptr().cast(), buf.len(), flags) };
         if r != 0 {
@@ -143,7 +147,8 @@ impl Volume {
             return Err(errno(libc::ENODATA));
         };
         let (bname, h) = self.xattr_backing_name(&id, name.as_bytes())?;
-        let stored = Self::read_backing_xattr(Self::xattr_fd(&t), &bname)?;
+        let (fd, _keep) = Self::xattr_fd(&t);
+        let stored = Self::read_backing_xattr(fd, &bname)?;
         let (stored_name, value) = self.open_xattr(&id, &h, stored).inspect_err(|e| {
             tracing::error!("xattr {:?}: {e}", name);
         })?;
@@ -158,7 +163,7 @@ impl Volume {
         let Some(id) = self.xattr_identity(&t, false)? else {
             return Ok(Vec::new());
         };
-        let fd = Self::xattr_fd(&t);
+        let (fd, _keep) = Self::xattr_fd(&t);
         let mut buf = vec![0u8; 65536];
         // SAFETY: buf is valid for its length.
         let n = unsafe { libc::flistxattr(fd, buf.as_mut_ptr().cast(), buf.len()) };
@@ -180,6 +185,45 @@ impl Volume {
         Ok(names)
     }
 
+    /// Copies every xattr of the object from `from_fd` to `to_fd`, re-sealed under `new_key`
+    /// (same object id). Used when a file moves to a newer data key.
+    pub(super) fn rekey_xattrs(&self, from_fd: i32, to_fd: i32, object_id: [u8; 16], old_key: DataKeyRef, new_key: DataKeyRef) -> Result<usize> {
+        let old = Identity { key: old_key, object_id };
+        let new = Identity { key: new_key, object_id };
+        let mut list = vec![0u8; 65536];
+        // SAFETY: list is valid for its length.
+        let n = unsafe { libc::flistxattr(from_fd, list.as_mut_ptr().cast(), list.len()) };
+        if n < 0 {
+            return Err(os_err());
+        }
+        let mut copied = 0;
+        for raw in list[..n as usize].split(|b| *b == 0).filter(|s| !s.is_empty()) {
+            let Some(enc) = raw.strip_prefix(BACKING_PREFIX.as_bytes()) else { continue };
+            let Ok(hv) = URL_SAFE_NO_PAD.decode(enc) else { continue };
+            let Ok(h) = <[u8; 32]>::try_from(hv.as_slice()) else { continue };
+            let Ok(bname) = CString::new(raw.to_vec()) else { continue };
+            let stored = Self::read_backing_xattr(from_fd, &bname)?;
+            let (name, value) = self.open_xattr(&old, &h, stored)?;
+            let (new_bname, new_h) = self.xattr_backing_name(&new, &name)?;
+            let plain_len = 2 + name.len() + value.len();
+            let mut buf = vec![0u8; 1 + NONCE_LEN + plain_len + TAG_LEN];
+            buf[0] = FORMAT_VERSION;
+            let p = 1 + NONCE_LEN;
+            buf[p..p + 2].copy_from_slice(&(name.len() as u16).to_le_bytes());
+            buf[p + 2..p + 2 + name.len()].copy_from_slice(&name);
+            buf[p + 2 + name.len()..p + plain_len].copy_from_slice(&value);
+            let cipher = self.keys().data_key(new.key)?.xattr_cipher(&new.object_id)?;
+            cipher.seal(&Self::xattr_aad(&new, &new_h), &mut buf[1..])?;
+            // SAFETY: valid name and buffer.
+            let r = unsafe { libc::fsetxattr(to_fd, new_bname.as_ptr(), buf.as_ptr().cast(), buf.len(), 0) };
+            if r != 0 {
+                return Err(os_err());
+            }
+            copied += 1;
+        }
+        Ok(copied)
+    }
+
     pub fn remove_xattr(&self, t: XattrTarget<'_>, name: &OsStr) -> Result<()> {
         if self.read_only() {
             return Err(errno(libc::EROFS));
@@ -189,7 +233,9 @@ impl Volume {
         };
         let (bname, _) = self.xattr_backing_name(&id, name.as_bytes())?;
         // SAFETY: name is NUL-terminated.
-        let r = unsafe { libc::fremovexattr(Self::xattr_fd(&t), bname.as_ptr()) };
+        let (fd, _keep) = Self::xattr_fd(&t);
+        // SAFETY: name is NUL-terminated; fd stays open through `_keep`.
+        let r = unsafe { libc::fremovexattr(fd, bname.as_ptr()) };
         if r != 0 {
             return Err(os_err());
         }
