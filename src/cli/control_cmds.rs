@@ -127,7 +127,16 @@ fn human_status(v: &Value) -> String {
             scope.get("cmk_state").and_then(Value::as_str).filter(|s| *s != "none").map(|s| format!(" [{s}]")).unwrap_or_default(),
         ));
     }
-    out.push_str(&format!("  last check:    {}\n", s("last_key_check")));
+    let check = g("last_key_check");
+    let last = match check.get("state").and_then(Value::as_str) {
+        None => "- (service-managed key only)".to_string(),
+        Some(state) => format!(
+            "{state}{} at unix time {}",
+            check.get("detail").and_then(Value::as_str).map(|d| format!(" ({d})")).unwrap_or_default(),
+            check.get("checked_at").cloned().unwrap_or(Value::Null)
+        ),
+    };
+    out.push_str(&format!("  last check:    {last}\n"));
     let c = g("cache");
     out.push_str(&format!(
         "  key cache:     {} entries, {} hits, {} misses, {} evictions\n",
@@ -227,6 +236,11 @@ pub fn key(c: KeyCommand) -> Result<(), String> {
         KeyCommand::Rotate(r) => {
             let v = one_socket(r.mountpoint.as_deref())?.call(&Request::KeyRotate { data_key: r.data_key })?;
             print(&v, r.json, |v| match v.get("rotated") {
+                Some(_) if v.get("rewrapped").is_some() => format!(
+                    "{} data keys re-wrapped; customer-managed key versions in use: {}",
+                    v.get("rewrapped").cloned().unwrap_or(Value::Null),
+                    v.get("versions_in_use").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+                ),
                 Some(Value::Bool(true)) => format!(
                     "new data-key epoch {} of scope {}: new files use it; existing files keep theirs",
                     v.get("epoch").cloned().unwrap_or(Value::Null),

@@ -91,6 +91,7 @@ impl ControlHandler for DaemonControl {
             "bytes_read": self.stats.bytes_read.load(Ordering::Relaxed),
             "bytes_written": self.stats.bytes_written.load(Ordering::Relaxed),
             "failed_requests": self.stats.requests_failed.load(Ordering::Relaxed),
+            "denied_requests": self.stats.requests_denied.load(Ordering::Relaxed),
         })
     }
 

@@ -45,6 +45,7 @@ pub struct FsStats {
     pub bytes_written: AtomicU64,
     pub open_files: AtomicU64,
     pub requests_failed: AtomicU64,
+    pub requests_denied: AtomicU64,
 }
 
 pub struct CmkFs {
@@ -246,10 +247,19 @@ impl CmkFs {
     }
 
     fn log_failure(&self, op: &str, ino: u64, e: &VolumeError) {
-        if matches!(e, VolumeError::Integrity(_)) || matches!(raw_errno(e), libc::EIO | libc::EKEYREVOKED) {
-            self.stats.requests_failed.fetch_add(1, Ordering::Relaxed);
-            let path = self.table().path(ino);
-            tracing::error!(path = %path.display(), "{op} failed: {e}");
+        match raw_errno(e) {
+            libc::EIO => {
+                self.stats.requests_failed.fetch_add(1, Ordering::Relaxed);
+                let path = self.table().path(ino);
+                tracing::error!(path = %path.display(), "{op} failed: {e}");
+            }
+            libc::EKEYREVOKED => {
+                // Every access is denied while revoked: counted, logged at debug level only.
+                self.stats.requests_denied.fetch_add(1, Ordering::Relaxed);
+                let path = self.table().path(ino);
+                tracing::debug!(path = %path.display(), "{op} denied: {e}");
+            }
+            _ => {}
         }
     }
 

@@ -122,6 +122,9 @@ impl RevocationWatcher {
     pub fn spawn(self: &Arc<Self>, interval: Duration) -> std::io::Result<()> {
         let me = self.clone();
         std::thread::Builder::new().name("revocation-watcher".into()).spawn(move || loop {
+            if me.last_report().checked_at == 0 {
+                me.check_now();
+            }
             let (lock, cv) = &me.wake;
             let woken = lock.lock().unwrap_or_else(|p| p.into_inner());
             let (mut woken, _) = cv.wait_timeout(woken, interval).unwrap_or_else(|p| p.into_inner());
