@@ -3,6 +3,7 @@
 
 pub mod crypto;
 pub mod atomic_file;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod control;
