@@ -44,6 +44,8 @@ impl CmkVolume {
                 .arg(v.key())
                 .arg("--cmk")
                 .arg(v.key_url())
+                .arg("--audit-log")
+                .arg(v.audit_log())
                 .args(v.kv_args()),
         );
         assert!(out.stdout.contains("Customer-managed key"), "{}", out.stdout);
@@ -54,6 +56,9 @@ impl CmkVolume {
 
     fn key_url(&self) -> String {
         format!("{}keys/kek", self.emu.url())
+    }
+    fn audit_log(&self) -> PathBuf {
+        self.dir.path().join("audit.log")
     }
     fn backing(&self) -> PathBuf {
         self.dir.path().join("backing")
@@ -92,6 +97,8 @@ impl CmkVolume {
                 .arg(self.key())
                 .arg("--log-file")
                 .arg(self.dir.path().join("log"))
+                .arg("--audit-log")
+                .arg(self.audit_log())
                 .args(self.kv_args())
                 .args(extra)
                 .env("RUST_LOG", "info"),
@@ -336,4 +343,50 @@ fn set_cmk_and_remove_cmk_rewrap_without_reencrypting() {
     v.umount();
     let ciphertext_after: Vec<Vec<u8>> = v.backing_files().iter().filter(|p| !p.to_string_lossy().contains(".cmkfs")).map(|p| fs::read(p).unwrap()).collect();
     assert_eq!(ciphertext_before, ciphertext_after, "no data re-encrypted");
+}
+
+#[test]
+fn every_key_event_is_audited_and_the_chain_verifies() {
+    let mut v = CmkVolume::new();
+    let data = write_secret(&v);
+    v.emu.disable_key("kek").unwrap();
+    assert_eq!(v.cmk_state(), "revoked");
+    for _ in 0..20 {
+        assert_eq!(errno_of(File::open(v.p("secret.bin"))), Some(libc::EKEYREVOKED));
+    }
+    v.emu.enable_key("kek").unwrap();
+    assert_eq!(v.cmk_state(), "enabled");
+    assert_eq!(fs::read(v.p("secret.bin")).unwrap(), data);
+    run_ok(Command::new(bin()).args(["cache", "flush"]).arg(v.mnt()));
+    v.emu.rotate_key("kek").unwrap();
+    run_ok(Command::new(bin()).args(["key", "rotate"]).arg(v.mnt()));
+    v.umount();
+
+    let log = fs::read_to_string(v.audit_log()).unwrap();
+    let records: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ops: Vec<&str> = records.iter().map(|r| r["op"].as_str().unwrap()).collect();
+    for op in ["KeyWrap", "KeyUnwrap", "MountStarted", "RevocationDetected", "AccessDenied", "AccessRestored", "CacheFlush", "KeyRotate", "MountStopped"] {
+        assert!(ops.contains(&op), "no {op} record in {ops:?}");
+    }
+    let cmk_unwrap = records
+        .iter()
+        .find(|r| r["op"] == "KeyUnwrap" && r["key_id"].as_str().unwrap().contains("/keys/kek/"))
+        .expect("an unwrap under the CMK");
+    assert!(cmk_unwrap["key_id"].as_str().unwrap().rsplit('/').next().unwrap().len() == 32, "key id with version");
+    assert!(cmk_unwrap["duration_ms"].as_f64().is_some());
+    let denial = records.iter().find(|r| r["op"] == "AccessDenied").unwrap();
+    assert_eq!(denial["uid"], 0);
+    assert!(denial["pid"].as_u64().is_some());
+    let denials = ops.iter().filter(|o| **o == "AccessDenied").count();
+    assert!(denials < 20, "denials are rate-limited per file ({denials} records for 20 denials)");
+    assert!(!log.contains("test-token"), "no secrets in the audit log");
+
+    run_ok(Command::new(bin()).args(["audit", "verify"]).arg(v.audit_log()));
+    // Edit one record: verify fails and names the line.
+    let edited = log.replacen("\"op\":\"RevocationDetected\"", "\"op\":\"AccessRestored\"", 1);
+    assert_ne!(edited, log);
+    fs::write(v.audit_log(), edited).unwrap();
+    let out = run(Command::new(bin()).args(["audit", "verify"]).arg(v.audit_log()));
+    assert!(!out.success(), "verify must fail after an edit");
+    assert!(out.stdout.contains("line") || out.stderr.contains("line"), "{} {}", out.stdout, out.stderr);
 }

@@ -42,7 +42,7 @@ fn file_written_by_volume_core_decrypts_with_oracle() {
     let dir = tempfile::tempdir().unwrap();
     let backing = dir.path().join("backing");
     let key_path = dir.path().join("sk");
-    init_volume(&backing, &InitOptions { service_key: Some(key_path.clone()), block_size: 4096 }).unwrap();
+    init_volume(&backing, &InitOptions { service_key: Some(key_path.clone()), block_size: 4096, ..Default::default() }).unwrap();
     let vol = Volume::open(&backing, ServiceKey::load(&key_path).unwrap(), &OpenOptions::default()).unwrap();
     let root = vol.root().unwrap();
     let plain: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
@@ -89,7 +89,7 @@ fn file_written_by_volume_core_decrypts_with_oracle() {
 fn wrong_service_key_is_refused_before_use() {
     let dir = tempfile::tempdir().unwrap();
     let backing = dir.path().join("b");
-    init_volume(&backing, &InitOptions { service_key: Some(dir.path().join("k1")), block_size: 4096 }).unwrap();
+    init_volume(&backing, &InitOptions { service_key: Some(dir.path().join("k1")), block_size: 4096, ..Default::default() }).unwrap();
     let other = dir.path().join("k2");
     ServiceKey::create(&other).unwrap();
     let err = Volume::open(&backing, ServiceKey::load(&other).unwrap(), &OpenOptions::default()).err().unwrap();
@@ -104,7 +104,7 @@ fn truncate_and_holes_through_volume_core() {
     let dir = tempfile::tempdir().unwrap();
     let backing = dir.path().join("b");
     let key = dir.path().join("k");
-    init_volume(&backing, &InitOptions { service_key: Some(key.clone()), block_size: 4096 }).unwrap();
+    init_volume(&backing, &InitOptions { service_key: Some(key.clone()), block_size: 4096, ..Default::default() }).unwrap();
     let vol = Volume::open(&backing, ServiceKey::load(&key).unwrap(), &OpenOptions::default()).unwrap();
     let root = vol.root().unwrap();
     let (f, _) = vol.create_file(&root, OsStr::new("f"), 0o600, None, true).unwrap();

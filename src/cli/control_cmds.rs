@@ -197,7 +197,9 @@ pub(super) fn open_offline(
         Some(url) => Some(kv.connect(&url)? as std::sync::Arc<dyn crate::keys::CustomerKey>),
         None => None,
     };
-    let vol = Volume::open(backing, sk, &OpenOptions { cmk, ..Default::default() }).map_err(|e| e.to_string())?;
+    let audit = crate::audit::AuditLog::open(&crate::audit::default_audit_log_path()).map_err(|e| e.to_string())?;
+    let vol = Volume::open(backing, sk, &OpenOptions { cmk, audit: std::sync::Arc::new(audit), ..Default::default() })
+        .map_err(|e| e.to_string())?;
     Ok((vol, lock))
 }
 

@@ -9,7 +9,7 @@ pub fn run(a: InitArgs) -> Result<(), String> {
         Some(url) => Some(a.key_vault.connect(url)? as std::sync::Arc<dyn crate::keys::CustomerKey>),
         None => None,
     };
-    let opts = InitOptions { service_key: a.service_key, block_size: a.block_size, cmk };
+    let opts = InitOptions { service_key: a.service_key, block_size: a.block_size, cmk, audit_log: a.audit_log };
     let report = init_volume(&a.backing, &opts).map_err(|e| e.to_string())?;
     if a.json {
         println!("{}", serde_json::to_string(&report).unwrap_or_default());

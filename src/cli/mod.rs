@@ -104,6 +104,9 @@ pub struct InitArgs {
     pub cmk: Option<String>,
     #[command(flatten)]
     pub key_vault: KeyVaultArgs,
+    /// The audit log that records the first key wrap (default /var/log/cmkfs/audit.log as root).
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -96,7 +96,8 @@ impl ControlHandler for DaemonControl {
     }
 
     fn cache_flush(&self) -> Result<Value, String> {
-        let n = self.volume.keys().cache().flush();
+        let n = self.volume.keys().flush_cache("cmkfs cache flush");
+        self.volume.forget_open_file_keys();
         tracing::info!(flushed = n, "data-key cache flushed on request");
         Ok(json!({ "flushed": n }))
     }

@@ -33,6 +33,10 @@ impl RevocationListener for KeyEvents {
 
     fn unreachable(&self, key_url: &str, why: &str, first: bool) {
         if first {
+            self.volume.keys().audit().record(
+                crate::audit::AuditEvent::new(crate::audit::AuditOp::KeyServiceUnreachable, key_url, crate::audit::AuditResult::Unreachable)
+                    .detail(why.to_string()),
+            );
             tracing::warn!(
                 key = key_url,
                 "Key Vault unreachable ({why}); not a revocation: cached data keys keep serving until their max age"

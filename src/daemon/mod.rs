@@ -48,11 +48,14 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
         Some(url) => Some(s.key_vault.connect(&url)? as Arc<dyn crate::keys::CustomerKey>),
         None => None,
     };
+    let audit_path = s.audit_log.clone().unwrap_or_else(crate::audit::default_audit_log_path);
+    let audit = Arc::new(crate::audit::AuditLog::open(&audit_path).map_err(|e| format!("audit log: {e}"))?);
     let open = OpenOptions {
         read_only: s.options.read_only,
         cache_capacity: s.cache_capacity,
         cache_max_age: s.cache_max_age,
         cmk,
+        audit: audit.clone(),
     };
     let volume = Volume::open(&s.backing, service_key, &open).map_err(|e| e.to_string())?;
     if s.foreground {
@@ -294,10 +297,20 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
         })
         .map_err(|e| format!("cannot start the readiness thread: {e}"))?;
 
+    let audit = volume.keys().audit().clone();
+    audit.record(
+        crate::audit::AuditEvent::new(crate::audit::AuditOp::MountStarted, volume.config().volume_id.clone(), crate::audit::AuditResult::Ok)
+            .detail(format!("{} on {}", s.backing.display(), s.mountpoint.display())),
+    );
     let result = session.run();
     drop(control);
     drop(runtime);
     let flushed = volume.keys().cache().flush();
+    audit.flush_denials();
+    audit.record(
+        crate::audit::AuditEvent::new(crate::audit::AuditOp::MountStopped, volume.config().volume_id.clone(), crate::audit::AuditResult::Ok)
+            .detail(format!("{flushed} cached data keys zeroized")),
+    );
     tracing::info!(flushed_keys = flushed, "unmounted; data keys zeroized");
     result.map_err(|e| format!("FUSE session ended with an error: {e}"))
 }

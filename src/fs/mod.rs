@@ -20,6 +20,7 @@ use fuser::{
     ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
+use crate::audit::{AuditEvent, AuditOp, AuditResult};
 use crate::volume::{Attr, Dir, FileKind, OpenFile, Owner, TimeSet, Volume, VolumeError, XattrTarget, errno as verr};
 
 use errno::to_errno;
@@ -246,7 +247,7 @@ impl CmkFs {
         }
     }
 
-    fn log_failure(&self, op: &str, ino: u64, e: &VolumeError) {
+    fn log_failure(&self, op: &str, ino: u64, e: &VolumeError, req: &Request) {
         match raw_errno(e) {
             libc::EIO => {
                 self.stats.requests_failed.fetch_add(1, Ordering::Relaxed);
@@ -258,6 +259,13 @@ impl CmkFs {
                 self.stats.requests_denied.fetch_add(1, Ordering::Relaxed);
                 let path = self.table().path(ino);
                 tracing::debug!(path = %path.display(), "{op} denied: {e}");
+                let key = self.vol.keys().cmk().map(|c| c.key_url().to_string()).unwrap_or_default();
+                self.vol.keys().audit().record_denial(
+                    &path.display().to_string(),
+                    AuditEvent::new(AuditOp::AccessDenied, key, AuditResult::Revoked)
+                        .caller(req.uid(), req.pid())
+                        .detail(format!("{op} {}", path.display())),
+                );
             }
             _ => {}
         }
@@ -350,11 +358,11 @@ impl KernelCaches {
 }
 
 macro_rules! reply_result {
-    ($self:ident, $op:literal, $ino:expr, $reply:ident, $res:expr, |$v:ident| $ok:expr) => {
+    ($self:ident, $req:ident, $op:literal, $ino:expr, $reply:ident, $res:expr, |$v:ident| $ok:expr) => {
         match $res {
             Ok($v) => $ok,
             Err(e) => {
-                $self.log_failure($op, $ino, &e);
+                $self.log_failure($op, $ino, &e, $req);
                 $reply.error(to_errno(&e))
             }
         }
@@ -375,27 +383,27 @@ impl Filesystem for CmkFs {
         self.vol.keys().cache().flush();
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let res = (|| {
             let dir = self.dir_of(parent.0)?;
             let attr = self.vol.lookup(&dir, name)?;
             self.enter(parent.0, &dir, name, &attr)
         })();
-        reply_result!(self, "lookup", parent.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
+        reply_result!(self, req, "lookup", parent.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         self.table_mut().forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let res = self.attr_of(ino.0, fh);
-        reply_result!(self, "getattr", ino.0, reply, res, |a| reply.attr(&self.ttl, &fuse_attr(ino.0, &a)))
+        reply_result!(self, req, "getattr", ino.0, reply, res, |a| reply.attr(&self.ttl, &fuse_attr(ino.0, &a)))
     }
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -412,16 +420,16 @@ impl Filesystem for CmkFs {
         reply: ReplyAttr,
     ) {
         let res = self.do_setattr(ino.0, mode, uid, gid, size, atime, mtime, fh);
-        reply_result!(self, "setattr", ino.0, reply, res, |a| reply.attr(&self.ttl, &fuse_attr(ino.0, &a)))
+        reply_result!(self, req, "setattr", ino.0, reply, res, |a| reply.attr(&self.ttl, &fuse_attr(ino.0, &a)))
     }
 
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
         let res = match self.locate(ino.0) {
             Ok(Location::Entry { parent, name, kind: FileKind::Symlink, .. }) => self.vol.readlink(&parent, &name),
             Ok(_) => Err(verr(libc::EINVAL)),
             Err(e) => Err(e),
         };
-        reply_result!(self, "readlink", ino.0, reply, res, |t| reply.data(&t))
+        reply_result!(self, req, "readlink", ino.0, reply, res, |t| reply.data(&t))
     }
 
     fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, rdev: u32, reply: ReplyEntry) {
@@ -430,7 +438,7 @@ impl Filesystem for CmkFs {
             let attr = self.vol.mknod(&dir, name, mode, rdev, self.owner(req, &dir))?;
             self.enter(parent.0, &dir, name, &attr)
         })();
-        reply_result!(self, "mknod", parent.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
+        reply_result!(self, req, "mknod", parent.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
@@ -439,27 +447,27 @@ impl Filesystem for CmkFs {
             let attr = self.vol.mkdir(&dir, name, mode, self.owner(req, &dir))?;
             self.enter(parent.0, &dir, name, &attr)
         })();
-        reply_result!(self, "mkdir", parent.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
+        reply_result!(self, req, "mkdir", parent.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let res = (|| {
             let dir = self.dir_of(parent.0)?;
             let attr = self.vol.unlink(&dir, name)?;
             self.table_mut().removed(attr.backing_ino, parent.0, name, attr.nlink <= 1);
             Ok(())
         })();
-        reply_result!(self, "unlink", parent.0, reply, res, |_v| reply.ok())
+        reply_result!(self, req, "unlink", parent.0, reply, res, |_v| reply.ok())
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let res = (|| {
             let dir = self.dir_of(parent.0)?;
             let attr = self.vol.rmdir(&dir, name)?;
             self.table_mut().removed(attr.backing_ino, parent.0, name, true);
             Ok(())
         })();
-        reply_result!(self, "rmdir", parent.0, reply, res, |_v| reply.ok())
+        reply_result!(self, req, "rmdir", parent.0, reply, res, |_v| reply.ok())
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
@@ -468,12 +476,12 @@ impl Filesystem for CmkFs {
             let attr = self.vol.symlink(&dir, link_name, target.as_os_str().as_bytes(), self.owner(req, &dir))?;
             self.enter(parent.0, &dir, link_name, &attr)
         })();
-        reply_result!(self, "symlink", parent.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
+        reply_result!(self, req, "symlink", parent.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
     }
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -498,10 +506,10 @@ impl Filesystem for CmkFs {
             }
             Ok(())
         })();
-        reply_result!(self, "rename", parent.0, reply, res, |_v| reply.ok())
+        reply_result!(self, req, "rename", parent.0, reply, res, |_v| reply.ok())
     }
 
-    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+    fn link(&self, req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
         let res = (|| {
             let Location::Entry { parent, name, .. } = self.locate(ino.0)? else {
                 return Err(verr(libc::EPERM));
@@ -510,10 +518,10 @@ impl Filesystem for CmkFs {
             let attr = self.vol.link(&parent, &name, &dst, newname)?;
             self.enter(newparent.0, &dst, newname, &attr)
         })();
-        reply_result!(self, "link", ino.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
+        reply_result!(self, req, "link", ino.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let res = (|| {
             let f = self.open_file_of(ino.0, None)?;
             if self.vol.read_only() && flags.acc_mode() != OpenAccMode::O_RDONLY {
@@ -521,12 +529,12 @@ impl Filesystem for CmkFs {
             }
             Ok(self.new_handle(Handle::File { file: f, append: flags.0 & libc::O_APPEND != 0 }))
         })();
-        reply_result!(self, "open", ino.0, reply, res, |fh| reply.opened(FileHandle(fh), FopenFlags::empty()))
+        reply_result!(self, req, "open", ino.0, reply, res, |fh| reply.opened(FileHandle(fh), FopenFlags::empty()))
     }
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -536,7 +544,7 @@ impl Filesystem for CmkFs {
         reply: ReplyData,
     ) {
         let res = self.file_handle(fh.0).and_then(|(f, _)| self.vol.read(&f, offset, size as usize));
-        reply_result!(self, "read", ino.0, reply, res, |d| {
+        reply_result!(self, req, "read", ino.0, reply, res, |d| {
             self.stats.bytes_read.fetch_add(d.len() as u64, Ordering::Relaxed);
             reply.data(&d)
         })
@@ -544,7 +552,7 @@ impl Filesystem for CmkFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -557,7 +565,7 @@ impl Filesystem for CmkFs {
         let res = self.file_handle(fh.0).and_then(|(f, append)| {
             if append { self.vol.append(&f, data).map(|_| data.len()) } else { self.vol.write(&f, offset, data) }
         });
-        reply_result!(self, "write", ino.0, reply, res, |n| {
+        reply_result!(self, req, "write", ino.0, reply, res, |n| {
             self.stats.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
             reply.written(n as u32)
         })
@@ -581,14 +589,14 @@ impl Filesystem for CmkFs {
         reply.ok();
     }
 
-    fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+    fn fsync(&self, req: &Request, ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
         let res = self.file_handle(fh.0).and_then(|(f, _)| f.sync(datasync));
-        reply_result!(self, "fsync", ino.0, reply, res, |_v| reply.ok())
+        reply_result!(self, req, "fsync", ino.0, reply, res, |_v| reply.ok())
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let res = self.list_dir(ino.0).map(|e| self.new_handle(Handle::Dir { entries: Arc::new(e) }));
-        reply_result!(self, "opendir", ino.0, reply, res, |fh| reply.opened(FileHandle(fh), FopenFlags::empty()))
+        reply_result!(self, req, "opendir", ino.0, reply, res, |fh| reply.opened(FileHandle(fh), FopenFlags::empty()))
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
@@ -610,14 +618,14 @@ impl Filesystem for CmkFs {
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(&self, req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         let res = self.dir_of(ino.0).and_then(|d| self.vol.sync_dir(&d));
-        reply_result!(self, "fsyncdir", ino.0, reply, res, |_v| reply.ok())
+        reply_result!(self, req, "fsyncdir", ino.0, reply, res, |_v| reply.ok())
     }
 
-    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+    fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
         let res = self.vol.statfs();
-        reply_result!(self, "statfs", ino.0, reply, res, |s| reply.statfs(
+        reply_result!(self, req, "statfs", ino.0, reply, res, |s| reply.statfs(
             s.blocks(),
             s.blocks_free(),
             s.blocks_available(),
@@ -631,7 +639,7 @@ impl Filesystem for CmkFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -640,12 +648,12 @@ impl Filesystem for CmkFs {
         reply: ReplyEmpty,
     ) {
         let res = self.xattr_target(ino.0, true, |t| self.vol.set_xattr(t, name, value, flags));
-        reply_result!(self, "setxattr", ino.0, reply, res, |_v| reply.ok())
+        reply_result!(self, req, "setxattr", ino.0, reply, res, |_v| reply.ok())
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let res = self.xattr_target(ino.0, false, |t| self.vol.get_xattr(t, name));
-        reply_result!(self, "getxattr", ino.0, reply, res, |v| {
+        reply_result!(self, req, "getxattr", ino.0, reply, res, |v| {
             if size == 0 {
                 reply.size(v.len() as u32)
             } else if v.len() > size as usize {
@@ -656,12 +664,12 @@ impl Filesystem for CmkFs {
         })
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let res = match self.locate(ino.0) {
             Ok(Location::Entry { kind, .. }) if kind != FileKind::File => Ok(Vec::new()),
             _ => self.xattr_target(ino.0, false, |t| self.vol.list_xattr(t)),
         };
-        reply_result!(self, "listxattr", ino.0, reply, res, |names| {
+        reply_result!(self, req, "listxattr", ino.0, reply, res, |names| {
             let mut buf = Vec::new();
             for n in names {
                 buf.extend_from_slice(&n);
@@ -677,9 +685,9 @@ impl Filesystem for CmkFs {
         })
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let res = self.xattr_target(ino.0, true, |t| self.vol.remove_xattr(t, name));
-        reply_result!(self, "removexattr", ino.0, reply, res, |_v| reply.ok())
+        reply_result!(self, req, "removexattr", ino.0, reply, res, |_v| reply.ok())
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
@@ -699,7 +707,7 @@ impl Filesystem for CmkFs {
             };
             if mask & !allowed != 0 { Err(verr(libc::EACCES)) } else { Ok(()) }
         });
-        reply_result!(self, "access", ino.0, reply, res, |_v| reply.ok())
+        reply_result!(self, req, "access", ino.0, reply, res, |_v| reply.ok())
     }
 
     fn create(
@@ -724,7 +732,7 @@ impl Filesystem for CmkFs {
             let fh = self.new_handle(Handle::File { file: f, append: flags & libc::O_APPEND != 0 });
             Ok((fa, fh))
         })();
-        reply_result!(self, "create", parent.0, reply, res, |v| reply.created(
+        reply_result!(self, req, "create", parent.0, reply, res, |v| reply.created(
             &self.ttl,
             &v.0,
             Generation(0),
@@ -733,8 +741,8 @@ impl Filesystem for CmkFs {
         ))
     }
 
-    fn fallocate(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, length: u64, mode: i32, reply: ReplyEmpty) {
+    fn fallocate(&self, req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, length: u64, mode: i32, reply: ReplyEmpty) {
         let res = self.file_handle(fh.0).and_then(|(f, _)| self.vol.fallocate(&f, offset, length, mode));
-        reply_result!(self, "fallocate", ino.0, reply, res, |_v| reply.ok())
+        reply_result!(self, req, "fallocate", ino.0, reply, res, |_v| reply.ok())
     }
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use crate::crypto::SecretKey;
 use crate::format::{DataKeyRef, KeyStore, WrappedDataKey};
 
+use crate::audit::{AuditEvent, AuditLog, AuditOp, AuditResult};
 use crate::format::WrapperId;
 
 use super::{CustomerKey, DataKey, DataKeyCache, KeyError, KeyProvider};
@@ -25,6 +26,16 @@ pub struct KeyHierarchy {
     revoked: RwLock<Option<String>>,
     revoked_flag: AtomicBool,
     cache: DataKeyCache,
+    audit: Arc<AuditLog>,
+}
+
+fn result_of(e: &KeyError) -> AuditResult {
+    match e {
+        KeyError::Revoked(_) => AuditResult::Revoked,
+        KeyError::Unavailable(_) => AuditResult::Unreachable,
+        KeyError::WrongServiceKey { .. } => AuditResult::Denied,
+        _ => AuditResult::Error,
+    }
 }
 
 impl KeyHierarchy {
@@ -37,7 +48,25 @@ impl KeyHierarchy {
             revoked: RwLock::new(None),
             revoked_flag: AtomicBool::new(false),
             cache,
+            audit: Arc::new(AuditLog::disabled()),
         }
+    }
+
+    /// Writes every key event to `audit`.
+    pub fn with_audit(mut self, audit: Arc<AuditLog>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    pub fn audit(&self) -> &Arc<AuditLog> {
+        &self.audit
+    }
+
+    /// Drops (zeroizes) every cached data key; audited.
+    pub fn flush_cache(&self, why: &str) -> usize {
+        let n = self.cache.flush();
+        self.audit.record(AuditEvent::new(AuditOp::CacheFlush, "data-key cache", AuditResult::Ok).detail(format!("{n} keys flushed: {why}")));
+        n
     }
 
     /// Adds a customer-managed key as the outermost wrapping layer.
@@ -76,7 +105,12 @@ impl KeyHierarchy {
         *self.revoked.write().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
         self.revoked_flag.store(true, Ordering::SeqCst);
         let protected = self.cmk_protected();
-        self.cache.flush_where(|r| protected.contains(&r))
+        let flushed = self.cache.flush_where(|r| protected.contains(&r));
+        let key = self.cmk.as_ref().map(|c| c.key_url().to_string()).unwrap_or_default();
+        self.audit.record(
+            AuditEvent::new(AuditOp::RevocationDetected, key, AuditResult::Revoked).detail(format!("{reason}; {flushed} cached data keys flushed")),
+        );
+        flushed
     }
 
     /// Re-wraps every data key whose customer-managed layer is not under the newest version
@@ -107,6 +141,10 @@ impl KeyHierarchy {
         }
         if changed > 0 {
             self.replace_store(&snapshot, updated)?;
+            self.audit.record(
+                AuditEvent::new(AuditOp::KeyRotate, latest.clone(), AuditResult::Ok)
+                    .detail(format!("{changed} data keys re-wrapped to the newest version; no data re-encrypted")),
+            );
         }
         Ok(changed)
     }
@@ -145,6 +183,10 @@ impl KeyHierarchy {
         }
         updated.cmk = cmk.map(|c| c.key_url().to_string());
         self.replace_store(&snapshot, updated)?;
+        self.audit.record(
+            AuditEvent::new(AuditOp::KeyRotate, cmk.map(|c| c.key_url().to_string()).unwrap_or_else(|| "service key only".into()), AuditResult::Ok)
+                .detail(format!("{changed} data keys re-wrapped ({})", if cmk.is_some() { "customer-managed key set" } else { "customer-managed key removed" })),
+        );
         Ok(changed)
     }
 
@@ -168,6 +210,8 @@ impl KeyHierarchy {
     pub fn restore(&self) {
         *self.revoked.write().unwrap_or_else(|p| p.into_inner()) = None;
         self.revoked_flag.store(false, Ordering::SeqCst);
+        let key = self.cmk.as_ref().map(|c| c.key_url().to_string()).unwrap_or_default();
+        self.audit.record(AuditEvent::new(AuditOp::AccessRestored, key, AuditResult::Ok));
     }
 
     pub fn revoked_reason(&self) -> Option<String> {
@@ -214,13 +258,17 @@ impl KeyHierarchy {
             Some(cur) => DataKeyRef { scope, epoch: cur.epoch + 1 },
             None => DataKeyRef { scope, epoch: 0 },
         };
-        let record = Self::new_data_key_record(&self.providers, next, now)?;
+        let record = Self::new_data_key_record(&self.providers, next, now, &self.audit)?;
         let mut updated = store.clone();
         updated.data_keys.push(record);
         if let Some(path) = &self.store_path {
-            super::save_key_store(path, &updated)?;
+            if let Err(e) = super::save_key_store(path, &updated) {
+                self.audit.record(AuditEvent::new(AuditOp::DataKeyRotate, format!("{next}"), AuditResult::Error).scope(scope).detail(e.to_string()));
+                return Err(e);
+            }
         }
         *store = updated;
+        self.audit.record(AuditEvent::new(AuditOp::DataKeyRotate, format!("{next}"), AuditResult::Ok).scope(scope));
         Ok(next)
     }
 
@@ -273,7 +321,23 @@ impl KeyHierarchy {
                 .iter()
                 .find(|p| p.handles(layer))
                 .ok_or_else(|| KeyError::NoProvider(format!("{layer:?}")))?;
-            bytes = provider.unwrap(layer, &bytes)?;
+            let started = std::time::Instant::now();
+            let result = provider.unwrap(layer, &bytes);
+            let mut ev = AuditEvent::new(
+                AuditOp::KeyUnwrap,
+                super::audit_key_id(layer),
+                match &result { Ok(_) => AuditResult::Ok, Err(e) => result_of(e) },
+            )
+            .scope(key.scope)
+            .duration(started.elapsed());
+            if let Some(id) = provider.last_request_id() {
+                ev = ev.correlation_id(id);
+            }
+            if let Err(e) = &result {
+                ev = ev.detail(format!("data key {key}: {e}"));
+            }
+            self.audit.record(ev);
+            bytes = result?;
         }
         Ok(SecretKey::from_slice(&bytes)?)
     }
@@ -284,12 +348,25 @@ impl KeyHierarchy {
         providers: &[Arc<dyn KeyProvider>],
         key: DataKeyRef,
         created: u64,
+        audit: &AuditLog,
     ) -> Result<WrappedDataKey, KeyError> {
         let dk = SecretKey::generate()?;
         let mut bytes = zeroize::Zeroizing::new(dk.expose().to_vec());
         let mut wrapped_by = Vec::new();
         for p in providers {
-            let (w, id) = p.wrap(&bytes)?;
+            let started = std::time::Instant::now();
+            let result = p.wrap(&bytes);
+            let mut ev = match &result {
+                Ok((_, id)) => AuditEvent::new(AuditOp::KeyWrap, super::audit_key_id(id), AuditResult::Ok),
+                Err(e) => AuditEvent::new(AuditOp::KeyWrap, "(wrap failed)", result_of(e)).detail(e.to_string()),
+            }
+            .scope(key.scope)
+            .duration(started.elapsed());
+            if let Some(id) = p.last_request_id() {
+                ev = ev.correlation_id(id);
+            }
+            audit.record(ev.detail(format!("data key {key}")));
+            let (w, id) = result?;
             bytes = zeroize::Zeroizing::new(w);
             wrapped_by.push(id);
         }

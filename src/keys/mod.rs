@@ -14,7 +14,7 @@ mod watcher;
 pub use cache::{CacheStats, DataKey, DataKeyCache};
 pub use cmk::{CmkState, CustomerKey, parse_key_url};
 pub use hierarchy::KeyHierarchy;
-pub use provider::KeyProvider;
+pub use provider::{KeyProvider, audit_key_id};
 pub use service::{ServiceKey, default_service_key_path};
 pub use store::{load_key_store, save_key_store};
 pub use watcher::{CheckReport, RevocationListener, RevocationWatcher};

@@ -17,4 +17,18 @@ pub trait KeyProvider: Send + Sync {
 
     /// Unwraps ciphertext produced under `id`.
     fn unwrap(&self, id: &WrapperId, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>;
+
+    /// The request id of the provider's last remote call (audit correlation), if remote.
+    fn last_request_id(&self) -> Option<String> {
+        None
+    }
+}
+
+/// How a wrapping key is named in audit records: `service:<fingerprint>` or the CMK key id
+/// with version.
+pub fn audit_key_id(id: &WrapperId) -> String {
+    match id {
+        WrapperId::Service { fingerprint } => format!("service:{fingerprint}"),
+        WrapperId::Cmk { key_id, .. } => key_id.clone(),
+    }
 }

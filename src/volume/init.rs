@@ -20,11 +20,13 @@ pub struct InitOptions {
     pub block_size: u32,
     /// A customer-managed key that wraps the data key on top of the service key.
     pub cmk: Option<std::sync::Arc<dyn crate::keys::CustomerKey>>,
+    /// Where the first key wrap is recorded (default: the default audit log).
+    pub audit_log: Option<PathBuf>,
 }
 
 impl Default for InitOptions {
     fn default() -> Self {
-        InitOptions { service_key: None, block_size: 4096, cmk: None }
+        InitOptions { service_key: None, block_size: 4096, cmk: None, audit_log: None }
     }
 }
 
@@ -87,7 +89,12 @@ pub fn init_volume(backing: &Path, opts: &InitOptions) -> Result<InitReport> {
         providers.push(cmk.clone());
     }
     let first = DataKeyRef { scope: 0, epoch: 0 };
-    let record = match KeyHierarchy::new_data_key_record(&providers, first, now()) {
+    let audit = crate::audit::AuditLog::open(&opts.audit_log.clone().unwrap_or_else(crate::audit::default_audit_log_path))
+        .unwrap_or_else(|e| {
+            tracing::warn!("audit log unavailable: {e}");
+            crate::audit::AuditLog::disabled()
+        });
+    let record = match KeyHierarchy::new_data_key_record(&providers, first, now(), &audit) {
         Ok(r) => r,
         Err(e) => {
             let _ = fs::remove_dir(&meta);

@@ -44,11 +44,19 @@ pub struct OpenOptions {
     pub cache_max_age: Duration,
     /// The customer-managed key, required when the key store names one.
     pub cmk: Option<Arc<dyn CustomerKey>>,
+    /// Where key events are recorded.
+    pub audit: Arc<crate::audit::AuditLog>,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { read_only: false, cache_capacity: 1024, cache_max_age: Duration::from_secs(3600), cmk: None }
+        OpenOptions {
+            read_only: false,
+            cache_capacity: 1024,
+            cache_max_age: Duration::from_secs(3600),
+            cmk: None,
+            audit: Arc::new(crate::audit::AuditLog::disabled()),
+        }
     }
 }
 
@@ -100,7 +108,8 @@ impl Volume {
         let providers: Vec<Arc<dyn KeyProvider>> = vec![Arc::new(service_key)];
         let wanted_cmk = store.cmk.clone();
         let mut keys = KeyHierarchy::new(store, providers, DataKeyCache::new(opts.cache_capacity, opts.cache_max_age))
-            .with_store_path(key_store_path(backing));
+            .with_store_path(key_store_path(backing))
+            .with_audit(opts.audit.clone());
         match (&wanted_cmk, &opts.cmk) {
             (Some(url), None) => {
                 return Err(setup(format!(
