@@ -374,6 +374,7 @@ fn every_key_event_is_audited_and_the_chain_verifies() {
         .expect("an unwrap under the CMK");
     assert!(cmk_unwrap["key_id"].as_str().unwrap().rsplit('/').next().unwrap().len() == 32, "key id with version");
     assert!(cmk_unwrap["duration_ms"].as_f64().is_some());
+    assert!(cmk_unwrap["correlation_id"].as_str().is_some_and(|c| !c.is_empty()), "client request id recorded: {cmk_unwrap}");
     let denial = records.iter().find(|r| r["op"] == "AccessDenied").unwrap();
     assert_eq!(denial["uid"], 0);
     assert!(denial["pid"].as_u64().is_some());

@@ -46,6 +46,17 @@ struct Connection {
     pid: u32,
     rt: tokio::runtime::Runtime,
     client: KeyClient,
+    /// `x-ms-request-id` of the last answer (audit correlation).
+    last_request_id: Mutex<Option<String>>,
+}
+
+impl Connection {
+    fn note_request_id(&self, headers: &azure_core::http::headers::Headers) {
+        let id = headers
+            .get_optional_string(&azure_core::http::headers::HeaderName::from_static("x-ms-request-id"))
+            .or_else(|| headers.get_optional_string(&azure_core::http::headers::HeaderName::from_static("x-ms-client-request-id")));
+        *self.last_request_id.lock().unwrap_or_else(|p| p.into_inner()) = id;
+    }
 }
 
 pub struct AzureCmk {
@@ -107,7 +118,7 @@ impl AzureCmk {
             ..Default::default()
         };
         let client = KeyClient::new(&self.endpoint, credential, Some(options)).map_err(|e| format!("Key Vault client: {e}"))?;
-        Ok(Connection { pid: std::process::id(), rt, client })
+        Ok(Connection { pid: std::process::id(), rt, client, last_request_id: Mutex::new(None) })
     }
 
     fn connection(&self) -> Result<Arc<Connection>, String> {
@@ -162,6 +173,12 @@ impl AzureCmk {
 }
 
 impl KeyProvider for AzureCmk {
+    fn last_request_id(&self) -> Option<String> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+        let id = conn.last_request_id.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        id
+    }
+
     fn handles(&self, id: &WrapperId) -> bool {
         match id {
             WrapperId::Cmk { key_id, .. } => parse_key_url(key_id)
@@ -179,10 +196,12 @@ impl KeyProvider for AzureCmk {
             let client = &conn.client;
             let params = KeyOperationParameters { algorithm: Some(EncryptionAlgorithm::RsaOaep256), value: Some(value), ..Default::default() };
             let content = params.try_into().map_err(|e| KeyError::Unavailable(format!("{what}: {e}")))?;
-            let r = client
+            let resp = client
                 .wrap_key(&name, content, Some(KeyClientWrapKeyOptions::default()))
                 .await
-                .map_err(|e| errors::classify(&what, e))?
+                .map_err(|e| errors::classify(&what, e))?;
+            conn.note_request_id(resp.headers());
+            let r = resp
                 .into_model()
                 .map_err(|e| KeyError::Unavailable(format!("{what}: bad answer: {e}")))?;
             let kid = r.kid.filter(|k| version_of(k).is_some()).ok_or_else(|| KeyError::Unavailable(format!("{what}: no versioned key id in the answer")))?;
@@ -207,10 +226,12 @@ impl KeyProvider for AzureCmk {
             let client = &conn.client;
             let params = KeyOperationParameters { algorithm: Some(EncryptionAlgorithm::RsaOaep256), value: Some(value), ..Default::default() };
             let content = params.try_into().map_err(|e| KeyError::Unavailable(format!("{what}: {e}")))?;
-            let r = client
+            let resp = client
                 .unwrap_key(&name, &version, content, None)
                 .await
-                .map_err(|e| errors::classify(&what, e))?
+                .map_err(|e| errors::classify(&what, e))?;
+            conn.note_request_id(resp.headers());
+            let r = resp
                 .into_model()
                 .map_err(|e| KeyError::Unavailable(format!("{what}: bad answer: {e}")))?;
             r.result.map(Zeroizing::new).ok_or_else(|| KeyError::Unavailable(format!("{what}: no key in the answer")))
