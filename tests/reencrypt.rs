@@ -72,7 +72,9 @@ fn online_reencrypt_moves_files_to_the_new_key_and_keeps_open_handles_working() 
     assert!(!epochs.is_empty() && epochs.iter().all(|e| *e == 1), "headers after reencrypt: {epochs:?}");
 
     for (n, d) in &files {
-        assert_eq!(&fs::read(v.p(n)).unwrap(), d, "{n} after reencrypt");
+        let got = fs::read(v.p(n)).unwrap();
+        let first_diff = got.iter().zip(d.iter()).position(|(a, b)| a != b);
+        assert!(got == *d, "{n} after reencrypt: {} bytes read, {} expected, first difference at {first_diff:?}", got.len(), d.len());
     }
     assert_eq!(get_xattr(&v.p("big"), "user.color"), b"blue");
     assert_eq!(fs::read_link(v.p("link")).unwrap(), Path::new("d/nested"));

@@ -19,6 +19,8 @@ pub struct MountOptions {
     pub config: Option<PathBuf>,
     /// Allow mounting over a non-empty directory (hides its content while mounted).
     pub nonempty: bool,
+    /// `writeback_cache`: use the kernel's write-back cache (experimental, off by default).
+    pub writeback_cache: bool,
 }
 
 const KERNEL_FLAGS: &[&str] =
@@ -40,6 +42,8 @@ impl MountOptions {
                 ("allow_root", None) => o.allow_root = true,
                 ("default_permissions", None) => o.default_permissions = true,
                 ("nonempty", None) => o.nonempty = true,
+                ("writeback_cache", None) => o.writeback_cache = true,
+                ("no_writeback_cache", None) => o.writeback_cache = false,
                 ("fsname", Some(v)) => o.fsname = Some(v.to_string()),
                 ("service_key" | "service-key", Some(v)) => o.service_key = Some(PathBuf::from(v)),
                 ("log_file" | "log-file", Some(v)) => o.log_file = Some(PathBuf::from(v)),

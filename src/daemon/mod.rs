@@ -157,6 +157,10 @@ fn fuse_config(s: &MountSettings) -> Config {
     c
 }
 
+/// How long the kernel may cache attributes and entries: this daemon is the only writer of
+/// the backing directory, and revocation invalidates explicitly.
+const ATTR_TTL: Duration = Duration::from_secs(5);
+
 /// Removes the runtime files of a mount when the daemon stops.
 struct RuntimeFiles {
     pid: std::path::PathBuf,
@@ -206,7 +210,9 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
     let stats = Arc::new(FsStats::default());
     let fs = or_report!(
         ready,
-        CmkFs::new(volume.clone(), Duration::from_secs(1), stats.clone()).map_err(|e| format!("cannot open the volume root: {e}"))
+        CmkFs::new(volume.clone(), ATTR_TTL, stats.clone())
+            .map(|f| f.with_writeback_cache(s.options.writeback_cache))
+            .map_err(|e| format!("cannot open the volume root: {e}"))
     );
     let inode_handle = fs.inode_handle();
     let events = Arc::new(KeyEvents { volume: volume.clone(), kernel: std::sync::OnceLock::new() });

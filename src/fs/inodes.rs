@@ -61,6 +61,16 @@ impl InodeTable {
         self.nodes.keys().copied().collect()
     }
 
+    /// The node of backing inode `old` now stands for backing inode `new` (re-encryption).
+    pub fn rebind(&mut self, old: u64, new: u64) {
+        if let Some(ino) = self.by_backing.remove(&old) {
+            if let Some(n) = self.nodes.get_mut(&ino) {
+                n.backing_ino = new;
+            }
+            self.by_backing.insert(new, ino);
+        }
+    }
+
     pub fn knows_backing(&self, backing_ino: u64) -> bool {
         self.by_backing.contains_key(&backing_ino)
     }

@@ -57,6 +57,10 @@ pub struct CmkFs {
     next_fh: AtomicU64,
     ttl: Duration,
     as_root: bool,
+    /// Ask the kernel for its write-back cache (set before `init`).
+    want_writeback: bool,
+    /// The kernel accepted the write-back cache: it then handles O_APPEND offsets itself.
+    writeback: bool,
 }
 
 fn file_type(k: FileKind) -> FileType {
@@ -102,15 +106,35 @@ impl CmkFs {
     pub fn new(vol: Arc<Volume>, ttl: Duration, stats: Arc<FsStats>) -> Result<Self> {
         let root = Arc::new(vol.root()?);
         let root_attr = vol.dir_attr(&root)?;
+        let inodes = Arc::new(RwLock::new(InodeTable::new(root, root_attr.backing_ino)));
+        let for_listener = inodes.clone();
+        vol.set_replacement_listener(Box::new(move |old, new| {
+            for_listener.write().unwrap_or_else(|p| p.into_inner()).rebind(old, new);
+        }));
         Ok(CmkFs {
-            inodes: Arc::new(RwLock::new(InodeTable::new(root, root_attr.backing_ino))),
+            inodes,
             vol,
             stats,
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             ttl,
             as_root: nix::unistd::geteuid().is_root(),
+            want_writeback: false,
+            writeback: false,
         })
+    }
+
+    /// Whether to use the kernel's write-back page cache (default off: a crash test under
+    /// heavy rename/truncate churn saw a spurious ENOENT on create with it; see issue notes).
+    pub fn with_writeback_cache(mut self, on: bool) -> Self {
+        self.want_writeback = on;
+        self
+    }
+
+    /// Open flags: the page cache is kept across opens (this daemon is the only writer of the
+    /// backing files; revocation invalidates it explicitly).
+    fn open_flags(&self) -> FopenFlags {
+        FopenFlags::FOPEN_KEEP_CACHE
     }
 
     /// A handle on the inode table for `KernelCaches` (taken before the session owns `self`).
@@ -375,6 +399,10 @@ impl Filesystem for CmkFs {
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_background(64);
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_PARALLEL_DIROPS);
+        if self.want_writeback {
+            self.writeback = config.add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE).is_ok();
+        }
+        tracing::info!(writeback_cache = self.writeback, "FUSE session initialized");
         Ok(())
     }
 
@@ -529,7 +557,7 @@ impl Filesystem for CmkFs {
             }
             Ok(self.new_handle(Handle::File { file: f, append: flags.0 & libc::O_APPEND != 0 }))
         })();
-        reply_result!(self, req, "open", ino.0, reply, res, |fh| reply.opened(FileHandle(fh), FopenFlags::empty()))
+        reply_result!(self, req, "open", ino.0, reply, res, |fh| reply.opened(FileHandle(fh), self.open_flags()))
     }
 
     fn read(
@@ -563,7 +591,8 @@ impl Filesystem for CmkFs {
         reply: ReplyWrite,
     ) {
         let res = self.file_handle(fh.0).and_then(|(f, append)| {
-            if append { self.vol.append(&f, data).map(|_| data.len()) } else { self.vol.write(&f, offset, data) }
+            // With the write-back cache the kernel already placed O_APPEND writes at the end.
+            if append && !self.writeback { self.vol.append(&f, data).map(|_| data.len()) } else { self.vol.write(&f, offset, data) }
         });
         reply_result!(self, req, "write", ino.0, reply, res, |n| {
             self.stats.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
@@ -737,7 +766,7 @@ impl Filesystem for CmkFs {
             &v.0,
             Generation(0),
             FileHandle(v.1),
-            FopenFlags::empty()
+            self.open_flags()
         ))
     }
 

@@ -18,7 +18,7 @@ const BLOCKS_PER_BATCH: u64 = 256;
 pub struct OpenFile {
     /// Swapped as a whole when `reencrypt` replaces the backing file.
     file: std::sync::RwLock<Arc<File>>,
-    backing_ino: u64,
+    backing_ino: std::sync::atomic::AtomicU64,
     state: RwLock<FileState>,
 }
 
@@ -49,11 +49,15 @@ impl OpenFile {
             }
             state.size = layout.plaintext_size(len).unwrap_or_else(|s| s);
         }
-        Ok(OpenFile { file: std::sync::RwLock::new(Arc::new(file)), backing_ino, state: RwLock::new(state) })
+        Ok(OpenFile {
+            file: std::sync::RwLock::new(Arc::new(file)),
+            backing_ino: std::sync::atomic::AtomicU64::new(backing_ino),
+            state: RwLock::new(state),
+        })
     }
 
     pub fn backing_ino(&self) -> u64 {
-        self.backing_ino
+        self.backing_ino.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Current plaintext size.
@@ -77,7 +81,7 @@ impl OpenFile {
     pub fn backing_path(&self) -> String {
         std::fs::read_link(format!("/proc/self/fd/{}", self.raw_file().as_raw_fd()))
             .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| format!("backing inode {}", self.backing_ino))
+            .unwrap_or_else(|_| format!("backing inode {}", self.backing_ino()))
     }
 
     pub fn sync(&self, data_only: bool) -> Result<()> {
@@ -101,7 +105,8 @@ impl OpenFile {
     }
 
     /// Replaces the backing file (the caller holds the state write lock).
-    pub(super) fn swap_file(&self, file: File) {
+    pub(super) fn swap_file(&self, file: File, new_ino: u64) {
+        self.backing_ino.store(new_ino, std::sync::atomic::Ordering::Relaxed);
         *self.file.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(file);
     }
 }

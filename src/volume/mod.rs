@@ -69,6 +69,9 @@ pub struct Volume {
     keys: Arc<KeyHierarchy>,
     open_files: OpenFileTable,
     read_only: bool,
+    /// Told (old, new) when re-encryption replaces a backing inode, before the old inode can
+    /// be released and its number reused (the FUSE layer rebinds its inode table).
+    on_replaced: std::sync::RwLock<Option<Box<dyn Fn(u64, u64) + Send + Sync>>>,
 }
 
 pub fn volume_config_path(backing: &Path) -> PathBuf {
@@ -130,6 +133,7 @@ impl Volume {
             keys,
             open_files: OpenFileTable::default(),
             read_only: opts.read_only,
+            on_replaced: std::sync::RwLock::new(None),
         })
     }
 
@@ -173,6 +177,17 @@ impl Volume {
     pub fn forget_open_file_keys(&self) {
         for f in self.open_files.live() {
             f.forget_cipher();
+        }
+    }
+
+    /// Registers the listener for backing inodes replaced by re-encryption.
+    pub fn set_replacement_listener(&self, f: Box<dyn Fn(u64, u64) + Send + Sync>) {
+        *self.on_replaced.write().unwrap_or_else(|p| p.into_inner()) = Some(f);
+    }
+
+    fn record_replacement(&self, old: u64, new: u64) {
+        if let Some(f) = self.on_replaced.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            f(old, new);
         }
     }
 

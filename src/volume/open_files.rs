@@ -39,4 +39,13 @@ impl OpenFileTable {
         let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         files.values().filter_map(Weak::upgrade).collect()
     }
+
+    /// The file registered under `old` is now backing inode `new` (re-encryption): re-key it
+    /// before `old` can be reused by the backing filesystem.
+    pub fn rekey(&self, old: u64, new: u64) {
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = files.remove(&old) {
+            files.insert(new, w);
+        }
+    }
 }

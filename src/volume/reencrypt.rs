@@ -214,8 +214,14 @@ impl Volume {
             let _ = unlinkat(dir.fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
             return Err(e);
         }
+        let new_ino = out.metadata()?.ino();
         st.switch_to(new_header, std::sync::Arc::new(new_cipher));
-        f.swap_file(out);
+        // Re-key before the old inode is released (`src` holds it): its number may be reused
+        // by the backing filesystem as soon as it is.
+        self.open_files.rekey(meta.ino(), new_ino);
+        self.record_replacement(meta.ino(), new_ino);
+        f.swap_file(out, new_ino);
+        drop(src);
         Ok(Reencrypted::Done)
     }
 }
