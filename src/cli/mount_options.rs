@@ -21,6 +21,9 @@ pub struct MountOptions {
     pub nonempty: bool,
     /// `writeback_cache`: use the kernel's write-back cache (experimental, off by default).
     pub writeback_cache: bool,
+    /// `read_ahead_kb=N`: the kernel's read-ahead for this mount (default 1024; FUSE's default
+    /// of 128 KiB makes sequential reads 3x slower).
+    pub read_ahead_kb: Option<u32>,
 }
 
 const KERNEL_FLAGS: &[&str] =
@@ -48,6 +51,9 @@ impl MountOptions {
                 ("service_key" | "service-key", Some(v)) => o.service_key = Some(PathBuf::from(v)),
                 ("log_file" | "log-file", Some(v)) => o.log_file = Some(PathBuf::from(v)),
                 ("config", Some(v)) => o.config = Some(PathBuf::from(v)),
+                ("read_ahead_kb", Some(v)) => {
+                    o.read_ahead_kb = Some(v.parse().map_err(|_| format!("mount option read_ahead_kb={v} is not a number of KiB"))?)
+                }
                 (k, None) if KERNEL_FLAGS.contains(&k) => o.kernel_flags.push(k.to_string()),
                 (k, _) if IGNORED.contains(&k) || k.starts_with("x-") || k.starts_with("comment=") => {}
                 _ => return Err(format!("unknown mount option \"{opt}\"")),

@@ -30,7 +30,8 @@ impl BlockCipher {
         self.seal_with_nonce(nonce, aad, sealed)
     }
 
-    /// Like [`seal`](Self::seal) with a caller-chosen nonce; for the oracle tests only.
+    /// Like [`seal`](Self::seal) with a caller-chosen nonce. The caller must never reuse a
+    /// nonce with the same key: the volume draws them from the RNG in batches.
     pub fn seal_with_nonce(
         &self,
         nonce: [u8; NONCE_LEN],

@@ -157,6 +157,18 @@ fn fuse_config(s: &MountSettings) -> Config {
     c
 }
 
+/// Sets the read-ahead of the mount's backing device info (best effort: needs root).
+fn set_read_ahead(mountpoint: &std::path::Path, kb: u32) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(mountpoint) else { return };
+    let dev = meta.dev();
+    let path = format!("/sys/class/bdi/{}:{}/read_ahead_kb", libc::major(dev), libc::minor(dev));
+    match std::fs::write(&path, kb.to_string()) {
+        Ok(()) => tracing::debug!("read-ahead set to {kb} KiB ({path})"),
+        Err(e) => tracing::debug!("cannot set read-ahead ({path}): {e}"),
+    }
+}
+
 /// How long the kernel may cache attributes and entries: this daemon is the only writer of
 /// the backing directory, and revocation invalidates explicitly.
 const ATTR_TTL: Duration = Duration::from_secs(5);
@@ -277,6 +289,7 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
     let mountpoint = s.mountpoint.clone();
     let (vol2, stats2) = (volume.clone(), stats.clone());
     let threads = s.threads;
+    let read_ahead_kb = s.options.read_ahead_kb.unwrap_or(1024);
     std::thread::Builder::new()
         .name("ready".into())
         .spawn(move || {
@@ -284,6 +297,7 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
             let served = std::fs::read_dir(&mountpoint).and_then(|mut d| d.next().transpose().map(|_| ()));
             match served {
                 Ok(()) => {
+                    set_read_ahead(&mountpoint, read_ahead_kb);
                     tracing::info!(mountpoint = %mountpoint.display(), threads, "mounted and serving");
                     ready.ready();
                     notify(&format!("READY=1\n{}", status_line(&vol2, &stats2)));

@@ -298,6 +298,7 @@ impl Volume {
         while b <= last {
             let batch_end = last.min(b + BLOCKS_PER_BATCH - 1);
             let mut sealed = Vec::with_capacity(((batch_end - b + 1) * l.sealed_block_size()) as usize);
+            let mut spans = Vec::with_capacity((batch_end - b + 1) as usize);
             for blk in b..=batch_end {
                 let bstart = blk * bs;
                 let blen = bs.min(new_size - bstart) as usize;
@@ -324,8 +325,9 @@ impl Volume {
                     plain[(d_from - bstart) as usize..(d_to - bstart) as usize]
                         .copy_from_slice(&data[(d_from - offset) as usize..(d_to - offset) as usize]);
                 }
-                cipher.seal(&block_aad(&file_id, blk, blk == new_last), &mut sealed[pos..])?;
+                spans.push((pos, NONCE_LEN + blen + TAG_LEN));
             }
+            seal_blocks(&cipher, &file_id, b, new_last, &mut sealed, &spans)?;
             f.raw_file().write_all_at(&sealed, l.block_offset(b))?;
             b = batch_end + 1;
         }
@@ -421,6 +423,45 @@ impl Volume {
         }
         Ok(())
     }
+}
+
+/// Blocks sealed by one thread; larger batches are split across two.
+const PARALLEL_SEAL_MIN_BLOCKS: usize = 64;
+
+/// Seals the contiguous blocks `first..` laid out in `sealed` at `spans` (offset, length),
+/// with nonces drawn in one call to the RNG, on two threads for large batches.
+fn seal_blocks(
+    cipher: &BlockCipher,
+    file_id: &[u8; 16],
+    first: u64,
+    last_of_file: u64,
+    sealed: &mut [u8],
+    spans: &[(usize, usize)],
+) -> Result<()> {
+    let mut nonces = vec![0u8; spans.len() * NONCE_LEN];
+    crate::crypto::fill_random(&mut nonces)?;
+    let seal_range = |buf: &mut [u8], base: usize, range: std::ops::Range<usize>| -> Result<()> {
+        for i in range {
+            let (pos, len) = spans[i];
+            let blk = first + i as u64;
+            let mut nonce = [0u8; NONCE_LEN];
+            nonce.copy_from_slice(&nonces[i * NONCE_LEN..(i + 1) * NONCE_LEN]);
+            cipher.seal_with_nonce(nonce, &block_aad(file_id, blk, blk == last_of_file), &mut buf[pos - base..pos - base + len])?;
+        }
+        Ok(())
+    };
+    if spans.len() < PARALLEL_SEAL_MIN_BLOCKS {
+        return seal_range(sealed, 0, 0..spans.len());
+    }
+    let mid = spans.len() / 2;
+    let split = spans[mid].0;
+    let (a, b) = sealed.split_at_mut(split);
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| seal_range(b, split, mid..spans.len()));
+        let mine = seal_range(a, 0, 0..mid);
+        let theirs = other.join().unwrap_or(Err(VolumeError::Errno(libc::EIO)));
+        mine.and(theirs)
+    })
 }
 
 /// Sealed length of block `b` of a file of plaintext size `size`.
