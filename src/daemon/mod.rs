@@ -33,6 +33,7 @@ use process::{ReadyPipe, daemonize, harden_process, init_logging};
 
 pub fn mount(a: MountArgs) -> Result<(), String> {
     let s = MountSettings::resolve(&a)?;
+    clear_stale_mount(&s.mountpoint)?;
     if !s.mountpoint.is_dir() {
         return Err(format!("mountpoint {} does not exist or is not a directory", s.mountpoint.display()));
     }
@@ -76,6 +77,25 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
             }
             std::process::exit(if result.is_ok() { 0 } else { 1 });
         }
+    }
+}
+
+/// A FUSE mount whose daemon died (SIGKILL, crash) answers ENOTCONN: detach it so the volume
+/// can be mounted again at once, and say so.
+fn clear_stale_mount(mountpoint: &std::path::Path) -> Result<(), String> {
+    match std::fs::metadata(mountpoint) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH).map_err(|err| {
+                format!(
+                    "{} is a stale FUSE mount (its daemon is gone) and cannot be detached: {err}; run `umount -l {}`",
+                    mountpoint.display(),
+                    mountpoint.display()
+                )
+            })?;
+            eprintln!("cmkfs: detached a stale mount at {} (its daemon had died)", mountpoint.display());
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 

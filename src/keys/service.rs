@@ -66,6 +66,9 @@ impl ServiceKey {
                 meta.permissions().mode() & 0o777
             )));
         }
+        if meta.len() != SecretKey::LEN as u64 {
+            return Err(err(format!("is {} bytes, a service key is exactly 32", meta.len())));
+        }
         let mut buf = Zeroizing::new(Vec::with_capacity(33));
         (&mut f).take(33).read_to_end(&mut buf).map_err(|e| err(format!("cannot read: {e}")))?;
         if buf.len() != SecretKey::LEN {

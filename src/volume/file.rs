@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::crypto::{BlockCipher, NONCE_LEN, TAG_LEN, random_id};
@@ -252,7 +252,10 @@ impl Volume {
                 key: self.current_key()?,
                 file_id: random_id()?,
             };
-            f.raw_file().write_all_at(&h.encode(), 0)?;
+            if let Err(e) = f.raw_file().write_all_at(&h.encode(), 0) {
+                let _ = f.raw_file().set_len(0);
+                return Err(e.into());
+            }
             st.header = Some(h);
             st.cipher = None;
         }
@@ -282,8 +285,29 @@ impl Volume {
             return Ok(());
         }
         let start = offset.min(old_size);
-        // A full final block that stays untouched stops being the final block.
-        if new_size > old_size && old_size > 0 && old_size % bs == 0 && start >= old_size {
+        // Growing: reserve the space first (without changing the length), so a full disk fails
+        // the write before anything stored is touched.
+        let old_ct = l.ciphertext_len(old_size);
+        let new_ct = l.ciphertext_len(new_size);
+        if new_ct > old_ct {
+            let file = f.raw_file();
+            match nix::fcntl::fallocate(file.as_fd(), nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE, old_ct as i64, (new_ct - old_ct) as i64) {
+                Err(e @ (nix::errno::Errno::ENOSPC | nix::errno::Errno::EDQUOT)) => return Err(e.into()),
+                _ => {}
+            }
+        }
+        // A full final block that stays untouched stops being the final block: re-sealed
+        // after the new blocks are written.
+        let reseal_old_last = new_size > old_size && old_size > 0 && old_size % bs == 0 && start >= old_size;
+        let written = self.write_blocks(f, st, &cipher, &file_id, offset, data, start, end, old_size, new_size);
+        if let Err(e) = written {
+            if new_ct > old_ct {
+                // Cut off what was appended; the old final block was not touched yet.
+                let _ = f.raw_file().set_len(old_ct.max(HEADER_LEN as u64));
+            }
+            return Err(e);
+        }
+        if reseal_old_last {
             let b = old_size / bs - 1;
             let mut block = self.read_block(f, &cipher, &file_id, old_size, b)?;
             let mut sealed = vec![0u8; block.len() + NONCE_LEN + TAG_LEN];
@@ -292,6 +316,27 @@ impl Volume {
             cipher.seal(&block_aad(&file_id, b, false), &mut sealed)?;
             f.raw_file().write_all_at(&sealed, l.block_offset(b))?;
         }
+        st.size = new_size;
+        Ok(())
+    }
+
+    /// Writes the blocks of `[start, end)` (data at `offset`, zeros in a gap past the old end).
+    #[allow(clippy::too_many_arguments)]
+    fn write_blocks(
+        &self,
+        f: &OpenFile,
+        _st: &FileState,
+        cipher: &BlockCipher,
+        file_id: &[u8; 16],
+        offset: u64,
+        data: &[u8],
+        start: u64,
+        end: u64,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<()> {
+        let l = self.layout();
+        let bs = l.block_size;
         let new_last = (new_size - 1) / bs;
         let (first, last) = (start / bs, (end.max(start + 1) - 1) / bs);
         let mut b = first;
@@ -309,7 +354,7 @@ impl Volume {
                 let cov_to = end.min(bstart + blen as u64);
                 let covers_all = cov_from == bstart && cov_to == bstart + blen as u64;
                 if !covers_all && bstart < old_size {
-                    let mut old = self.read_block(f, &cipher, &file_id, old_size, blk)?;
+                    let mut old = self.read_block(f, cipher, file_id, old_size, blk)?;
                     plain[..old.len()].copy_from_slice(&old);
                     zeroize::Zeroize::zeroize(&mut old);
                 }
@@ -327,11 +372,10 @@ impl Volume {
                 }
                 spans.push((pos, NONCE_LEN + blen + TAG_LEN));
             }
-            seal_blocks(&cipher, &file_id, b, new_last, &mut sealed, &spans)?;
+            seal_blocks(cipher, file_id, b, new_last, &mut sealed, &spans)?;
             f.raw_file().write_all_at(&sealed, l.block_offset(b))?;
             b = batch_end + 1;
         }
-        st.size = new_size;
         Ok(())
     }
 

@@ -122,8 +122,17 @@ impl Volume {
             (_, Some(cmk)) => keys = keys.with_cmk(cmk.clone()),
             (None, None) => {}
         }
-        let current = keys.current(0)?;
-        keys.data_key(current)?;
+        let store_path = key_store_path(backing);
+        let current = keys
+            .current(0)
+            .map_err(|_| setup(format!("key store {}: has no data key for scope 0", store_path.display())))?;
+        keys.data_key(current).map_err(|e| match e {
+            e @ (crate::keys::KeyError::WrongServiceKey { .. }
+            | crate::keys::KeyError::ServiceKey { .. }
+            | crate::keys::KeyError::Revoked(_)
+            | crate::keys::KeyError::Unavailable(_)) => VolumeError::Keys(e),
+            e => setup(format!("key store {}: data key {current}: {e}", store_path.display())),
+        })?;
         let keys = Arc::new(keys);
         Ok(Volume {
             backing: backing.to_path_buf(),
