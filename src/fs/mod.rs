@@ -306,6 +306,14 @@ impl CmkFs {
         }
     }
 
+    /// False only when a regular file certainly has no xattrs (checked without opening it).
+    fn may_have_xattrs(&self, ino: u64) -> bool {
+        match self.locate(ino) {
+            Ok(Location::Entry { parent, name, kind: FileKind::File, .. }) => self.vol.file_has_xattrs(&parent, &name).unwrap_or(true),
+            _ => true,
+        }
+    }
+
     fn do_setattr(
         &self,
         ino: u64,
@@ -681,7 +689,11 @@ impl Filesystem for CmkFs {
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let res = self.xattr_target(ino.0, false, |t| self.vol.get_xattr(t, name));
+        let res = if name.as_bytes().starts_with(b"system.posix_acl_") || !self.may_have_xattrs(ino.0) {
+            Err(verr(libc::ENODATA))
+        } else {
+            self.xattr_target(ino.0, false, |t| self.vol.get_xattr(t, name))
+        };
         reply_result!(self, req, "getxattr", ino.0, reply, res, |v| {
             if size == 0 {
                 reply.size(v.len() as u32)
@@ -696,6 +708,7 @@ impl Filesystem for CmkFs {
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let res = match self.locate(ino.0) {
             Ok(Location::Entry { kind, .. }) if kind != FileKind::File => Ok(Vec::new()),
+            Ok(Location::Entry { .. }) if !self.may_have_xattrs(ino.0) => Ok(Vec::new()),
             _ => self.xattr_target(ino.0, false, |t| self.vol.list_xattr(t)),
         };
         reply_result!(self, req, "listxattr", ino.0, reply, res, |names| {

@@ -224,6 +224,20 @@ impl Volume {
         Ok(copied)
     }
 
+    /// Whether the regular file `name` in `dir` carries any cmkfs xattr, checked without
+    /// opening it (`ls -l` asks every file for ACL and SELinux xattrs it does not have).
+    pub fn file_has_xattrs(&self, dir: &Dir, name: &OsStr) -> Result<bool> {
+        let b = self.backing_name(dir, name)?;
+        let path = CString::new(format!("/proc/self/fd/{}/{}", dir.fd().as_raw_fd(), b.entry())).map_err(|_| errno(libc::EINVAL))?;
+        let mut buf = vec![0u8; 65536];
+        // SAFETY: path is NUL-terminated; buf is valid for its length.
+        let n = unsafe { libc::llistxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            return Err(os_err());
+        }
+        Ok(buf[..n as usize].split(|b| *b == 0).any(|x| x.starts_with(BACKING_PREFIX.as_bytes())))
+    }
+
     pub fn remove_xattr(&self, t: XattrTarget<'_>, name: &OsStr) -> Result<()> {
         if self.read_only() {
             return Err(errno(libc::EROFS));
