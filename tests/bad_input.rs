@@ -360,3 +360,15 @@ fn second_mount_of_the_same_backing_dir_names_the_holder() {
     assert_clean_failure(&o, &v.mnt().display().to_string(), "same mountpoint again");
     assert_eq!(fs::read(v.p("a")).unwrap(), b"first");
 }
+
+/// docs/format.md: bytes 5..8 of `.cmkfs.dirid` are "reserved, zero". Found by the `dirid`
+/// fuzz target (fuzz/artifacts/dirid/crash-0593f647...): decode accepts non-zero reserved bytes,
+/// so decode -> encode is not the identity.
+#[test]
+fn dirid_with_nonzero_reserved_bytes_is_rejected() {
+    let mut b = [0u8; 32];
+    b[..4].copy_from_slice(b"CMKD");
+    b[4] = 1;
+    b[6] = 0x20;
+    assert!(cmkfs::format::DirIdFile::decode(&b).is_err(), "reserved byte 6 = 0x20 accepted");
+}

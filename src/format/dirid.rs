@@ -42,6 +42,9 @@ impl DirIdFile {
         if b[4] != FORMAT_VERSION {
             return Err(FormatError::Version(b[4]));
         }
+        if b[5..8] != [0, 0, 0] {
+            return Err(FormatError::Field("reserved"));
+        }
         let mut s = [0u8; 4];
         s.copy_from_slice(&b[8..12]);
         let mut e = [0u8; 4];
