@@ -2,19 +2,22 @@
 # Installs cmkfs: the binary, the mount helper convention (mount -t fuse.cmkfs runs
 # `cmkfs BACKING MOUNTPOINT -o ...` through mount.fuse3), the systemd template unit, an example
 # config and the man page. Idempotent. Usage:
-#   scripts/install.sh [--prefix DIR] [--destdir DIR] [--uninstall]
+#   scripts/install.sh [--prefix DIR] [--destdir DIR] [--binary FILE] [--uninstall]
 # Defaults: binary in /usr/local/bin, units in /etc/systemd/system, mount helper link in /sbin.
 set -eu
 cd "$(dirname "$0")/.."
 PREFIX=/usr/local
 DESTDIR=""
 UNINSTALL=0
+BINARY=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --prefix) PREFIX=$2; shift 2 ;;
         --prefix=*) PREFIX=${1#--prefix=}; shift ;;
         --destdir) DESTDIR=$2; shift 2 ;;
         --destdir=*) DESTDIR=${1#--destdir=}; shift ;;
+        --binary) BINARY=$2; shift 2 ;;
+        --binary=*) BINARY=${1#--binary=}; shift ;;
         --uninstall) UNINSTALL=1; shift ;;
         -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown argument $1" >&2; exit 2 ;;
@@ -34,10 +37,11 @@ if [ "$UNINSTALL" -eq 1 ]; then
     exit 0
 fi
 
-if [ ! -x target/release/cmkfs ]; then
-    cargo build --release --quiet
+if [ -z "$BINARY" ]; then
+    [ -x target/release/cmkfs ] || cargo build --release --quiet -p cmkfs
+    BINARY=target/release/cmkfs
 fi
-install -D -m 0755 target/release/cmkfs "$BIN"
+install -D -m 0755 "$BINARY" "$BIN"
 install -D -m 0644 docs/cmkfs.8 "$MAN"
 # The unit names /usr/local/bin/cmkfs; point it at the installed binary.
 mkdir -p "$(dirname "$UNIT")"

@@ -210,6 +210,9 @@ fn control_socket_status_counters_are_true() {
     assert_eq!(before["key_scopes"][0]["protection"], "service-managed key");
     let data = vec![7u8; 100_000];
     fs::write(v.p("f"), &data).unwrap();
+    // Writes leave their pages cached (and kept across opens): drop them so the read below
+    // reaches the daemon.
+    fs::write("/proc/sys/vm/drop_caches", "1").unwrap();
     assert_eq!(fs::read(v.p("f")).unwrap(), data);
     let held = fs::File::open(v.p("f")).unwrap();
     let after = status_json(&v.mnt());
@@ -297,7 +300,7 @@ fn install_script_is_idempotent_and_uninstalls() {
     let dest = tempfile::tempdir().unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install.sh");
     for _ in 0..2 {
-        run_ok(Command::new(&script).arg("--destdir").arg(dest.path()));
+        run_ok(Command::new(&script).arg("--destdir").arg(dest.path()).arg("--binary").arg(bin()));
     }
     for f in ["usr/local/bin/cmkfs", "etc/systemd/system/cmkfs@.service", "sbin/mount.fuse.cmkfs", "usr/local/share/man/man8/cmkfs.8"] {
         assert!(dest.path().join(f).exists(), "{f} not installed");
