@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 export RUST_BACKTRACE=1
 cargo build --quiet --all-targets
 # Mount tests are heavy; run test binaries in parallel but keep each one's threads modest.
-cargo test --quiet -- --test-threads="${CMKFS_TEST_THREADS:-4}"
+cargo test --quiet --no-fail-fast -- --test-threads="${CMKFS_TEST_THREADS:-4}"
