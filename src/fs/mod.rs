@@ -766,10 +766,12 @@ impl Filesystem for CmkFs {
             let dir = self.dir_of(parent.0)?;
             let (f, attr) =
                 self.vol.create_file(&dir, name, mode, self.owner(req, &dir), flags & libc::O_EXCL != 0)?;
-            if flags & libc::O_TRUNC != 0 && attr.size > 0 {
+            let attr = if flags & libc::O_TRUNC != 0 && attr.size > 0 {
                 self.vol.truncate(&f, 0)?;
-            }
-            let attr = self.vol.file_attr(&f)?;
+                self.vol.file_attr(&f)?
+            } else {
+                attr
+            };
             let fa = self.enter(parent.0, &dir, name, &attr)?;
             let fh = self.new_handle(Handle::File { file: f, append: flags & libc::O_APPEND != 0 });
             Ok((fa, fh))

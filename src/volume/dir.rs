@@ -200,12 +200,20 @@ impl Volume {
                 return Err(e);
             }
         };
-        let st = fstat(&fd)?;
+        let mut st = fstat(&fd)?;
         if st.st_size == 0 && st.st_nlink == 1 {
-            self.chown_entry(dir, b.entry(), owner)?;
+            if let Some(o) = owner {
+                if (o.uid, o.gid) != (st.st_uid, st.st_gid) {
+                    nix::unistd::fchown(&fd, Some(Uid::from_raw(o.uid)), Some(Gid::from_raw(o.gid)))?;
+                    st.st_uid = o.uid;
+                    st.st_gid = o.gid;
+                }
+            }
         }
-        let f = self.share_open_file(File::from(fd))?;
-        let attr = self.file_attr(&f)?;
+        let f = self.share_open_file_with(File::from(fd), st.st_ino, st.st_size as u64)?;
+        let mut attr = self.attr_of(&st)?;
+        attr.size = f.size();
+        attr.blocks = attr.size.div_ceil(4096) * 8;
         Ok((f, attr))
     }
 

@@ -3,7 +3,7 @@
 //! `VolumeError::Integrity` and a log line naming the backing file and block index.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -32,8 +32,7 @@ struct FileState {
 }
 
 impl OpenFile {
-    pub(super) fn load(file: File, backing_ino: u64, layout: BlockLayout) -> Result<OpenFile> {
-        let len = file.metadata()?.len();
+    pub(super) fn load(file: File, backing_ino: u64, len: u64, layout: BlockLayout) -> Result<OpenFile> {
         let mut state = FileState { header: None, cipher: None, size: 0, damaged: None };
         if len > 0 {
             let mut buf = [0u8; HEADER_LEN];
@@ -148,9 +147,14 @@ impl Volume {
 
     /// Opens the backing file of a regular file, sharing the `OpenFile` of its inode.
     pub(super) fn share_open_file(&self, file: File) -> Result<Arc<OpenFile>> {
-        let ino = std::os::unix::fs::MetadataExt::ino(&file.metadata()?);
+        let meta = file.metadata()?;
+        self.share_open_file_with(file, meta.ino(), meta.len())
+    }
+
+    /// As `share_open_file` when the caller already has the backing inode and length.
+    pub(super) fn share_open_file_with(&self, file: File, ino: u64, len: u64) -> Result<Arc<OpenFile>> {
         let layout = self.layout();
-        self.open_files.get_or_insert(ino, || OpenFile::load(file, ino, layout))
+        self.open_files.get_or_insert(ino, || OpenFile::load(file, ino, len, layout))
     }
 
     /// The plaintext size of a file that is open, if it is.
