@@ -24,6 +24,24 @@ pub struct MountOptions {
     /// `read_ahead_kb=N`: the kernel's read-ahead for this mount (default 1024; FUSE's default
     /// of 128 KiB makes sequential reads 3x slower).
     pub read_ahead_kb: Option<u32>,
+    /// Every other `cmkfs mount` flag as an option: `threads=N`, `cache_capacity=N`,
+    /// `cache_max_age=S`, `revocation_check_interval=S`, `audit_log=FILE`,
+    /// `azure_credential=SPEC`, `ca_file=PEM`, `no_verify_challenge_resource`,
+    /// `key_vault_timeout=S`, `foreground`.
+    pub threads: Option<usize>,
+    pub cache_capacity: Option<usize>,
+    pub cache_max_age: Option<u64>,
+    pub revocation_check_interval: Option<u64>,
+    pub audit_log: Option<PathBuf>,
+    pub azure_credential: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub no_verify_challenge_resource: bool,
+    pub key_vault_timeout: Option<u64>,
+    pub foreground: bool,
+}
+
+fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
+    v.parse().map_err(|_| format!("mount option {key}={v} is not a valid number"))
 }
 
 const KERNEL_FLAGS: &[&str] =
@@ -54,6 +72,16 @@ impl MountOptions {
                 ("read_ahead_kb", Some(v)) => {
                     o.read_ahead_kb = Some(v.parse().map_err(|_| format!("mount option read_ahead_kb={v} is not a number of KiB"))?)
                 }
+                ("threads", Some(v)) => o.threads = Some(number(key, v)?),
+                ("cache_capacity", Some(v)) => o.cache_capacity = Some(number(key, v)?),
+                ("cache_max_age", Some(v)) => o.cache_max_age = Some(number(key, v)?),
+                ("revocation_check_interval", Some(v)) => o.revocation_check_interval = Some(number(key, v)?),
+                ("key_vault_timeout", Some(v)) => o.key_vault_timeout = Some(number(key, v)?),
+                ("audit_log", Some(v)) => o.audit_log = Some(PathBuf::from(v)),
+                ("azure_credential", Some(v)) => o.azure_credential = Some(v.to_string()),
+                ("ca_file", Some(v)) => o.ca_file = Some(PathBuf::from(v)),
+                ("no_verify_challenge_resource", None) => o.no_verify_challenge_resource = true,
+                ("foreground", None) => o.foreground = true,
                 (k, None) if KERNEL_FLAGS.contains(&k) => o.kernel_flags.push(k.to_string()),
                 (k, _) if IGNORED.contains(&k) || k.starts_with("x-") || k.starts_with("comment=") => {}
                 _ => return Err(format!("unknown mount option \"{opt}\"")),
@@ -77,6 +105,14 @@ mod tests {
         assert!(o.read_only && o.allow_other && o.default_permissions);
         assert_eq!(o.kernel_flags, vec!["nosuid"]);
         assert_eq!(o.service_key, Some(PathBuf::from("/k")));
+        let o = MountOptions::parse(&[
+            "threads=3,cache_capacity=7,cache_max_age=60,revocation_check_interval=5,audit_log=/a,azure_credential=access-token-file:/t,ca_file=/ca.pem,no_verify_challenge_resource,key_vault_timeout=4,foreground".into(),
+        ])
+        .unwrap();
+        assert_eq!((o.threads, o.cache_capacity, o.cache_max_age, o.revocation_check_interval), (Some(3), Some(7), Some(60), Some(5)));
+        assert_eq!(o.azure_credential.as_deref(), Some("access-token-file:/t"));
+        assert!(o.no_verify_challenge_resource && o.foreground && o.key_vault_timeout == Some(4));
+        assert!(MountOptions::parse(&["threads=many".into()]).unwrap_err().contains("threads=many"));
         let e = MountOptions::parse(&["bogus".into()]).unwrap_err();
         assert!(e.contains("bogus"));
     }
