@@ -14,7 +14,15 @@ pub fn run(a: UmountArgs) -> Result<(), String> {
     let mp = &a.mountpoint;
     let pid = std::fs::read_to_string(pid_file(mp)).ok().and_then(|s| s.trim().parse::<i32>().ok());
     let flags = if a.lazy { MntFlags::MNT_DETACH } else { MntFlags::empty() };
-    match umount2(mp, flags) {
+    // A file closed just before may still hold the mount until the daemon has answered its
+    // RELEASE: retry a busy unmount for a moment before giving up.
+    let mut result = umount2(mp, flags);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while result == Err(nix::errno::Errno::EBUSY) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        result = umount2(mp, flags);
+    }
+    match result {
         Ok(()) => {}
         Err(nix::errno::Errno::EPERM) => {
             let mut cmd = std::process::Command::new("fusermount3");
