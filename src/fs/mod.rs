@@ -291,7 +291,13 @@ impl CmkFs {
                         .detail(format!("{op} {}", path.display())),
                 );
             }
-            _ => {}
+            errno => {
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    let t = self.table();
+                    let loc = t.get(ino).map(|n| format!("parent {} name {:?} backing {} linked {}", n.parent, n.name, n.backing_ino, n.linked));
+                    tracing::debug!(ino, errno, ?loc, "{op} failed: {e}");
+                }
+            }
         }
     }
 
@@ -489,8 +495,12 @@ impl Filesystem for CmkFs {
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let res = (|| {
             let dir = self.dir_of(parent.0)?;
+            // The table stays locked from the backing unlink to the update: otherwise a create
+            // on another thread could get the freed backing inode number and be bound to the
+            // node being removed.
+            let mut t = self.table_mut();
             let attr = self.vol.unlink(&dir, name)?;
-            self.table_mut().removed(attr.backing_ino, parent.0, name, attr.nlink <= 1);
+            t.removed(attr.backing_ino, parent.0, name, attr.nlink <= 1);
             Ok(())
         })();
         reply_result!(self, req, "unlink", parent.0, reply, res, |_v| reply.ok())
@@ -499,8 +509,9 @@ impl Filesystem for CmkFs {
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let res = (|| {
             let dir = self.dir_of(parent.0)?;
+            let mut t = self.table_mut();
             let attr = self.vol.rmdir(&dir, name)?;
-            self.table_mut().removed(attr.backing_ino, parent.0, name, true);
+            t.removed(attr.backing_ino, parent.0, name, true);
             Ok(())
         })();
         reply_result!(self, req, "rmdir", parent.0, reply, res, |_v| reply.ok())
@@ -531,8 +542,9 @@ impl Filesystem for CmkFs {
             let moved = self.vol.lookup(&src, name)?.backing_ino;
             let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
             let other = if exchange { Some(self.vol.lookup(&dst, newname)?.backing_ino) } else { None };
-            let replaced = self.vol.rename(&src, name, &dst, newname, flags.bits())?;
             let mut t = self.table_mut();
+            let replaced = self.vol.rename(&src, name, &dst, newname, flags.bits())?;
+            tracing::debug!(moved, ?replaced, ?name, ?newname, "rename");
             if let Some((ino, nlink)) = replaced {
                 t.removed(ino, newparent.0, newname, nlink <= 1);
             }

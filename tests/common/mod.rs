@@ -337,6 +337,9 @@ impl Drop for TestVolume {
         self.reap_foreground();
         if std::thread::panicking() {
             let log = self.log_contents();
+            if let Some(dest) = std::env::var_os("CMKFS_TEST_KEEP_LOG") {
+                let _ = fs::write(dest, &log);
+            }
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             eprintln!(
                 "---- daemon log tail ({}) ----\n{}",
