@@ -124,8 +124,8 @@ impl CmkFs {
         })
     }
 
-    /// Whether to use the kernel's write-back page cache (default off: a crash test under
-    /// heavy rename/truncate churn saw a spurious ENOENT on create with it; see issue notes).
+    /// Whether to use the kernel's write-back page cache (default off: with it a write on a
+    /// full disk is acknowledged and fails only at flush or fsync).
     pub fn with_writeback_cache(mut self, on: bool) -> Self {
         self.want_writeback = on;
         self
