@@ -16,7 +16,7 @@ use std::time::Duration;
 use azure_core::http::{ClientOptions, RetryOptions, Transport};
 use azure_core::http::ExponentialRetryOptions;
 use azure_security_keyvault_keys::models::{
-    EncryptionAlgorithm, KeyClientGetKeyOptions, KeyClientWrapKeyOptions, KeyOperationParameters,
+    EncryptionAlgorithm, KeyType, KeyClientGetKeyOptions, KeyClientWrapKeyOptions, KeyOperationParameters,
 };
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use zeroize::Zeroizing;
@@ -25,7 +25,18 @@ use crate::format::WrapperId;
 
 use super::{CmkState, CustomerKey, KeyError, KeyProvider, parse_key_url};
 
-pub const ALGORITHM: &str = "RSA-OAEP-256";
+/// Wrap algorithm for RSA keys (Key Vault).
+pub const RSA_OAEP_256: &str = "RSA-OAEP-256";
+/// Wrap algorithm for AES keys (`oct-HSM`, Managed HSM).
+pub const A256KW: &str = "A256KW";
+
+fn sdk_algorithm(name: &str) -> Option<EncryptionAlgorithm> {
+    match name {
+        RSA_OAEP_256 => Some(EncryptionAlgorithm::RsaOaep256),
+        A256KW => Some(EncryptionAlgorithm::A256Kw),
+        _ => None,
+    }
+}
 
 /// How to reach and authenticate to the key.
 #[derive(Clone, Debug)]
@@ -65,6 +76,8 @@ pub struct AzureCmk {
     name: String,
     endpoint: String,
     conn: Mutex<Option<Arc<Connection>>>,
+    /// The wrap algorithm, chosen from the key type on first use.
+    algorithm: std::sync::OnceLock<&'static str>,
 }
 
 impl std::fmt::Debug for AzureCmk {
@@ -81,7 +94,7 @@ impl AzureCmk {
     pub fn new(settings: AzureSettings) -> Result<AzureCmk, String> {
         let (endpoint, name, _) = parse_key_url(&settings.key_url)?;
         let key_url = format!("{}keys/{name}", endpoint);
-        let cmk = AzureCmk { settings, key_url, name, endpoint, conn: Mutex::new(None) };
+        let cmk = AzureCmk { settings, key_url, name, endpoint, conn: Mutex::new(None), algorithm: std::sync::OnceLock::new() };
         cmk.connection()?;
         Ok(cmk)
     }
@@ -153,6 +166,30 @@ impl AzureCmk {
         })
     }
 
+    /// RSA keys wrap with RSA-OAEP-256, AES keys (`oct`, `oct-HSM`) with A256KW.
+    fn algorithm(&self) -> Result<&'static str, KeyError> {
+        if let Some(a) = self.algorithm.get() {
+            return Ok(a);
+        }
+        let name = self.name.clone();
+        let what = format!("get {}", self.key_url);
+        let kty = self.call(&what.clone(), move |conn| async move {
+            let key = conn
+                .client
+                .get_key(&name, None)
+                .await
+                .map_err(|e| errors::classify(&what, e))?
+                .into_model()
+                .map_err(|e| KeyError::Unavailable(format!("{what}: bad answer: {e}")))?;
+            Ok(key.key.and_then(|k| k.kty))
+        })?;
+        let alg = match kty {
+            Some(KeyType::Oct) | Some(KeyType::OctHsm) => A256KW,
+            _ => RSA_OAEP_256,
+        };
+        Ok(self.algorithm.get_or_init(|| alg))
+    }
+
     fn get_key_state(&self, version: Option<String>) -> Result<(String, bool), KeyError> {
         let name = self.name.clone();
         let what = format!("get {}", self.key_url);
@@ -189,12 +226,13 @@ impl KeyProvider for AzureCmk {
     }
 
     fn wrap(&self, plain: &[u8]) -> Result<(Vec<u8>, WrapperId), KeyError> {
+        let alg = self.algorithm()?;
         let name = self.name.clone();
         let what = format!("wrap with {}", self.key_url);
         let value = plain.to_vec();
         self.call(&what.clone(), move |conn| async move {
             let client = &conn.client;
-            let params = KeyOperationParameters { algorithm: Some(EncryptionAlgorithm::RsaOaep256), value: Some(value), ..Default::default() };
+            let params = KeyOperationParameters { algorithm: sdk_algorithm(alg), value: Some(value), ..Default::default() };
             let content = params.try_into().map_err(|e| KeyError::Unavailable(format!("{what}: {e}")))?;
             let resp = client
                 .wrap_key(&name, content, Some(KeyClientWrapKeyOptions::default()))
@@ -206,7 +244,7 @@ impl KeyProvider for AzureCmk {
                 .map_err(|e| KeyError::Unavailable(format!("{what}: bad answer: {e}")))?;
             let kid = r.kid.filter(|k| version_of(k).is_some()).ok_or_else(|| KeyError::Unavailable(format!("{what}: no versioned key id in the answer")))?;
             let wrapped = r.result.ok_or_else(|| KeyError::Unavailable(format!("{what}: no wrapped key in the answer")))?;
-            Ok((wrapped, WrapperId::Cmk { key_id: kid, algorithm: ALGORITHM.into() }))
+            Ok((wrapped, WrapperId::Cmk { key_id: kid, algorithm: alg.into() }))
         })
     }
 
@@ -214,9 +252,9 @@ impl KeyProvider for AzureCmk {
         let WrapperId::Cmk { key_id, algorithm } = id else {
             return Err(KeyError::NoProvider(format!("{id:?}")));
         };
-        if algorithm != ALGORITHM {
+        let Some(sdk_alg) = sdk_algorithm(algorithm) else {
             return Err(KeyError::NoProvider(format!("algorithm {algorithm}")));
-        }
+        };
         // Never "latest": exactly the version that wrapped it.
         let version = version_of(key_id).ok_or_else(|| KeyError::NoProvider(format!("{key_id} has no version")))?;
         let name = self.name.clone();
@@ -224,7 +262,7 @@ impl KeyProvider for AzureCmk {
         let value = wrapped.to_vec();
         self.call(&what.clone(), move |conn| async move {
             let client = &conn.client;
-            let params = KeyOperationParameters { algorithm: Some(EncryptionAlgorithm::RsaOaep256), value: Some(value), ..Default::default() };
+            let params = KeyOperationParameters { algorithm: Some(sdk_alg), value: Some(value), ..Default::default() };
             let content = params.try_into().map_err(|e| KeyError::Unavailable(format!("{what}: {e}")))?;
             let resp = client
                 .unwrap_key(&name, &version, content, None)
