@@ -391,3 +391,39 @@ fn every_key_event_is_audited_and_the_chain_verifies() {
     assert!(!out.success(), "verify must fail after an edit");
     assert!(out.stdout.contains("line") || out.stderr.contains("line"), "{} {}", out.stdout, out.stderr);
 }
+
+#[test]
+fn managed_hsm_oct_key_wraps_with_a256kw() {
+    let emu = Emulator::start();
+    emu.create_oct_key("hsmkey");
+    let dir = tempfile::tempdir().unwrap();
+    emu.write_ca_file(dir.path().join("ca.pem")).unwrap();
+    fs::write(dir.path().join("token"), "t").unwrap();
+    let kv = vec![
+        "--azure-credential".to_string(),
+        format!("access-token-file:{}", dir.path().join("token").display()),
+        "--ca-file".into(),
+        dir.path().join("ca.pem").display().to_string(),
+        "--no-verify-challenge-resource".into(),
+        "--audit-log".into(),
+        dir.path().join("audit.log").display().to_string(),
+    ];
+    let (backing, key, mnt) = (dir.path().join("b"), dir.path().join("k"), dir.path().join("m"));
+    fs::create_dir(&mnt).unwrap();
+    let url = format!("{}keys/hsmkey", emu.url());
+    run_ok(Command::new(bin()).arg("init").arg(&backing).arg("--service-key").arg(&key).arg("--cmk").arg(&url).args(&kv));
+    let store: serde_json::Value = serde_json::from_str(&fs::read_to_string(backing.join(".cmkfs/keystore.json")).unwrap()).unwrap();
+    assert_eq!(store["data_keys"][0]["wrapped_by"][1]["algorithm"], "A256KW", "{store}");
+    run_ok(Command::new(bin()).arg("mount").arg(&backing).arg(&mnt).arg("--service-key").arg(&key).args(&kv));
+    fs::write(mnt.join("f"), b"under an HSM key").unwrap();
+    emu.disable_key("hsmkey").unwrap();
+    let out = run(Command::new(bin()).args(["key", "check"]).arg(&mnt));
+    let denied = errno_of(fs::read(mnt.join("f")));
+    emu.enable_key("hsmkey").unwrap();
+    run_ok(Command::new(bin()).args(["key", "check"]).arg(&mnt));
+    let back = fs::read(mnt.join("f"));
+    run_ok(Command::new(bin()).arg("umount").arg(&mnt));
+    assert!(out.stdout.contains("revoked"), "{}", out.stdout);
+    assert_eq!(denied, Some(libc::EKEYREVOKED));
+    assert_eq!(back.unwrap(), b"under an HSM key");
+}

@@ -1,6 +1,7 @@
 //! JSON rendering of Key Vault objects and base64url helpers.
 //!
-//! Key bundle: `{"key":{"kid","kty","key_ops","n","e"},"attributes":{…},"tags":{}}`; key
+//! Key bundle: `{"key":{"kid","kty","key_ops","n","e"},"attributes":{…},"tags":{}}` (no `n`/`e`
+//! for oct-HSM keys); key
 //! properties (list items): `{"kid","attributes","tags"}`; deleted key bundle adds `recoveryId`,
 //! `deletedDate`, `scheduledPurgeDate`. Binary values are base64url without padding.
 
@@ -48,15 +49,19 @@ pub fn attributes(a: &Attributes) -> Value {
 }
 
 /// A full key bundle.
+/// RSA keys carry the public `n`/`e`; oct-HSM keys carry no key material.
 pub fn key_bundle(base: &str, name: &str, v: &KeyVersion) -> Value {
+    let mut key = json!({
+        "kid": kid(base, name, &v.version),
+        "kty": v.kty,
+        "key_ops": v.key_ops,
+    });
+    if let Some(rsa) = v.material.rsa() {
+        key["n"] = json!(b64url(rsa.n()));
+        key["e"] = json!(b64url(rsa.e()));
+    }
     json!({
-        "key": {
-            "kid": kid(base, name, &v.version),
-            "kty": v.kty,
-            "key_ops": v.key_ops,
-            "n": b64url(v.material.n()),
-            "e": b64url(v.material.e()),
-        },
+        "key": key,
         "attributes": attributes(&v.attrs),
         "tags": v.tags,
     })

@@ -18,7 +18,8 @@ use crate::bundle;
 use crate::controls::Fault;
 use crate::error::KvError;
 use crate::server::{Resp, error_response, ok_json, ok_true};
-use crate::state::{DEFAULT_KEY_SIZE, Shared};
+use crate::crypto::{OCT_KTY, is_oct_kty};
+use crate::state::Shared;
 use crate::store::{AttributePatch, KeyVersion, NewVersion};
 
 fn percent_decode(s: &str) -> String {
@@ -87,7 +88,7 @@ fn key_state(shared: &Shared, base: &str, name: &str) -> Result<Value, KvError> 
             json!({
                 "version": v.version, "kid": bundle::kid(base, name, &v.version),
                 "enabled": v.attrs.enabled, "exp": v.attrs.exp, "nbf": v.attrs.nbf,
-                "key_ops": v.key_ops, "key_size": v.material.bits(),
+                "key_ops": v.key_ops, "key_size": v.material.bits(), "kty": v.kty,
             })
         })
         .collect();
@@ -122,9 +123,20 @@ async fn route(shared: &Arc<Shared>, method: &str, path: &str, query: &str, base
             Ok(r)
         }
         ("POST" | "PUT", ["keys", name]) => {
-            let bits = num::<u32>(&q, "size")?.unwrap_or(DEFAULT_KEY_SIZE);
+            let bits = num::<u32>(&q, "size")?;
+            let kty = match q.get("kty").map(String::as_str) {
+                None | Some("") | Some("RSA") => None,
+                Some("RSA-HSM") => Some("RSA-HSM".to_string()),
+                Some(k) if is_oct_kty(k) => Some(OCT_KTY.to_string()),
+                Some(other) => {
+                    return Err(KvError::bad_parameter(format!(
+                        "Query parameter 'kty' must be RSA, RSA-HSM, oct or oct-HSM (got '{other}')."
+                    )));
+                }
+            };
             let (s, n) = (shared.clone(), name.to_string());
-            let v = blocking(move || s.create_key(&n, bits, NewVersion::default())).await?;
+            let spec = NewVersion { kty, ..Default::default() };
+            let v = blocking(move || s.create_key(&n, bits, spec)).await?;
             Ok(ok_json(kid_json(base, name, &v)))
         }
         ("GET", ["keys", name]) => Ok(ok_json(key_state(shared, base, name)?)),

@@ -1,13 +1,15 @@
-//! RSA key material and the RSA-OAEP wrap/unwrap primitives (aws-lc-rs).
+//! Key material and the wrap/unwrap primitives (aws-lc-rs).
 //!
-//! One [`RsaKey`] is one Key Vault key *version*. It exposes the JWK public parts (`n`, `e`) and
-//! wraps/unwraps with RSA-OAEP-256 (SHA-256 + MGF1-SHA-256) or RSA-OAEP (SHA-1).
+//! One [`KeyMaterial`] is one Key Vault key *version*: either an [`RsaKey`] (JWK public parts
+//! `n`, `e`; RSA-OAEP-256 = SHA-256 + MGF1-SHA-256, or RSA-OAEP = SHA-1) or an [`OctKey`]
+//! (Managed HSM `oct-HSM` AES-256 key; A256KW = AES key wrap, RFC 3394, no key material exposed).
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{
     KeyPair, KeySize, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepAlgorithm,
     OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey,
 };
+use aws_lc_rs::key_wrap::{AES_256, AesKek, KeyWrap};
 use aws_lc_rs::signature::KeyPair as _;
 
 use crate::error::KvError;
@@ -19,6 +21,8 @@ pub enum WrapAlg {
     RsaOaep256,
     /// `RSA-OAEP` (SHA-1).
     RsaOaep,
+    /// `A256KW` (AES-256 key wrap, RFC 3394; oct-HSM keys only).
+    A256Kw,
 }
 
 impl WrapAlg {
@@ -27,17 +31,31 @@ impl WrapAlg {
         match alg {
             Some("RSA-OAEP-256") => Ok(WrapAlg::RsaOaep256),
             Some("RSA-OAEP") => Ok(WrapAlg::RsaOaep),
+            Some("A256KW") => Ok(WrapAlg::A256Kw),
             Some(other) => Err(KvError::bad_parameter(format!(
-                "Invalid algorithm '{other}': the emulator supports RSA-OAEP-256 and RSA-OAEP for RSA keys."
+                "Invalid algorithm '{other}': the emulator supports RSA-OAEP-256 and RSA-OAEP for RSA keys and A256KW for oct-HSM keys."
             ))),
             None => Err(KvError::bad_parameter("Missing required parameter 'alg'.")),
         }
     }
 
-    fn oaep(self) -> &'static OaepAlgorithm {
+    /// The Key Vault `alg` string.
+    pub fn name(self) -> &'static str {
         match self {
-            WrapAlg::RsaOaep256 => &OAEP_SHA256_MGF1SHA256,
-            WrapAlg::RsaOaep => &OAEP_SHA1_MGF1SHA1,
+            WrapAlg::RsaOaep256 => "RSA-OAEP-256",
+            WrapAlg::RsaOaep => "RSA-OAEP",
+            WrapAlg::A256Kw => "A256KW",
+        }
+    }
+
+    /// The OAEP parameters of an RSA algorithm; `A256KW` is a 400 `BadParameter`.
+    fn oaep(self) -> Result<&'static OaepAlgorithm, KvError> {
+        match self {
+            WrapAlg::RsaOaep256 => Ok(&OAEP_SHA256_MGF1SHA256),
+            WrapAlg::RsaOaep => Ok(&OAEP_SHA1_MGF1SHA1),
+            WrapAlg::A256Kw => Err(KvError::bad_parameter(
+                "Algorithm 'A256KW' is not valid for an RSA key (use RSA-OAEP-256 or RSA-OAEP).",
+            )),
         }
     }
 }
@@ -98,7 +116,8 @@ impl RsaKey {
 
     /// Encrypts (wraps) `plaintext`. Too-long input is a 400 `BadParameter`.
     pub fn wrap(&self, alg: WrapAlg, plaintext: &[u8]) -> Result<Vec<u8>, KvError> {
-        let max = self.public.max_plaintext_size(alg.oaep());
+        let oaep = alg.oaep()?;
+        let max = self.public.max_plaintext_size(oaep);
         if plaintext.len() > max {
             return Err(KvError::bad_parameter(format!(
                 "The value to wrap is {} bytes; at most {max} bytes fit this key with {alg:?}.",
@@ -108,7 +127,7 @@ impl RsaKey {
         let mut out = vec![0u8; self.public.ciphertext_size()];
         let len = self
             .public
-            .encrypt(alg.oaep(), plaintext, &mut out, None)
+            .encrypt(oaep, plaintext, &mut out, None)
             .map_err(|_| KvError::bad_parameter("RSA-OAEP encryption failed."))?
             .len();
         out.truncate(len);
@@ -117,6 +136,7 @@ impl RsaKey {
 
     /// Decrypts (unwraps) `ciphertext`. Any failure is a 400 `BadParameter`.
     pub fn unwrap(&self, alg: WrapAlg, ciphertext: &[u8]) -> Result<Vec<u8>, KvError> {
+        let oaep = alg.oaep()?;
         if ciphertext.len() != self.private.key_size_bytes() {
             return Err(KvError::bad_parameter(format!(
                 "The ciphertext is {} bytes; this key expects {} bytes.",
@@ -127,11 +147,169 @@ impl RsaKey {
         let mut out = vec![0u8; self.private.min_output_size()];
         let len = self
             .private
-            .decrypt(alg.oaep(), ciphertext, &mut out, None)
+            .decrypt(oaep, ciphertext, &mut out, None)
             .map_err(|_| KvError::bad_parameter("Decryption failed: the ciphertext is invalid for this key and algorithm."))?
             .len();
         out.truncate(len);
         Ok(out)
+    }
+}
+
+/// Default `kty` spelling of a symmetric (AES) key.
+pub const OCT_KTY: &str = "oct-HSM";
+
+/// An AES-256 key (one `oct-HSM` key version). The key bytes never leave the emulator.
+pub struct OctKey {
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for OctKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OctKey").field("bits", &256).finish_non_exhaustive()
+    }
+}
+
+impl OctKey {
+    /// Generates a random key; only 256 bits are supported (anything else is a 400 `BadParameter`).
+    pub fn generate(bits: u32) -> Result<Self, KvError> {
+        if bits != 256 {
+            return Err(KvError::bad_parameter(format!(
+                "Invalid key size {bits}: the emulator supports only 256-bit oct-HSM keys."
+            )));
+        }
+        let mut key = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut key).map_err(|_| KvError::new(500, "InternalError", "AES key generation failed"))?;
+        Ok(OctKey { key })
+    }
+
+    fn check_alg(alg: WrapAlg) -> Result<(), KvError> {
+        match alg {
+            WrapAlg::A256Kw => Ok(()),
+            other => Err(KvError::bad_parameter(format!(
+                "Algorithm '{}' is not valid for an oct-HSM key (use A256KW).",
+                other.name()
+            ))),
+        }
+    }
+
+    fn kek(&self) -> Result<AesKek, KvError> {
+        AesKek::new(&AES_256, &self.key).map_err(|_| KvError::new(500, "InternalError", "AES key setup failed"))
+    }
+
+    /// AES key wrap (RFC 3394). The input must be a multiple of 8 bytes, at least 16; the output
+    /// is 8 bytes longer. Other input is a 400 `BadParameter`.
+    pub fn wrap(&self, alg: WrapAlg, plaintext: &[u8]) -> Result<Vec<u8>, KvError> {
+        Self::check_alg(alg)?;
+        if plaintext.len() < 16 || !plaintext.len().is_multiple_of(8) {
+            return Err(KvError::bad_parameter(format!(
+                "The value to wrap is {} bytes; A256KW needs a multiple of 8 bytes, at least 16.",
+                plaintext.len()
+            )));
+        }
+        let mut out = vec![0u8; plaintext.len() + 8];
+        let len = self
+            .kek()?
+            .wrap(plaintext, &mut out)
+            .map_err(|_| KvError::bad_parameter("A256KW key wrap failed."))?
+            .len();
+        out.truncate(len);
+        Ok(out)
+    }
+
+    /// AES key unwrap (RFC 3394). Wrong key, corrupt or badly sized input → 400 `BadParameter`.
+    pub fn unwrap(&self, alg: WrapAlg, ciphertext: &[u8]) -> Result<Vec<u8>, KvError> {
+        Self::check_alg(alg)?;
+        if ciphertext.len() < 24 || !ciphertext.len().is_multiple_of(8) {
+            return Err(KvError::bad_parameter(format!(
+                "The ciphertext is {} bytes; A256KW ciphertexts are a multiple of 8 bytes, at least 24.",
+                ciphertext.len()
+            )));
+        }
+        let mut out = vec![0u8; ciphertext.len() - 8];
+        let len = self
+            .kek()?
+            .unwrap(ciphertext, &mut out)
+            .map_err(|_| KvError::bad_parameter("Unwrap failed: the ciphertext is invalid for this key and algorithm."))?
+            .len();
+        out.truncate(len);
+        Ok(out)
+    }
+}
+
+/// The material of one key version.
+#[derive(Debug)]
+pub enum KeyMaterial {
+    /// `RSA` / `RSA-HSM`.
+    Rsa(RsaKey),
+    /// `oct-HSM` (AES-256).
+    Oct(OctKey),
+}
+
+impl From<RsaKey> for KeyMaterial {
+    fn from(k: RsaKey) -> Self {
+        KeyMaterial::Rsa(k)
+    }
+}
+
+impl From<OctKey> for KeyMaterial {
+    fn from(k: OctKey) -> Self {
+        KeyMaterial::Oct(k)
+    }
+}
+
+/// Whether a Key Vault `kty` names a symmetric key (`oct`, `oct-HSM`).
+pub fn is_oct_kty(kty: &str) -> bool {
+    kty == "oct" || kty == OCT_KTY
+}
+
+impl KeyMaterial {
+    /// Generates material for `kty` (`RSA`, `RSA-HSM`, `oct`, `oct-HSM`); `bits` `None` = the
+    /// default size (2048 for RSA, 256 for oct). Unknown kty or size → 400 `BadParameter`.
+    pub fn generate(kty: &str, bits: Option<u32>) -> Result<Self, KvError> {
+        match kty {
+            "RSA" | "RSA-HSM" => Ok(KeyMaterial::Rsa(RsaKey::generate(bits.unwrap_or(2048))?)),
+            k if is_oct_kty(k) => Ok(KeyMaterial::Oct(OctKey::generate(bits.unwrap_or(256))?)),
+            other => Err(KvError::bad_parameter(format!(
+                "Key type '{other}' is not supported by the emulator (RSA, RSA-HSM, oct-HSM only)."
+            ))),
+        }
+    }
+
+    /// Key size in bits.
+    pub fn bits(&self) -> usize {
+        match self {
+            KeyMaterial::Rsa(k) => k.bits(),
+            KeyMaterial::Oct(_) => 256,
+        }
+    }
+
+    /// Whether this is a symmetric key.
+    pub fn is_oct(&self) -> bool {
+        matches!(self, KeyMaterial::Oct(_))
+    }
+
+    /// The RSA public key (`n`, `e`), if this is an RSA key.
+    pub fn rsa(&self) -> Option<&RsaKey> {
+        match self {
+            KeyMaterial::Rsa(k) => Some(k),
+            KeyMaterial::Oct(_) => None,
+        }
+    }
+
+    /// Wraps with `alg`; an algorithm of the other key family is a 400 `BadParameter`.
+    pub fn wrap(&self, alg: WrapAlg, plaintext: &[u8]) -> Result<Vec<u8>, KvError> {
+        match self {
+            KeyMaterial::Rsa(k) => k.wrap(alg, plaintext),
+            KeyMaterial::Oct(k) => k.wrap(alg, plaintext),
+        }
+    }
+
+    /// Unwraps with `alg`; any failure is a 400 `BadParameter`.
+    pub fn unwrap(&self, alg: WrapAlg, ciphertext: &[u8]) -> Result<Vec<u8>, KvError> {
+        match self {
+            KeyMaterial::Rsa(k) => k.unwrap(alg, ciphertext),
+            KeyMaterial::Oct(k) => k.unwrap(alg, ciphertext),
+        }
     }
 }
 
@@ -148,5 +326,27 @@ mod tests {
         assert_eq!(k.unwrap(WrapAlg::RsaOaep, &c).expect_err("wrong alg").status, 400);
         assert_eq!(k.unwrap(WrapAlg::RsaOaep256, &c[1..]).expect_err("short").status, 400);
         assert_eq!(RsaKey::generate(1024).expect_err("size").code, "BadParameter");
+    }
+
+    #[test]
+    fn oct_a256kw() {
+        let k = KeyMaterial::generate("oct-HSM", None).expect("gen");
+        assert!(k.is_oct());
+        assert_eq!(k.bits(), 256);
+        let input = [9u8; 40];
+        let c = k.wrap(WrapAlg::A256Kw, &input).expect("wrap");
+        assert_eq!(c.len(), 48);
+        assert_eq!(k.unwrap(WrapAlg::A256Kw, &c).expect("unwrap"), input);
+        let mut bad = c.clone();
+        bad[10] ^= 1;
+        assert_eq!(k.unwrap(WrapAlg::A256Kw, &bad).expect_err("corrupt").code, "BadParameter");
+        let other = KeyMaterial::generate("oct", Some(256)).expect("gen");
+        assert_eq!(other.unwrap(WrapAlg::A256Kw, &c).expect_err("other key").status, 400);
+        assert_eq!(k.wrap(WrapAlg::RsaOaep256, &input).expect_err("rsa alg").status, 400);
+        assert_eq!(k.wrap(WrapAlg::A256Kw, &[1u8; 12]).expect_err("size").status, 400);
+        assert_eq!(KeyMaterial::generate("oct-HSM", Some(128)).expect_err("size").status, 400);
+        let rsa = KeyMaterial::generate("RSA", None).expect("rsa");
+        assert_eq!(rsa.wrap(WrapAlg::A256Kw, &input).expect_err("kw on rsa").code, "BadParameter");
+        assert_eq!(WrapAlg::parse(Some("A256KW")).expect("parse"), WrapAlg::A256Kw);
     }
 }

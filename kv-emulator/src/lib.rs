@@ -4,10 +4,11 @@
 //! own tokio runtime (usable from plain `#[test]` functions), with a freshly generated test CA and
 //! leaf certificate. It speaks enough of the Key Vault REST API for the official
 //! `azure_security_keyvault_keys` client (401 challenge, create/get/update/rotate/delete/recover,
-//! wrapkey/unwrapkey with RSA-OAEP-256 or RSA-OAEP, versions) and offers test controls both as Rust
+//! wrapkey/unwrapkey with RSA-OAEP-256 or RSA-OAEP, Managed HSM `oct-HSM` AES-256 keys with A256KW,
+//! versions) and offers test controls both as Rust
 //! methods and as an HTTP API under `/_emulator/…`.
 //!
-//! Modules: [`error`] (error bodies), [`crypto`] (RSA), [`store`] (vault state), [`bundle`]
+//! Modules: [`error`] (error bodies), [`crypto`] (RSA, AES key wrap), [`store`] (vault state), [`bundle`]
 //! (JSON), [`controls`] (faults, counters, log), [`state`] (shared state), [`rest`] (Key Vault
 //! routes), [`control_api`] (`/_emulator`), [`server`] (TLS + pipeline), [`tls`] (test PKI).
 
@@ -180,7 +181,24 @@ impl Emulator {
 
     /// Creates an RSA key of `bits` (2048/3072/4096); returns the versioned kid.
     pub fn try_create_rsa_key(&self, name: &str, bits: u32) -> Result<String, KvError> {
-        let v = self.shared.create_key(name, bits, NewVersion::default())?;
+        let v = self.shared.create_key(name, Some(bits), NewVersion::default())?;
+        Ok(bundle::kid(&self.base(), name, &v.version))
+    }
+
+    /// Creates a Managed HSM symmetric key (`oct-HSM`, AES-256; wrapKey/unwrapKey with `A256KW`)
+    /// or a new version if it exists; returns the versioned kid. Panics on an invalid or
+    /// soft-deleted name (see [`Emulator::try_create_oct_key`]).
+    pub fn create_oct_key(&self, name: &str) -> String {
+        match self.try_create_oct_key(name) {
+            Ok(kid) => kid,
+            Err(e) => panic!("create_oct_key({name}): {e}"),
+        }
+    }
+
+    /// Creates an `oct-HSM` AES-256 key (or a new version); returns the versioned kid.
+    pub fn try_create_oct_key(&self, name: &str) -> Result<String, KvError> {
+        let spec = NewVersion { kty: Some(crypto::OCT_KTY.to_string()), ..Default::default() };
+        let v = self.shared.create_key(name, Some(256), spec)?;
         Ok(bundle::kid(&self.base(), name, &v.version))
     }
 

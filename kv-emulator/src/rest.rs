@@ -11,9 +11,9 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use crate::bundle;
-use crate::crypto::WrapAlg;
+use crate::crypto::{OCT_KTY, WrapAlg, is_oct_kty};
 use crate::error::KvError;
-use crate::state::{DEFAULT_KEY_SIZE, Shared};
+use crate::state::Shared;
 use crate::store::{AttributePatch, KeyOp, NewVersion, now};
 
 /// A classified Key Vault request.
@@ -247,22 +247,24 @@ pub fn parse_patch(body: &Map<String, Value>) -> Result<AttributePatch, KvError>
     Ok(patch)
 }
 
-fn parse_create(body: &Map<String, Value>) -> Result<(u32, NewVersion), KvError> {
+fn parse_create(body: &Map<String, Value>) -> Result<(Option<u32>, NewVersion), KvError> {
     let kty = match body.get("kty").and_then(Value::as_str) {
         Some(k @ ("RSA" | "RSA-HSM")) => k.to_string(),
+        Some(k) if is_oct_kty(k) => OCT_KTY.to_string(),
         Some(other) => {
             return Err(KvError::bad_parameter(format!(
-                "Key type '{other}' is not supported by the emulator (RSA and RSA-HSM only)."
+                "Key type '{other}' is not supported by the emulator (RSA, RSA-HSM and oct-HSM only)."
             )));
         }
         None => return Err(KvError::bad_parameter("Property 'kty' is required.")),
     };
     let bits = match body.get("key_size") {
-        None | Some(Value::Null) => DEFAULT_KEY_SIZE,
-        Some(v) => v
-            .as_u64()
-            .and_then(|b| u32::try_from(b).ok())
-            .ok_or_else(|| KvError::bad_parameter("Property 'key_size' must be an integer."))?,
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|b| u32::try_from(b).ok())
+                .ok_or_else(|| KvError::bad_parameter("Property 'key_size' must be an integer."))?,
+        ),
     };
     if let Some(e) = body.get("public_exponent").and_then(Value::as_u64)
         && e != 65537 {
@@ -352,6 +354,13 @@ fn crypto(shared: &Arc<Shared>, base: &str, name: &str, version: &str, op: KeyOp
         Some(_) => return Err(KvError::bad_parameter("Property 'value' must be a base64url string.")),
         None => return Err(KvError::bad_parameter("Property 'value' is required.")),
     };
+    if v.material.is_oct() && matches!(op, KeyOp::Encrypt | KeyOp::Decrypt) {
+        return Err(KvError::bad_parameter(format!(
+            "Algorithm '{}' is not supported for {} on an oct-HSM key by the emulator (only wrapKey/unwrapKey with A256KW).",
+            alg.name(),
+            op.jwk_name()
+        )));
+    }
     let out = match op {
         KeyOp::WrapKey | KeyOp::Encrypt => v.material.wrap(alg, &value)?,
         KeyOp::UnwrapKey | KeyOp::Decrypt => v.material.unwrap(alg, &value)?,

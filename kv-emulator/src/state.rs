@@ -7,7 +7,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 use crate::controls::Controls;
-use crate::crypto::RsaKey;
+use crate::crypto::KeyMaterial;
 use crate::error::KvError;
 use crate::store::{KeyVersion, NewVersion, Vault, validate_name};
 
@@ -39,17 +39,18 @@ impl Shared {
         self.controls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Creates a key (or a new version of it). Blocking: generates an RSA key.
-    pub fn create_key(&self, name: &str, bits: u32, spec: NewVersion) -> Result<KeyVersion, KvError> {
+    /// Creates a key (or a new version of it) of `spec.kty` (default `RSA`); `bits` `None` = the
+    /// default size for the type (2048 RSA, 256 oct). Blocking: may generate an RSA key.
+    pub fn create_key(&self, name: &str, bits: Option<u32>, spec: NewVersion) -> Result<KeyVersion, KvError> {
         validate_name(name)?;
-        let material = RsaKey::generate(bits)?;
+        let material = KeyMaterial::generate(spec.kty.as_deref().unwrap_or("RSA"), bits)?;
         self.vault().add_version(name, material, spec)
     }
 
     /// Rotates a key: a new version with the latest version's size, kty, key_ops and tags. Blocking.
     pub fn rotate_key(&self, name: &str) -> Result<KeyVersion, KvError> {
         let (bits, spec) = self.vault().rotation_template(name)?;
-        let material = RsaKey::generate(bits as u32)?;
+        let material = KeyMaterial::generate(spec.kty.as_deref().unwrap_or("RSA"), Some(bits as u32))?;
         self.vault().add_version(name, material, spec)
     }
 }

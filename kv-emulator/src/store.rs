@@ -1,7 +1,7 @@
 //! In-memory vault: keys, their versions, attributes, and soft-deleted keys.
 //!
 //! Pure state and Key Vault semantics (which operation is allowed on which version); no HTTP here.
-//! RSA generation is slow, so callers generate the [`RsaKey`] *before* taking the vault lock and
+//! RSA generation is slow, so callers generate the [`KeyMaterial`] *before* taking the vault lock and
 //! hand it to [`Vault::add_version`]. Versions are returned as cheap clones ([`KeyVersion`] holds
 //! the key material in an `Arc`) so crypto runs outside the lock.
 
@@ -9,11 +9,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::crypto::RsaKey;
+use crate::crypto::{KeyMaterial, OCT_KTY};
 use crate::error::KvError;
 
 /// Default `key_ops` of a new RSA key.
 pub const DEFAULT_KEY_OPS: [&str; 6] = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"];
+
+/// Default `key_ops` of a new oct-HSM (AES) key.
+pub const DEFAULT_OCT_KEY_OPS: [&str; 4] = ["encrypt", "decrypt", "wrapKey", "unwrapKey"];
 
 /// Soft-delete retention reported in bundles.
 pub const RECOVERABLE_DAYS: i64 = 90;
@@ -94,10 +97,10 @@ impl KeyOp {
 pub struct KeyVersion {
     /// 32-hex version id.
     pub version: String,
-    /// `RSA` or `RSA-HSM`.
+    /// `RSA`, `RSA-HSM` or `oct-HSM`.
     pub kty: String,
     /// Key material.
-    pub material: Arc<RsaKey>,
+    pub material: Arc<KeyMaterial>,
     /// Attributes.
     pub attrs: Attributes,
     /// Permitted operations (`key_ops`).
@@ -185,9 +188,9 @@ impl DeletedKey {
 /// Parameters of a new version (create / rotate / test control).
 #[derive(Debug, Clone, Default)]
 pub struct NewVersion {
-    /// `RSA` (default) or `RSA-HSM`.
+    /// `RSA` (default), `RSA-HSM` or `oct-HSM` (`oct` is stored as `oct-HSM`).
     pub kty: Option<String>,
-    /// `key_ops`; default [`DEFAULT_KEY_OPS`].
+    /// `key_ops`; default [`DEFAULT_KEY_OPS`] (RSA) or [`DEFAULT_OCT_KEY_OPS`] (oct).
     pub key_ops: Option<Vec<String>>,
     /// Initial attribute changes.
     pub patch: AttributePatch,
@@ -240,8 +243,9 @@ pub struct Vault {
 
 impl Vault {
     /// Adds a new version to `name` (creating the key if needed). 409 if the name is soft-deleted.
-    pub fn add_version(&mut self, name: &str, material: RsaKey, spec: NewVersion) -> Result<KeyVersion, KvError> {
+    pub fn add_version(&mut self, name: &str, material: impl Into<KeyMaterial>, spec: NewVersion) -> Result<KeyVersion, KvError> {
         validate_name(name)?;
+        let material: KeyMaterial = material.into();
         if self.deleted.contains_key(name) {
             return Err(KvError::new(
                 409,
@@ -250,12 +254,18 @@ impl Vault {
             ));
         }
         let now = now();
+        let (kty, default_ops): (String, &[&str]) = if material.is_oct() {
+            (OCT_KTY.to_string(), &DEFAULT_OCT_KEY_OPS)
+        } else {
+            let kty = spec.kty.filter(|k| k == "RSA" || k == "RSA-HSM").unwrap_or_else(|| "RSA".to_string());
+            (kty, &DEFAULT_KEY_OPS)
+        };
         let mut v = KeyVersion {
             version: new_version_id(),
-            kty: spec.kty.unwrap_or_else(|| "RSA".to_string()),
+            kty,
             material: Arc::new(material),
             attrs: Attributes { enabled: true, created: now, updated: now, exp: None, nbf: None },
-            key_ops: spec.key_ops.unwrap_or_else(|| DEFAULT_KEY_OPS.iter().map(|s| s.to_string()).collect()),
+            key_ops: spec.key_ops.unwrap_or_else(|| default_ops.iter().map(|s| s.to_string()).collect()),
             tags: spec.tags.unwrap_or_default(),
         };
         spec.patch.apply(&mut v, now);
@@ -359,7 +369,7 @@ mod tests {
     #[test]
     fn lifecycle() {
         let mut vault = Vault::default();
-        let v1 = vault.add_version("kek", RsaKey::generate(2048).expect("gen"), NewVersion::default()).expect("add");
+        let v1 = vault.add_version("kek", crate::crypto::RsaKey::generate(2048).expect("gen"), NewVersion::default()).expect("add");
         assert_eq!(v1.version.len(), 32);
         assert_eq!(vault.get("kek", "").expect("latest").version, v1.version);
         let p = AttributePatch { enabled: Some(false), ..Default::default() };
@@ -369,7 +379,7 @@ mod tests {
         vault.delete("kek").expect("delete");
         assert_eq!(vault.get("kek", "").expect_err("gone").status, 404);
         assert_eq!(
-            vault.add_version("kek", RsaKey::generate(2048).expect("gen"), NewVersion::default()).expect_err("409").status,
+            vault.add_version("kek", crate::crypto::RsaKey::generate(2048).expect("gen"), NewVersion::default()).expect_err("409").status,
             409
         );
         vault.recover("kek").expect("recover");
@@ -382,7 +392,7 @@ mod tests {
         let mut vault = Vault::default();
         let patch = AttributePatch { exp: Some(Some(now() - 10)), ..Default::default() };
         let v = vault
-            .add_version("k", RsaKey::generate(2048).expect("gen"), NewVersion { patch, ..Default::default() })
+            .add_version("k", crate::crypto::RsaKey::generate(2048).expect("gen"), NewVersion { patch, ..Default::default() })
             .expect("add");
         assert_eq!(v.check(KeyOp::WrapKey, now()).expect_err("expired").inner, Some("KeyExpired"));
         assert!(v.check(KeyOp::UnwrapKey, now()).is_ok());
