@@ -299,8 +299,18 @@ fn wrong_or_missing_credentials_fail_before_mounting() {
     assert!(!out.stderr.contains("test-token"), "the token must not leak: {}", out.stderr);
 }
 
-#[allow(dead_code)]
-fn unused(_: &Path) {}
+/// Key Vault flags for the emulator: a token file and its CA written into `dir`.
+fn emulator_flags(emu: &Emulator, dir: &Path) -> Vec<String> {
+    emu.write_ca_file(dir.join("ca.pem")).unwrap();
+    fs::write(dir.join("token"), "t").unwrap();
+    vec![
+        "--azure-credential".to_string(),
+        format!("access-token-file:{}", dir.join("token").display()),
+        "--ca-file".into(),
+        dir.join("ca.pem").display().to_string(),
+        "--no-verify-challenge-resource".into(),
+    ]
+}
 
 #[test]
 fn set_cmk_and_remove_cmk_rewrap_without_reencrypting() {
@@ -311,15 +321,7 @@ fn set_cmk_and_remove_cmk_rewrap_without_reencrypting() {
     v.umount();
     let ciphertext_before: Vec<Vec<u8>> = v.backing_files().iter().filter(|p| !p.to_string_lossy().contains(".cmkfs")).map(|p| fs::read(p).unwrap()).collect();
     let dir = tempfile::tempdir().unwrap();
-    emu.write_ca_file(dir.path().join("ca.pem")).unwrap();
-    fs::write(dir.path().join("token"), "t").unwrap();
-    let kv = vec![
-        "--azure-credential".to_string(),
-        format!("access-token-file:{}", dir.path().join("token").display()),
-        "--ca-file".into(),
-        dir.path().join("ca.pem").display().to_string(),
-        "--no-verify-challenge-resource".into(),
-    ];
+    let kv = emulator_flags(&emu, dir.path());
     let url = format!("{}keys/other", emu.url());
     run_ok(Command::new(bin()).args(["key", "set-cmk"]).arg(v.backing()).arg("--cmk").arg(&url).arg("--service-key").arg(v.key()).args(&kv));
     let store: serde_json::Value = serde_json::from_str(&fs::read_to_string(v.backing().join(".cmkfs/keystore.json")).unwrap()).unwrap();
@@ -397,17 +399,8 @@ fn managed_hsm_oct_key_wraps_with_a256kw() {
     let emu = Emulator::start();
     emu.create_oct_key("hsmkey");
     let dir = tempfile::tempdir().unwrap();
-    emu.write_ca_file(dir.path().join("ca.pem")).unwrap();
-    fs::write(dir.path().join("token"), "t").unwrap();
-    let kv = vec![
-        "--azure-credential".to_string(),
-        format!("access-token-file:{}", dir.path().join("token").display()),
-        "--ca-file".into(),
-        dir.path().join("ca.pem").display().to_string(),
-        "--no-verify-challenge-resource".into(),
-        "--audit-log".into(),
-        dir.path().join("audit.log").display().to_string(),
-    ];
+    let mut kv = emulator_flags(&emu, dir.path());
+    kv.extend(["--audit-log".to_string(), dir.path().join("audit.log").display().to_string()]);
     let (backing, key, mnt) = (dir.path().join("b"), dir.path().join("k"), dir.path().join("m"));
     fs::create_dir(&mnt).unwrap();
     let url = format!("{}keys/hsmkey", emu.url());

@@ -49,7 +49,7 @@ impl DaemonControl {
                 .map(|s| {
                     let keys: Vec<&crate::format::WrappedDataKey> = store.data_keys.iter().filter(|k| k.scope == s).collect();
                     let current = store.current(s).map(|r| r.epoch);
-                    let cmks: Vec<String> = keys
+                    let mut cmks: Vec<String> = keys
                         .iter()
                         .flat_map(|k| k.wrapped_by.iter())
                         .filter_map(|w| match w {
@@ -57,6 +57,8 @@ impl DaemonControl {
                             WrapperId::Service { .. } => None,
                         })
                         .collect();
+                    cmks.sort();
+                    cmks.dedup();
                     json!({
                         "scope": s,
                         "current_epoch": current,
