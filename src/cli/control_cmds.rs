@@ -190,7 +190,7 @@ pub(super) fn open_offline(
 ) -> Result<(crate::volume::Volume, crate::volume::MountLock), String> {
     use crate::volume::{OpenOptions, Volume, lock_backing};
     let config = Volume::read_config(backing).map_err(|e| e.to_string())?;
-    let lock = lock_backing(backing, std::path::Path::new("(cmkfs key)")).map_err(|e| e.to_string())?;
+    let lock = lock_backing(backing, std::path::Path::new("(cmkfs key)"), false).map_err(|e| e.to_string())?;
     let key_path = service_key.map(|p| p.to_path_buf()).unwrap_or_else(|| crate::keys::default_service_key_path(&config.volume_id));
     let sk = crate::keys::ServiceKey::load(&key_path).map_err(|e| e.to_string())?;
     let cmk = match Volume::read_cmk_url(backing).map_err(|e| e.to_string())? {

@@ -42,7 +42,7 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
     }
     check_mountpoint(&s)?;
     let config = Volume::read_config(&s.backing).map_err(|e| e.to_string())?;
-    let mut lock = lock_backing(&s.backing, &s.mountpoint).map_err(|e| e.to_string())?;
+    let mut lock = lock_backing(&s.backing, &s.mountpoint, s.options.read_only).map_err(|e| e.to_string())?;
     let key_path = s.service_key.clone().unwrap_or_else(|| default_service_key_path(&config.volume_id));
     let service_key = ServiceKey::load(&key_path).map_err(|e| e.to_string())?;
     let cmk = match Volume::read_cmk_url(&s.backing).map_err(|e| e.to_string())? {

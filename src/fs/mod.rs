@@ -134,7 +134,9 @@ impl CmkFs {
     /// Open flags: the page cache is kept across opens (this daemon is the only writer of the
     /// backing files; revocation invalidates it explicitly).
     fn open_flags(&self) -> FopenFlags {
-        FopenFlags::FOPEN_KEEP_CACHE
+        // No FLUSH on close: writes are never buffered here (each write reaches the backing
+        // file before it is answered) and POSIX locks are left to the kernel.
+        FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
     }
 
     /// A handle on the inode table for `KernelCaches` (taken before the session owns `self`).

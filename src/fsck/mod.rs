@@ -65,7 +65,7 @@ pub fn check_volume(vol: &Volume, quarantine: Option<&Path>, progress: &mut dyn 
     let mut qdir = None;
     if let Some(d) = quarantine {
         quarantine::check_dir(vol.backing(), d, &config.volume_id)?;
-        _lock = Some(lock_backing(vol.backing(), Path::new("(cmkfs fsck --quarantine)")).map_err(|e| {
+        _lock = Some(lock_backing(vol.backing(), Path::new("(cmkfs fsck --quarantine)"), false).map_err(|e| {
             FsckError(format!("{e}; unmount it before --quarantine (a check without it works while mounted)"))
         })?);
         qdir = Some(quarantine::prepare_dir(vol.backing(), d, &config.volume_id)?);

@@ -13,24 +13,23 @@ use super::{Result, VolumeError};
 
 /// Held for as long as the volume is mounted (inherited by the daemon across fork).
 pub struct MountLock {
-    _file: File,
+    _file: Option<File>,
 }
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "?".into())
 }
 
-/// Takes the backing directory's mount lock, or says who holds it.
-pub fn lock_backing(backing: &Path, mountpoint: &Path) -> Result<MountLock> {
+/// Takes the backing directory's mount lock, or says who holds it. A read-only mount of a
+/// backing directory on a read-only filesystem needs no lock (nothing can be written).
+pub fn lock_backing(backing: &Path, mountpoint: &Path, read_only: bool) -> Result<MountLock> {
     let path = backing.join(META_DIR).join("mount.lock");
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| VolumeError::Setup(format!("cannot open {}: {e}", path.display())))?;
+    let opened = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path);
+    let mut file = match opened {
+        Ok(f) => f,
+        Err(e) if read_only && e.raw_os_error() == Some(libc::EROFS) => return Ok(MountLock { _file: None }),
+        Err(e) => return Err(VolumeError::Setup(format!("cannot open {}: {e}", path.display()))),
+    };
     // SAFETY: flock on an fd we own; no pointers.
     let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if r != 0 {
@@ -51,13 +50,15 @@ pub fn lock_backing(backing: &Path, mountpoint: &Path) -> Result<MountLock> {
         "mountpoint": mountpoint,
     });
     let _ = file.set_len(0).and_then(|_| file.rewind()).and_then(|_| file.write_all(me.to_string().as_bytes()));
-    Ok(MountLock { _file: file })
+    Ok(MountLock { _file: Some(file) })
 }
 
 impl MountLock {
     /// Rewrites the holder record (the pid changes when the daemon forks).
     pub fn record_pid(&mut self, mountpoint: &Path) {
         let me = serde_json::json!({ "pid": std::process::id(), "host": hostname(), "mountpoint": mountpoint });
-        let _ = self._file.set_len(0).and_then(|_| self._file.rewind()).and_then(|_| self._file.write_all(me.to_string().as_bytes()));
+        if let Some(f) = self._file.as_mut() {
+            let _ = f.set_len(0).and_then(|_| f.rewind()).and_then(|_| f.write_all(me.to_string().as_bytes()));
+        }
     }
 }
