@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
     ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
@@ -30,7 +30,16 @@ type Result<T> = std::result::Result<T, VolumeError>;
 
 enum Handle {
     File { file: Arc<OpenFile>, append: bool },
-    Dir { entries: Arc<Vec<(u64, FileType, OsString)>> },
+    Dir { entries: Arc<Vec<Listed>> },
+}
+
+/// One entry of an open directory's listing (taken at opendir).
+struct Listed {
+    ino: u64,
+    kind: FileType,
+    name: OsString,
+    /// The backing entry name; None for "." and "..".
+    entry: Option<String>,
 }
 
 /// Where an inode lives, resolved from the inode table.
@@ -351,17 +360,22 @@ impl CmkFs {
         self.attr_of(ino, fh)
     }
 
-    fn list_dir(&self, ino: u64) -> Result<Vec<(u64, FileType, OsString)>> {
+    fn list_dir(&self, ino: u64) -> Result<Vec<Listed>> {
         let dir = self.dir_of(ino)?;
         let entries = self.vol.read_dir(&dir)?;
         let t = self.table();
         let parent = t.get(ino).map(|n| n.parent).unwrap_or(ROOT_INO);
         let mut out = Vec::with_capacity(entries.len() + 2);
-        out.push((ino, FileType::Directory, OsString::from(".")));
-        out.push((parent, FileType::Directory, OsString::from("..")));
+        out.push(Listed { ino, kind: FileType::Directory, name: OsString::from("."), entry: None });
+        out.push(Listed { ino: parent, kind: FileType::Directory, name: OsString::from(".."), entry: None });
         for e in entries {
             let kind = e.kind.map(file_type).unwrap_or(FileType::RegularFile);
-            out.push((t.ino_for_backing(e.backing_ino), kind, OsString::from(OsStr::from_bytes(&e.name))));
+            out.push(Listed {
+                ino: t.ino_for_backing(e.backing_ino),
+                kind,
+                name: OsString::from(OsStr::from_bytes(&e.name)),
+                entry: Some(e.entry),
+            });
         }
         Ok(out)
     }
@@ -415,6 +429,7 @@ impl Filesystem for CmkFs {
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_background(64);
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_PARALLEL_DIROPS);
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO);
         if self.want_writeback {
             self.writeback = config.add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE).is_ok();
         }
@@ -656,8 +671,46 @@ impl Filesystem for CmkFs {
             _ => return reply.error(Errno::from_i32(libc::EBADF)),
         };
         let _ = ino;
-        for (i, (eino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(*eino), (i + 1) as u64, *kind, name) {
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(e.ino), (i + 1) as u64, e.kind, &e.name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    /// Entries with their attributes: saves the kernel one LOOKUP per entry (`ls -l`, `find`
+    /// followed by opens). Every entry returned (but "." and "..") counts as a lookup.
+    fn readdirplus(&self, req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let entries = match self.handles().get(&fh.0) {
+            Some(Handle::Dir { entries }) => entries.clone(),
+            _ => return reply.error(Errno::from_i32(libc::EBADF)),
+        };
+        let dir = match self.dir_of(ino.0) {
+            Ok(d) => d,
+            Err(e) => {
+                self.log_failure("readdirplus", ino.0, &e, req);
+                return reply.error(to_errno(&e));
+            }
+        };
+        let dir_attr = match self.vol.dir_attr(&dir) {
+            Ok(a) => a,
+            Err(e) => return reply.error(to_errno(&e)),
+        };
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            let next = (i + 1) as u64;
+            let Some(entry) = &e.entry else {
+                // "." and "..": the kernel does not link them; their attributes are not used.
+                if reply.add(INodeNo(e.ino), next, &e.name, &Duration::ZERO, &fuse_attr(e.ino, &dir_attr), Generation(0)) {
+                    break;
+                }
+                continue;
+            };
+            let Ok(attr) = self.vol.entry_attr(&dir, entry) else { continue };
+            let Ok(fa) = self.enter(ino.0, &dir, &e.name, &attr) else { continue };
+            if reply.add(fa.ino, next, &e.name, &self.ttl, &fa, Generation(0)) {
+                // Not sent: undo the lookup count taken by `enter`.
+                self.table_mut().forget(fa.ino.0, 1);
                 break;
             }
         }

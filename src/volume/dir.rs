@@ -39,6 +39,8 @@ pub struct DirEntry {
     pub name: Vec<u8>,
     pub backing_ino: u64,
     pub kind: Option<FileKind>,
+    /// The backing entry name (for `entry_attr` without re-encrypting the name).
+    pub entry: String,
 }
 
 /// Who owns a new entry (set when the daemon runs as root on behalf of another user).
@@ -109,6 +111,11 @@ impl Volume {
     pub fn lookup(&self, dir: &Dir, name: &OsStr) -> Result<Attr> {
         let b = self.backing_name(dir, name)?;
         self.attr_of(&self.stat_entry(dir, b.entry())?)
+    }
+
+    /// Attributes of a listed entry, by its backing entry name.
+    pub fn entry_attr(&self, dir: &Dir, entry: &str) -> Result<Attr> {
+        self.attr_of(&self.stat_entry(dir, entry)?)
     }
 
     /// Attributes of an open directory.
@@ -460,7 +467,7 @@ impl Volume {
                 Some(nix::dir::Type::BlockDevice) => Some(FileKind::BlockDevice),
                 None => None,
             };
-            out.push(DirEntry { name, backing_ino: e.ino(), kind });
+            out.push(DirEntry { name, backing_ino: e.ino(), kind, entry: entry.to_string() });
         }
         Ok(out)
     }
