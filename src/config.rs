@@ -60,17 +60,27 @@ fn line_and_key(text: &str, pos: usize) -> (usize, Option<String>) {
     let pos = pos.min(text.len());
     let line_no = text[..pos].matches('\n').count() + 1;
     let line = text.lines().nth(line_no - 1).unwrap_or("");
-    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string()).filter(|k| !k.is_empty());
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string())
+        .filter(|k| !k.is_empty());
     (line_no, key)
 }
 
 fn key_line(text: &str, key: &str) -> Option<usize> {
-    text.lines().position(|l| l.split_once('=').map(|(k, _)| k.trim() == key).unwrap_or(false)).map(|i| i + 1)
+    text.lines()
+        .position(|l| {
+            l.split_once('=')
+                .map(|(k, _)| k.trim() == key)
+                .unwrap_or(false)
+        })
+        .map(|i| i + 1)
 }
 
 impl ConfigFile {
     pub fn load(path: &Path) -> Result<ConfigFile, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("config {}: cannot read: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("config {}: cannot read: {e}", path.display()))?;
         Self::parse(&text, path)
     }
 
@@ -81,7 +91,9 @@ impl ConfigFile {
                 Some(span) => {
                     let (line, key) = line_and_key(text, span.start);
                     match key {
-                        Some(k) => format!("config {} line {line}, key `{k}`: {msg}", path.display()),
+                        Some(k) => {
+                            format!("config {} line {line}, key `{k}`: {msg}", path.display())
+                        }
                         None => format!("config {} line {line}: {msg}", path.display()),
                     }
                 }
@@ -94,8 +106,13 @@ impl ConfigFile {
 
     fn validate(&self, text: &str, path: &Path) -> Result<(), String> {
         let bad = |key: &str, why: &str| {
-            let line = key_line(text, key).map(|l| format!(" line {l},")).unwrap_or_default();
-            Err(format!("config {}{line} key `{key}`: {why}", path.display()))
+            let line = key_line(text, key)
+                .map(|l| format!(" line {l},"))
+                .unwrap_or_default();
+            Err(format!(
+                "config {}{line} key `{key}`: {why}",
+                path.display()
+            ))
         };
         if self.threads == Some(0) {
             return bad("threads", "must be at least 1");
@@ -116,11 +133,19 @@ impl ConfigFile {
         }
         if let Some(l) = &self.log_level {
             if tracing_subscriber::EnvFilter::try_new(l).is_err() {
-                return bad("log_level", "is not a valid level or filter (try \"info\" or \"debug\")");
+                return bad(
+                    "log_level",
+                    "is not a valid level or filter (try \"info\" or \"debug\")",
+                );
             }
         }
         if let Some(n) = &self.name {
-            if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) || n.starts_with('.') {
+            if n.is_empty()
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+                || n.starts_with('.')
+            {
                 return bad("name", "may only use letters, digits, '-', '_', '.', '@'");
             }
         }
@@ -131,7 +156,10 @@ impl ConfigFile {
         }
         if let Some(c) = &self.service_key_credential {
             if c.is_empty() || c.contains('/') {
-                return bad("service_key_credential", "must be a credential name without '/'");
+                return bad(
+                    "service_key_credential",
+                    "must be a credential name without '/'",
+                );
             }
         }
         Ok(())
@@ -164,13 +192,23 @@ mod tests {
         .unwrap();
         assert_eq!(c.threads, Some(4));
         assert_eq!(c.options.unwrap().to_vec(), vec!["allow_other", "noatime"]);
-        assert_eq!(parse("options = \"ro,allow_other\"").unwrap().options.unwrap().to_vec(), vec!["ro,allow_other"]);
+        assert_eq!(
+            parse("options = \"ro,allow_other\"")
+                .unwrap()
+                .options
+                .unwrap()
+                .to_vec(),
+            vec!["ro,allow_other"]
+        );
     }
 
     #[test]
     fn typo_names_line_and_key() {
         let e = parse("backing = \"/b\"\ncach_capacity = 5\n").unwrap_err();
-        assert!(e.contains("line 2") && e.contains("cach_capacity") && e.contains("t.toml"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("cach_capacity") && e.contains("t.toml"),
+            "{e}"
+        );
     }
 
     #[test]

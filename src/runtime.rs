@@ -15,8 +15,13 @@ pub fn runtime_dir() -> PathBuf {
 
 /// A short stable id for a mountpoint (its canonical path hashed).
 pub fn mount_id(mountpoint: &Path) -> String {
-    let canon = mountpoint.canonicalize().unwrap_or_else(|_| mountpoint.to_path_buf());
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canon.as_os_str().as_encoded_bytes());
+    let canon = mountpoint
+        .canonicalize()
+        .unwrap_or_else(|_| mountpoint.to_path_buf());
+    let d = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        canon.as_os_str().as_encoded_bytes(),
+    );
     d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -19,8 +19,17 @@ struct Out {
 }
 
 fn cmkfs(args: &[&str], file: &Path) -> Out {
-    let o = Command::new(env!("CARGO_BIN_EXE_cmkfs")).arg("audit").args(args).arg(file).output().unwrap();
-    Out { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }
+    let o = Command::new(env!("CARGO_BIN_EXE_cmkfs"))
+        .arg("audit")
+        .args(args)
+        .arg(file)
+        .output()
+        .unwrap();
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into(),
+        stderr: String::from_utf8_lossy(&o.stderr).into(),
+    }
 }
 
 fn verify(file: &Path, extra: &[&str]) -> Out {
@@ -35,9 +44,18 @@ fn write_log(dir: &Path, n: usize) -> (PathBuf, Vec<String>) {
     let log = AuditLog::open(&p).unwrap();
     for i in 0..n {
         let e = match i % 4 {
-            0 => AuditEvent::new(AuditOp::MountStarted, service_key_id("9f86d081884c7d65"), AuditResult::Ok),
-            1 => AuditEvent::new(AuditOp::KeyUnwrap, CMK, AuditResult::Ok).scope(1).duration(Duration::from_micros(8_250)).correlation_id(format!("req-{i}")),
-            2 => AuditEvent::new(AuditOp::KeyWrap, CMK, AuditResult::Ok).scope(1).duration_ms(11.5),
+            0 => AuditEvent::new(
+                AuditOp::MountStarted,
+                service_key_id("9f86d081884c7d65"),
+                AuditResult::Ok,
+            ),
+            1 => AuditEvent::new(AuditOp::KeyUnwrap, CMK, AuditResult::Ok)
+                .scope(1)
+                .duration(Duration::from_micros(8_250))
+                .correlation_id(format!("req-{i}")),
+            2 => AuditEvent::new(AuditOp::KeyWrap, CMK, AuditResult::Ok)
+                .scope(1)
+                .duration_ms(11.5),
             _ => AuditEvent::new(AuditOp::KeyCheck, CMK, AuditResult::Ok).detail("key enabled"),
         };
         log.record(e);
@@ -46,24 +64,39 @@ fn write_log(dir: &Path, n: usize) -> (PathBuf, Vec<String>) {
 }
 
 fn lines(p: &Path) -> Vec<String> {
-    std::fs::read_to_string(p).unwrap().lines().map(str::to_string).collect()
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 fn put(p: &Path, lines: &[String]) {
-    std::fs::write(p, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    std::fs::write(
+        p,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
 }
 
 fn assert_fails_at(out: &Out, file: &Path, line: u64) {
     assert_ne!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let expected = format!("audit log {} line {line}: ", file.display());
-    assert!(out.stdout.contains(&expected), "expected {expected:?} in: {}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(&expected),
+        "expected {expected:?} in: {}{}",
+        out.stdout,
+        out.stderr
+    );
 }
 
 fn ok_summary(out: &Out) -> (u64, String) {
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let s = out.stdout.trim();
     let rest = s.strip_prefix("OK: ").unwrap_or_else(|| panic!("{s}"));
-    let (n, rest) = rest.split_once(" records, chain intact, last hash ").unwrap_or_else(|| panic!("{s}"));
+    let (n, rest) = rest
+        .split_once(" records, chain intact, last hash ")
+        .unwrap_or_else(|| panic!("{s}"));
     (n.parse().unwrap(), rest.to_string())
 }
 
@@ -78,13 +111,23 @@ fn a_good_log_verifies() {
     for l in &ls {
         let v: Value = serde_json::from_str(l).unwrap();
         let t = v["time"].as_str().unwrap();
-        assert!(t.len() == 27 && t.ends_with('Z') && t.as_bytes()[19] == b'.', "time {t}");
+        assert!(
+            t.len() == 27 && t.ends_with('Z') && t.as_bytes()[19] == b'.',
+            "time {t}"
+        );
     }
 
     let out = verify(&p, &["--json"]);
     assert_eq!(out.code, 0);
     let doc: Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!((doc["ok"].as_bool(), doc["records"].as_u64(), doc["last_hash"].as_str()), (Some(true), Some(6), Some(hash.as_str())));
+    assert_eq!(
+        (
+            doc["ok"].as_bool(),
+            doc["records"].as_u64(),
+            doc["last_hash"].as_str()
+        ),
+        (Some(true), Some(6), Some(hash.as_str()))
+    );
 }
 
 #[test]
@@ -102,7 +145,13 @@ fn an_edited_field_fails_at_its_line() {
     let out = verify(&p, &["--json"]);
     assert_eq!(out.code, 1);
     let doc: Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!((doc["problem"]["line"].as_u64(), doc["problem"]["kind"].as_str()), (Some(4), Some("HashMismatch")));
+    assert_eq!(
+        (
+            doc["problem"]["line"].as_u64(),
+            doc["problem"]["kind"].as_str()
+        ),
+        (Some(4), Some("HashMismatch"))
+    );
 }
 
 #[test]
@@ -149,9 +198,15 @@ fn a_truncated_end_is_caught_by_the_anchor() {
     assert!(out.stdout.contains("Truncated"), "{}", out.stdout);
     assert_ne!(verify(&p, &["--expect-last", &hash]).code, 0);
     // Cut and continued: the count is reached again, but not with the anchored record.
-    AuditLog::open(&p).unwrap().record(AuditEvent::new(AuditOp::KeyCheck, CMK, AuditResult::Ok));
+    AuditLog::open(&p)
+        .unwrap()
+        .record(AuditEvent::new(AuditOp::KeyCheck, CMK, AuditResult::Ok));
     assert_eq!(verify(&p, &["--expect-count", "6"]).code, 0);
-    assert_fails_at(&verify(&p, &["--expect-count", "6", "--expect-last", &hash]), &p, 6);
+    assert_fails_at(
+        &verify(&p, &["--expect-count", "6", "--expect-last", &hash]),
+        &p,
+        6,
+    );
 }
 
 #[test]
@@ -161,7 +216,11 @@ fn appending_after_reopen_continues_the_chain() {
     let (_, hash) = ok_summary(&verify(&p, &[]));
     {
         let log = AuditLog::open(&p).unwrap();
-        log.record(AuditEvent::new(AuditOp::MountStopped, service_key_id("9f86d081884c7d65"), AuditResult::Ok));
+        log.record(AuditEvent::new(
+            AuditOp::MountStopped,
+            service_key_id("9f86d081884c7d65"),
+            AuditResult::Ok,
+        ));
     }
     let (n, _) = ok_summary(&verify(&p, &[]));
     assert_eq!(n, 4);
@@ -169,7 +228,10 @@ fn appending_after_reopen_continues_the_chain() {
     let v: Value = serde_json::from_str(&ls[3]).unwrap();
     assert_eq!(v["seq"].as_u64(), Some(4));
     // An anchor taken before the append still holds.
-    assert_eq!(verify(&p, &["--expect-count", "3", "--expect-last", &hash]).code, 0);
+    assert_eq!(
+        verify(&p, &["--expect-count", "3", "--expect-last", &hash]).code,
+        0
+    );
 }
 
 #[test]
@@ -177,14 +239,21 @@ fn denials_are_rate_limited_and_the_suppressed_count_reported() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("audit.log");
     let deny = |i: u32| {
-        AuditEvent::new(AuditOp::AccessDenied, CMK, AuditResult::Revoked).scope(1).caller(1000, 4000 + i).detail("read /secret/report.pdf")
+        AuditEvent::new(AuditOp::AccessDenied, CMK, AuditResult::Revoked)
+            .scope(1)
+            .caller(1000, 4000 + i)
+            .detail("read /secret/report.pdf")
     };
     {
         let log = AuditLog::open(&p).unwrap();
         for i in 0..100 {
             log.record_denial("/secret/report.pdf", deny(i));
         }
-        assert_eq!(lines(&p).len(), 1, "100 denials within a second: one record");
+        assert_eq!(
+            lines(&p).len(),
+            1,
+            "100 denials within a second: one record"
+        );
         log.record_denial("/other", deny(0));
         assert_eq!(lines(&p).len(), 2, "another key has its own limit");
         // Dropping the log (unmount) writes what is still suppressed.
@@ -193,11 +262,19 @@ fn denials_are_rate_limited_and_the_suppressed_count_reported() {
     assert_eq!(ls.len(), 3);
     let v: Value = serde_json::from_str(&ls[2]).unwrap();
     assert_eq!(v["op"], "AccessDenied");
-    assert!(v["detail"].as_str().unwrap().contains("99 similar denials suppressed"), "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("99 similar denials suppressed"),
+        "{v}"
+    );
 
     // With a short window, the next denial after it carries the count.
     let p2 = dir.path().join("audit2.log");
-    let log = AuditLog::open(&p2).unwrap().with_denial_limits(Duration::from_millis(300), 10_000);
+    let log = AuditLog::open(&p2)
+        .unwrap()
+        .with_denial_limits(Duration::from_millis(300), 10_000);
     for i in 0..100 {
         log.record_denial("inode 42", deny(i));
     }
@@ -207,8 +284,14 @@ fn denials_are_rate_limited_and_the_suppressed_count_reported() {
     let ls = lines(&p2);
     assert_eq!(ls.len(), 2);
     let v: Value = serde_json::from_str(&ls[1]).unwrap();
-    assert_eq!(v["detail"], "read /secret/report.pdf; 99 similar denials suppressed");
-    assert_eq!((v["uid"].as_u64(), v["pid"].as_u64()), (Some(1000), Some(4100)));
+    assert_eq!(
+        v["detail"],
+        "read /secret/report.pdf; 99 similar denials suppressed"
+    );
+    assert_eq!(
+        (v["uid"].as_u64(), v["pid"].as_u64()),
+        (Some(1000), Some(4100))
+    );
     drop(log);
     assert_eq!(ok_summary(&verify(&p2, &[])).0, 2);
 }
@@ -223,7 +306,11 @@ fn concurrent_records_form_one_valid_chain() {
             let log = Arc::clone(&log);
             std::thread::spawn(move || {
                 for i in 0..25 {
-                    log.record(AuditEvent::new(AuditOp::KeyUnwrap, CMK, AuditResult::Ok).scope(t).detail(format!("thread {t} event {i}")));
+                    log.record(
+                        AuditEvent::new(AuditOp::KeyUnwrap, CMK, AuditResult::Ok)
+                            .scope(t)
+                            .detail(format!("thread {t} event {i}")),
+                    );
                 }
             })
         })
@@ -232,7 +319,14 @@ fn concurrent_records_form_one_valid_chain() {
         t.join().unwrap();
     }
     assert_eq!(ok_summary(&verify(&p, &[])).0, 200);
-    let seqs: Vec<u64> = lines(&p).iter().map(|l| serde_json::from_str::<Value>(l).unwrap()["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = lines(&p)
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
     assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
 }
 
@@ -243,7 +337,10 @@ fn a_damaged_tail_is_not_appended_to() {
     ls[2] = ls[2].replace("KeyWrap", "KeyUnwrap");
     put(&p, &ls);
     let e = AuditLog::open(&p).unwrap_err().to_string();
-    assert!(e.contains(&p.display().to_string()) && e.contains("line 3"), "{e}");
+    assert!(
+        e.contains(&p.display().to_string()) && e.contains("line 3"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -254,18 +351,37 @@ fn show_prints_filters_and_passes_json_through() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let shown: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(shown.len(), 8);
-    assert!(shown[1].contains("KeyUnwrap") && shown[1].contains(CMK) && shown[1].contains("8.250ms") && shown[1].contains("  ok  "), "{}", shown[1]);
+    assert!(
+        shown[1].contains("KeyUnwrap")
+            && shown[1].contains(CMK)
+            && shown[1].contains("8.250ms")
+            && shown[1].contains("  ok  "),
+        "{}",
+        shown[1]
+    );
     assert!(shown[3].ends_with("key enabled"), "{}", shown[3]);
 
     let out = cmkfs(&["show", "--op", "keyunwrap"], &p);
     assert_eq!(out.stdout.lines().count(), 2, "{}", out.stdout);
     let out = cmkfs(&["show", "--json", "--op", "KeyWrap"], &p);
-    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), [ls[2].as_str(), ls[6].as_str()]);
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        [ls[2].as_str(), ls[6].as_str()]
+    );
 
     let t5: Value = serde_json::from_str(&ls[5]).unwrap();
-    let out = cmkfs(&["show", "--json", "--since", t5["time"].as_str().unwrap()], &p);
-    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), ls[5..].iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(cmkfs(&["show", "--since", "2999-01-01T00:00:00+01:00"], &p).stdout, "");
+    let out = cmkfs(
+        &["show", "--json", "--since", t5["time"].as_str().unwrap()],
+        &p,
+    );
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        ls[5..].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        cmkfs(&["show", "--since", "2999-01-01T00:00:00+01:00"], &p).stdout,
+        ""
+    );
     assert_ne!(cmkfs(&["show", "--since", "yesterday"], &p).code, 0);
     assert_ne!(cmkfs(&["show", "--op", "Nope"], &p).code, 0);
 }

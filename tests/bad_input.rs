@@ -18,13 +18,33 @@ use common::*;
 #[track_caller]
 fn assert_clean_failure(o: &Outcome, names: &str, case: &str) -> String {
     let err = o.stderr.trim_end().to_string();
-    assert!(!o.success(), "{case}: expected failure, got success; stdout: {}", o.stdout);
+    assert!(
+        !o.success(),
+        "{case}: expected failure, got success; stdout: {}",
+        o.stdout
+    );
     assert!(!err.contains("panicked"), "{case}: panic: {err}");
     let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "{case}: stderr must be one line, got {}: {err:?}", lines.len());
-    assert!(lines[0].starts_with("cmkfs: "), "{case}: stderr must start with `cmkfs: `: {err:?}");
-    assert!(err.contains(names), "{case}: message does not name {names}: {err:?}");
-    assert_eq!(o.status.code(), Some(1), "{case}: exit code {:?} ({err})", o.status.code());
+    assert_eq!(
+        lines.len(),
+        1,
+        "{case}: stderr must be one line, got {}: {err:?}",
+        lines.len()
+    );
+    assert!(
+        lines[0].starts_with("cmkfs: "),
+        "{case}: stderr must start with `cmkfs: `: {err:?}"
+    );
+    assert!(
+        err.contains(names),
+        "{case}: message does not name {names}: {err:?}"
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{case}: exit code {:?} ({err})",
+        o.status.code()
+    );
     err
 }
 
@@ -39,7 +59,11 @@ fn try_mount(v: &TestVolume) -> Outcome {
         let _ = run(cmkfs().arg("umount").arg(v.mnt()));
         force_unmount(&v.mnt());
     }
-    assert!(o.success() || !is_mounted(&v.mnt()), "failed mount left {} mounted", v.mnt().display());
+    assert!(
+        o.success() || !is_mounted(&v.mnt()),
+        "failed mount left {} mounted",
+        v.mnt().display()
+    );
     o
 }
 
@@ -60,14 +84,30 @@ fn malformed_or_truncated_volume_json() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("empty", Vec::new()),
         ("truncated to half", good[..good.len() / 2].to_vec()),
-        ("truncated by one byte before the brace", good[..good.iter().rposition(|&c| c == b'}').unwrap()].to_vec()),
+        (
+            "truncated by one byte before the brace",
+            good[..good.iter().rposition(|&c| c == b'}').unwrap()].to_vec(),
+        ),
         ("binary garbage", vec![0xff, 0x00, 0xfe, 0x80, 0x01]),
         ("not an object", b"[1,2,3]".to_vec()),
         ("missing fields", br#"{"format":1}"#.to_vec()),
-        ("format 2", text.replacen("\"format\": 1", "\"format\": 2", 1).into_bytes()),
-        ("block size 1000", text.replacen("4096", "1000", 1).into_bytes()),
-        ("unknown cipher", text.replacen("AES-256-GCM-SIV", "ROT13", 1).into_bytes()),
-        ("unknown field", text.replacen('{', "{\"extra\": true,", 1).into_bytes()),
+        (
+            "format 2",
+            text.replacen("\"format\": 1", "\"format\": 2", 1)
+                .into_bytes(),
+        ),
+        (
+            "block size 1000",
+            text.replacen("4096", "1000", 1).into_bytes(),
+        ),
+        (
+            "unknown cipher",
+            text.replacen("AES-256-GCM-SIV", "ROT13", 1).into_bytes(),
+        ),
+        (
+            "unknown field",
+            text.replacen('{', "{\"extra\": true,", 1).into_bytes(),
+        ),
     ];
     for (case, bytes) in cases {
         fs::write(&p, &bytes).unwrap();
@@ -98,13 +138,23 @@ fn malformed_or_truncated_keystore_json() {
         ("truncated to half", good[..good.len() / 2].to_vec()),
         ("truncated to 1 byte", good[..1].to_vec()),
         ("binary garbage", vec![0x00; 64]),
-        ("format 9", String::from_utf8(good.clone()).unwrap().replacen("\"format\": 1", "\"format\": 9", 1).into_bytes()),
+        (
+            "format 9",
+            String::from_utf8(good.clone())
+                .unwrap()
+                .replacen("\"format\": 1", "\"format\": 9", 1)
+                .into_bytes(),
+        ),
         ("duplicate record", serde_json::to_vec(&dup).unwrap()),
     ];
     for (case, bytes) in cases {
         fs::write(&p, &bytes).unwrap();
         let o = try_mount(&v);
-        assert_clean_failure(&o, &p.display().to_string(), &format!("keystore.json {case}"));
+        assert_clean_failure(
+            &o,
+            &p.display().to_string(),
+            &format!("keystore.json {case}"),
+        );
     }
     fs::remove_file(&p).unwrap();
     let o = try_mount(&v);
@@ -123,7 +173,11 @@ fn keystore_without_its_only_data_key() {
     j["data_keys"] = serde_json::json!([]);
     write_json(&p, &j);
     let o = try_mount(&v);
-    assert_clean_failure(&o, &p.display().to_string(), "keystore.json with no data key");
+    assert_clean_failure(
+        &o,
+        &p.display().to_string(),
+        "keystore.json with no data key",
+    );
 }
 
 /// An extra record that becomes the current key but whose wrapped bytes are not a wrapped key.
@@ -138,7 +192,11 @@ fn keystore_with_extra_broken_record() {
     j["data_keys"].as_array_mut().unwrap().push(rec);
     write_json(&p, &j);
     let o = try_mount(&v);
-    assert_clean_failure(&o, &p.display().to_string(), "keystore.json with a broken epoch-1 record");
+    assert_clean_failure(
+        &o,
+        &p.display().to_string(),
+        "keystore.json with a broken epoch-1 record",
+    );
 }
 
 /// An extra record wrapped by a key this volume's service key is not (wrong fingerprint):
@@ -154,8 +212,15 @@ fn keystore_with_extra_record_of_another_key() {
     j["data_keys"].as_array_mut().unwrap().push(rec);
     write_json(&p, &j);
     let o = try_mount(&v);
-    let err = assert_clean_failure(&o, &v.key().display().to_string(), "record wrapped by another key");
-    assert!(err.contains("0000000000000000"), "names the expected fingerprint: {err}");
+    let err = assert_clean_failure(
+        &o,
+        &v.key().display().to_string(),
+        "record wrapped by another key",
+    );
+    assert!(
+        err.contains("0000000000000000"),
+        "names the expected fingerprint: {err}"
+    );
 }
 
 #[test]
@@ -167,26 +232,54 @@ fn key_files_of_the_wrong_size_or_kind() {
         let k = dir.join(format!("k{n}"));
         fs::write(&k, vec![7u8; n]).unwrap();
         fs::set_permissions(&k, fs::Permissions::from_mode(0o600)).unwrap();
-        let o = run(cmkfs().arg("mount").arg(v.backing()).arg(v.mnt()).arg("--service-key").arg(&k));
+        let o = run(cmkfs()
+            .arg("mount")
+            .arg(v.backing())
+            .arg(v.mnt())
+            .arg("--service-key")
+            .arg(&k));
         let err = assert_clean_failure(&o, &k.display().to_string(), &format!("{n}-byte key"));
-        assert!(err.contains(&format!("{n} bytes")), "{n}-byte key: message gives the size: {err}");
+        assert!(
+            err.contains(&format!("{n} bytes")),
+            "{n}-byte key: message gives the size: {err}"
+        );
         assert!(!is_mounted(&v.mnt()));
     }
     // right size, wrong key
     let k = dir.join("other");
     fs::write(&k, [9u8; 32]).unwrap();
     fs::set_permissions(&k, fs::Permissions::from_mode(0o600)).unwrap();
-    let o = run(cmkfs().arg("mount").arg(v.backing()).arg(v.mnt()).arg("--service-key").arg(&k));
+    let o = run(cmkfs()
+        .arg("mount")
+        .arg(v.backing())
+        .arg(v.mnt())
+        .arg("--service-key")
+        .arg(&k));
     assert_clean_failure(&o, &k.display().to_string(), "wrong 32-byte key");
     // readable by others
     fs::set_permissions(&k, fs::Permissions::from_mode(0o644)).unwrap();
-    let o = run(cmkfs().arg("mount").arg(v.backing()).arg(v.mnt()).arg("--service-key").arg(&k));
+    let o = run(cmkfs()
+        .arg("mount")
+        .arg(v.backing())
+        .arg(v.mnt())
+        .arg("--service-key")
+        .arg(&k));
     assert_clean_failure(&o, &k.display().to_string(), "key mode 0644");
     // a directory, a missing file
-    let o = run(cmkfs().arg("mount").arg(v.backing()).arg(v.mnt()).arg("--service-key").arg(&dir));
+    let o = run(cmkfs()
+        .arg("mount")
+        .arg(v.backing())
+        .arg(v.mnt())
+        .arg("--service-key")
+        .arg(&dir));
     assert_clean_failure(&o, &dir.display().to_string(), "key is a directory");
     let missing = dir.join("missing");
-    let o = run(cmkfs().arg("mount").arg(v.backing()).arg(v.mnt()).arg("--service-key").arg(&missing));
+    let o = run(cmkfs()
+        .arg("mount")
+        .arg(v.backing())
+        .arg(v.mnt())
+        .arg("--service-key")
+        .arg(&missing));
     assert_clean_failure(&o, &missing.display().to_string(), "key missing");
     assert!(!is_mounted(&v.mnt()));
 }
@@ -198,9 +291,17 @@ fn key_file_too_long_reports_its_real_size() {
     let k = v.root().join("k64");
     fs::write(&k, [7u8; 64]).unwrap();
     fs::set_permissions(&k, fs::Permissions::from_mode(0o600)).unwrap();
-    let o = run(cmkfs().arg("mount").arg(v.backing()).arg(v.mnt()).arg("--service-key").arg(&k));
+    let o = run(cmkfs()
+        .arg("mount")
+        .arg(v.backing())
+        .arg(v.mnt())
+        .arg("--service-key")
+        .arg(&k));
     let err = assert_clean_failure(&o, &k.display().to_string(), "64-byte key");
-    assert!(err.contains("64 bytes") || err.contains("more than 32") || err.contains("longer than 32"), "size misreported: {err}");
+    assert!(
+        err.contains("64 bytes") || err.contains("more than 32") || err.contains("longer than 32"),
+        "size misreported: {err}"
+    );
 }
 
 #[test]
@@ -208,21 +309,48 @@ fn backing_dir_that_is_a_file_or_missing() {
     let v = TestVolume::init_only();
     let f = v.root().join("plainfile");
     fs::write(&f, b"x").unwrap();
-    let o = run(cmkfs().arg("mount").arg(&f).arg(v.mnt()).arg("--service-key").arg(v.key()));
+    let o = run(cmkfs()
+        .arg("mount")
+        .arg(&f)
+        .arg(v.mnt())
+        .arg("--service-key")
+        .arg(v.key()));
     assert_clean_failure(&o, &f.display().to_string(), "backing is a file");
     let missing = v.root().join("nope");
-    let o = run(cmkfs().arg("mount").arg(&missing).arg(v.mnt()).arg("--service-key").arg(v.key()));
+    let o = run(cmkfs()
+        .arg("mount")
+        .arg(&missing)
+        .arg(v.mnt())
+        .arg("--service-key")
+        .arg(v.key()));
     assert_clean_failure(&o, &missing.display().to_string(), "backing missing");
     // an empty directory is not a volume
     let empty = v.root().join("empty");
     fs::create_dir(&empty).unwrap();
-    let o = run(cmkfs().arg("mount").arg(&empty).arg(v.mnt()).arg("--service-key").arg(v.key()));
+    let o = run(cmkfs()
+        .arg("mount")
+        .arg(&empty)
+        .arg(v.mnt())
+        .arg("--service-key")
+        .arg(v.key()));
     assert_clean_failure(&o, &empty.display().to_string(), "backing not a volume");
     // init refuses a file and a non-empty directory
-    let o = run(cmkfs().arg("init").arg(&f).arg("--service-key").arg(v.root().join("k2")));
+    let o = run(cmkfs()
+        .arg("init")
+        .arg(&f)
+        .arg("--service-key")
+        .arg(v.root().join("k2")));
     assert_clean_failure(&o, &f.display().to_string(), "init on a file");
-    let o = run(cmkfs().arg("init").arg(v.backing()).arg("--service-key").arg(v.root().join("k3")));
-    assert_clean_failure(&o, &v.backing().display().to_string(), "init on an existing volume");
+    let o = run(cmkfs()
+        .arg("init")
+        .arg(v.backing())
+        .arg("--service-key")
+        .arg(v.root().join("k3")));
+    assert_clean_failure(
+        &o,
+        &v.backing().display().to_string(),
+        "init on an existing volume",
+    );
 }
 
 /// The backing dir is 0700 root: a non-root user (setpriv to nobody) cannot read it.
@@ -246,8 +374,16 @@ fn backing_dir_unreadable_to_a_non_root_user() {
         .arg(v.key())
         .env("HOME", "/nonexistent")
         .env("XDG_RUNTIME_DIR", v.root()));
-    assert_clean_failure(&o, &v.backing().display().to_string(), "backing unreadable to nobody");
-    assert!(o.stderr.contains("Permission denied") || o.stderr.contains("permission"), "says why: {}", o.stderr);
+    assert_clean_failure(
+        &o,
+        &v.backing().display().to_string(),
+        "backing unreadable to nobody",
+    );
+    assert!(
+        o.stderr.contains("Permission denied") || o.stderr.contains("permission"),
+        "says why: {}",
+        o.stderr
+    );
     assert!(!is_mounted(&v.mnt()));
 }
 
@@ -274,15 +410,44 @@ fn backing_dir_on_a_read_only_filesystem() {
     v.umount();
     let ro = v.root().join("ro");
     fs::create_dir(&ro).unwrap();
-    run_ok(Command::new("mount").arg("--bind").arg(v.backing()).arg(&ro));
+    run_ok(
+        Command::new("mount")
+            .arg("--bind")
+            .arg(v.backing())
+            .arg(&ro),
+    );
     with_mount(&ro, || {
-        run_ok(Command::new("mount").args(["-o", "remount,bind,ro"]).arg(&ro));
-        let o = run(cmkfs().arg("mount").arg(&ro).arg(v.mnt()).arg("--service-key").arg(v.key()));
-        let err = assert_clean_failure(&o, &ro.display().to_string(), "rw mount of a read-only backing");
+        run_ok(
+            Command::new("mount")
+                .args(["-o", "remount,bind,ro"])
+                .arg(&ro),
+        );
+        let o = run(cmkfs()
+            .arg("mount")
+            .arg(&ro)
+            .arg(v.mnt())
+            .arg("--service-key")
+            .arg(v.key()));
+        let err = assert_clean_failure(
+            &o,
+            &ro.display().to_string(),
+            "rw mount of a read-only backing",
+        );
         assert!(err.contains("Read-only file system"), "says why: {err}");
         // `-o ro` mounts a read-only backing dir (no mount lock needed) and reads back.
-        let o = run(cmkfs().arg("mount").arg(&ro).arg(v.mnt()).arg("--service-key").arg(v.key()).arg("-o").arg("ro"));
-        assert!(o.success(), "-o ro on a read-only backing must mount: {}", o.stderr);
+        let o = run(cmkfs()
+            .arg("mount")
+            .arg(&ro)
+            .arg(v.mnt())
+            .arg("--service-key")
+            .arg(v.key())
+            .arg("-o")
+            .arg("ro"));
+        assert!(
+            o.success(),
+            "-o ro on a read-only backing must mount: {}",
+            o.stderr
+        );
         let got = fs::read(v.mnt().join("kept"));
         let _ = run(cmkfs().arg("umount").arg(v.mnt()));
         force_unmount(&v.mnt());
@@ -291,11 +456,28 @@ fn backing_dir_on_a_read_only_filesystem() {
     // An empty read-only tmpfs: neither a volume nor initializable.
     let t = v.root().join("rotmpfs");
     fs::create_dir(&t).unwrap();
-    run_ok(Command::new("mount").args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"]).arg(&t));
+    run_ok(
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
+            .arg(&t),
+    );
     with_mount(&t, || {
-        let o = run(cmkfs().arg("mount").arg(&t).arg(v.mnt()).arg("--service-key").arg(v.key()));
-        assert_clean_failure(&o, &t.display().to_string(), "mount of an empty read-only tmpfs");
-        let o = run(cmkfs().arg("init").arg(t.join("vol")).arg("--service-key").arg(v.root().join("k-ro")));
+        let o = run(cmkfs()
+            .arg("mount")
+            .arg(&t)
+            .arg(v.mnt())
+            .arg("--service-key")
+            .arg(v.key()));
+        assert_clean_failure(
+            &o,
+            &t.display().to_string(),
+            "mount of an empty read-only tmpfs",
+        );
+        let o = run(cmkfs()
+            .arg("init")
+            .arg(t.join("vol"))
+            .arg("--service-key")
+            .arg(v.root().join("k-ro")));
         assert_clean_failure(&o, &t.display().to_string(), "init on a read-only tmpfs");
     });
     assert!(!is_mounted(&v.mnt()));
@@ -314,18 +496,32 @@ fn mountpoint_busy_not_empty_or_missing() {
     assert_clean_failure(&o, &mnt.display().to_string(), "non-empty mountpoint");
     fs::remove_file(mnt.join("stray")).unwrap();
     // busy: something else is mounted there
-    run_ok(Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&mnt));
+    run_ok(
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(&mnt),
+    );
     with_mount(&mnt, || {
         let o = run(&mut v.mount_cmd());
         assert_clean_failure(&o, &mnt.display().to_string(), "mountpoint is a mount");
     });
     // missing, or a file
     let missing = v.root().join("missing-mnt");
-    let o = run(cmkfs().arg("mount").arg(v.backing()).arg(&missing).arg("--service-key").arg(v.key()));
+    let o = run(cmkfs()
+        .arg("mount")
+        .arg(v.backing())
+        .arg(&missing)
+        .arg("--service-key")
+        .arg(v.key()));
     assert_clean_failure(&o, &missing.display().to_string(), "missing mountpoint");
     let file = v.root().join("file-mnt");
     fs::write(&file, b"").unwrap();
-    let o = run(cmkfs().arg("mount").arg(v.backing()).arg(&file).arg("--service-key").arg(v.key()));
+    let o = run(cmkfs()
+        .arg("mount")
+        .arg(v.backing())
+        .arg(&file)
+        .arg("--service-key")
+        .arg(v.key()));
     assert_clean_failure(&o, &file.display().to_string(), "mountpoint is a file");
     // and afterwards it mounts
     let o = try_mount(&v);
@@ -339,16 +535,29 @@ fn second_mount_of_the_same_backing_dir_names_the_holder() {
     let v = TestVolume::new();
     fs::write(v.p("a"), b"first").unwrap();
     let st = run_ok(cmkfs().arg("status").arg(v.mnt()).arg("--json"));
-    let pid = serde_json::from_str::<serde_json::Value>(&st.stdout).unwrap()["pid"].as_u64().unwrap();
+    let pid = serde_json::from_str::<serde_json::Value>(&st.stdout).unwrap()["pid"]
+        .as_u64()
+        .unwrap();
     let mnt2 = v.root().join("mnt2");
     fs::create_dir(&mnt2).unwrap();
-    let o = run(cmkfs().arg("mount").arg(v.backing()).arg(&mnt2).arg("--service-key").arg(v.key()));
+    let o = run(cmkfs()
+        .arg("mount")
+        .arg(v.backing())
+        .arg(&mnt2)
+        .arg("--service-key")
+        .arg(v.key()));
     if o.success() {
         force_unmount(&mnt2);
     }
     let err = assert_clean_failure(&o, &v.backing().display().to_string(), "second mount");
-    assert!(err.contains(&format!("pid {pid}")), "names the holder pid {pid}: {err}");
-    assert!(err.contains(&v.mnt().display().to_string()), "names the holder's mountpoint: {err}");
+    assert!(
+        err.contains(&format!("pid {pid}")),
+        "names the holder pid {pid}: {err}"
+    );
+    assert!(
+        err.contains(&v.mnt().display().to_string()),
+        "names the holder's mountpoint: {err}"
+    );
     assert!(!is_mounted(&mnt2));
     // the same mountpoint again: refused too (already a mount point)
     let o = run(&mut v.mount_cmd());
@@ -365,5 +574,8 @@ fn dirid_with_nonzero_reserved_bytes_is_rejected() {
     b[..4].copy_from_slice(b"CMKD");
     b[4] = 1;
     b[6] = 0x20;
-    assert!(cmkfs::format::DirIdFile::decode(&b).is_err(), "reserved byte 6 = 0x20 accepted");
+    assert!(
+        cmkfs::format::DirIdFile::decode(&b).is_err(),
+        "reserved byte 6 = 0x20 accepted"
+    );
 }

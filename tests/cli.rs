@@ -12,20 +12,34 @@ use std::time::{Duration, Instant};
 fn init_creates_volume_and_key() {
     let v = TestVolume::init_only();
     assert!(v.backing().join(".cmkfs").is_dir(), "no .cmkfs dir");
-    assert!(v.backing().join(".cmkfs/volume.json").is_file(), "no volume.json");
-    assert!(v.backing().join(".cmkfs/keystore.json").is_file(), "no keystore.json");
-    assert!(v.backing().join(".cmkfs.dirid").is_file(), "no root .cmkfs.dirid");
+    assert!(
+        v.backing().join(".cmkfs/volume.json").is_file(),
+        "no volume.json"
+    );
+    assert!(
+        v.backing().join(".cmkfs/keystore.json").is_file(),
+        "no keystore.json"
+    );
+    assert!(
+        v.backing().join(".cmkfs.dirid").is_file(),
+        "no root .cmkfs.dirid"
+    );
     // volume.json and keystore.json are JSON
     for f in ["volume.json", "keystore.json"] {
         let s = fs::read(v.backing().join(".cmkfs").join(f)).unwrap();
-        serde_json::from_slice::<serde_json::Value>(&s).unwrap_or_else(|e| panic!("{f} is not JSON: {e}"));
+        serde_json::from_slice::<serde_json::Value>(&s)
+            .unwrap_or_else(|e| panic!("{f} is not JSON: {e}"));
     }
     let meta = fs::metadata(v.key()).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600, "key file mode");
     assert!(meta.len() >= 32, "key file too short: {} bytes", meta.len());
 
     let w = TestVolume::init_only();
-    assert_ne!(fs::read(v.key()).unwrap(), fs::read(w.key()).unwrap(), "two inits gave the same key");
+    assert_ne!(
+        fs::read(v.key()).unwrap(),
+        fs::read(w.key()).unwrap(),
+        "two inits gave the same key"
+    );
 }
 
 #[test]
@@ -35,7 +49,11 @@ fn init_refuses_non_empty_dir() {
     fs::create_dir(&backing).unwrap();
     fs::write(backing.join("somefile"), b"hello").unwrap();
     let key = d.path().join("key");
-    let o = run(cmkfs().arg("init").arg(&backing).arg("--service-key").arg(&key));
+    let o = run(cmkfs()
+        .arg("init")
+        .arg(&backing)
+        .arg("--service-key")
+        .arg(&key));
     assert!(!o.success(), "init of a non-empty dir succeeded: {o:?}");
     assert!(!o.stderr.trim().is_empty(), "no error message on stderr");
     assert!(
@@ -46,7 +64,10 @@ fn init_refuses_non_empty_dir() {
     );
     // nothing was touched
     assert_eq!(fs::read(backing.join("somefile")).unwrap(), b"hello");
-    assert!(!backing.join(".cmkfs").exists(), "init wrote metadata into a non-empty dir");
+    assert!(
+        !backing.join(".cmkfs").exists(),
+        "init wrote metadata into a non-empty dir"
+    );
 }
 
 #[test]
@@ -55,7 +76,11 @@ fn init_refuses_existing_volume() {
     let before_vol = fs::read(v.backing().join(".cmkfs/volume.json")).unwrap();
     let before_ks = fs::read(v.backing().join(".cmkfs/keystore.json")).unwrap();
     let key2 = v.root().join("key2");
-    let o = run(cmkfs().arg("init").arg(v.backing()).arg("--service-key").arg(&key2));
+    let o = run(cmkfs()
+        .arg("init")
+        .arg(v.backing())
+        .arg("--service-key")
+        .arg(&key2));
     assert!(!o.success(), "second init of a volume succeeded: {o:?}");
     assert!(!o.stderr.trim().is_empty(), "no error message on stderr");
     assert!(
@@ -63,8 +88,14 @@ fn init_refuses_existing_volume() {
         "stderr does not name the backing dir: {:?}",
         o.stderr
     );
-    assert_eq!(fs::read(v.backing().join(".cmkfs/volume.json")).unwrap(), before_vol);
-    assert_eq!(fs::read(v.backing().join(".cmkfs/keystore.json")).unwrap(), before_ks);
+    assert_eq!(
+        fs::read(v.backing().join(".cmkfs/volume.json")).unwrap(),
+        before_vol
+    );
+    assert_eq!(
+        fs::read(v.backing().join(".cmkfs/keystore.json")).unwrap(),
+        before_ks
+    );
 }
 
 fn assert_one_line_naming(o: &Outcome, key: &std::path::Path) {
@@ -72,7 +103,11 @@ fn assert_one_line_naming(o: &Outcome, key: &std::path::Path) {
     let msg = o.stderr.trim();
     assert!(!msg.is_empty(), "no message on stderr");
     assert_eq!(msg.lines().count(), 1, "stderr is not one line: {msg:?}");
-    assert!(msg.contains(key.to_str().unwrap()), "stderr does not name the key file {}: {msg:?}", key.display());
+    assert!(
+        msg.contains(key.to_str().unwrap()),
+        "stderr does not name the key file {}: {msg:?}",
+        key.display()
+    );
 }
 
 #[test]
@@ -122,7 +157,12 @@ fn mount_with_truncated_key_fails() {
     let k = fs::read(v.key()).unwrap();
     fs::write(&bad, &k[..k.len() / 2]).unwrap();
     fs::set_permissions(&bad, fs::Permissions::from_mode(0o600)).unwrap();
-    let o = run(cmkfs().arg("mount").arg(v.backing()).arg(v.mnt()).arg("--service-key").arg(&bad));
+    let o = run(cmkfs()
+        .arg("mount")
+        .arg(v.backing())
+        .arg(v.mnt())
+        .arg("--service-key")
+        .arg(&bad));
     let mounted = is_mounted(&v.mnt());
     if mounted {
         force_unmount(&v.mnt());
@@ -140,9 +180,15 @@ fn mount_write_umount_leaves_mountpoint_empty() {
     v.umount();
     assert!(!is_mounted(&v.mnt()));
     let left: Vec<_> = fs::read_dir(v.mnt()).unwrap().collect();
-    assert!(left.is_empty(), "mountpoint not empty after umount: {left:?}");
+    assert!(
+        left.is_empty(),
+        "mountpoint not empty after umount: {left:?}"
+    );
     // the backing dir got something for our file and dir
-    assert!(visible_entries(&v.backing()).len() >= 2, "backing lacks entries");
+    assert!(
+        visible_entries(&v.backing()).len() >= 2,
+        "backing lacks entries"
+    );
 }
 
 #[test]
@@ -156,12 +202,21 @@ fn remount_shows_same_content() {
     fs::write(v.p("empty"), b"").unwrap();
     std::os::unix::fs::symlink("d1/d2/big", v.p("link")).unwrap();
     v.remount();
-    assert_bytes_eq(&fs::read(v.p("d1/d2/big")).unwrap(), &data, "big after remount");
+    assert_bytes_eq(
+        &fs::read(v.p("d1/d2/big")).unwrap(),
+        &data,
+        "big after remount",
+    );
     assert_eq!(fs::read(v.p("small")).unwrap(), b"x");
     assert_eq!(fs::read(v.p("empty")).unwrap(), b"");
-    assert_eq!(fs::read_link(v.p("link")).unwrap().to_str().unwrap(), "d1/d2/big");
-    let mut names: Vec<String> =
-        fs::read_dir(v.mnt()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(
+        fs::read_link(v.p("link")).unwrap().to_str().unwrap(),
+        "d1/d2/big"
+    );
+    let mut names: Vec<String> = fs::read_dir(v.mnt())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names, ["d1", "empty", "link", "small"]);
 }
@@ -174,15 +229,30 @@ fn read_only_mount_gives_erofs() {
     v.umount();
     v.opts = vec!["ro".into()];
     v.mount();
-    assert_eq!(fs::read(v.p("f")).unwrap(), b"content", "reads work on ro mount");
+    assert_eq!(
+        fs::read(v.p("f")).unwrap(),
+        b"content",
+        "reads work on ro mount"
+    );
     let erofs = Some(libc::EROFS);
-    assert_eq!(errno(&fs::OpenOptions::new().write(true).open(v.p("f"))), erofs, "open for write");
+    assert_eq!(
+        errno(&fs::OpenOptions::new().write(true).open(v.p("f"))),
+        erofs,
+        "open for write"
+    );
     assert_eq!(errno(&fs::write(v.p("new"), b"x")), erofs, "create");
     assert_eq!(errno(&fs::create_dir(v.p("newdir"))), erofs, "mkdir");
     assert_eq!(errno(&fs::remove_file(v.p("f"))), erofs, "unlink");
     assert_eq!(errno(&fs::remove_dir(v.p("d"))), erofs, "rmdir");
     assert_eq!(errno(&fs::rename(v.p("f"), v.p("g"))), erofs, "rename");
-    assert_eq!(errno(&fs::set_permissions(v.p("f"), fs::Permissions::from_mode(0o600))), erofs, "chmod");
+    assert_eq!(
+        errno(&fs::set_permissions(
+            v.p("f"),
+            fs::Permissions::from_mode(0o600)
+        )),
+        erofs,
+        "chmod"
+    );
     assert_eq!(fs::read(v.p("f")).unwrap(), b"content");
     v.umount();
     v.opts.clear();
@@ -210,7 +280,10 @@ fn foreground_mount_runs_until_umount() {
     let start = Instant::now();
     while !is_mounted(&v.mnt()) {
         if let Some(st) = child.try_wait().unwrap() {
-            panic!("foreground mount exited early with {st}; log:\n{}", v.log_contents());
+            panic!(
+                "foreground mount exited early with {st}; log:\n{}",
+                v.log_contents()
+            );
         }
         if start.elapsed() > Duration::from_secs(30) {
             let _ = child.kill();
@@ -223,7 +296,10 @@ fn foreground_mount_runs_until_umount() {
         f.write_all(b"foreground").unwrap();
     }
     assert_eq!(fs::read(v.p("fg")).unwrap(), b"foreground");
-    assert!(child.try_wait().unwrap().is_none(), "foreground process exited while mounted");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "foreground process exited while mounted"
+    );
     run_ok(cmkfs().arg("umount").arg(v.mnt()));
     let start = Instant::now();
     let st = loop {
@@ -245,7 +321,10 @@ fn log_file_gets_lines() {
     let mut v = TestVolume::new();
     fs::write(v.p("x"), b"y").unwrap();
     v.umount();
-    assert!(!v.log_contents().trim().is_empty(), "log file empty after a mount/umount with RUST_LOG=info");
+    assert!(
+        !v.log_contents().trim().is_empty(),
+        "log file empty after a mount/umount with RUST_LOG=info"
+    );
 }
 
 /// Runs `args` as uid/gid 65534 (nobody) via setpriv; returns the outcome.
@@ -266,7 +345,10 @@ fn allow_other_and_default_permissions() {
     fs::set_permissions(v.root(), fs::Permissions::from_mode(0o755)).unwrap();
     fs::write(v.p("public"), b"public").unwrap();
     let o = as_nobody(&["cat".as_ref(), v.p("public").as_os_str()]);
-    assert!(!o.success(), "another user read the mount without allow_other: {o:?}");
+    assert!(
+        !o.success(),
+        "another user read the mount without allow_other: {o:?}"
+    );
     drop(v);
 
     let v = TestVolume::with_opts(&["allow_other", "default_permissions"]);
@@ -277,21 +359,40 @@ fn allow_other_and_default_permissions() {
         .find(|l| l.split(' ').nth(4) == v.mnt().to_str())
         .map(str::to_string)
         .expect("mount in mountinfo");
-    assert!(line.contains("allow_other"), "allow_other missing from mount options: {line}");
-    assert!(line.contains("default_permissions"), "default_permissions missing: {line}");
+    assert!(
+        line.contains("allow_other"),
+        "allow_other missing from mount options: {line}"
+    );
+    assert!(
+        line.contains("default_permissions"),
+        "default_permissions missing: {line}"
+    );
     fs::write(v.p("public"), b"public").unwrap();
     fs::write(v.p("secret"), b"secret").unwrap();
     fs::set_permissions(v.p("public"), fs::Permissions::from_mode(0o644)).unwrap();
     fs::set_permissions(v.p("secret"), fs::Permissions::from_mode(0o600)).unwrap();
     fs::set_permissions(v.mnt(), fs::Permissions::from_mode(0o755)).unwrap();
     let o = as_nobody(&["cat".as_ref(), v.p("public").as_os_str()]);
-    assert!(o.success(), "nobody cannot read a 0644 file with allow_other: {o:?}");
+    assert!(
+        o.success(),
+        "nobody cannot read a 0644 file with allow_other: {o:?}"
+    );
     assert_eq!(o.stdout, "public");
     let o = as_nobody(&["cat".as_ref(), v.p("secret").as_os_str()]);
-    assert!(!o.success(), "nobody read a 0600 root file with default_permissions: {o:?}");
-    assert!(o.stderr.contains("Permission denied"), "expected EACCES: {}", o.stderr);
+    assert!(
+        !o.success(),
+        "nobody read a 0600 root file with default_permissions: {o:?}"
+    );
+    assert!(
+        o.stderr.contains("Permission denied"),
+        "expected EACCES: {}",
+        o.stderr
+    );
     let o = as_nobody(&["touch".as_ref(), v.p("newfile").as_os_str()]);
-    assert!(!o.success(), "nobody created a file in a 0755 root-owned dir: {o:?}");
+    assert!(
+        !o.success(),
+        "nobody created a file in a 0755 root-owned dir: {o:?}"
+    );
     assert!(!v.p("newfile").exists());
 }
 
@@ -301,7 +402,12 @@ fn mount_of_non_volume_fails_cleanly() {
     let plain = v.root().join("plain");
     fs::create_dir(&plain).unwrap();
     fs::write(plain.join("x"), b"x").unwrap();
-    let o = run(cmkfs().arg("mount").arg(&plain).arg(v.mnt()).arg("--service-key").arg(v.key()));
+    let o = run(cmkfs()
+        .arg("mount")
+        .arg(&plain)
+        .arg(v.mnt())
+        .arg("--service-key")
+        .arg(v.key()));
     let mounted = is_mounted(&v.mnt());
     if mounted {
         force_unmount(&v.mnt());
@@ -309,7 +415,12 @@ fn mount_of_non_volume_fails_cleanly() {
     assert!(!o.success(), "mounting a non-volume succeeded");
     assert!(!mounted, "something got mounted");
     assert!(!o.stderr.trim().is_empty(), "no message");
-    assert_eq!(o.stderr.trim().lines().count(), 1, "message is not one line: {:?}", o.stderr);
+    assert_eq!(
+        o.stderr.trim().lines().count(),
+        1,
+        "message is not one line: {:?}",
+        o.stderr
+    );
     assert_eq!(fs::read(plain.join("x")).unwrap(), b"x");
 }
 
@@ -323,9 +434,16 @@ fn second_mount_on_same_mountpoint_fails_and_first_keeps_working() {
         // remove the stacked mount so that the first one is on top again
         let _ = run(cmkfs().arg("umount").arg(v.mnt()));
     }
-    assert!(!o.success(), "a second mount on a mounted mountpoint succeeded ({stacked} mounts stacked there)");
+    assert!(
+        !o.success(),
+        "a second mount on a mounted mountpoint succeeded ({stacked} mounts stacked there)"
+    );
     assert!(!o.stderr.trim().is_empty(), "no message");
-    assert_eq!(fs::read(v.p("f")).unwrap(), b"first", "first mount disturbed");
+    assert_eq!(
+        fs::read(v.p("f")).unwrap(),
+        b"first",
+        "first mount disturbed"
+    );
     let n = mount_points().iter().filter(|m| **m == v.mnt()).count();
     assert_eq!(n, 1, "mountpoint is mounted {n} times");
     // and the same backing on a second mountpoint either fails or shows the same data
@@ -377,8 +495,14 @@ fn umount_while_file_open_does_not_lose_data() {
         v.forget_mounted();
         v.mount();
     } else {
-        assert!(!o.stderr.trim().is_empty(), "failed umount without a message");
-        assert!(is_mounted(&v.mnt()), "failed umount left the mount half gone");
+        assert!(
+            !o.stderr.trim().is_empty(),
+            "failed umount without a message"
+        );
+        assert!(
+            is_mounted(&v.mnt()),
+            "failed umount left the mount half gone"
+        );
         drop(f);
         v.remount();
     }
@@ -389,12 +513,18 @@ fn umount_while_file_open_does_not_lose_data() {
 fn daemon_pids(mnt: &std::path::Path) -> Vec<i32> {
     let mut pids = Vec::new();
     for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(cmd) = fs::read(e.path().join("cmdline")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
         let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
         let is_cmkfs = args.first().is_some_and(|a| a.ends_with(b"cmkfs"));
         let has_mount = args.iter().any(|a| *a == b"mount");
-        let has_mnt = args.iter().any(|a| *a == mnt.as_os_str().as_encoded_bytes());
+        let has_mnt = args
+            .iter()
+            .any(|a| *a == mnt.as_os_str().as_encoded_bytes());
         if is_cmkfs && has_mount && has_mnt {
             pids.push(pid);
         }
@@ -407,11 +537,23 @@ fn sigterm_unmounts_cleanly() {
     let mut v = TestVolume::new();
     fs::write(v.p("f"), b"before sigterm").unwrap();
     let pids = daemon_pids(&v.mnt());
-    assert_eq!(pids.len(), 1, "expected one daemon for the mount, found {pids:?}");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pids[0]), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(
+        pids.len(),
+        1,
+        "expected one daemon for the mount, found {pids:?}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pids[0]),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let start = Instant::now();
     // a zombie (foreground mode: our unreaped child) has an empty cmdline
-    let alive = |pid: i32| fs::read(format!("/proc/{pid}/cmdline")).map(|c| !c.is_empty()).unwrap_or(false);
+    let alive = |pid: i32| {
+        fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| !c.is_empty())
+            .unwrap_or(false)
+    };
     while is_mounted(&v.mnt()) || alive(pids[0]) {
         if start.elapsed() > Duration::from_secs(20) {
             panic!("daemon did not unmount and exit within 20 s of SIGTERM");
@@ -434,27 +576,51 @@ fn fsynced_data_survives_daemon_kill() {
     }
     fs::create_dir(v.p("dir")).unwrap();
     fs::write(v.p("dir/small"), b"small").unwrap();
-    fs::File::open(v.p("dir/small")).unwrap().sync_all().unwrap();
+    fs::File::open(v.p("dir/small"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
     let pids = daemon_pids(&v.mnt());
-    assert_eq!(pids.len(), 1, "expected one daemon for the mount, found {pids:?}");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pids[0]), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert_eq!(
+        pids.len(),
+        1,
+        "expected one daemon for the mount, found {pids:?}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pids[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let start = Instant::now();
     while std::path::Path::new(&format!("/proc/{}/cmdline", pids[0])).exists()
-        && fs::read(format!("/proc/{}/cmdline", pids[0])).map(|c| !c.is_empty()).unwrap_or(false)
+        && fs::read(format!("/proc/{}/cmdline", pids[0]))
+            .map(|c| !c.is_empty())
+            .unwrap_or(false)
     {
-        assert!(start.elapsed() < Duration::from_secs(10), "daemon survived SIGKILL");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "daemon survived SIGKILL"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // the dead mount answers ENOTCONN; cmkfs umount (or the fallback) must clear it
     let o = run(cmkfs().arg("umount").arg(v.mnt()));
     if !o.success() {
-        eprintln!("cmkfs umount of a dead mount failed ({}): {}", o.status, o.stderr.trim());
+        eprintln!(
+            "cmkfs umount of a dead mount failed ({}): {}",
+            o.status,
+            o.stderr.trim()
+        );
         force_unmount(&v.mnt());
     }
     assert!(!is_mounted(&v.mnt()), "dead mount still present");
     v.forget_mounted();
     v.mount();
-    assert_bytes_eq(&fs::read(v.p("durable")).unwrap(), &data, "fsynced file after daemon kill");
+    assert_bytes_eq(
+        &fs::read(v.p("durable")).unwrap(),
+        &data,
+        "fsynced file after daemon kill",
+    );
     assert_eq!(fs::read(v.p("dir/small")).unwrap(), b"small");
 }
 
@@ -464,11 +630,30 @@ fn init_never_overwrites_an_existing_key_file() {
     let key_before = fs::read(v.key()).unwrap();
     let other = v.root().join("other-backing");
     fs::create_dir(&other).unwrap();
-    let o = run(cmkfs().arg("init").arg(&other).arg("--service-key").arg(v.key()));
-    assert!(!o.success(), "init overwrote (or reused) an existing key file");
-    assert!(o.stderr.contains(v.key().to_str().unwrap()), "message does not name the key file: {:?}", o.stderr);
-    assert_eq!(fs::read(v.key()).unwrap(), key_before, "existing key file changed");
-    assert_eq!(fs::read_dir(&other).unwrap().count(), 0, "failed init left files in the backing dir");
+    let o = run(cmkfs()
+        .arg("init")
+        .arg(&other)
+        .arg("--service-key")
+        .arg(v.key()));
+    assert!(
+        !o.success(),
+        "init overwrote (or reused) an existing key file"
+    );
+    assert!(
+        o.stderr.contains(v.key().to_str().unwrap()),
+        "message does not name the key file: {:?}",
+        o.stderr
+    );
+    assert_eq!(
+        fs::read(v.key()).unwrap(),
+        key_before,
+        "existing key file changed"
+    );
+    assert_eq!(
+        fs::read_dir(&other).unwrap().count(),
+        0,
+        "failed init left files in the backing dir"
+    );
     // the first volume still mounts with its key
     let mut v = v;
     v.mount();
@@ -478,10 +663,29 @@ fn init_never_overwrites_an_existing_key_file() {
 fn init_rejects_key_inside_backing_and_creates_missing_dir() {
     let d = tempfile::tempdir().unwrap();
     let backing = d.path().join("b");
-    let o = run(cmkfs().arg("init").arg(&backing).arg("--service-key").arg(backing.join("key")));
-    assert!(!o.success(), "init accepted a key file inside the backing dir");
-    assert!(!backing.join("key").exists(), "key written inside the backing dir");
+    let o = run(cmkfs()
+        .arg("init")
+        .arg(&backing)
+        .arg("--service-key")
+        .arg(backing.join("key")));
+    assert!(
+        !o.success(),
+        "init accepted a key file inside the backing dir"
+    );
+    assert!(
+        !backing.join("key").exists(),
+        "key written inside the backing dir"
+    );
     let missing = d.path().join("not-yet");
-    run_ok(cmkfs().arg("init").arg(&missing).arg("--service-key").arg(d.path().join("k")));
-    assert!(missing.join(".cmkfs/volume.json").is_file(), "init did not create the missing backing dir");
+    run_ok(
+        cmkfs()
+            .arg("init")
+            .arg(&missing)
+            .arg("--service-key")
+            .arg(d.path().join("k")),
+    );
+    assert!(
+        missing.join(".cmkfs/volume.json").is_file(),
+        "init did not create the missing backing dir"
+    );
 }

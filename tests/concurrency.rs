@@ -51,7 +51,8 @@ fn disjoint_writers_and_readers_on_one_file() {
             let mut pos = 0;
             while pos < len {
                 let n = (rng.range(1, 9000) as usize).min(len - pos);
-                f.write_all_at(&data[pos..pos + n], off + pos as u64).unwrap();
+                f.write_all_at(&data[pos..pos + n], off + pos as u64)
+                    .unwrap();
                 pos += n;
             }
         }));
@@ -68,10 +69,15 @@ fn disjoint_writers_and_readers_on_one_file() {
                 let off = rng.below(total as u64);
                 let len = rng.range(1, 20_000) as usize;
                 let mut buf = vec![0u8; len];
-                let n = f.read_at(&mut buf, off).unwrap_or_else(|e| panic!("reader {r}: read at {off}: {e}"));
+                let n = f
+                    .read_at(&mut buf, off)
+                    .unwrap_or_else(|e| panic!("reader {r}: read at {off}: {e}"));
                 // the size never changes during the run: reads are full up to EOF
                 let want = len.min(total - off as usize);
-                assert!(n > 0 && n <= want, "reader {r}: short read {n} of {want} at {off}");
+                assert!(
+                    n > 0 && n <= want,
+                    "reader {r}: short read {n} of {want} at {off}"
+                );
                 reads += 1;
             }
             reads
@@ -89,7 +95,11 @@ fn disjoint_writers_and_readers_on_one_file() {
         assert_eq!(content.len(), total, "{when}: size");
         for t in 0..WRITERS {
             let (off, len) = region(t, REGION);
-            assert_bytes_eq(&content[off as usize..off as usize + len], &region_data(t, len), &format!("{when}: region {t}"));
+            assert_bytes_eq(
+                &content[off as usize..off as usize + len],
+                &region_data(t, len),
+                &format!("{when}: region {t}"),
+            );
         }
     };
     check(&fs::read(&p).unwrap(), "after join");
@@ -113,7 +123,8 @@ fn parallel_writers_of_own_files() {
             })
             .collect()
     };
-    let content = |t: usize, i: usize, size: usize| Rng::new(((t as u64) << 32) | i as u64).bytes(size);
+    let content =
+        |t: usize, i: usize, size: usize| Rng::new(((t as u64) << 32) | i as u64).bytes(size);
     let barrier = Arc::new(Barrier::new(THREADS));
     let mut hs = Vec::new();
     for t in 0..THREADS {
@@ -125,12 +136,21 @@ fn parallel_writers_of_own_files() {
             barrier.wait();
             for (i, &size) in sizes.iter().enumerate() {
                 let p = dir.join(format!("f{i}"));
-                fs::write(&p, content(t, i, size)).unwrap_or_else(|e| panic!("thread {t} write f{i}: {e}"));
+                fs::write(&p, content(t, i, size))
+                    .unwrap_or_else(|e| panic!("thread {t} write f{i}: {e}"));
                 // read back immediately and the previous one again
-                assert_bytes_eq(&fs::read(&p).unwrap(), &content(t, i, size), &format!("thread {t} f{i}"));
+                assert_bytes_eq(
+                    &fs::read(&p).unwrap(),
+                    &content(t, i, size),
+                    &format!("thread {t} f{i}"),
+                );
                 if i > 0 {
                     let q = dir.join(format!("f{}", i - 1));
-                    assert_bytes_eq(&fs::read(&q).unwrap(), &content(t, i - 1, sizes[i - 1]), &format!("thread {t} f{}", i - 1));
+                    assert_bytes_eq(
+                        &fs::read(&q).unwrap(),
+                        &content(t, i - 1, sizes[i - 1]),
+                        &format!("thread {t} f{}", i - 1),
+                    );
                 }
             }
             // also a shared directory: every thread creates files in it
@@ -145,8 +165,10 @@ fn parallel_writers_of_own_files() {
     let verify = |v: &TestVolume, when: &str| {
         for t in 0..THREADS {
             let sizes = sizes(t);
-            let mut names: Vec<String> =
-                fs::read_dir(v.p(&format!("t{t}"))).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            let mut names: Vec<String> = fs::read_dir(v.p(&format!("t{t}")))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
             names.sort();
             let mut want: Vec<String> = (0..FILES).map(|i| format!("f{i}")).collect();
             want.sort();
@@ -156,10 +178,17 @@ fn parallel_writers_of_own_files() {
                 assert_bytes_eq(&got, &content(t, i, size), &format!("{when}: t{t}/f{i}"));
             }
             for i in 0..20 {
-                assert_eq!(fs::read_to_string(v.p(&format!("common-{t}-{i}"))).unwrap(), format!("{t}/{i}"));
+                assert_eq!(
+                    fs::read_to_string(v.p(&format!("common-{t}-{i}"))).unwrap(),
+                    format!("{t}/{i}")
+                );
             }
         }
-        assert_eq!(fs::read_dir(v.mnt()).unwrap().count(), THREADS + THREADS * 20, "{when}: root entries");
+        assert_eq!(
+            fs::read_dir(v.mnt()).unwrap().count(),
+            THREADS + THREADS * 20,
+            "{when}: root entries"
+        );
     };
     verify(&v, "after join");
     v.remount();
@@ -192,8 +221,11 @@ fn concurrent_appends() {
     let mut lines: Vec<&str> = s.lines().collect();
     assert_eq!(lines.len(), THREADS * RECS, "record count");
     lines.sort();
-    let mut want: Vec<String> =
-        (0..THREADS).flat_map(|t| (0..RECS).map(move |i| format!("[{t:02}:{i:05}:{}]", "z".repeat((t * 7 + i) % 50)))).collect();
+    let mut want: Vec<String> = (0..THREADS)
+        .flat_map(|t| {
+            (0..RECS).map(move |i| format!("[{t:02}:{i:05}:{}]", "z".repeat((t * 7 + i) % 50)))
+        })
+        .collect();
     want.sort();
     assert_eq!(lines, want.iter().map(String::as_str).collect::<Vec<_>>());
 }
@@ -215,7 +247,11 @@ fn namespace_churn_with_concurrent_listing() {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 for e in fs::read_dir(&dir).expect("readdir during churn") {
-                    let name = e.expect("readdir entry during churn").file_name().into_string().unwrap();
+                    let name = e
+                        .expect("readdir entry during churn")
+                        .file_name()
+                        .into_string()
+                        .unwrap();
                     assert!(name.starts_with('w'), "unexpected name listed: {name:?}");
                 }
                 n += 1;
@@ -247,22 +283,42 @@ fn namespace_churn_with_concurrent_listing() {
     for l in listers {
         l.join().expect("lister panicked");
     }
-    let mut got: Vec<String> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut got: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     got.sort();
-    let mut want: Vec<String> =
-        (0..WORKERS).flat_map(|t| (0..ROUNDS).filter(|i| i % 3 == 0).map(move |i| format!("w{t}-{i}-renamed"))).collect();
+    let mut want: Vec<String> = (0..WORKERS)
+        .flat_map(|t| {
+            (0..ROUNDS)
+                .filter(|i| i % 3 == 0)
+                .map(move |i| format!("w{t}-{i}-renamed"))
+        })
+        .collect();
     want.sort();
     assert_eq!(got, want);
     for name in &want {
-        let parts: Vec<usize> = name[1..].trim_end_matches("-renamed").split('-').map(|s| s.parse().unwrap()).collect();
+        let parts: Vec<usize> = name[1..]
+            .trim_end_matches("-renamed")
+            .split('-')
+            .map(|s| s.parse().unwrap())
+            .collect();
         let (t, i) = (parts[0], parts[1]);
-        assert_eq!(fs::read_to_string(dir.join(name)).unwrap(), format!("{t}:{i}").repeat(1 + i % 300));
+        assert_eq!(
+            fs::read_to_string(dir.join(name)).unwrap(),
+            format!("{t}:{i}").repeat(1 + i % 300)
+        );
     }
 }
 
 fn open_direct(p: &std::path::Path, write: bool) -> File {
     use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new().read(true).write(write).custom_flags(libc::O_DIRECT).open(p).unwrap()
+    OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_DIRECT)
+        .open(p)
+        .unwrap()
 }
 
 #[test]
@@ -286,7 +342,8 @@ fn direct_readers_never_see_torn_blocks() {
                 let first = rng.below(BLOCKS as u64) as usize;
                 let count = (rng.range(1, 3) as usize).min(BLOCKS - first);
                 let val = (n % 250) as u8 + 1;
-                f.write_all_at(&vec![val; count * BS], (first * BS) as u64).expect("direct write");
+                f.write_all_at(&vec![val; count * BS], (first * BS) as u64)
+                    .expect("direct write");
                 n += 1;
             }
             n
@@ -304,10 +361,16 @@ fn direct_readers_never_see_torn_blocks() {
                 let mut buf = vec![0u8; count * BS];
                 let n = f
                     .read_at(&mut buf, (first * BS) as u64)
-                    .unwrap_or_else(|e| panic!("reader {r} read {k} (blocks {first}+{count}) failed: {e}"));
+                    .unwrap_or_else(|e| {
+                        panic!("reader {r} read {k} (blocks {first}+{count}) failed: {e}")
+                    });
                 assert_eq!(n, buf.len(), "reader {r}: short read");
                 for (b, blk) in buf.chunks(BS).enumerate() {
-                    assert!(blk.iter().all(|&x| x == blk[0]), "reader {r}: torn block {} in read {k}", first + b);
+                    assert!(
+                        blk.iter().all(|&x| x == blk[0]),
+                        "reader {r}: torn block {} in read {k}",
+                        first + b
+                    );
                 }
             }
         }));
@@ -323,6 +386,9 @@ fn direct_readers_never_see_torn_blocks() {
     if let Some(e) = failed {
         std::panic::resume_unwind(e);
     }
-    assert!(writes > 10, "writer made too little progress ({writes} writes)");
+    assert!(
+        writes > 10,
+        "writer made too little progress ({writes} writes)"
+    );
     assert_eq!(fs::metadata(&p).unwrap().len(), (BLOCKS * BS) as u64);
 }

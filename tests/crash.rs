@@ -32,7 +32,10 @@ const WRITERS: usize = 4;
 const SLOTS: usize = 6;
 
 fn crash_iters() -> usize {
-    std::env::var("CMKFS_CRASH_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(10)
+    std::env::var("CMKFS_CRASH_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
 }
 
 /// The 64-byte record for object `tag`, version `ver`, at file offset `off`:
@@ -62,7 +65,10 @@ fn content(tag: u32, ver: u32, from: u64, to: u64) -> Vec<u8> {
 /// Checks `data` read at file offset `off`: every record must be one a writer started.
 fn check_records(data: &[u8], off: u64, started: &HashSet<(u32, u32)>) -> Result<(), String> {
     if data.len() % REC != 0 {
-        return Err(format!("read {} bytes at {off}: not a whole number of records", data.len()));
+        return Err(format!(
+            "read {} bytes at {off}: not a whole number of records",
+            data.len()
+        ));
     }
     for (i, r) in data.chunks(REC).enumerate() {
         let pos = off + (i * REC) as u64;
@@ -72,10 +78,14 @@ fn check_records(data: &[u8], off: u64, started: &HashSet<(u32, u32)>) -> Result
         let tag = u32::from_le_bytes(r[4..8].try_into().unwrap());
         let ver = u32::from_le_bytes(r[8..12].try_into().unwrap());
         if !started.contains(&(tag, ver)) {
-            return Err(format!("record at {pos} names tag {tag} version {ver}, which was never written"));
+            return Err(format!(
+                "record at {pos} names tag {tag} version {ver}, which was never written"
+            ));
         }
         if r != record(tag, ver, pos) {
-            return Err(format!("record at {pos} (tag {tag} version {ver}) has wrong bytes (written for another offset?)"));
+            return Err(format!(
+                "record at {pos} (tag {tag} version {ver}) has wrong bytes (written for another offset?)"
+            ));
         }
     }
     Ok(())
@@ -186,20 +196,34 @@ fn writer(sh: &Shared, m: &mut WriterModel, seed: u64) {
                 let tag = m.tag();
                 let ver = m.next_ver;
                 m.next_ver += 1;
-                let len = rng.below(48 * 1024 / REC as u64) * REC as u64 + if rng.chance(20) { 300 * 1024 } else { 0 };
+                let len = rng.below(48 * 1024 / REC as u64) * REC as u64
+                    + if rng.chance(20) { 300 * 1024 } else { 0 };
                 sh.start(tag, ver);
                 m.slots[s] = State::Dirty;
                 m.slot_obj[s] = Some((tag, ver as u64));
-                let f = check(sh, "create", OpenOptions::new().write(true).create(true).truncate(true).open(&path))?;
+                let f = check(
+                    sh,
+                    "create",
+                    OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .open(&path),
+                )?;
                 let data = content(tag, ver, 0, len);
                 check(sh, "write", write_all_chunks(&f, &data, 0, &mut rng))?;
                 if rng.chance(60) {
                     check(sh, "fsync", f.sync_all())?;
-                    m.slots[s] = State::Synced { sha: sha256_hex(&data), len };
+                    m.slots[s] = State::Synced {
+                        sha: sha256_hex(&data),
+                        len,
+                    };
                 }
             } else if op < 45 {
                 // append or overwrite in place with a new version of the slot's object
-                let Some((tag, _)) = m.slot_obj[s] else { return Ok(()) };
+                let Some((tag, _)) = m.slot_obj[s] else {
+                    return Ok(());
+                };
                 if matches!(m.slots[s], State::Absent) {
                     return Ok(());
                 }
@@ -207,7 +231,11 @@ fn writer(sh: &Shared, m: &mut WriterModel, seed: u64) {
                 m.next_ver += 1;
                 sh.start(tag, ver);
                 m.slots[s] = State::Dirty;
-                let f = check(sh, "open rw", OpenOptions::new().read(true).write(true).open(&path))?;
+                let f = check(
+                    sh,
+                    "open rw",
+                    OpenOptions::new().read(true).write(true).open(&path),
+                )?;
                 let size = check(sh, "fstat", f.metadata())?.len();
                 let from = rng.below(size / REC as u64 + 1) * REC as u64;
                 let to = from + rng.range(1, 40) * REC as u64;
@@ -216,7 +244,10 @@ fn writer(sh: &Shared, m: &mut WriterModel, seed: u64) {
                 if rng.chance(50) {
                     check(sh, "fsync", f.sync_all())?;
                     let all = check(sh, "read back", fs::read(&path))?;
-                    m.slots[s] = State::Synced { sha: sha256_hex(&all), len: all.len() as u64 };
+                    m.slots[s] = State::Synced {
+                        sha: sha256_hex(&all),
+                        len: all.len() as u64,
+                    };
                 }
             } else if op < 55 {
                 // truncate down to a record boundary
@@ -224,14 +255,21 @@ fn writer(sh: &Shared, m: &mut WriterModel, seed: u64) {
                     return Ok(());
                 }
                 m.slots[s] = State::Dirty;
-                let f = check(sh, "open for truncate", OpenOptions::new().read(true).write(true).open(&path))?;
+                let f = check(
+                    sh,
+                    "open for truncate",
+                    OpenOptions::new().read(true).write(true).open(&path),
+                )?;
                 let size = check(sh, "fstat", f.metadata())?.len();
                 let to = rng.below(size / REC as u64 + 1) * REC as u64;
                 check(sh, "ftruncate", f.set_len(to))?;
                 if rng.chance(50) {
                     check(sh, "fsync", f.sync_all())?;
                     let all = check(sh, "read back", fs::read(&path))?;
-                    m.slots[s] = State::Synced { sha: sha256_hex(&all), len: all.len() as u64 };
+                    m.slots[s] = State::Synced {
+                        sha: sha256_hex(&all),
+                        len: all.len() as u64,
+                    };
                 }
             } else if op < 65 {
                 // rename slot s over slot t
@@ -249,12 +287,19 @@ fn writer(sh: &Shared, m: &mut WriterModel, seed: u64) {
             } else if op < 70 {
                 // hard link then unlink the old name (a rename done in two steps)
                 let t = rng.below(SLOTS as u64) as usize;
-                if t == s || matches!(m.slots[s], State::Absent) || !matches!(m.slots[t], State::Absent) {
+                if t == s
+                    || matches!(m.slots[s], State::Absent)
+                    || !matches!(m.slots[t], State::Absent)
+                {
                     return Ok(());
                 }
                 let was = m.slots[s].clone();
                 m.slots[t] = State::Dirty;
-                check(sh, "link", fs::hard_link(&path, sh.mnt.join(m.slot_name(t))))?;
+                check(
+                    sh,
+                    "link",
+                    fs::hard_link(&path, sh.mnt.join(m.slot_name(t))),
+                )?;
                 m.slots[t] = was.clone();
                 m.slot_obj[t] = m.slot_obj[s];
                 m.slots[s] = State::Dirty;
@@ -282,9 +327,20 @@ fn writer(sh: &Shared, m: &mut WriterModel, seed: u64) {
                 };
                 m.durable_count += 1;
                 sh.start(tag, ver);
-                let f = check(sh, "create durable", OpenOptions::new().write(true).create_new(true).open(sh.mnt.join(&name)))?;
+                let f = check(
+                    sh,
+                    "create durable",
+                    OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(sh.mnt.join(&name)),
+                )?;
                 let data = content(tag, ver, 0, len);
-                check(sh, "write durable", write_all_chunks(&f, &data, 0, &mut rng))?;
+                check(
+                    sh,
+                    "write durable",
+                    write_all_chunks(&f, &data, 0, &mut rng),
+                )?;
                 check(sh, "fsync durable", f.sync_all())?;
                 m.durable.push((name, sha256_hex(&data), len));
             }
@@ -303,27 +359,47 @@ fn background_pid(mnt: &Path) -> u32 {
     let canon = mnt.canonicalize().unwrap();
     let id = &sha256_hex(canon.as_os_str().as_encoded_bytes())[..16];
     let pid_file = PathBuf::from(format!("/run/cmkfs/{id}.pid"));
-    let from_file: Option<u32> = fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse().ok());
+    let from_file: Option<u32> = fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
     let st = run_ok(cmkfs().arg("status").arg(mnt).arg("--json"));
     let v: serde_json::Value = serde_json::from_str(&st.stdout).expect("status --json is JSON");
     let from_status = v["pid"].as_u64().map(|p| p as u32);
-    assert!(from_status.is_some(), "status --json has no pid: {}", st.stdout);
+    assert!(
+        from_status.is_some(),
+        "status --json has no pid: {}",
+        st.stdout
+    );
     if let Some(p) = from_file {
-        assert_eq!(Some(p), from_status, "pid file {} disagrees with cmkfs status", pid_file.display());
+        assert_eq!(
+            Some(p),
+            from_status,
+            "pid file {} disagrees with cmkfs status",
+            pid_file.display()
+        );
     }
     from_status.unwrap()
 }
 
 fn spawn_foreground(v: &TestVolume) -> Child {
     let mut cmd = v.mount_cmd();
-    cmd.arg("--foreground").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.arg("--foreground")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let mut child = cmd.spawn().expect("spawn foreground mount");
     let start = Instant::now();
     while !is_mounted(&v.mnt()) || fs::read_dir(v.mnt()).is_err() {
         if let Some(st) = child.try_wait().unwrap() {
-            panic!("foreground mount exited with {st}; log:\n{}", v.log_contents());
+            panic!(
+                "foreground mount exited with {st}; log:\n{}",
+                v.log_contents()
+            );
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "foreground mount did not appear");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "foreground mount did not appear"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child
@@ -344,7 +420,10 @@ fn read_blocks(path: &Path) -> Result<(Vec<u8>, usize, Vec<(u64, Vec<u8>)>), Str
         Err(e) if e.raw_os_error() == Some(libc::EIO) => return Ok((Vec::new(), 1, Vec::new())),
         Err(e) => return Err(format!("open {}: {e}", path.display())),
     };
-    let size = f.metadata().map_err(|e| format!("stat {}: {e}", path.display()))?.len();
+    let size = f
+        .metadata()
+        .map_err(|e| format!("stat {}: {e}", path.display()))?
+        .len();
     let mut all = Vec::new();
     let mut eio = 0;
     let mut pieces = Vec::new();
@@ -361,20 +440,33 @@ fn read_blocks(path: &Path) -> Result<(Vec<u8>, usize, Vec<(u64, Vec<u8>)>), Str
                 }
             }
             Err(e) if e.raw_os_error() == Some(libc::EIO) => eio += 1,
-            Err(e) => return Err(format!("read {} at {off}: {e} (only EIO is acceptable)", path.display())),
+            Err(e) => {
+                return Err(format!(
+                    "read {} at {off}: {e} (only EIO is acceptable)",
+                    path.display()
+                ));
+            }
         }
         off += BLOCK;
     }
     Ok((all, eio, pieces))
 }
 
-fn verify(mnt: &Path, models: &[WriterModel], started: &HashSet<(u32, u32)>, out: &mut Verify) -> Vec<String> {
+fn verify(
+    mnt: &Path,
+    models: &[WriterModel],
+    started: &HashSet<(u32, u32)>,
+    out: &mut Verify,
+) -> Vec<String> {
     let mut problems = Vec::new();
     for m in models {
         for (name, sha, len) in &m.durable {
             match fs::read(mnt.join(name)) {
                 Ok(d) if d.len() as u64 == *len && sha256_hex(&d) == *sha => out.exact += 1,
-                Ok(d) => problems.push(format!("fsync'd file {name}: {} bytes (want {len}), content differs", d.len())),
+                Ok(d) => problems.push(format!(
+                    "fsync'd file {name}: {} bytes (want {len}), content differs",
+                    d.len()
+                )),
                 Err(e) => problems.push(format!("fsync'd file {name}: {e}")),
             }
         }
@@ -384,7 +476,10 @@ fn verify(mnt: &Path, models: &[WriterModel], started: &HashSet<(u32, u32)>, out
             match st {
                 State::Synced { sha, len } => match fs::read(&p) {
                     Ok(d) if d.len() as u64 == *len && sha256_hex(&d) == *sha => out.exact += 1,
-                    Ok(d) => problems.push(format!("fsync'd slot {name}: {} bytes (want {len}), content differs", d.len())),
+                    Ok(d) => problems.push(format!(
+                        "fsync'd slot {name}: {} bytes (want {len}), content differs",
+                        d.len()
+                    )),
                     Err(e) => problems.push(format!("fsync'd slot {name}: {e}")),
                 },
                 State::Absent | State::Dirty => {
@@ -396,14 +491,17 @@ fn verify(mnt: &Path, models: &[WriterModel], started: &HashSet<(u32, u32)>, out
                         continue;
                     }
                     if matches!(st, State::Absent) {
-                        problems.push(format!("{name} exists but its unlink/rename-away completed before the kill"));
+                        problems.push(format!(
+                            "{name} exists but its unlink/rename-away completed before the kill"
+                        ));
                         continue;
                     }
                     match read_blocks(&p) {
                         Ok((_, eio, pieces)) => {
                             for (off, piece) in pieces {
                                 if let Err(e) = check_records(&piece, off, started) {
-                                    problems.push(format!("{name}: WRONG DATA (never written): {e}"));
+                                    problems
+                                        .push(format!("{name}: WRONG DATA (never written): {e}"));
                                     break;
                                 }
                             }
@@ -422,7 +520,10 @@ fn verify(mnt: &Path, models: &[WriterModel], started: &HashSet<(u32, u32)>, out
     }
     // Every directory lists, and nothing outside the model appears in the writers' dirs.
     for e in walk(mnt) {
-        if fs::symlink_metadata(&e).map(|m| m.is_dir()).unwrap_or(false) {
+        if fs::symlink_metadata(&e)
+            .map(|m| m.is_dir())
+            .unwrap_or(false)
+        {
             if let Err(err) = fs::read_dir(&e).and_then(|mut d| d.try_for_each(|x| x.map(|_| ()))) {
                 problems.push(format!("directory {} does not list: {err}", e.display()));
             }
@@ -460,7 +561,8 @@ fn drop_damaged(mnt: &Path, models: &mut [WriterModel], eio_files: &[String]) {
         for s in 0..SLOTS {
             let name = m.slot_name(s);
             if eio_files.contains(&name) {
-                fs::remove_file(mnt.join(&name)).unwrap_or_else(|e| panic!("unlink damaged {name}: {e}"));
+                fs::remove_file(mnt.join(&name))
+                    .unwrap_or_else(|e| panic!("unlink damaged {name}: {e}"));
                 m.slots[s] = State::Absent;
                 m.slot_obj[s] = None;
             }
@@ -478,9 +580,14 @@ fn settle(mnt: &Path, models: &mut [WriterModel]) {
                 Ok(d) => {
                     if let State::Dirty = m.slots[s] {
                         // unknown object: appends keep using the old tag only if records say so
-                        m.slot_obj[s] = d.get(4..8).map(|t| (u32::from_le_bytes(t.try_into().unwrap()), 0));
+                        m.slot_obj[s] = d
+                            .get(4..8)
+                            .map(|t| (u32::from_le_bytes(t.try_into().unwrap()), 0));
                     }
-                    m.slots[s] = State::Synced { sha: sha256_hex(&d), len: d.len() as u64 };
+                    m.slots[s] = State::Synced {
+                        sha: sha256_hex(&d),
+                        len: d.len() as u64,
+                    };
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     m.slots[s] = State::Absent;
@@ -537,11 +644,18 @@ fn sigkill_at_random_moments_loses_nothing_fsynced() {
                 let mut ok = 0;
                 while !sh.stop.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(150));
-                    let o = run(cmkfs().arg("key").arg("rotate").arg(&sh.mnt).arg("--data-key"));
+                    let o = run(cmkfs()
+                        .arg("key")
+                        .arg("rotate")
+                        .arg(&sh.mnt)
+                        .arg("--data-key"));
                     if o.success() {
                         ok += 1;
                     } else if !sh.stop.load(Ordering::SeqCst) {
-                        sh.errors.lock().unwrap().push(format!("key rotate --data-key failed: {}", o.stderr.trim()));
+                        sh.errors
+                            .lock()
+                            .unwrap()
+                            .push(format!("key rotate --data-key failed: {}", o.stderr.trim()));
                     }
                 }
                 ok
@@ -551,19 +665,31 @@ fn sigkill_at_random_moments_loses_nothing_fsynced() {
         std::thread::sleep(Duration::from_millis(delay));
         sh.stop.store(true, Ordering::SeqCst);
         // SAFETY: kill(2) on the daemon's pid.
-        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0, "kill {pid}");
-        models = handles.into_iter().map(|h| h.join().expect("writer thread panicked")).collect();
+        assert_eq!(
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) },
+            0,
+            "kill {pid}"
+        );
+        models = handles
+            .into_iter()
+            .map(|h| h.join().expect("writer thread panicked"))
+            .collect();
         rotations_ok += rot.join().unwrap();
         if let Some(mut c) = child.take() {
             c.wait().unwrap();
         } else {
             let start = Instant::now();
-            while Path::new(&format!("/proc/{pid}")).exists() && start.elapsed() < Duration::from_secs(10) {
+            while Path::new(&format!("/proc/{pid}")).exists()
+                && start.elapsed() < Duration::from_secs(10)
+            {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
         let errors = sh.errors.lock().unwrap().clone();
-        assert!(errors.is_empty(), "round {iter}: errors before the kill: {errors:#?}");
+        assert!(
+            errors.is_empty(),
+            "round {iter}: errors before the kill: {errors:#?}"
+        );
         *started.lock().unwrap() = std::mem::take(&mut *sh.started.lock().unwrap());
 
         // The kernel mount is dead now (ENOTCONN); detach it and mount again at once.
@@ -571,17 +697,32 @@ fn sigkill_at_random_moments_loses_nothing_fsynced() {
         assert!(meta_problems.is_empty(), "round {iter}: {meta_problems:#?}");
         force_unmount(&v.mnt());
         v.forget_mounted();
-        assert!(!is_mounted(&v.mnt()), "stale mount still there after fusermount3 -uz");
+        assert!(
+            !is_mounted(&v.mnt()),
+            "stale mount still there after fusermount3 -uz"
+        );
         v.mount();
         let mut r = Verify::default();
         let st = started.lock().unwrap().clone();
         let problems = verify(&v.mnt(), &models, &st, &mut r);
-        assert!(problems.is_empty(), "round {iter} (killed after {delay} ms): {problems:#?}");
+        assert!(
+            problems.is_empty(),
+            "round {iter} (killed after {delay} ms): {problems:#?}"
+        );
         // At most the blocks in flight: one operation per writer, a few blocks each.
-        assert!(r.eio_blocks <= 4 * WRITERS, "round {iter}: {} EIO blocks in {:?}", r.eio_blocks, r.eio_files);
+        assert!(
+            r.eio_blocks <= 4 * WRITERS,
+            "round {iter}: {} EIO blocks in {:?}",
+            r.eio_blocks,
+            r.eio_files
+        );
         eprintln!(
             "round {iter}: killed {} daemon {pid} after {delay} ms; {} exact, {} in-flight readable, {} EIO blocks {:?}",
-            if foreground { "foreground" } else { "background" },
+            if foreground {
+                "foreground"
+            } else {
+                "background"
+            },
             r.exact,
             r.dirty_ok,
             r.eio_blocks,
@@ -629,7 +770,10 @@ fn mount_after_sigkill_cleans_up_or_explains_stale_mount() {
     let lines: Vec<&str> = err.lines().collect();
     let mnt = v.mnt().display().to_string();
     let explains = err.contains(&mnt)
-        && (err.contains("not connected") || err.contains("stale") || err.contains("crashed") || err.contains("dead"))
+        && (err.contains("not connected")
+            || err.contains("stale")
+            || err.contains("crashed")
+            || err.contains("dead"))
         && (err.contains("umount") || err.contains("unmount") || err.contains("fusermount"));
     force_unmount(&v.mnt());
     assert!(

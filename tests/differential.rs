@@ -26,7 +26,13 @@ impl Drop for SeedGuard {
 }
 
 fn open(p: &Path, trunc: bool) -> File {
-    OpenOptions::new().read(true).write(true).create(true).truncate(trunc).open(p).unwrap()
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(trunc)
+        .open(p)
+        .unwrap()
 }
 
 /// Opens a mount file, with O_DIRECT if `direct` (every read and write then reaches the daemon
@@ -38,7 +44,8 @@ fn open_mnt(p: &Path, trunc: bool, direct: bool) -> File {
     if direct {
         o.custom_flags(libc::O_DIRECT);
     }
-    o.open(p).unwrap_or_else(|e| panic!("open {} (O_DIRECT: {direct}): {e}", p.display()))
+    o.open(p)
+        .unwrap_or_else(|e| panic!("open {} (O_DIRECT: {direct}): {e}", p.display()))
 }
 
 fn pread(f: &File, off: u64, len: usize) -> std::io::Result<Vec<u8>> {
@@ -88,16 +95,31 @@ fn compare_full(pairs: &[Pair], when: &str) {
         let a = fs::read(&p.mnt).unwrap_or_else(|e| panic!("{when}: read mount file {i}: {e}"));
         let b = fs::read(&p.plain).unwrap();
         assert_bytes_eq(&a, &b, &format!("{when}: file {i}"));
-        assert_eq!(fs::metadata(&p.mnt).unwrap().len(), b.len() as u64, "{when}: size of file {i}");
+        assert_eq!(
+            fs::metadata(&p.mnt).unwrap().len(),
+            b.len() as u64,
+            "{when}: size of file {i}"
+        );
     }
 }
 
-fn run_ops(v: &TestVolume, plain_root: &Path, rng: &mut Rng, nops: usize, direct: bool) -> Vec<Pair> {
+fn run_ops(
+    v: &TestVolume,
+    plain_root: &Path,
+    rng: &mut Rng,
+    nops: usize,
+    direct: bool,
+) -> Vec<Pair> {
     let mut pairs: Vec<Pair> = (0..NFILES)
         .map(|i| {
             let mnt = v.p(&format!("f{i}"));
             let plain = plain_root.join(format!("f{i}"));
-            Pair { fm: open_mnt(&mnt, true, direct), fp: open(&plain, true), mnt, plain }
+            Pair {
+                fm: open_mnt(&mnt, true, direct),
+                fp: open(&plain, true),
+                mnt,
+                plain,
+            }
         })
         .collect();
     let mut counts = [0usize; 6];
@@ -120,16 +142,25 @@ fn run_ops(v: &TestVolume, plain_root: &Path, rng: &mut Rng, nops: usize, direct
                 let len = length(rng).min(MAX_FILE + MAX_IO - off) as usize;
                 let data = rng.bytes(len);
                 p.fp.write_all_at(&data, off).unwrap();
-                p.fm.write_all_at(&data, off)
-                    .unwrap_or_else(|e| panic!("op {op}: pwrite file {i} off {off} len {len}: {e}"));
+                p.fm.write_all_at(&data, off).unwrap_or_else(|e| {
+                    panic!("op {op}: pwrite file {i} off {off} len {len}: {e}")
+                });
             }
             1 => {
-                let off = if rng.chance(80) && size > 0 { rng.below(size) } else { offset(rng, size) };
+                let off = if rng.chance(80) && size > 0 {
+                    rng.below(size)
+                } else {
+                    offset(rng, size)
+                };
                 let len = length(rng) as usize;
                 let want = pread(&p.fp, off, len).unwrap();
                 let got = pread(&p.fm, off, len)
                     .unwrap_or_else(|e| panic!("op {op}: pread file {i} off {off} len {len}: {e}"));
-                assert_bytes_eq(&got, &want, &format!("op {op}: pread file {i} off {off} len {len} (size {size})"));
+                assert_bytes_eq(
+                    &got,
+                    &want,
+                    &format!("op {op}: pread file {i} off {off} len {len} (size {size})"),
+                );
             }
             2 => {
                 let new = match rng.below(4) {
@@ -139,7 +170,8 @@ fn run_ops(v: &TestVolume, plain_root: &Path, rng: &mut Rng, nops: usize, direct
                     _ => size + rng.below(3 * BS),
                 };
                 p.fp.set_len(new).unwrap();
-                p.fm.set_len(new).unwrap_or_else(|e| panic!("op {op}: ftruncate file {i} {size} -> {new}: {e}"));
+                p.fm.set_len(new)
+                    .unwrap_or_else(|e| panic!("op {op}: ftruncate file {i} {size} -> {new}: {e}"));
             }
             3 => {
                 let got = p.fm.metadata().unwrap().len();
@@ -150,7 +182,8 @@ fn run_ops(v: &TestVolume, plain_root: &Path, rng: &mut Rng, nops: usize, direct
             4 | 5 => {
                 let trunc = kind == 5;
                 if rng.chance(50) {
-                    p.fm.sync_all().unwrap_or_else(|e| panic!("op {op}: fsync file {i}: {e}"));
+                    p.fm.sync_all()
+                        .unwrap_or_else(|e| panic!("op {op}: fsync file {i}: {e}"));
                 }
                 p.fm = open_mnt(&p.mnt, trunc, direct);
                 p.fp = open(&p.plain, trunc);
@@ -161,7 +194,10 @@ fn run_ops(v: &TestVolume, plain_root: &Path, rng: &mut Rng, nops: usize, direct
             compare_full(&pairs, &format!("after op {op}"));
         }
     }
-    eprintln!("ops: pwrite {} pread {} ftruncate {} stat {} reopen {} reopen+trunc {}", counts[0], counts[1], counts[2], counts[3], counts[4], counts[5]);
+    eprintln!(
+        "ops: pwrite {} pread {} ftruncate {} stat {} reopen {} reopen+trunc {}",
+        counts[0], counts[1], counts[2], counts[3], counts[4], counts[5]
+    );
     pairs
 }
 
@@ -169,7 +205,10 @@ fn run_ops(v: &TestVolume, plain_root: &Path, rng: &mut Rng, nops: usize, direct
 fn random_ops_match_plain_directory() {
     let seed = seed_from_env(0x5eed_cafe);
     let _g = SeedGuard(seed);
-    let nops = std::env::var("CMKFS_OPS").ok().and_then(|s| s.parse().ok()).unwrap_or(5000);
+    let nops = std::env::var("CMKFS_OPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5000);
     let mut rng = Rng::new(seed);
     let mut v = TestVolume::new();
     let plain = tempfile::tempdir().unwrap();
@@ -181,7 +220,12 @@ fn random_ops_match_plain_directory() {
         .map(|i| {
             let mnt = v.p(&format!("f{i}"));
             let plain = plain.path().join(format!("f{i}"));
-            Pair { fm: open(&mnt, false), fp: open(&plain, false), mnt, plain }
+            Pair {
+                fm: open(&mnt, false),
+                fp: open(&plain, false),
+                mnt,
+                plain,
+            }
         })
         .collect();
     compare_full(&pairs, "after remount");
@@ -193,7 +237,11 @@ fn random_ops_match_plain_directory() {
         let len = length(&mut rng) as usize;
         let want = pread(&pairs[i].fp, off, len).unwrap();
         let got = pread(&pairs[i].fm, off, len).unwrap();
-        assert_bytes_eq(&got, &want, &format!("read {k} after remount: file {i} off {off} len {len}"));
+        assert_bytes_eq(
+            &got,
+            &want,
+            &format!("read {k} after remount: file {i} off {off} len {len}"),
+        );
     }
 }
 
@@ -213,7 +261,12 @@ fn direct_io_ops_match_plain_directory() {
         .map(|i| {
             let mnt = v.p(&format!("f{i}"));
             let plain = plain.path().join(format!("f{i}"));
-            Pair { fm: open_mnt(&mnt, false, true), fp: open(&plain, false), mnt, plain }
+            Pair {
+                fm: open_mnt(&mnt, false, true),
+                fp: open(&plain, false),
+                mnt,
+                plain,
+            }
         })
         .collect();
     compare_full(&pairs, "after remount (O_DIRECT)");
@@ -239,24 +292,35 @@ fn small_unaligned_ops_match_plain_directory() {
                 let n = rng.range(1, 50) as usize;
                 let data = rng.bytes(n);
                 fp.write_all_at(&data, off).unwrap();
-                fm.write_all_at(&data, off).unwrap_or_else(|e| panic!("op {op}: pwrite {off}: {e}"));
+                fm.write_all_at(&data, off)
+                    .unwrap_or_else(|e| panic!("op {op}: pwrite {off}: {e}"));
             }
             6..=7 => {
                 fp.set_len(off).unwrap();
-                fm.set_len(off).unwrap_or_else(|e| panic!("op {op}: ftruncate {size} -> {off}: {e}"));
+                fm.set_len(off)
+                    .unwrap_or_else(|e| panic!("op {op}: ftruncate {size} -> {off}: {e}"));
             }
             _ => {
                 let len = rng.range(1, 9000) as usize;
                 let want = pread(&fp, off, len).unwrap();
-                let got = pread(&fm, off, len).unwrap_or_else(|e| panic!("op {op}: pread {off}: {e}"));
-                assert_bytes_eq(&got, &want, &format!("op {op}: pread off {off} len {len} size {size}"));
+                let got =
+                    pread(&fm, off, len).unwrap_or_else(|e| panic!("op {op}: pread {off}: {e}"));
+                assert_bytes_eq(
+                    &got,
+                    &want,
+                    &format!("op {op}: pread off {off} len {len} size {size}"),
+                );
             }
         }
     }
     drop((fm, fp));
     assert_bytes_eq(&fs::read(&pm).unwrap(), &fs::read(&pp).unwrap(), "final");
     v.remount();
-    assert_bytes_eq(&fs::read(&pm).unwrap(), &fs::read(&pp).unwrap(), "after remount");
+    assert_bytes_eq(
+        &fs::read(&pm).unwrap(),
+        &fs::read(&pp).unwrap(),
+        "after remount",
+    );
 }
 
 #[test]
@@ -281,25 +345,40 @@ fn mixed_cached_and_direct_descriptors() {
                 let len = (length(&mut rng) as usize).min(100_000);
                 let data = rng.bytes(len);
                 fp.write_all_at(&data, off).unwrap();
-                fm.write_all_at(&data, off).unwrap_or_else(|e| panic!("op {op}: pwrite fd {which} off {off}: {e}"));
+                fm.write_all_at(&data, off)
+                    .unwrap_or_else(|e| panic!("op {op}: pwrite fd {which} off {off}: {e}"));
             }
             4..=7 => {
                 let off = if size > 0 { rng.below(size) } else { 0 };
                 let len = (length(&mut rng) as usize).min(100_000);
                 let want = pread(&fp, off, len).unwrap();
-                let got = pread(fm, off, len).unwrap_or_else(|e| panic!("op {op}: pread fd {which} off {off}: {e}"));
-                assert_bytes_eq(&got, &want, &format!("op {op}: pread via fd {which} off {off} len {len} size {size}"));
+                let got = pread(fm, off, len)
+                    .unwrap_or_else(|e| panic!("op {op}: pread fd {which} off {off}: {e}"));
+                assert_bytes_eq(
+                    &got,
+                    &want,
+                    &format!("op {op}: pread via fd {which} off {off} len {len} size {size}"),
+                );
             }
             8 => {
                 let new = rng.below(1 << 20);
                 fp.set_len(new).unwrap();
-                fm.set_len(new).unwrap_or_else(|e| panic!("op {op}: ftruncate fd {which} -> {new}: {e}"));
+                fm.set_len(new)
+                    .unwrap_or_else(|e| panic!("op {op}: ftruncate fd {which} -> {new}: {e}"));
             }
             _ => {
-                assert_eq!(fm.metadata().unwrap().len(), size, "op {op}: fstat size via fd {which}");
+                assert_eq!(
+                    fm.metadata().unwrap().len(),
+                    size,
+                    "op {op}: fstat size via fd {which}"
+                );
             }
         }
     }
     drop(fms);
-    assert_bytes_eq(&fs::read(&pm).unwrap(), &fs::read(&pp).unwrap(), "final mixed content");
+    assert_bytes_eq(
+        &fs::read(&pm).unwrap(),
+        &fs::read(&pp).unwrap(),
+        "final mixed content",
+    );
 }

@@ -27,9 +27,25 @@ impl SmallDisk {
         let saved = v.root().join("saved-backing");
         run_ok(Command::new("cp").arg("-a").arg(v.backing()).arg(&saved));
         let tmpfs = v.backing();
-        run_ok(Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"]).arg(&tmpfs));
+        run_ok(
+            Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={size},mode=0755"),
+                    "tmpfs",
+                ])
+                .arg(&tmpfs),
+        );
         let mut d = SmallDisk { v: Some(v), tmpfs };
-        run_ok(Command::new("cp").arg("-a").arg("-T").arg(&saved).arg(&d.tmpfs));
+        run_ok(
+            Command::new("cp")
+                .arg("-a")
+                .arg("-T")
+                .arg(&saved)
+                .arg(&d.tmpfs),
+        );
         d.v_mut().mount();
         d
     }
@@ -64,7 +80,11 @@ fn errno_of(e: &std::io::Error) -> i32 {
 
 /// Writes `chunk`-sized pieces to `path` until a write fails; returns (bytes acknowledged, errno).
 fn fill(path: &Path, chunk: usize, rng: &mut Rng) -> (u64, i32, Vec<u8>) {
-    let mut f = OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     let mut written = Vec::new();
     loop {
         let data = rng.bytes(chunk);
@@ -72,7 +92,10 @@ fn fill(path: &Path, chunk: usize, rng: &mut Rng) -> (u64, i32, Vec<u8>) {
             Ok(n) => written.extend_from_slice(&data[..n]),
             Err(e) => return (written.len() as u64, errno_of(&e), written),
         }
-        assert!(written.len() < 64 << 20, "wrote 64 MiB to a 16 MiB tmpfs without ENOSPC");
+        assert!(
+            written.len() < 64 << 20,
+            "wrote 64 MiB to a 16 MiB tmpfs without ENOSPC"
+        );
     }
 }
 
@@ -101,7 +124,11 @@ fn full_disk_gives_enospc_damages_nothing_and_recovers() {
 
     // Fill the disk: the write fails with ENOSPC, never EIO or a short success.
     let (filled, err, _) = fill(&d.v().p("filler"), 256 * 1024, &mut rng);
-    assert_eq!(err, libc::ENOSPC, "filling the disk failed with errno {err}, not ENOSPC");
+    assert_eq!(
+        err,
+        libc::ENOSPC,
+        "filling the disk failed with errno {err}, not ENOSPC"
+    );
     eprintln!("filled {filled} bytes before ENOSPC");
     assert!(filled > 8 << 20, "only {filled} bytes fit on 16 MiB");
 
@@ -109,15 +136,24 @@ fn full_disk_gives_enospc_damages_nothing_and_recovers() {
     // The failed write of the filler was rolled back (its reserved space freed), so a smaller
     // file may still fit; if it does, it must read back intact.
     let r = fs::write(d.v().p("one-more"), vec![1u8; 64 * 1024]);
-    assert!(r.is_ok() || errno(&r) == Some(libc::ENOSPC), "write of a new file on a full disk: {r:?}");
+    assert!(
+        r.is_ok() || errno(&r) == Some(libc::ENOSPC),
+        "write of a new file on a full disk: {r:?}"
+    );
     if r.is_ok() {
         assert_eq!(fs::read(d.v().p("one-more")).unwrap(), vec![1u8; 64 * 1024]);
     }
     let r = fs::create_dir(d.v().p("newdir"));
-    assert!(r.is_ok() || errno(&r) == Some(libc::ENOSPC), "mkdir on a full disk: {r:?}");
+    assert!(
+        r.is_ok() || errno(&r) == Some(libc::ENOSPC),
+        "mkdir on a full disk: {r:?}"
+    );
     let long = d.v().p(&"L".repeat(240));
     let r = fs::write(&long, b"x");
-    assert!(r.is_ok() || errno(&r) == Some(libc::ENOSPC), "long-name create on a full disk: {r:?}");
+    assert!(
+        r.is_ok() || errno(&r) == Some(libc::ENOSPC),
+        "long-name create on a full disk: {r:?}"
+    );
     // Whatever failed, the tree still lists.
     for e in fs::read_dir(d.v().mnt()).unwrap() {
         e.unwrap();
@@ -127,11 +163,19 @@ fn full_disk_gives_enospc_damages_nothing_and_recovers() {
     // A key-store update on a full disk: succeeds, or fails cleanly.
     let ks_path = d.v().backing().join(".cmkfs/keystore.json");
     let ks_before = fs::read(&ks_path).unwrap();
-    let o = run(cmkfs().arg("key").arg("rotate").arg(d.v().mnt()).arg("--data-key"));
+    let o = run(cmkfs()
+        .arg("key")
+        .arg("rotate")
+        .arg(d.v().mnt())
+        .arg("--data-key"));
     let ks_after = fs::read(&ks_path).unwrap();
-    let ks = cmkfs::format::KeyStore::parse(&ks_after).expect("keystore.json parses after rotate on a full disk");
+    let ks = cmkfs::format::KeyStore::parse(&ks_after)
+        .expect("keystore.json parses after rotate on a full disk");
     if o.success() {
-        eprintln!("key rotate on a full disk: succeeded ({} data keys)", ks.data_keys.len());
+        eprintln!(
+            "key rotate on a full disk: succeeded ({} data keys)",
+            ks.data_keys.len()
+        );
     } else {
         let err = o.stderr.trim();
         eprintln!("key rotate on a full disk: failed: {err}");
@@ -145,7 +189,10 @@ fn full_disk_gives_enospc_damages_nothing_and_recovers() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(".tmp"))
         .collect();
-    assert!(leftovers.is_empty(), "temporary files left in .cmkfs: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "temporary files left in .cmkfs: {leftovers:?}"
+    );
     // The mount still works with whatever key is current.
     check_earlier("after rotate", &earlier);
 
@@ -155,7 +202,11 @@ fn full_disk_gives_enospc_damages_nothing_and_recovers() {
     let again = rng.bytes(2 << 20);
     fs::write(d.v().p("dir/after"), &again).expect("write after freeing space");
     assert_eq!(fs::read(d.v().p("dir/after")).unwrap(), again);
-    let o = run(cmkfs().arg("key").arg("rotate").arg(d.v().mnt()).arg("--data-key"));
+    let o = run(cmkfs()
+        .arg("key")
+        .arg("rotate")
+        .arg(d.v().mnt())
+        .arg("--data-key"));
     assert!(o.success(), "key rotate once space is back: {}", o.stderr);
     fs::write(d.v().p("dir/after-rotate"), b"new key").unwrap();
 
@@ -197,7 +248,12 @@ fn enospc_during_append_does_not_damage_stored_blocks() {
         let mut want = data.clone();
         match &r {
             Ok(()) => want.extend_from_slice(&extra),
-            Err(e) => assert_eq!(errno_of(e), libc::ENOSPC, "append to {} on a full disk: {e}", p.display()),
+            Err(e) => assert_eq!(
+                errno_of(e),
+                libc::ENOSPC,
+                "append to {} on a full disk: {e}",
+                p.display()
+            ),
         }
         acked.push(want);
     }
@@ -205,7 +261,12 @@ fn enospc_during_append_does_not_damage_stored_blocks() {
     for ((p, _), want) in files.iter().zip(&acked) {
         match fs::read(p) {
             Ok(got) if got.starts_with(want) => {}
-            Ok(got) => problems.push(format!("{} (same mount): {} bytes, want {} (prefix differs)", p.display(), got.len(), want.len())),
+            Ok(got) => problems.push(format!(
+                "{} (same mount): {} bytes, want {} (prefix differs)",
+                p.display(),
+                got.len(),
+                want.len()
+            )),
             Err(e) => problems.push(format!("{} (same mount): {e}", p.display())),
         }
     }
@@ -215,9 +276,18 @@ fn enospc_during_append_does_not_damage_stored_blocks() {
     for ((p, _), want) in files.iter().zip(&acked) {
         match fs::read(p) {
             Ok(got) if &got == want => {}
-            Ok(got) => problems.push(format!("{} (after remount): {} bytes, want {}", p.display(), got.len(), want.len())),
+            Ok(got) => problems.push(format!(
+                "{} (after remount): {} bytes, want {}",
+                p.display(),
+                got.len(),
+                want.len()
+            )),
             Err(e) => problems.push(format!("{} (after remount): {e}", p.display())),
         }
     }
-    assert!(problems.is_empty(), "stored blocks damaged by ENOSPC: {problems:#?}\nlog:\n{}", d.v().log_contents());
+    assert!(
+        problems.is_empty(),
+        "stored blocks damaged by ENOSPC: {problems:#?}\nlog:\n{}",
+        d.v().log_contents()
+    );
 }

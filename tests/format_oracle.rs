@@ -5,8 +5,8 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 
 use cmkfs::crypto::{BlockCipher, SecretKey, derive_key};
 use cmkfs::format::{BlockLayout, FileHeader, HEADER_LEN, KeyStore, block_aad};
@@ -16,7 +16,14 @@ use cmkfs::volume::{InitOptions, OpenOptions, Volume, init_volume, key_store_pat
 fn oracle_open(key: &[u8; 32], sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
     let c = Aes256Gcm::new_from_slice(key).ok()?;
     let nonce = aes_gcm::aead::Nonce::<Aes256Gcm>::try_from(&sealed[..12]).ok()?;
-    c.decrypt(&nonce, Payload { msg: &sealed[12..], aad }).ok()
+    c.decrypt(
+        &nonce,
+        Payload {
+            msg: &sealed[12..],
+            aad,
+        },
+    )
+    .ok()
 }
 
 #[test]
@@ -31,8 +38,20 @@ fn block_cipher_matches_aes_gcm_oracle() {
         sealed[12..12 + len].copy_from_slice(&plain);
         ours.seal_with_nonce(nonce, b"assoc", &mut sealed).unwrap();
         let n = aes_gcm::aead::Nonce::<Aes256Gcm>::try_from(&nonce[..]).unwrap();
-        let expect = oracle.encrypt(&n, Payload { msg: &plain, aad: b"assoc" }).unwrap();
-        assert_eq!(&sealed[12..], &expect[..], "length {len}: same key and nonce must give the same bytes");
+        let expect = oracle
+            .encrypt(
+                &n,
+                Payload {
+                    msg: &plain,
+                    aad: b"assoc",
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            &sealed[12..],
+            &expect[..],
+            "length {len}: same key and nonce must give the same bytes"
+        );
         assert_eq!(oracle_open(key.expose(), &sealed, b"assoc").unwrap(), plain);
     }
 }
@@ -42,11 +61,26 @@ fn file_written_by_volume_core_decrypts_with_oracle() {
     let dir = tempfile::tempdir().unwrap();
     let backing = dir.path().join("backing");
     let key_path = dir.path().join("sk");
-    init_volume(&backing, &InitOptions { service_key: Some(key_path.clone()), block_size: 4096, ..Default::default() }).unwrap();
-    let vol = Volume::open(&backing, ServiceKey::load(&key_path).unwrap(), &OpenOptions::default()).unwrap();
+    init_volume(
+        &backing,
+        &InitOptions {
+            service_key: Some(key_path.clone()),
+            block_size: 4096,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let vol = Volume::open(
+        &backing,
+        ServiceKey::load(&key_path).unwrap(),
+        &OpenOptions::default(),
+    )
+    .unwrap();
     let root = vol.root().unwrap();
     let plain: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-    let (f, _) = vol.create_file(&root, OsStr::new("data.bin"), 0o644, None, true).unwrap();
+    let (f, _) = vol
+        .create_file(&root, OsStr::new("data.bin"), 0o644, None, true)
+        .unwrap();
     vol.write(&f, 0, &plain).unwrap();
     assert_eq!(vol.read(&f, 0, 20_000).unwrap(), plain);
     drop(f);
@@ -73,12 +107,27 @@ fn file_written_by_volume_core_decrypts_with_oracle() {
     let blocks = layout.block_count(plain.len() as u64);
     for b in 0..blocks {
         let start = layout.block_offset(b) as usize;
-        let end = if b + 1 == blocks { ct.len() } else { layout.block_offset(b + 1) as usize };
+        let end = if b + 1 == blocks {
+            ct.len()
+        } else {
+            layout.block_offset(b + 1) as usize
+        };
         let last = b + 1 == blocks;
-        let p = oracle_open(content.expose(), &ct[start..end], &block_aad(&header.file_id, b, last))
-            .unwrap_or_else(|| panic!("block {b} does not decrypt with the oracle"));
+        let p = oracle_open(
+            content.expose(),
+            &ct[start..end],
+            &block_aad(&header.file_id, b, last),
+        )
+        .unwrap_or_else(|| panic!("block {b} does not decrypt with the oracle"));
         // The final-block flag is bound: the same block with the other flag must fail.
-        assert!(oracle_open(content.expose(), &ct[start..end], &block_aad(&header.file_id, b, !last)).is_none());
+        assert!(
+            oracle_open(
+                content.expose(),
+                &ct[start..end],
+                &block_aad(&header.file_id, b, !last)
+            )
+            .is_none()
+        );
         out.extend_from_slice(&p);
     }
     assert_eq!(out, plain);
@@ -89,12 +138,29 @@ fn file_written_by_volume_core_decrypts_with_oracle() {
 fn wrong_service_key_is_refused_before_use() {
     let dir = tempfile::tempdir().unwrap();
     let backing = dir.path().join("b");
-    init_volume(&backing, &InitOptions { service_key: Some(dir.path().join("k1")), block_size: 4096, ..Default::default() }).unwrap();
+    init_volume(
+        &backing,
+        &InitOptions {
+            service_key: Some(dir.path().join("k1")),
+            block_size: 4096,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let other = dir.path().join("k2");
     ServiceKey::create(&other).unwrap();
-    let err = Volume::open(&backing, ServiceKey::load(&other).unwrap(), &OpenOptions::default()).err().unwrap();
+    let err = Volume::open(
+        &backing,
+        ServiceKey::load(&other).unwrap(),
+        &OpenOptions::default(),
+    )
+    .err()
+    .unwrap();
     let msg = err.to_string();
-    assert!(msg.contains("k2") && msg.contains("not the key of this volume"), "{msg}");
+    assert!(
+        msg.contains("k2") && msg.contains("not the key of this volume"),
+        "{msg}"
+    );
     fs::set_permissions(&other, fs::Permissions::from_mode(0o644)).unwrap();
     assert!(ServiceKey::load(&other).is_err());
 }
@@ -104,10 +170,25 @@ fn truncate_and_holes_through_volume_core() {
     let dir = tempfile::tempdir().unwrap();
     let backing = dir.path().join("b");
     let key = dir.path().join("k");
-    init_volume(&backing, &InitOptions { service_key: Some(key.clone()), block_size: 4096, ..Default::default() }).unwrap();
-    let vol = Volume::open(&backing, ServiceKey::load(&key).unwrap(), &OpenOptions::default()).unwrap();
+    init_volume(
+        &backing,
+        &InitOptions {
+            service_key: Some(key.clone()),
+            block_size: 4096,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let vol = Volume::open(
+        &backing,
+        ServiceKey::load(&key).unwrap(),
+        &OpenOptions::default(),
+    )
+    .unwrap();
     let root = vol.root().unwrap();
-    let (f, _) = vol.create_file(&root, OsStr::new("f"), 0o600, None, true).unwrap();
+    let (f, _) = vol
+        .create_file(&root, OsStr::new("f"), 0o600, None, true)
+        .unwrap();
     vol.write(&f, 10_000, b"tail").unwrap();
     let all = vol.read(&f, 0, 20_000).unwrap();
     assert_eq!(all.len(), 10_004);

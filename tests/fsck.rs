@@ -79,9 +79,15 @@ struct Vol {
 
 impl Vol {
     fn new() -> Vol {
-        let dir = tempfile::Builder::new().prefix("cmkfs-fsck-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("cmkfs-fsck-")
+            .tempdir()
+            .unwrap();
         fs::create_dir(dir.path().join("mnt")).unwrap();
-        let v = Vol { dir, mounted: false };
+        let v = Vol {
+            dir,
+            mounted: false,
+        };
         let o = cmkfs(args!["init", v.backing(), "--service-key", v.key()]);
         assert_eq!(o.code, 0, "init: {}", o.stderr);
         v
@@ -99,7 +105,13 @@ impl Vol {
         self.mnt().join(rel)
     }
     fn mount(&mut self) {
-        let o = cmkfs(args!["mount", self.backing(), self.mnt(), "--service-key", self.key()]);
+        let o = cmkfs(args![
+            "mount",
+            self.backing(),
+            self.mnt(),
+            "--service-key",
+            self.key()
+        ]);
         assert_eq!(o.code, 0, "mount: {}", o.stderr);
         assert!(is_mounted(&self.mnt()));
         self.mounted = true;
@@ -110,7 +122,12 @@ impl Vol {
         self.mounted = false;
     }
     fn fsck(&self, extra: &[&str]) -> Out {
-        let mut a: Vec<std::ffi::OsString> = vec!["fsck".into(), self.backing().into(), "--service-key".into(), self.key().into()];
+        let mut a: Vec<std::ffi::OsString> = vec![
+            "fsck".into(),
+            self.backing().into(),
+            "--service-key".into(),
+            self.key().into(),
+        ];
         a.extend(extra.iter().map(|s| s.into()));
         let refs: Vec<&std::ffi::OsStr> = a.iter().map(|s| s.as_os_str()).collect();
         cmkfs(&refs)
@@ -119,8 +136,12 @@ impl Vol {
         let mut e = vec!["--json"];
         e.extend_from_slice(extra);
         let o = self.fsck(&e);
-        let v: Value = serde_json::from_str(&o.stdout)
-            .unwrap_or_else(|err| panic!("fsck --json printed no JSON ({err}):\n{}\nstderr: {}", o.stdout, o.stderr));
+        let v: Value = serde_json::from_str(&o.stdout).unwrap_or_else(|err| {
+            panic!(
+                "fsck --json printed no JSON ({err}):\n{}\nstderr: {}",
+                o.stdout, o.stderr
+            )
+        });
         assert_eq!(v["exit_code"].as_i64(), Some(o.code as i64), "{v}");
         (o.code, v)
     }
@@ -131,7 +152,11 @@ impl Drop for Vol {
         if self.mounted || is_mounted(&self.mnt()) {
             let _ = cmkfs(args!["umount", self.mnt()]);
             if is_mounted(&self.mnt()) {
-                let _ = Command::new("fusermount3").arg("-u").arg("-z").arg(self.mnt()).status();
+                let _ = Command::new("fusermount3")
+                    .arg("-u")
+                    .arg("-z")
+                    .arg(self.mnt())
+                    .status();
             }
         }
     }
@@ -180,12 +205,31 @@ fn populated() -> (Vol, Layout) {
         .map(|e| e.unwrap().path())
         .find(|p| p.is_dir() && !p.file_name().unwrap().to_string_lossy().starts_with('.'))
         .expect("backing dir of d");
-    let entries: Vec<PathBuf> = fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()).collect();
+    let entries: Vec<PathBuf> = fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     let name = |p: &PathBuf| p.file_name().unwrap().to_string_lossy().into_owned();
-    let victim = entries.iter().find(|p| p.symlink_metadata().unwrap().len() == VICTIM_LEN).unwrap().clone();
-    let long = entries.iter().find(|p| name(p).starts_with(".L")).unwrap().clone();
-    let long_side = entries.iter().find(|p| name(p).starts_with(".N")).unwrap().clone();
-    let link = entries.iter().find(|p| p.symlink_metadata().unwrap().file_type().is_symlink()).unwrap().clone();
+    let victim = entries
+        .iter()
+        .find(|p| p.symlink_metadata().unwrap().len() == VICTIM_LEN)
+        .unwrap()
+        .clone();
+    let long = entries
+        .iter()
+        .find(|p| name(p).starts_with(".L"))
+        .unwrap()
+        .clone();
+    let long_side = entries
+        .iter()
+        .find(|p| name(p).starts_with(".N"))
+        .unwrap()
+        .clone();
+    let link = entries
+        .iter()
+        .find(|p| p.symlink_metadata().unwrap().file_type().is_symlink())
+        .unwrap()
+        .clone();
     let good = entries
         .iter()
         .find(|p| {
@@ -194,11 +238,25 @@ fn populated() -> (Vol, Layout) {
         })
         .unwrap()
         .clone();
-    (v, Layout { d, victim, good, long, long_side, link })
+    (
+        v,
+        Layout {
+            d,
+            victim,
+            good,
+            long,
+            long_side,
+            link,
+        },
+    )
 }
 
 fn flip_byte(p: &Path, off: u64) {
-    let f = fs::OpenOptions::new().read(true).write(true).open(p).unwrap();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p)
+        .unwrap();
     let mut b = [0u8];
     f.read_exact_at(&mut b, off).unwrap();
     b[0] ^= 0x40;
@@ -219,21 +277,30 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, u64, Vec<u8>)> {
             let content = if m.is_file() {
                 fs::read(&p).unwrap()
             } else if m.file_type().is_symlink() {
-                fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes()
+                fs::read_link(&p)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes()
             } else {
                 Vec::new()
             };
             if m.is_dir() {
                 stack.push(p.clone());
             }
-            out.insert(p.strip_prefix(root).unwrap().to_path_buf(), (m.mode(), m.ino(), content));
+            out.insert(
+                p.strip_prefix(root).unwrap().to_path_buf(),
+                (m.mode(), m.ino(), content),
+            );
         }
     }
     out
 }
 
 fn rel(v: &Vol, p: &Path) -> String {
-    p.strip_prefix(v.backing()).unwrap().to_string_lossy().into_owned()
+    p.strip_prefix(v.backing())
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn problems(j: &Value) -> &Vec<Value> {
@@ -244,7 +311,12 @@ fn find_problem<'a>(j: &'a Value, code: &str, backing_path: &str) -> &'a Value {
     problems(j)
         .iter()
         .find(|p| p["code"] == code && p["backing_path"] == backing_path)
-        .unwrap_or_else(|| panic!("no {code} problem for {backing_path} in:\n{:#}", j["problems"]))
+        .unwrap_or_else(|| {
+            panic!(
+                "no {code} problem for {backing_path} in:\n{:#}",
+                j["problems"]
+            )
+        })
 }
 
 #[test]
@@ -271,7 +343,11 @@ fn clean_volume_is_clean_and_fsck_writes_nothing() {
     assert_eq!(keys[0]["wrapped_by"][0]["type"], "service");
     // 3 directory ids, 5 file headers, 1 symlink target.
     assert_eq!(keys[0]["used_by"], 3 + 5 + 1, "{keys:?}");
-    assert_eq!(snapshot(&v.backing()), before, "fsck must not change the backing directory");
+    assert_eq!(
+        snapshot(&v.backing()),
+        before,
+        "fsck must not change the backing directory"
+    );
 
     // A mounted volume is checked read-only, while in use; --quarantine is refused.
     v.mount();
@@ -280,7 +356,11 @@ fn clean_volume_is_clean_and_fsck_writes_nothing() {
     let q = v.dir.path().join("q");
     let o = v.fsck(&["--quarantine", q.to_str().unwrap()]);
     assert_eq!(o.code, 2, "{}", o.stderr);
-    assert!(o.stderr.contains("already mounted") && o.stderr.contains("unmount"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("already mounted") && o.stderr.contains("unmount"),
+        "{}",
+        o.stderr
+    );
     assert!(!q.exists(), "nothing is created when the check cannot run");
     assert_eq!(fs::read(v.p("d/good")).unwrap(), b"an undamaged file");
     v.umount();
@@ -293,7 +373,11 @@ fn flipped_byte_in_block_1_is_reported_with_path_and_block() {
     flip_byte(&l.victim, HEADER + SEALED + 100);
     let o = v.fsck(&[]);
     assert_eq!(o.code, 1, "stdout:\n{}\nstderr:\n{}", o.stdout, o.stderr);
-    let line = o.stdout.lines().find(|l| l.contains("/d/victim")).unwrap_or_else(|| panic!("{}", o.stdout));
+    let line = o
+        .stdout
+        .lines()
+        .find(|l| l.contains("/d/victim"))
+        .unwrap_or_else(|| panic!("{}", o.stdout));
     assert!(line.contains("block 1 ") && line.contains("of 5"), "{line}");
     let (code, j) = v.fsck_json(&[]);
     assert_eq!(code, 1);
@@ -301,7 +385,12 @@ fn flipped_byte_in_block_1_is_reported_with_path_and_block() {
     let p = find_problem(&j, "bad_blocks", &rel(&v, &l.victim));
     assert_eq!(p["path"], "/d/victim");
     assert_eq!(p["blocks"], serde_json::json!([1]));
-    assert_eq!(problems(&j).len(), 1, "only the victim is damaged: {:#}", j["problems"]);
+    assert_eq!(
+        problems(&j).len(),
+        1,
+        "only the victim is damaged: {:#}",
+        j["problems"]
+    );
     assert_eq!(j["summary"]["bad_blocks"], 1);
 }
 
@@ -318,7 +407,10 @@ fn corrupted_name_is_reported() {
     assert_eq!(code, 1);
     let p = find_problem(&j, "name", &rel(&v, &renamed));
     assert!(p["path"].is_null(), "{p}");
-    assert!(p["message"].as_str().unwrap().contains("does not decrypt"), "{p}");
+    assert!(
+        p["message"].as_str().unwrap().contains("does not decrypt"),
+        "{p}"
+    );
     // Its content is still checked (and fine).
     assert_eq!(j["summary"]["bad_blocks"], 0);
     let o = v.fsck(&[]);
@@ -351,7 +443,13 @@ fn orphan_side_file_and_leftovers_are_reported() {
     find_problem(&j, "orphan", &format!("{}/.tmp.mkdir.y", rel(&v, &l.d)));
     find_problem(&j, "orphan_side_file", &rel(&v, &l.long_side));
     let o = v.fsck(&[]);
-    assert!(o.stdout.lines().any(|l| l.contains(".tmp.mkdir.x") && l.contains("orphan")), "{}", o.stdout);
+    assert!(
+        o.stdout
+            .lines()
+            .any(|l| l.contains(".tmp.mkdir.x") && l.contains("orphan")),
+        "{}",
+        o.stdout
+    );
     // Reported, never removed.
     assert!(v.backing().join(".tmp.mkdir.x").is_dir());
     assert!(l.long_side.exists());
@@ -365,7 +463,11 @@ fn damaged_header_length_and_symlink_are_reported() {
     let len = f.metadata().unwrap().len();
     f.set_len(len - (17 + 28) + 10).unwrap(); // tail of 10 bytes: invalid
     fs::remove_file(&l.link).unwrap();
-    std::os::unix::fs::symlink("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", &l.link).unwrap();
+    std::os::unix::fs::symlink(
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        &l.link,
+    )
+    .unwrap();
     let (code, j) = v.fsck_json(&[]);
     assert_eq!(code, 1);
     find_problem(&j, "header", &rel(&v, &l.good));
@@ -381,18 +483,34 @@ fn wrong_key_or_no_volume_cannot_be_checked() {
     let other = Vol::new();
     let o = cmkfs(args!["fsck", v.backing(), "--service-key", other.key()]);
     assert_eq!(o.code, 2, "stdout:\n{}\nstderr:\n{}", o.stdout, o.stderr);
-    assert!(o.stderr.contains("not the key of this volume"), "{}", o.stderr);
-    let o = cmkfs(args!["fsck", v.backing(), "--service-key", other.key(), "--json"]);
+    assert!(
+        o.stderr.contains("not the key of this volume"),
+        "{}",
+        o.stderr
+    );
+    let o = cmkfs(args![
+        "fsck",
+        v.backing(),
+        "--service-key",
+        other.key(),
+        "--json"
+    ]);
     assert_eq!(o.code, 2);
     let j: Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(j["exit_code"], 2);
     assert!(j["error"].as_str().unwrap().contains("not the key"), "{j}");
-    let o = cmkfs(args!["fsck", v.dir.path().join("nowhere"), "--service-key", v.key()]);
+    let o = cmkfs(args![
+        "fsck",
+        v.dir.path().join("nowhere"),
+        "--service-key",
+        v.key()
+    ]);
     assert_eq!(o.code, 2, "{}", o.stderr);
     // A key store record that no longer unwraps (the current key must: open fails).
     let ks = v.backing().join(".cmkfs/keystore.json");
     let mut store: Value = serde_json::from_slice(&fs::read(&ks).unwrap()).unwrap();
-    store["data_keys"][0]["wrapped"] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==".into();
+    store["data_keys"][0]["wrapped"] =
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==".into();
     fs::write(&ks, serde_json::to_vec(&store).unwrap()).unwrap();
     assert_eq!(v.fsck(&[]).code, 2);
 }
@@ -426,7 +544,10 @@ fn quarantine_moves_only_the_damaged_files() {
     let gone: Vec<&PathBuf> = before.keys().filter(|k| !after.contains_key(*k)).collect();
     let mut expect = vec![rel(&v, &l.victim), rel(&v, &l.long), rel(&v, &l.long_side)];
     expect.sort();
-    let mut gone_s: Vec<String> = gone.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let mut gone_s: Vec<String> = gone
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     gone_s.sort();
     assert_eq!(gone_s, expect);
     for (k, val) in &after {
@@ -434,16 +555,23 @@ fn quarantine_moves_only_the_damaged_files() {
     }
 
     // They sit in DIR at their backing paths, unchanged, with a note.
-    for (src, plain, block) in [(&l.victim, "/d/victim", 1), (&l.long, &*format!("/d/{LONG}"), 2)] {
+    for (src, plain, block) in [
+        (&l.victim, "/d/victim", 1),
+        (&l.long, &*format!("/d/{LONG}"), 2),
+    ] {
         let r = rel(&v, src);
         let dst = q.join(&r);
         assert_eq!(fs::read(&dst).unwrap(), before[Path::new(&r)].2, "{r}");
-        let note: Value = serde_json::from_slice(&fs::read(q.join(format!("{r}.json"))).unwrap()).unwrap();
+        let note: Value =
+            serde_json::from_slice(&fs::read(q.join(format!("{r}.json"))).unwrap()).unwrap();
         assert_eq!(note["path"], plain);
         assert_eq!(note["bad_blocks"], serde_json::json!([block]));
         assert_eq!(note["backing_path"], r);
     }
-    assert_eq!(fs::read(q.join(rel(&v, &l.long_side))).unwrap(), before[Path::new(&rel(&v, &l.long_side))].2);
+    assert_eq!(
+        fs::read(q.join(rel(&v, &l.long_side))).unwrap(),
+        before[Path::new(&rel(&v, &l.long_side))].2
+    );
 
     // The rest is clean and mounts with its content.
     let (code, j) = v.fsck_json(&[]);
@@ -453,8 +581,14 @@ fn quarantine_moves_only_the_damaged_files() {
     assert_eq!(fs::read(v.p("top.txt")).unwrap(), b"top level file");
     assert_eq!(fs::read(v.p("d/good")).unwrap(), b"an undamaged file");
     assert_eq!(fs::read(v.p("d/sub/deep.txt")).unwrap(), b"deep");
-    assert_eq!(fs::read_link(v.p("d/link")).unwrap(), Path::new("/some/target"));
-    let mut names: Vec<String> = fs::read_dir(v.p("d")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(
+        fs::read_link(v.p("d/link")).unwrap(),
+        Path::new("/some/target")
+    );
+    let mut names: Vec<String> = fs::read_dir(v.p("d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     assert_eq!(names, ["good", "link", "sub"]);
     v.umount();
@@ -464,13 +598,17 @@ fn quarantine_moves_only_the_damaged_files() {
     let o = cmkfs(args!["fsck", q, "--service-key", v.key(), "--json"]);
     let jq: Value = serde_json::from_str(&o.stdout).unwrap();
     find_problem(&jq, "bad_blocks", &rel(&v, &l.victim));
-    assert_eq!(find_problem(&jq, "bad_blocks", &rel(&v, &l.long))["path"], format!("/d/{LONG}"));
+    assert_eq!(
+        find_problem(&jq, "bad_blocks", &rel(&v, &l.long))["path"],
+        format!("/d/{LONG}")
+    );
 }
 
 #[test]
 fn quarantine_across_filesystems_copies_then_removes() {
     let shm = Path::new("/dev/shm");
-    let same_fs = |a: &Path, b: &Path| fs::metadata(a).unwrap().dev() == fs::metadata(b).unwrap().dev();
+    let same_fs =
+        |a: &Path, b: &Path| fs::metadata(a).unwrap().dev() == fs::metadata(b).unwrap().dev();
     let (v, l) = populated();
     if !shm.is_dir() || same_fs(shm, &v.backing()) {
         eprintln!("skipped: no second filesystem at /dev/shm");
@@ -479,11 +617,18 @@ fn quarantine_across_filesystems_copies_then_removes() {
     flip_byte(&l.victim, HEADER + 4 * SEALED + 1);
     let content = fs::read(&l.victim).unwrap();
     let mode = fs::metadata(&l.victim).unwrap().mode();
-    let q = tempfile::Builder::new().prefix("cmkfs-fsck-q-").tempdir_in(shm).unwrap();
+    let q = tempfile::Builder::new()
+        .prefix("cmkfs-fsck-q-")
+        .tempdir_in(shm)
+        .unwrap();
     let qd = q.path().join("q");
     let (code, j) = v.fsck_json(&["--quarantine", qd.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert_eq!(j["quarantine"]["moved"].as_array().unwrap().len(), 1, "{j:#}");
+    assert_eq!(
+        j["quarantine"]["moved"].as_array().unwrap().len(),
+        1,
+        "{j:#}"
+    );
     assert!(!l.victim.exists());
     let dst = qd.join(rel(&v, &l.victim));
     assert_eq!(fs::read(&dst).unwrap(), content);
@@ -518,5 +663,8 @@ fn directory_ids_and_key_references_are_checked() {
     assert_eq!(p["path"], "/top.txt");
     assert_eq!(p["key"], serde_json::json!({ "scope": 0, "epoch": 7 }));
     assert_eq!(problems(&j).len(), 2, "{:#}", j["problems"]);
-    assert_eq!(j["summary"]["files"], 5, "deep.txt is still counted and checked");
+    assert_eq!(
+        j["summary"]["files"], 5,
+        "deep.txt is still counted and checked"
+    );
 }

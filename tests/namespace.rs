@@ -16,25 +16,42 @@ fn inode_reached_after_parent_rename() {
     fs::write(v.p("x/y/z"), b"deep file").unwrap();
     // warm the kernel's dentry/attr caches, then rename an ancestor
     let ino = fs::metadata(v.p("x/y/z")).unwrap().ino();
-    let held = OpenOptions::new().read(true).write(true).open(v.p("x/y/z")).unwrap();
+    let held = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(v.p("x/y/z"))
+        .unwrap();
     fs::rename(v.p("x"), v.p("w")).unwrap();
-    assert_eq!(fs::read(v.p("w/y/z")).unwrap(), b"deep file", "read via new path right after rename");
+    assert_eq!(
+        fs::read(v.p("w/y/z")).unwrap(),
+        b"deep file",
+        "read via new path right after rename"
+    );
     assert_eq!(fs::metadata(v.p("w/y/z")).unwrap().ino(), ino);
     assert_eq!(errno(&fs::metadata(v.p("x/y/z"))), Some(libc::ENOENT));
     // the descriptor opened before the rename keeps working, for data and metadata
     held.write_all_at(b"DEEP", 0).unwrap();
     held.set_len(20).unwrap();
     assert_eq!(held.metadata().unwrap().len(), 20);
-    assert_eq!(fs::read(v.p("w/y/z")).unwrap(), b"DEEP file\0\0\0\0\0\0\0\0\0\0\0");
+    assert_eq!(
+        fs::read(v.p("w/y/z")).unwrap(),
+        b"DEEP file\0\0\0\0\0\0\0\0\0\0\0"
+    );
     // new entries created in the renamed directory land in the right place
     fs::write(v.p("w/y/new"), b"n").unwrap();
     fs::rename(v.p("w/y"), v.p("top")).unwrap();
-    let mut names: Vec<String> = fs::read_dir(v.p("top")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> = fs::read_dir(v.p("top"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names, ["new", "z"]);
     drop(held);
     v.remount();
-    assert_eq!(fs::read(v.p("top/z")).unwrap(), b"DEEP file\0\0\0\0\0\0\0\0\0\0\0");
+    assert_eq!(
+        fs::read(v.p("top/z")).unwrap(),
+        b"DEEP file\0\0\0\0\0\0\0\0\0\0\0"
+    );
     assert_eq!(fs::read(v.p("top/new")).unwrap(), b"n");
     assert_eq!(fs::read_dir(v.p("w")).unwrap().count(), 0);
 }
@@ -48,23 +65,37 @@ fn hard_link_survives_unlink_of_other_name() {
     fs::create_dir(v.p("sub")).unwrap();
     fs::hard_link(v.p("orig"), v.p("sub/link2")).unwrap();
     fs::remove_file(v.p("sub/link2")).unwrap();
-    let m = fs::metadata(v.p("orig")).expect("stat of remaining name right after unlinking the other");
+    let m =
+        fs::metadata(v.p("orig")).expect("stat of remaining name right after unlinking the other");
     assert_eq!(m.nlink(), 1);
-    assert_eq!(fs::read(v.p("orig")).expect("open of remaining name"), b"shared");
+    assert_eq!(
+        fs::read(v.p("orig")).expect("open of remaining name"),
+        b"shared"
+    );
     // and the same with a rename of one link
     fs::hard_link(v.p("orig"), v.p("sub/l3")).unwrap();
     fs::rename(v.p("sub/l3"), v.p("sub/l4")).unwrap();
-    assert_eq!(fs::read(v.p("orig")).expect("open orig after renaming the other link"), b"shared");
+    assert_eq!(
+        fs::read(v.p("orig")).expect("open orig after renaming the other link"),
+        b"shared"
+    );
     assert_eq!(fs::read(v.p("sub/l4")).unwrap(), b"shared");
     fs::remove_file(v.p("sub/l4")).unwrap();
-    assert_eq!(fs::read(v.p("orig")).expect("open orig after unlinking the renamed link"), b"shared");
+    assert_eq!(
+        fs::read(v.p("orig")).expect("open orig after unlinking the renamed link"),
+        b"shared"
+    );
     // rename onto another link of the same inode is a no-op: both names stay
     fs::hard_link(v.p("orig"), v.p("twin")).unwrap();
     fs::rename(v.p("orig"), v.p("twin")).unwrap();
     assert_eq!(fs::read(v.p("orig")).unwrap(), b"shared");
     assert_eq!(fs::read(v.p("twin")).unwrap(), b"shared");
     // O_TRUNC through one name empties the other
-    OpenOptions::new().write(true).truncate(true).open(v.p("twin")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(v.p("twin"))
+        .unwrap();
     assert_eq!(fs::read(v.p("orig")).unwrap(), b"");
 }
 
@@ -72,7 +103,11 @@ fn hard_link_survives_unlink_of_other_name() {
 fn unlinked_open_file_and_name_reuse() {
     let v = TestVolume::new();
     fs::write(v.p("f"), b"old content").unwrap();
-    let mut old = OpenOptions::new().read(true).write(true).open(v.p("f")).unwrap();
+    let mut old = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(v.p("f"))
+        .unwrap();
     fs::remove_file(v.p("f")).unwrap();
     fs::write(v.p("f"), b"new").unwrap();
     // the old descriptor still reads and writes the old (unlinked) file
@@ -86,10 +121,17 @@ fn unlinked_open_file_and_name_reuse() {
     s.clear();
     old.read_to_string(&mut s).unwrap();
     assert_eq!(s, "OLD c");
-    assert_eq!(fs::read(v.p("f")).unwrap(), b"new", "new file under the reused name");
+    assert_eq!(
+        fs::read(v.p("f")).unwrap(),
+        b"new",
+        "new file under the reused name"
+    );
     drop(old);
     assert_eq!(fs::read(v.p("f")).unwrap(), b"new");
-    let names: Vec<_> = fs::read_dir(v.mnt()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = fs::read_dir(v.mnt())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, ["f"]);
 }
 
@@ -99,20 +141,37 @@ fn long_names_listing_and_side_files() {
     fs::create_dir(v.p("d")).unwrap();
     let bdir = new_entry(&v.backing(), &[]);
     // names of 150..=255 bytes: their encodings exceed 255 and need .L/.N side files
-    let names: Vec<String> = (0..300).map(|i| format!("{i:04}-{}", "long".repeat(70))[..(150 + i % 106)].to_string()).collect();
+    let names: Vec<String> = (0..300)
+        .map(|i| format!("{i:04}-{}", "long".repeat(70))[..(150 + i % 106)].to_string())
+        .collect();
     for n in &names {
         fs::write(v.p("d").join(n), n.as_bytes()).unwrap();
     }
     let list = |v: &TestVolume| {
-        let mut got: Vec<String> = fs::read_dir(v.p("d")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut got: Vec<String> = fs::read_dir(v.p("d"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         got.sort();
         got
     };
     let mut want = names.clone();
     want.sort();
     assert_eq!(list(&v), want);
-    let long_entries = fs::read_dir(&bdir).unwrap().filter(|e| e.as_ref().unwrap().file_name().as_bytes().starts_with(b".L")).count();
-    assert!(long_entries > 0, "no .L entries in the backing dir for long names");
+    let long_entries = fs::read_dir(&bdir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .as_bytes()
+                .starts_with(b".L")
+        })
+        .count();
+    assert!(
+        long_entries > 0,
+        "no .L entries in the backing dir for long names"
+    );
     // rename long -> long, long -> short, short -> long, unlink long
     fs::rename(v.p("d").join(&names[0]), v.p("d").join(&names[1])).unwrap();
     fs::rename(v.p("d").join(&names[2]), v.p("d/short")).unwrap();
@@ -123,13 +182,22 @@ fn long_names_listing_and_side_files() {
     v.remount();
     let got = list(&v);
     assert!(!got.contains(&names[0]) && got.contains(&names[1]) && !got.contains(&names[2]));
-    assert!(!got.contains(&names[4]) && got.contains(&renamed) && got.contains(&"short".to_string()));
+    assert!(
+        !got.contains(&names[4]) && got.contains(&renamed) && got.contains(&"short".to_string())
+    );
     assert_eq!(got.len(), 300 - 2 + 1, "entry count");
-    assert_eq!(fs::read(v.p("d").join(&names[1])).unwrap(), names[0].as_bytes());
+    assert_eq!(
+        fs::read(v.p("d").join(&names[1])).unwrap(),
+        names[0].as_bytes()
+    );
     assert_eq!(fs::read(v.p("d/short")).unwrap(), names[2].as_bytes());
     assert_eq!(fs::read(v.p("d").join(&renamed)).unwrap(), b"s2");
     for n in &names[5..] {
-        assert_eq!(fs::read(v.p("d").join(n)).unwrap(), n.as_bytes(), "content of {n}");
+        assert_eq!(
+            fs::read(v.p("d").join(n)).unwrap(),
+            n.as_bytes(),
+            "content of {n}"
+        );
     }
 }
 
@@ -157,7 +225,10 @@ fn deletes_leave_no_backing_garbage() {
     v.umount();
     let after: Vec<_> = walk(&v.backing());
     let extra: Vec<_> = after.iter().filter(|p| !before.contains(p)).collect();
-    assert!(extra.is_empty(), "backing entries left after deleting everything: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "backing entries left after deleting everything: {extra:?}"
+    );
 }
 
 #[test]
@@ -165,34 +236,82 @@ fn directory_times_and_create_modes() {
     let v = TestVolume::new();
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     fs::create_dir(v.p("d")).unwrap();
-    let old = libc::timespec { tv_sec: 1_000_000_000, tv_nsec: 0 };
+    let old = libc::timespec {
+        tv_sec: 1_000_000_000,
+        tv_nsec: 0,
+    };
     let c = cstr(&v.p("d"));
     cvt(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [old, old].as_ptr(), 0) }).unwrap();
     fs::write(v.p("d/new"), b"x").unwrap();
     let m = fs::metadata(v.p("d")).unwrap();
-    assert!(m.mtime() > 1_000_000_000, "directory mtime not updated by a create in it");
+    assert!(
+        m.mtime() > 1_000_000_000,
+        "directory mtime not updated by a create in it"
+    );
     // UTIME_OMIT keeps, UTIME_NOW sets
     let f = cstr(&v.p("d/new"));
-    let set = libc::timespec { tv_sec: 1_234_567_890, tv_nsec: 5 };
+    let set = libc::timespec {
+        tv_sec: 1_234_567_890,
+        tv_nsec: 5,
+    };
     cvt(unsafe { libc::utimensat(libc::AT_FDCWD, f.as_ptr(), [set, set].as_ptr(), 0) }).unwrap();
-    let omit_now = [libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT }, libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW }];
+    let omit_now = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+    ];
     cvt(unsafe { libc::utimensat(libc::AT_FDCWD, f.as_ptr(), omit_now.as_ptr(), 0) }).unwrap();
     let m = fs::metadata(v.p("d/new")).unwrap();
-    assert_eq!((m.atime(), m.atime_nsec()), (1_234_567_890, 5), "UTIME_OMIT changed atime");
-    assert!(m.mtime() > 1_700_000_000, "UTIME_NOW did not set mtime: {}", m.mtime());
+    assert_eq!(
+        (m.atime(), m.atime_nsec()),
+        (1_234_567_890, 5),
+        "UTIME_OMIT changed atime"
+    );
+    assert!(
+        m.mtime() > 1_700_000_000,
+        "UTIME_NOW did not set mtime: {}",
+        m.mtime()
+    );
     // creation modes honour the requested mode (umask of this process applies)
     let umask = unsafe { libc::umask(0o022) };
     unsafe { libc::umask(umask) };
-    OpenOptions::new().write(true).create(true).mode(0o604).open(v.p("m604")).unwrap();
-    fs::DirBuilder::new().mode(0o751).create(v.p("d751")).unwrap();
-    assert_eq!(fs::metadata(v.p("m604")).unwrap().mode() & 0o777, 0o604 & !umask);
-    assert_eq!(fs::metadata(v.p("d751")).unwrap().mode() & 0o777, 0o751 & !umask);
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(0o604)
+        .open(v.p("m604"))
+        .unwrap();
+    fs::DirBuilder::new()
+        .mode(0o751)
+        .create(v.p("d751"))
+        .unwrap();
+    assert_eq!(
+        fs::metadata(v.p("m604")).unwrap().mode() & 0o777,
+        0o604 & !umask
+    );
+    assert_eq!(
+        fs::metadata(v.p("d751")).unwrap().mode() & 0o777,
+        0o751 & !umask
+    );
     // special bits survive chmod (as root: setuid/setgid are not dropped)
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(v.p("d751"), fs::Permissions::from_mode(0o1777)).unwrap();
     fs::set_permissions(v.p("m604"), fs::Permissions::from_mode(0o6755)).unwrap();
-    assert_eq!(fs::metadata(v.p("d751")).unwrap().mode() & 0o7777, 0o1777, "sticky dir mode");
-    assert_eq!(fs::metadata(v.p("m604")).unwrap().mode() & 0o7777, 0o6755, "setuid/setgid file mode");
+    assert_eq!(
+        fs::metadata(v.p("d751")).unwrap().mode() & 0o7777,
+        0o1777,
+        "sticky dir mode"
+    );
+    assert_eq!(
+        fs::metadata(v.p("m604")).unwrap().mode() & 0o7777,
+        0o6755,
+        "setuid/setgid file mode"
+    );
 }
 
 #[test]
@@ -226,14 +345,37 @@ fn readdir_stable_while_deleting() {
     for n in &seen {
         *counts.entry(n.as_str()).or_insert(0) += 1;
     }
-    let missing: Vec<&String> = all.iter().filter(|n| !counts.contains_key(n.as_str())).collect();
-    let dups: Vec<(&&str, &i32)> = counts.iter().filter(|(n, c)| **c > 1 && !n.starts_with("added-")).collect();
-    assert!(missing.is_empty(), "{} entries never returned by the scan, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
-    assert!(dups.is_empty(), "entries returned twice: {:?}", &dups[..dups.len().min(5)]);
+    let missing: Vec<&String> = all
+        .iter()
+        .filter(|n| !counts.contains_key(n.as_str()))
+        .collect();
+    let dups: Vec<(&&str, &i32)> = counts
+        .iter()
+        .filter(|(n, c)| **c > 1 && !n.starts_with("added-"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} entries never returned by the scan, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert!(
+        dups.is_empty(),
+        "entries returned twice: {:?}",
+        &dups[..dups.len().min(5)]
+    );
     // and a fresh listing is exact
-    let mut now: Vec<String> = fs::read_dir(v.p("d")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut now: Vec<String> = fs::read_dir(v.p("d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     now.sort();
-    let mut want: Vec<String> = all.iter().filter(|n| !removed.contains(n)).cloned().chain((0..100).map(|i| format!("added-{i}"))).collect();
+    let mut want: Vec<String> = all
+        .iter()
+        .filter(|n| !removed.contains(n))
+        .cloned()
+        .chain((0..100).map(|i| format!("added-{i}")))
+        .collect();
     want.sort();
     assert_eq!(now, want);
 }
@@ -243,8 +385,24 @@ fn odd_names_round_trip() {
     // Names that look like backing metadata or need escaping are ordinary plaintext names.
     let mut v = TestVolume::new();
     let names = [
-        ".cmkfs", ".cmkfs.dirid", ".Labc", ".Nabc", ".hidden", "..dots", "...", "-", " ", "a b",
-        "with\nnewline", "tab\there", "back\\slash", "ünïcödé", "😀", "\u{1}ctl", "=", "a=b+c",
+        ".cmkfs",
+        ".cmkfs.dirid",
+        ".Labc",
+        ".Nabc",
+        ".hidden",
+        "..dots",
+        "...",
+        "-",
+        " ",
+        "a b",
+        "with\nnewline",
+        "tab\there",
+        "back\\slash",
+        "ünïcödé",
+        "😀",
+        "\u{1}ctl",
+        "=",
+        "a=b+c",
     ];
     for (i, n) in names.iter().enumerate() {
         fs::write(v.p(n), format!("content {i}")).unwrap_or_else(|e| panic!("create {n:?}: {e}"));
@@ -252,13 +410,24 @@ fn odd_names_round_trip() {
     fs::create_dir(v.p(".cmkfs-dir")).unwrap();
     fs::write(v.p(".cmkfs-dir/.cmkfs.dirid"), b"inner").unwrap();
     let check = |v: &TestVolume| {
-        let mut got: Vec<String> = fs::read_dir(v.mnt()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut got: Vec<String> = fs::read_dir(v.mnt())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         got.sort();
-        let mut want: Vec<String> = names.iter().map(|s| s.to_string()).chain([".cmkfs-dir".to_string()]).collect();
+        let mut want: Vec<String> = names
+            .iter()
+            .map(|s| s.to_string())
+            .chain([".cmkfs-dir".to_string()])
+            .collect();
         want.sort();
         assert_eq!(got, want);
         for (i, n) in names.iter().enumerate() {
-            assert_eq!(fs::read_to_string(v.p(n)).unwrap(), format!("content {i}"), "content of {n:?}");
+            assert_eq!(
+                fs::read_to_string(v.p(n)).unwrap(),
+                format!("content {i}"),
+                "content of {n:?}"
+            );
         }
         assert_eq!(fs::read(v.p(".cmkfs-dir/.cmkfs.dirid")).unwrap(), b"inner");
     };
@@ -267,5 +436,10 @@ fn odd_names_round_trip() {
     check(&v);
     // the real metadata was not disturbed
     assert!(v.backing().join(".cmkfs/volume.json").is_file());
-    assert_eq!(fs::metadata(v.backing().join(".cmkfs.dirid")).unwrap().len(), 32);
+    assert_eq!(
+        fs::metadata(v.backing().join(".cmkfs.dirid"))
+            .unwrap()
+            .len(),
+        32
+    );
 }

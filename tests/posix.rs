@@ -13,7 +13,8 @@ use std::path::Path;
 const BS: usize = 4096;
 
 fn pwrite(f: &File, off: u64, data: &[u8]) {
-    f.write_all_at(data, off).unwrap_or_else(|e| panic!("pwrite at {off} len {}: {e}", data.len()));
+    f.write_all_at(data, off)
+        .unwrap_or_else(|e| panic!("pwrite at {off} len {}: {e}", data.len()));
 }
 
 fn pread(f: &File, off: u64, len: usize) -> Vec<u8> {
@@ -31,7 +32,13 @@ fn pread(f: &File, off: u64, len: usize) -> Vec<u8> {
 }
 
 fn rw(path: &Path) -> File {
-    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).unwrap()
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .unwrap()
 }
 
 #[test]
@@ -61,7 +68,11 @@ fn create_write_read_append_trunc_excl() {
     }
     // O_TRUNC
     {
-        let f = OpenOptions::new().write(true).truncate(true).open(&p).unwrap();
+        let f = OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&p)
+            .unwrap();
         assert_eq!(f.metadata().unwrap().len(), 0);
     }
     assert_eq!(fs::metadata(&p).unwrap().len(), 0);
@@ -69,7 +80,11 @@ fn create_write_read_append_trunc_excl() {
     // O_EXCL
     let r = OpenOptions::new().write(true).create_new(true).open(&p);
     assert_eq!(errno(&r), Some(libc::EEXIST), "O_EXCL on existing file");
-    OpenOptions::new().write(true).create_new(true).open(v.p("g")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(v.p("g"))
+        .unwrap();
     // O_TRUNC on a big file then write smaller content: no stale tail
     fs::write(&p, vec![7u8; 3 * BS + 5]).unwrap();
     fs::write(&p, b"short").unwrap();
@@ -86,7 +101,17 @@ fn pread_pwrite_across_block_boundaries() {
     let mut model = rng.bytes(10_000);
     fs::write(&p, &model).unwrap();
     let f = rw(&p);
-    let cases: &[(u64, usize)] = &[(4090, 20), (0, 1), (4095, 1), (4096, 1), (8191, 2), (4097, 4096), (9990, 10), (9999, 5), (3, 12_000)];
+    let cases: &[(u64, usize)] = &[
+        (4090, 20),
+        (0, 1),
+        (4095, 1),
+        (4096, 1),
+        (8191, 2),
+        (4097, 4096),
+        (9990, 10),
+        (9999, 5),
+        (3, 12_000),
+    ];
     for &(off, len) in cases {
         let data = rng.bytes(len);
         pwrite(&f, off, &data);
@@ -95,13 +120,21 @@ fn pread_pwrite_across_block_boundaries() {
             model.resize(end, 0);
         }
         model[off as usize..end].copy_from_slice(&data);
-        assert_eq!(pread(&f, off, len), data, "pread after pwrite at {off} len {len}");
+        assert_eq!(
+            pread(&f, off, len),
+            data,
+            "pread after pwrite at {off} len {len}"
+        );
         assert_eq!(f.metadata().unwrap().len(), model.len() as u64);
     }
     // odd reads
     for &(off, len) in &[(4090u64, 20usize), (1, 8191), (4096, 4096), (11_990, 100)] {
         let end = (off as usize + len).min(model.len());
-        assert_eq!(pread(&f, off, len), model[off as usize..end], "pread at {off} len {len}");
+        assert_eq!(
+            pread(&f, off, len),
+            model[off as usize..end],
+            "pread at {off} len {len}"
+        );
     }
     // far write leaves a hole of zeros
     pwrite(&f, 1_000_000, b"tail!");
@@ -129,13 +162,20 @@ fn truncate_up_down_ftruncate_fallocate() {
     // down, mid-block
     f.set_len(5000).unwrap();
     assert_eq!(fs::metadata(&p).unwrap().len(), 5000);
-    assert_bytes_eq(&fs::read(&p).unwrap(), &data[..5000], "after ftruncate down");
+    assert_bytes_eq(
+        &fs::read(&p).unwrap(),
+        &data[..5000],
+        "after ftruncate down",
+    );
     // up: the old bytes beyond 5000 must not come back
     f.set_len(20_000).unwrap();
     let got = fs::read(&p).unwrap();
     assert_eq!(got.len(), 20_000);
     assert_bytes_eq(&got[..5000], &data[..5000], "prefix after truncate up");
-    assert!(got[5000..].iter().all(|&b| b == 0), "truncate up did not read zeros");
+    assert!(
+        got[5000..].iter().all(|&b| b == 0),
+        "truncate up did not read zeros"
+    );
     // path truncate() down to a block boundary, then up by one
     let c = cstr(&p);
     cvt(unsafe { libc::truncate(c.as_ptr(), BS as libc::off_t) }).unwrap();
@@ -155,11 +195,18 @@ fn truncate_up_down_ftruncate_fallocate() {
     assert_eq!(f.metadata().unwrap().len(), 100_000, "size after fallocate");
     let got = fs::read(&p).unwrap();
     assert_eq!(&got[..3], b"abc");
-    assert!(got[3..].iter().all(|&b| b == 0), "fallocate region not zero");
+    assert!(
+        got[3..].iter().all(|&b| b == 0),
+        "fallocate region not zero"
+    );
     // FALLOC_FL_KEEP_SIZE must not change the size if supported
     let r = cvt(unsafe { libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, 200_000) });
     if r.is_ok() {
-        assert_eq!(f.metadata().unwrap().len(), 100_000, "KEEP_SIZE changed size");
+        assert_eq!(
+            f.metadata().unwrap().len(),
+            100_000,
+            "KEEP_SIZE changed size"
+        );
     } else {
         eprintln!("fallocate KEEP_SIZE: {r:?} (not required)");
     }
@@ -177,12 +224,24 @@ fn mkdir_rmdir_unlink() {
     fs::create_dir(v.p("d")).unwrap();
     assert_eq!(errno(&fs::create_dir(v.p("d"))), Some(libc::EEXIST));
     fs::write(v.p("d/f"), b"x").unwrap();
-    assert_eq!(errno(&fs::remove_dir(v.p("d"))), Some(libc::ENOTEMPTY), "rmdir non-empty");
+    assert_eq!(
+        errno(&fs::remove_dir(v.p("d"))),
+        Some(libc::ENOTEMPTY),
+        "rmdir non-empty"
+    );
     assert_eq!(errno(&fs::remove_dir(v.p("d/f"))), Some(libc::ENOTDIR));
     assert_eq!(errno(&fs::remove_file(v.p("d"))), Some(libc::EISDIR));
     fs::remove_file(v.p("d/f")).unwrap();
-    assert_eq!(errno(&fs::metadata(v.p("d/f"))), Some(libc::ENOENT), "stat after unlink");
-    assert_eq!(errno(&File::open(v.p("d/f"))), Some(libc::ENOENT), "open after unlink");
+    assert_eq!(
+        errno(&fs::metadata(v.p("d/f"))),
+        Some(libc::ENOENT),
+        "stat after unlink"
+    );
+    assert_eq!(
+        errno(&File::open(v.p("d/f"))),
+        Some(libc::ENOENT),
+        "open after unlink"
+    );
     assert_eq!(errno(&fs::remove_file(v.p("d/f"))), Some(libc::ENOENT));
     fs::remove_dir(v.p("d")).unwrap();
     assert_eq!(errno(&fs::metadata(v.p("d"))), Some(libc::ENOENT));
@@ -191,7 +250,11 @@ fn mkdir_rmdir_unlink() {
     fs::write(v.p("a/b/c/d/f"), b"deep").unwrap();
     fs::remove_dir_all(v.p("a")).unwrap();
     fs::create_dir_all(v.p("a/b")).unwrap();
-    assert_eq!(fs::read_dir(v.p("a/b")).unwrap().count(), 0, "recreated dir not empty");
+    assert_eq!(
+        fs::read_dir(v.p("a/b")).unwrap().count(),
+        0,
+        "recreated dir not empty"
+    );
     // unlink while open: data still readable through the descriptor
     fs::write(v.p("open"), b"still here").unwrap();
     let mut f = File::open(v.p("open")).unwrap();
@@ -205,14 +268,18 @@ fn mkdir_rmdir_unlink() {
 fn readdir_5000_files() {
     let mut v = TestVolume::new();
     fs::create_dir(v.p("many")).unwrap();
-    let mut want: Vec<String> = (0..5000).map(|i| format!("file-{i:05}-{}", "x".repeat(i % 40))).collect();
+    let mut want: Vec<String> = (0..5000)
+        .map(|i| format!("file-{i:05}-{}", "x".repeat(i % 40)))
+        .collect();
     for n in &want {
         File::create(v.p("many").join(n)).unwrap();
     }
     want.sort();
     let list = |v: &TestVolume| {
-        let mut got: Vec<String> =
-            fs::read_dir(v.p("many")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut got: Vec<String> = fs::read_dir(v.p("many"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         got.sort();
         got
     };
@@ -244,7 +311,10 @@ fn rename_semantics() {
     fs::create_dir(v.p("e2")).unwrap();
     fs::write(v.p("e2/x"), b"x").unwrap();
     let r = fs::rename(v.p("e1"), v.p("e2"));
-    assert!(matches!(errno(&r), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)), "rename over non-empty dir: {r:?}");
+    assert!(
+        matches!(errno(&r), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)),
+        "rename over non-empty dir: {r:?}"
+    );
     v.remount();
     assert_eq!(fs::read(v.p("d2/moved2")).unwrap(), b"AAA");
     assert_eq!(fs::read(v.p("d2/sub2/inner")).unwrap(), b"inner");
@@ -253,7 +323,16 @@ fn rename_semantics() {
 
 fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<libc::c_long> {
     let (a, b) = (cstr(from), cstr(to));
-    cvt_l(unsafe { libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), flags) })
+    cvt_l(unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    })
 }
 
 #[test]
@@ -265,7 +344,11 @@ fn renameat2_noreplace_and_exchange() {
     // RENAME_NOREPLACE = 1, RENAME_EXCHANGE = 2. EINVAL here would mean the daemon answered
     // FUSE_RENAME2 with ENOSYS (the kernel supports both flags for FUSE), so it is a failure.
     let r = renameat2(&v.p("a"), &v.p("d/b"), 1);
-    assert_eq!(errno(&r), Some(libc::EEXIST), "RENAME_NOREPLACE onto existing: {r:?}");
+    assert_eq!(
+        errno(&r),
+        Some(libc::EEXIST),
+        "RENAME_NOREPLACE onto existing: {r:?}"
+    );
     assert_eq!(fs::read(v.p("a")).unwrap(), b"content a");
     assert_eq!(fs::read(v.p("d/b")).unwrap(), b"content b, longer");
     renameat2(&v.p("a"), &v.p("d/c"), 1).expect("RENAME_NOREPLACE onto free name");
@@ -281,7 +364,11 @@ fn renameat2_noreplace_and_exchange() {
     assert_eq!(fs::read(v.p("dir")).unwrap(), b"content b, longer");
     assert_eq!(fs::read(v.p("a/in")).unwrap(), b"in");
     let r = renameat2(&v.p("a"), &v.p("missing"), 2);
-    assert_eq!(errno(&r), Some(libc::ENOENT), "RENAME_EXCHANGE with missing target");
+    assert_eq!(
+        errno(&r),
+        Some(libc::ENOENT),
+        "RENAME_EXCHANGE with missing target"
+    );
     v.remount();
     assert_eq!(fs::read(v.p("dir")).unwrap(), b"content b, longer");
     assert_eq!(fs::read(v.p("a/in")).unwrap(), b"in");
@@ -295,7 +382,11 @@ fn hard_links() {
     fs::create_dir(v.p("sub")).unwrap();
     fs::hard_link(v.p("orig"), v.p("link")).unwrap();
     fs::hard_link(v.p("orig"), v.p("sub/link2")).unwrap();
-    let (m1, m2, m3) = (fs::metadata(v.p("orig")).unwrap(), fs::metadata(v.p("link")).unwrap(), fs::metadata(v.p("sub/link2")).unwrap());
+    let (m1, m2, m3) = (
+        fs::metadata(v.p("orig")).unwrap(),
+        fs::metadata(v.p("link")).unwrap(),
+        fs::metadata(v.p("sub/link2")).unwrap(),
+    );
     assert_eq!(m1.nlink(), 3, "nlink after two links");
     assert_eq!(m1.ino(), m2.ino(), "same inode");
     assert_eq!(m1.ino(), m3.ino(), "same inode across dirs");
@@ -308,9 +399,16 @@ fn hard_links() {
     assert_eq!(fs::read(v.p("sub/link2")).unwrap(), b"SHARED and more");
     fs::remove_file(v.p("sub/link2")).unwrap();
     assert_eq!(fs::metadata(v.p("orig")).unwrap().nlink(), 2);
-    assert_eq!(errno(&fs::hard_link(v.p("sub"), v.p("dirlink"))), Some(libc::EPERM), "link to a directory");
+    assert_eq!(
+        errno(&fs::hard_link(v.p("sub"), v.p("dirlink"))),
+        Some(libc::EPERM),
+        "link to a directory"
+    );
     v.remount();
-    let (m1, m2) = (fs::metadata(v.p("orig")).unwrap(), fs::metadata(v.p("link")).unwrap());
+    let (m1, m2) = (
+        fs::metadata(v.p("orig")).unwrap(),
+        fs::metadata(v.p("link")).unwrap(),
+    );
     assert_eq!(m1.nlink(), 2, "nlink after remount");
     assert_eq!(m1.ino(), m2.ino(), "same inode after remount");
     assert_eq!(fs::read(v.p("link")).unwrap(), b"SHARED and more");
@@ -322,10 +420,17 @@ fn hard_links() {
 #[test]
 fn symlinks() {
     let mut v = TestVolume::new();
-    let long: String = (0..1000).map(|i| (b'a' + (i % 26) as u8) as char).collect::<String>();
+    let long: String = (0..1000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect::<String>();
     let long = format!("/{}", &long[1..]);
     assert_eq!(long.len(), 1000);
-    let targets = ["target", "../up/and/über/ünïcode", "/abs/path with spaces", &long];
+    let targets = [
+        "target",
+        "../up/and/über/ünïcode",
+        "/abs/path with spaces",
+        &long,
+    ];
     for (i, t) in targets.iter().enumerate() {
         std::os::unix::fs::symlink(t, v.p(&format!("l{i}"))).unwrap();
     }
@@ -333,7 +438,11 @@ fn symlinks() {
     let check = |v: &TestVolume| {
         for (i, t) in targets.iter().enumerate() {
             let p = v.p(&format!("l{i}"));
-            assert_eq!(fs::read_link(&p).unwrap().as_os_str().as_bytes(), t.as_bytes(), "readlink l{i}");
+            assert_eq!(
+                fs::read_link(&p).unwrap().as_os_str().as_bytes(),
+                t.as_bytes(),
+                "readlink l{i}"
+            );
             let m = fs::symlink_metadata(&p).unwrap();
             assert!(m.file_type().is_symlink());
             assert_eq!(m.len(), t.len() as u64, "symlink st_size");
@@ -341,7 +450,10 @@ fn symlinks() {
         assert_eq!(fs::read(v.p("l0")).unwrap(), b"via link");
     };
     check(&v);
-    assert_eq!(errno(&std::os::unix::fs::symlink("x", v.p("l0"))), Some(libc::EEXIST));
+    assert_eq!(
+        errno(&std::os::unix::fs::symlink("x", v.p("l0"))),
+        Some(libc::EEXIST)
+    );
     v.remount();
     check(&v);
 }
@@ -356,27 +468,52 @@ fn chmod_chown_utimens() {
     fs::set_permissions(v.p("d"), fs::Permissions::from_mode(0o711)).unwrap();
     std::os::unix::fs::chown(&p, Some(1234), Some(5678)).unwrap();
     let times = [
-        libc::timespec { tv_sec: 1_500_000_000, tv_nsec: 987_654_321 },
-        libc::timespec { tv_sec: 1_600_000_000, tv_nsec: 123_456_789 },
+        libc::timespec {
+            tv_sec: 1_500_000_000,
+            tv_nsec: 987_654_321,
+        },
+        libc::timespec {
+            tv_sec: 1_600_000_000,
+            tv_nsec: 123_456_789,
+        },
     ];
     let c = cstr(&p);
     cvt(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) }).unwrap();
     let check = |v: &TestVolume| {
         let m = fs::metadata(v.p("f")).unwrap();
         assert_eq!(m.mode() & 0o7777, 0o640, "file mode");
-        assert_eq!(fs::metadata(v.p("d")).unwrap().mode() & 0o7777, 0o711, "dir mode");
+        assert_eq!(
+            fs::metadata(v.p("d")).unwrap().mode() & 0o7777,
+            0o711,
+            "dir mode"
+        );
         assert_eq!((m.uid(), m.gid()), (1234, 5678), "owner");
-        assert_eq!((m.atime(), m.atime_nsec()), (1_500_000_000, 987_654_321), "atime");
-        assert_eq!((m.mtime(), m.mtime_nsec()), (1_600_000_000, 123_456_789), "mtime");
+        assert_eq!(
+            (m.atime(), m.atime_nsec()),
+            (1_500_000_000, 987_654_321),
+            "atime"
+        );
+        assert_eq!(
+            (m.mtime(), m.mtime_nsec()),
+            (1_600_000_000, 123_456_789),
+            "mtime"
+        );
     };
     check(&v);
     v.remount();
     check(&v);
     // writing updates mtime to about now
-    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     fs::write(v.p("f"), b"changed").unwrap();
     let m = fs::metadata(v.p("f")).unwrap();
-    assert!(m.mtime() >= before - 2, "mtime not updated by write: {}", m.mtime());
+    assert!(
+        m.mtime() >= before - 2,
+        "mtime not updated by write: {}",
+        m.mtime()
+    );
 }
 
 #[test]
@@ -427,8 +564,11 @@ fn listxattr(p: &Path) -> Vec<String> {
     let r = unsafe { libc::listxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     assert!(r >= 0, "listxattr: {}", std::io::Error::last_os_error());
     buf.truncate(r as usize);
-    let mut v: Vec<String> =
-        buf.split(|&b| b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8(s.to_vec()).unwrap()).collect();
+    let mut v: Vec<String> = buf
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8(s.to_vec()).unwrap())
+        .collect();
     v.sort();
     v
 }
@@ -445,43 +585,99 @@ fn xattrs() {
     assert_eq!(getxattr(&p, "user.one").unwrap(), b"value one");
     assert_eq!(getxattr(&p, "user.two").unwrap(), vec![0u8, 1, 2, 255]);
     assert_eq!(getxattr(&v.p("d"), "user.dir").unwrap(), b"on a dir");
-    let names: Vec<String> = listxattr(&p).into_iter().filter(|n| n.starts_with("user.")).collect();
+    let names: Vec<String> = listxattr(&p)
+        .into_iter()
+        .filter(|n| n.starts_with("user."))
+        .collect();
     assert_eq!(names, ["user.one", "user.two"]);
     setxattr(&p, "user.one", b"replaced").unwrap();
     assert_eq!(getxattr(&p, "user.one").unwrap(), b"replaced");
     v.remount();
-    assert_eq!(getxattr(&p, "user.one").unwrap(), b"replaced", "after remount");
-    assert_eq!(getxattr(&v.p("d"), "user.dir").unwrap(), b"on a dir", "dir xattr after remount");
+    assert_eq!(
+        getxattr(&p, "user.one").unwrap(),
+        b"replaced",
+        "after remount"
+    );
+    assert_eq!(
+        getxattr(&v.p("d"), "user.dir").unwrap(),
+        b"on a dir",
+        "dir xattr after remount"
+    );
     let (c, n) = (cstr(&p), std::ffi::CString::new("user.one").unwrap());
     cvt(unsafe { libc::removexattr(c.as_ptr(), n.as_ptr()) }).expect("removexattr");
-    assert_eq!(errno(&getxattr(&p, "user.one")), Some(libc::ENODATA), "getxattr after remove");
-    assert_eq!(errno(&getxattr(&p, "user.never")), Some(libc::ENODATA), "getxattr of unknown name");
-    let names: Vec<String> = listxattr(&p).into_iter().filter(|n| n.starts_with("user.")).collect();
+    assert_eq!(
+        errno(&getxattr(&p, "user.one")),
+        Some(libc::ENODATA),
+        "getxattr after remove"
+    );
+    assert_eq!(
+        errno(&getxattr(&p, "user.never")),
+        Some(libc::ENODATA),
+        "getxattr of unknown name"
+    );
+    let names: Vec<String> = listxattr(&p)
+        .into_iter()
+        .filter(|n| n.starts_with("user."))
+        .collect();
     assert_eq!(names, ["user.two"]);
     // size queries, ERANGE, XATTR_CREATE / XATTR_REPLACE, a large value
     let (c, n2) = (cstr(&p), std::ffi::CString::new("user.two").unwrap());
     let need = unsafe { libc::getxattr(c.as_ptr(), n2.as_ptr(), std::ptr::null_mut(), 0) };
     assert_eq!(need, 4, "getxattr size query");
     let mut small = [0u8; 2];
-    let r = cvt_l(unsafe { libc::getxattr(c.as_ptr(), n2.as_ptr(), small.as_mut_ptr().cast(), 2) } as libc::c_long);
-    assert_eq!(errno(&r), Some(libc::ERANGE), "getxattr into a too small buffer");
+    let r = cvt_l(
+        unsafe { libc::getxattr(c.as_ptr(), n2.as_ptr(), small.as_mut_ptr().cast(), 2) }
+            as libc::c_long,
+    );
+    assert_eq!(
+        errno(&r),
+        Some(libc::ERANGE),
+        "getxattr into a too small buffer"
+    );
     let need = unsafe { libc::listxattr(c.as_ptr(), std::ptr::null_mut(), 0) };
-    assert!(need >= "user.two\0".len() as isize, "listxattr size query: {need}");
+    assert!(
+        need >= "user.two\0".len() as isize,
+        "listxattr size query: {need}"
+    );
     let flag = |name: &str, val: &[u8], flags: libc::c_int| {
         let n = std::ffi::CString::new(name).unwrap();
-        cvt(unsafe { libc::setxattr(c.as_ptr(), n.as_ptr(), val.as_ptr().cast(), val.len(), flags) })
+        cvt(unsafe {
+            libc::setxattr(
+                c.as_ptr(),
+                n.as_ptr(),
+                val.as_ptr().cast(),
+                val.len(),
+                flags,
+            )
+        })
     };
-    assert_eq!(errno(&flag("user.two", b"x", libc::XATTR_CREATE)), Some(libc::EEXIST), "XATTR_CREATE on existing");
-    assert_eq!(errno(&flag("user.none", b"x", libc::XATTR_REPLACE)), Some(libc::ENODATA), "XATTR_REPLACE on missing");
+    assert_eq!(
+        errno(&flag("user.two", b"x", libc::XATTR_CREATE)),
+        Some(libc::EEXIST),
+        "XATTR_CREATE on existing"
+    );
+    assert_eq!(
+        errno(&flag("user.none", b"x", libc::XATTR_REPLACE)),
+        Some(libc::ENODATA),
+        "XATTR_REPLACE on missing"
+    );
     flag("user.two", b"replaced", libc::XATTR_REPLACE).unwrap();
     // values live in the backing file's xattrs, so the backing filesystem's limit applies
     // (ext4 without ea_inode: about 4 KB per inode in total); 1500 bytes fits everywhere
     let big = Rng::new(6).bytes(1500);
     flag("user.big", &big, 0).unwrap();
     assert_eq!(getxattr(&p, "user.two").unwrap(), b"replaced");
-    assert_bytes_eq(&getxattr(&p, "user.big").unwrap(), &big, "1500-byte xattr value");
+    assert_bytes_eq(
+        &getxattr(&p, "user.big").unwrap(),
+        &big,
+        "1500-byte xattr value",
+    );
     v.remount();
-    assert_bytes_eq(&getxattr(&p, "user.big").unwrap(), &big, "1500-byte xattr value after remount");
+    assert_bytes_eq(
+        &getxattr(&p, "user.big").unwrap(),
+        &big,
+        "1500-byte xattr value after remount",
+    );
 }
 
 #[test]
@@ -494,16 +690,37 @@ fn copy_file_range_copies_plaintext() {
     let (mut off_in, mut off_out): (libc::loff_t, libc::loff_t) = (100, 5000);
     let mut left = data.len() - 100;
     while left > 0 {
-        let n = unsafe { libc::copy_file_range(src.as_raw_fd(), &mut off_in, dst.as_raw_fd(), &mut off_out, left, 0) };
-        assert!(n > 0, "copy_file_range: {} ({n})", std::io::Error::last_os_error());
+        let n = unsafe {
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                &mut off_in,
+                dst.as_raw_fd(),
+                &mut off_out,
+                left,
+                0,
+            )
+        };
+        assert!(
+            n > 0,
+            "copy_file_range: {} ({n})",
+            std::io::Error::last_os_error()
+        );
         left -= n as usize;
     }
     drop((src, dst));
     let mut want = vec![0u8; 5000];
     want.extend_from_slice(&data[100..]);
-    assert_bytes_eq(&fs::read(v.p("dst")).unwrap(), &want, "copy_file_range result");
+    assert_bytes_eq(
+        &fs::read(v.p("dst")).unwrap(),
+        &want,
+        "copy_file_range result",
+    );
     v.remount();
-    assert_bytes_eq(&fs::read(v.p("dst")).unwrap(), &want, "copy_file_range result after remount");
+    assert_bytes_eq(
+        &fs::read(v.p("dst")).unwrap(),
+        &want,
+        "copy_file_range result after remount",
+    );
 }
 
 #[test]
@@ -513,7 +730,10 @@ fn long_names() {
     let n255b = format!("{}é", "m".repeat(253)); // 255 bytes, multi-byte tail
     assert_eq!(n255b.len(), 255);
     fs::write(v.p(&n255), b"long name content").unwrap();
-    let names: Vec<String> = fs::read_dir(v.mnt()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let names: Vec<String> = fs::read_dir(v.mnt())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     assert_eq!(names, [n255.clone()]);
     assert_eq!(fs::read(v.p(&n255)).unwrap(), b"long name content");
     fs::rename(v.p(&n255), v.p(&n255b)).unwrap();
@@ -522,11 +742,26 @@ fn long_names() {
     fs::create_dir(v.p(&n255)).unwrap();
     fs::write(v.p(&n255).join(&n255), b"nested").unwrap();
     let n256 = "o".repeat(256);
-    assert_eq!(errno(&fs::write(v.p(&n256), b"x")), Some(libc::ENAMETOOLONG), "create 256-byte name");
-    assert_eq!(errno(&fs::create_dir(v.p(&n256))), Some(libc::ENAMETOOLONG), "mkdir 256-byte name");
-    assert_eq!(errno(&fs::rename(v.p(&n255b), v.p(&n256))), Some(libc::ENAMETOOLONG), "rename to 256-byte name");
+    assert_eq!(
+        errno(&fs::write(v.p(&n256), b"x")),
+        Some(libc::ENAMETOOLONG),
+        "create 256-byte name"
+    );
+    assert_eq!(
+        errno(&fs::create_dir(v.p(&n256))),
+        Some(libc::ENAMETOOLONG),
+        "mkdir 256-byte name"
+    );
+    assert_eq!(
+        errno(&fs::rename(v.p(&n255b), v.p(&n256))),
+        Some(libc::ENAMETOOLONG),
+        "rename to 256-byte name"
+    );
     v.remount();
-    let mut names: Vec<String> = fs::read_dir(v.mnt()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> = fs::read_dir(v.mnt())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
     let mut want = vec![n255.clone(), n255b.clone()];
     want.sort();
@@ -547,12 +782,29 @@ fn shared_writable_mmap() {
     {
         let f = rw(&p);
         let ptr = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, f.as_raw_fd(), 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            )
         };
-        assert_ne!(ptr, libc::MAP_FAILED, "mmap MAP_SHARED: {}", std::io::Error::last_os_error());
+        assert_ne!(
+            ptr,
+            libc::MAP_FAILED,
+            "mmap MAP_SHARED: {}",
+            std::io::Error::last_os_error()
+        );
         let map = unsafe { std::slice::from_raw_parts_mut(ptr as *mut u8, len) };
         assert_bytes_eq(map, &model, "mapped content");
-        for (off, b) in [(0usize, 0xAAu8), (4095, 0xBB), (4096, 0xCC), (len - 1, 0xDD)] {
+        for (off, b) in [
+            (0usize, 0xAAu8),
+            (4095, 0xBB),
+            (4096, 0xCC),
+            (len - 1, 0xDD),
+        ] {
             map[off] = b;
             model[off] = b;
         }
@@ -574,13 +826,27 @@ fn stat_sizes_and_inodes() {
         fs::write(&p, vec![9u8; size]).unwrap();
         let m = fs::metadata(&p).unwrap();
         assert_eq!(m.len(), size as u64, "st_size");
-        assert!(m.blocks() >= (size as u64).div_ceil(512), "st_blocks {} too small for size {size}", m.blocks());
-        assert!(m.blocks() <= (size as u64).div_ceil(512) * 2 + 64, "st_blocks {} implausible for size {size}", m.blocks());
+        assert!(
+            m.blocks() >= (size as u64).div_ceil(512),
+            "st_blocks {} too small for size {size}",
+            m.blocks()
+        );
+        assert!(
+            m.blocks() <= (size as u64).div_ceil(512) * 2 + 64,
+            "st_blocks {} implausible for size {size}",
+            m.blocks()
+        );
         let m2 = fs::metadata(&p).unwrap();
         assert_eq!(m.ino(), m2.ino(), "inode not stable");
         assert!(m.file_type().is_file());
     }
-    let mut inos: Vec<u64> = (0..5).map(|i| fs::metadata(v.p(&format!("s{}", [0, 1, 4095, 4096, 4097][i]))).unwrap().ino()).collect();
+    let mut inos: Vec<u64> = (0..5)
+        .map(|i| {
+            fs::metadata(v.p(&format!("s{}", [0, 1, 4095, 4096, 4097][i])))
+                .unwrap()
+                .ino()
+        })
+        .collect();
     inos.sort();
     inos.dedup();
     assert_eq!(inos.len(), 5, "distinct files share inode numbers");
@@ -607,7 +873,15 @@ fn large_sequential_file() {
     }
     let h = sha256_hex(&want);
     assert_eq!(fs::metadata(&p).unwrap().len(), want.len() as u64);
-    assert_eq!(sha256_hex(&fs::read(&p).unwrap()), h, "content of the 64 MiB file");
+    assert_eq!(
+        sha256_hex(&fs::read(&p).unwrap()),
+        h,
+        "content of the 64 MiB file"
+    );
     v.remount();
-    assert_eq!(sha256_hex(&fs::read(&p).unwrap()), h, "content after remount");
+    assert_eq!(
+        sha256_hex(&fs::read(&p).unwrap()),
+        h,
+        "content after remount"
+    );
 }

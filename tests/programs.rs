@@ -44,8 +44,14 @@ fn make_tree(root: &Path, n: usize, seed: u64) -> BTreeMap<PathBuf, String> {
         let mode = [0o644, 0o600, 0o755, 0o640][rng.below(4) as usize];
         fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
         let ts = [
-            libc::timespec { tv_sec: 1_400_000_000 + rng.below(1 << 28) as i64, tv_nsec: rng.below(1_000_000_000) as i64 },
-            libc::timespec { tv_sec: 1_400_000_000 + rng.below(1 << 28) as i64, tv_nsec: rng.below(1_000_000_000) as i64 },
+            libc::timespec {
+                tv_sec: 1_400_000_000 + rng.below(1 << 28) as i64,
+                tv_nsec: rng.below(1_000_000_000) as i64,
+            },
+            libc::timespec {
+                tv_sec: 1_400_000_000 + rng.below(1 << 28) as i64,
+                tv_nsec: rng.below(1_000_000_000) as i64,
+            },
         ];
         let c = cstr(&p);
         cvt(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), 0) }).unwrap();
@@ -57,7 +63,8 @@ fn make_tree(root: &Path, n: usize, seed: u64) -> BTreeMap<PathBuf, String> {
 
 fn hash_tree(root: &Path, want: &BTreeMap<PathBuf, String>) {
     for (rel, h) in want {
-        let got = fs::read(root.join(rel)).unwrap_or_else(|e| panic!("read {}: {e}", rel.display()));
+        let got =
+            fs::read(root.join(rel)).unwrap_or_else(|e| panic!("read {}: {e}", rel.display()));
         assert_eq!(&sha256_hex(&got), h, "sha256 of {}", rel.display());
     }
 }
@@ -72,20 +79,62 @@ fn tar_round_trip() {
     let want = make_tree(&src, 200, 11);
     // tar from outside into the mount
     let archive = v.p("tree.tar");
-    run_ok(Command::new("tar").arg("-cf").arg(&archive).arg("-C").arg(src_dir.path()).arg("tree"));
+    run_ok(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(src_dir.path())
+            .arg("tree"),
+    );
     // extract on the mount
     fs::create_dir(v.p("out")).unwrap();
-    run_ok(Command::new("tar").arg("-xpf").arg(&archive).arg("-C").arg(v.p("out")));
+    run_ok(
+        Command::new("tar")
+            .arg("-xpf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(v.p("out")),
+    );
     hash_tree(&v.p("out/tree"), &want);
-    assert_eq!(fs::read_link(v.p("out/tree/a_symlink")).unwrap().to_str().unwrap(), "file_0.bin");
+    assert_eq!(
+        fs::read_link(v.p("out/tree/a_symlink"))
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        "file_0.bin"
+    );
     // tar's own compare mode: content, modes, mtimes, sizes
-    let o = run(Command::new("tar").arg("--compare").arg("-f").arg(&archive).arg("-C").arg(v.p("out")));
-    assert!(o.success(), "tar --compare found differences:\n{}{}", o.stdout, o.stderr);
+    let o = run(Command::new("tar")
+        .arg("--compare")
+        .arg("-f")
+        .arg(&archive)
+        .arg("-C")
+        .arg(v.p("out")));
+    assert!(
+        o.success(),
+        "tar --compare found differences:\n{}{}",
+        o.stdout,
+        o.stderr
+    );
     // and an archive made on the mount from the mount extracts identically outside
     let archive2 = v.p("tree2.tar");
-    run_ok(Command::new("tar").arg("-cf").arg(&archive2).arg("-C").arg(v.p("out")).arg("tree"));
+    run_ok(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&archive2)
+            .arg("-C")
+            .arg(v.p("out"))
+            .arg("tree"),
+    );
     let out2 = tempfile::tempdir().unwrap();
-    run_ok(Command::new("tar").arg("-xf").arg(&archive2).arg("-C").arg(out2.path()));
+    run_ok(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&archive2)
+            .arg("-C")
+            .arg(out2.path()),
+    );
     hash_tree(&out2.path().join("tree"), &want);
 }
 
@@ -129,7 +178,10 @@ fn git_init_commit_fsck() {
     // clone from the mount to outside and compare a file
     let out = tempfile::tempdir().unwrap();
     run_ok(git(out.path()).arg("clone").arg("-q").arg(&repo).arg("c"));
-    assert_eq!(fs::read(out.path().join("c").join(&changed)).unwrap(), b"changed\n");
+    assert_eq!(
+        fs::read(out.path().join("c").join(&changed)).unwrap(),
+        b"changed\n"
+    );
     assert!(!out.path().join("c").join(&removed).exists());
 }
 
@@ -142,7 +194,12 @@ fn sql(db: &Path, script: &str) -> String {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(
         o.status.success(),
@@ -159,18 +216,32 @@ fn sqlite_transactions() {
     let db = v.p("test.db");
     for mode in ["delete", "wal"] {
         let db = db.with_extension(mode);
-        sql(&db, &format!("PRAGMA journal_mode={mode}; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, b BLOB);"));
+        sql(
+            &db,
+            &format!(
+                "PRAGMA journal_mode={mode}; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, b BLOB);"
+            ),
+        );
         let mut s = String::from("BEGIN;\n");
         for i in 0..1000 {
-            s.push_str(&format!("INSERT INTO t(v, b) VALUES ('row {i}', randomblob({}));\n", (i * 37) % 3000));
+            s.push_str(&format!(
+                "INSERT INTO t(v, b) VALUES ('row {i}', randomblob({}));\n",
+                (i * 37) % 3000
+            ));
         }
         s.push_str("COMMIT;\n");
         sql(&db, &s);
         assert_eq!(sql(&db, "SELECT count(*) FROM t;"), "1000");
         // a rolled-back transaction leaves nothing
-        sql(&db, "BEGIN; DELETE FROM t WHERE id % 2 = 0; INSERT INTO t(v) VALUES ('x'); ROLLBACK;");
+        sql(
+            &db,
+            "BEGIN; DELETE FROM t WHERE id % 2 = 0; INSERT INTO t(v) VALUES ('x'); ROLLBACK;",
+        );
         assert_eq!(sql(&db, "SELECT count(*) FROM t;"), "1000");
-        sql(&db, "BEGIN; DELETE FROM t WHERE id % 3 = 0; UPDATE t SET v = v || '!' WHERE id < 100; COMMIT;");
+        sql(
+            &db,
+            "BEGIN; DELETE FROM t WHERE id % 3 = 0; UPDATE t SET v = v || '!' WHERE id < 100; COMMIT;",
+        );
         assert_eq!(sql(&db, "SELECT count(*) FROM t;"), "667");
         assert_eq!(sql(&db, "SELECT count(*) FROM t WHERE v LIKE '%!';"), "66");
         assert_eq!(sql(&db, "PRAGMA integrity_check;"), "ok");
@@ -180,8 +251,16 @@ fn sqlite_transactions() {
     v.remount();
     for mode in ["delete", "wal"] {
         let db = db.with_extension(mode);
-        assert_eq!(sql(&db, "PRAGMA integrity_check;"), "ok", "{mode} after remount");
-        assert_eq!(sql(&db, "SELECT count(*) FROM t;"), "667", "{mode} after remount");
+        assert_eq!(
+            sql(&db, "PRAGMA integrity_check;"),
+            "ok",
+            "{mode} after remount"
+        );
+        assert_eq!(
+            sql(&db, "SELECT count(*) FROM t;"),
+            "667",
+            "{mode} after remount"
+        );
         assert_eq!(sql(&db, "SELECT v FROM t WHERE id = 1;"), "row 0!");
     }
 }
@@ -194,19 +273,31 @@ fn cp_a_preserves_modes_and_mtimes() {
     let src = src_dir.path().join("tree");
     fs::create_dir(&src).unwrap();
     let want = make_tree(&src, 80, 13);
-    fs::set_permissions(src.join("a_symlink").parent().unwrap(), fs::Permissions::from_mode(0o750)).unwrap();
+    fs::set_permissions(
+        src.join("a_symlink").parent().unwrap(),
+        fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
     run_ok(Command::new("cp").arg("-a").arg(&src).arg(v.p("copy")));
     let check = |v: &TestVolume| {
         hash_tree(&v.p("copy"), &want);
         for p in walk(&src) {
             let rel = p.strip_prefix(&src).unwrap();
-            let (a, b) = (fs::symlink_metadata(&p).unwrap(), fs::symlink_metadata(v.p("copy").join(rel)).unwrap());
+            let (a, b) = (
+                fs::symlink_metadata(&p).unwrap(),
+                fs::symlink_metadata(v.p("copy").join(rel)).unwrap(),
+            );
             assert_eq!(a.mode(), b.mode(), "mode of {}", rel.display());
             assert_eq!(a.uid(), b.uid(), "uid of {}", rel.display());
             if !a.is_dir() {
                 assert_eq!(a.len(), b.len(), "size of {}", rel.display());
             }
-            assert_eq!((a.mtime(), a.mtime_nsec()), (b.mtime(), b.mtime_nsec()), "mtime of {}", rel.display());
+            assert_eq!(
+                (a.mtime(), a.mtime_nsec()),
+                (b.mtime(), b.mtime_nsec()),
+                "mtime of {}",
+                rel.display()
+            );
         }
         let top = fs::metadata(v.p("copy")).unwrap();
         assert_eq!(top.mode() & 0o7777, 0o750);
@@ -239,9 +330,15 @@ fn editor_style_atomic_save() {
         assert_eq!(errno(&fs::metadata(&tmp)), Some(libc::ENOENT));
         let mut s = String::new();
         std::io::Read::read_to_string(&mut &held, &mut s).unwrap();
-        assert_eq!(s, held_before, "open descriptor of the replaced file changed content");
+        assert_eq!(
+            s, held_before,
+            "open descriptor of the replaced file changed content"
+        );
     }
-    let names: Vec<String> = fs::read_dir(v.mnt()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let names: Vec<String> = fs::read_dir(v.mnt())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     assert_eq!(names, ["doc.txt"]);
     v.remount();
     let s = fs::read_to_string(&doc).unwrap();

@@ -25,7 +25,10 @@ const NAMES: usize = 24;
 const MAX_SIZE: u64 = 256 * 1024;
 
 fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 #[derive(Default, Clone)]
@@ -62,14 +65,30 @@ fn fd_count(pid: u32) -> usize {
 fn xattr_set(p: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
     let n = std::ffi::CString::new(name).unwrap();
     // SAFETY: valid C strings and buffer.
-    cvt(unsafe { libc::setxattr(cstr(p).as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) }).map(|_| ())
+    cvt(unsafe {
+        libc::setxattr(
+            cstr(p).as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })
+    .map(|_| ())
 }
 
 fn xattr_get(p: &Path, name: &str) -> std::io::Result<Vec<u8>> {
     let n = std::ffi::CString::new(name).unwrap();
     let mut buf = vec![0u8; 65536];
     // SAFETY: valid C strings and buffer.
-    let r = cvt_l(unsafe { libc::getxattr(cstr(p).as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) } as libc::c_long)?;
+    let r = cvt_l(unsafe {
+        libc::getxattr(
+            cstr(p).as_ptr(),
+            n.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    } as libc::c_long)?;
     buf.truncate(r as usize);
     Ok(buf)
 }
@@ -83,7 +102,10 @@ fn xattr_remove(p: &Path, name: &str) -> std::io::Result<()> {
 fn xattr_list(p: &Path) -> std::io::Result<Vec<String>> {
     let mut buf = vec![0u8; 65536];
     // SAFETY: valid C string and buffer.
-    let r = cvt_l(unsafe { libc::listxattr(cstr(p).as_ptr(), buf.as_mut_ptr().cast(), buf.len()) } as libc::c_long)?;
+    let r = cvt_l(
+        unsafe { libc::listxattr(cstr(p).as_ptr(), buf.as_mut_ptr().cast(), buf.len()) }
+            as libc::c_long,
+    )?;
     let mut v: Vec<String> = buf[..r as usize]
         .split(|&b| b == 0)
         .filter(|s| !s.is_empty())
@@ -102,10 +124,20 @@ struct Counters {
     xattr_ops: AtomicU64,
 }
 
-fn worker(dir: PathBuf, seed: u64, deadline: Instant, c: &Counters, failed: &AtomicBool) -> Result<(), String> {
+fn worker(
+    dir: PathBuf,
+    seed: u64,
+    deadline: Instant,
+    c: &Counters,
+    failed: &AtomicBool,
+) -> Result<(), String> {
     let mut hist = std::collections::VecDeque::new();
-    worker_inner(dir, seed, deadline, c, failed, &mut hist)
-        .map_err(|e| format!("{e}\n  last operations of this thread (oldest first):\n    {}", Vec::from(hist).join("\n    ")))
+    worker_inner(dir, seed, deadline, c, failed, &mut hist).map_err(|e| {
+        format!(
+            "{e}\n  last operations of this thread (oldest first):\n    {}",
+            Vec::from(hist).join("\n    ")
+        )
+    })
 }
 
 fn worker_inner(
@@ -123,7 +155,11 @@ fn worker_inner(
         h.push_back(s);
     };
     let mut rng = Rng::new(seed);
-    let mut m = Model { names: HashMap::new(), inodes: HashMap::new(), next: 1 };
+    let mut m = Model {
+        names: HashMap::new(),
+        inodes: HashMap::new(),
+        next: 1,
+    };
     let name = |i: u64| format!("f{i:02}");
     let mut held: Option<(u64, File)> = None; // a handle kept open across operations
     while Instant::now() < deadline && !failed.load(Ordering::Relaxed) {
@@ -141,14 +177,27 @@ fn worker_inner(
             let node = m.inodes.entry(ino).or_default();
             let size = node.data.len() as u64;
             let off = rng.below((size + 8192).min(MAX_SIZE));
-            let len = rng.range(1, 48 * 1024).min(MAX_SIZE - off.min(MAX_SIZE - 1)) as usize;
+            let len = rng
+                .range(1, 48 * 1024)
+                .min(MAX_SIZE - off.min(MAX_SIZE - 1)) as usize;
             let data = rng.bytes(len);
             let f = match &held {
                 Some((h, f)) if *h == ino => f.try_clone().unwrap(),
-                _ => OpenOptions::new().write(true).create(true).open(&pa).map_err(|e| ctx(&format!("open for write: {e}")))?,
+                _ => OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .open(&pa)
+                    .map_err(|e| ctx(&format!("open for write: {e}")))?,
             };
-            f.write_all_at(&data, off).map_err(|e| ctx(&format!("pwrite {len} at {off}: {e}")))?;
-            log(hist, format!("write {a} (ino {ino}, held {}) {len} at {off}, size was {size}", matches!(&held, Some((h, _)) if *h == ino)));
+            f.write_all_at(&data, off)
+                .map_err(|e| ctx(&format!("pwrite {len} at {off}: {e}")))?;
+            log(
+                hist,
+                format!(
+                    "write {a} (ino {ino}, held {}) {len} at {off}, size was {size}",
+                    matches!(&held, Some((h, _)) if *h == ino)
+                ),
+            );
             let end = off as usize + len;
             if node.data.len() < end {
                 node.data.resize(end, 0);
@@ -156,49 +205,81 @@ fn worker_inner(
             node.data[off as usize..end].copy_from_slice(&data);
             c.bytes_written.fetch_add(len as u64, Ordering::Relaxed);
         } else if op < 36 {
-            let Some(&ino) = m.names.get(&a) else { continue };
+            let Some(&ino) = m.names.get(&a) else {
+                continue;
+            };
             let node = m.inodes.get_mut(&ino).unwrap();
             let to = rng.below((node.data.len() as u64 + 16384).min(MAX_SIZE));
-            let f = OpenOptions::new().write(true).open(&pa).map_err(|e| ctx(&format!("open for truncate: {e}")))?;
-            f.set_len(to).map_err(|e| ctx(&format!("truncate to {to}: {e}")))?;
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&pa)
+                .map_err(|e| ctx(&format!("open for truncate: {e}")))?;
+            f.set_len(to)
+                .map_err(|e| ctx(&format!("truncate to {to}: {e}")))?;
             log(hist, format!("truncate {a} (ino {ino}) to {to}"));
             node.data.resize(to as usize, 0);
         } else if op < 56 {
             // read back: whole file or a random range
-            let Some(&ino) = m.names.get(&a) else { continue };
+            let Some(&ino) = m.names.get(&a) else {
+                continue;
+            };
             let want = &m.inodes[&ino].data;
             if rng.chance(50) {
                 let got = fs::read(&pa).map_err(|e| ctx(&format!("read: {e}")))?;
                 if &got != want {
                     let first = got.iter().zip(want.iter()).position(|(x, y)| x != y);
-                    return Err(ctx(&format!("content: {} bytes, want {}, first difference at {first:?}", got.len(), want.len())));
+                    return Err(ctx(&format!(
+                        "content: {} bytes, want {}, first difference at {first:?}",
+                        got.len(),
+                        want.len()
+                    )));
                 }
-                c.bytes_checked.fetch_add(got.len() as u64, Ordering::Relaxed);
+                c.bytes_checked
+                    .fetch_add(got.len() as u64, Ordering::Relaxed);
             } else {
                 let f = File::open(&pa).map_err(|e| ctx(&format!("open for read: {e}")))?;
                 let off = rng.below(want.len() as u64 + 100);
                 let blen = rng.range(1, 20000) as usize;
                 let mut buf = vec![0u8; blen];
-                let n = f.read_at(&mut buf, off).map_err(|e| ctx(&format!("pread at {off}: {e}")))?;
-                let exp = &want[(off as usize).min(want.len())..(off as usize + buf.len()).min(want.len())];
+                let n = f
+                    .read_at(&mut buf, off)
+                    .map_err(|e| ctx(&format!("pread at {off}: {e}")))?;
+                let exp = &want
+                    [(off as usize).min(want.len())..(off as usize + buf.len()).min(want.len())];
                 if &buf[..n] != exp {
-                    return Err(ctx(&format!("pread {} at {off}: got {n} bytes, want {}, differs", buf.len(), exp.len())));
+                    return Err(ctx(&format!(
+                        "pread {} at {off}: got {n} bytes, want {}, differs",
+                        buf.len(),
+                        exp.len()
+                    )));
                 }
                 c.bytes_checked.fetch_add(n as u64, Ordering::Relaxed);
             }
             let st = fs::metadata(&pa).map_err(|e| ctx(&format!("stat: {e}")))?;
             if st.len() != want.len() as u64 {
-                return Err(ctx(&format!("stat size {} != model {}", st.len(), want.len())));
+                return Err(ctx(&format!(
+                    "stat size {} != model {}",
+                    st.len(),
+                    want.len()
+                )));
             }
         } else if op < 64 {
             // rename a over b
-            let Some(&ino) = m.names.get(&a) else { continue };
+            let Some(&ino) = m.names.get(&a) else {
+                continue;
+            };
             let b = name(rng.below(NAMES as u64));
             if b == a {
                 continue;
             }
             fs::rename(&pa, dir.join(&b)).map_err(|e| ctx(&format!("rename to {b}: {e}")))?;
-            log(hist, format!("rename {a} (ino {ino}) over {b} (ino {:?})", m.names.get(&b)));
+            log(
+                hist,
+                format!(
+                    "rename {a} (ino {ino}) over {b} (ino {:?})",
+                    m.names.get(&b)
+                ),
+            );
             if m.names.get(&b) == Some(&ino) {
                 // both names are links to the same inode: rename does nothing
             } else {
@@ -206,7 +287,9 @@ fn worker_inner(
                 m.names.insert(b, ino);
             }
         } else if op < 69 {
-            let Some(&ino) = m.names.get(&a) else { continue };
+            let Some(&ino) = m.names.get(&a) else {
+                continue;
+            };
             let b = name(rng.below(NAMES as u64));
             if m.names.contains_key(&b) {
                 continue;
@@ -215,7 +298,9 @@ fn worker_inner(
             log(hist, format!("link {a} (ino {ino}) as {b}"));
             m.names.insert(b, ino);
         } else if op < 76 {
-            let Some(ino) = m.names.remove(&a) else { continue };
+            let Some(ino) = m.names.remove(&a) else {
+                continue;
+            };
             fs::remove_file(&pa).map_err(|e| ctx(&format!("unlink: {e}")))?;
             log(hist, format!("unlink {a} (ino {ino})"));
             if !m.names.values().any(|&i| i == ino) {
@@ -225,7 +310,9 @@ fn worker_inner(
                 }
             }
         } else if op < 92 {
-            let Some(&ino) = m.names.get(&a) else { continue };
+            let Some(&ino) = m.names.get(&a) else {
+                continue;
+            };
             c.xattr_ops.fetch_add(1, Ordering::Relaxed);
             let node = m.inodes.get_mut(&ino).unwrap();
             let xn = format!("user.k{}", rng.below(6));
@@ -241,7 +328,12 @@ fn worker_inner(
                     match (node.xattrs.remove(&xn), r) {
                         (Some(_), Ok(())) => {}
                         (None, Err(e)) if e.raw_os_error() == Some(libc::ENODATA) => {}
-                        (had, r) => return Err(ctx(&format!("removexattr {xn}: had {}, got {r:?}", had.is_some()))),
+                        (had, r) => {
+                            return Err(ctx(&format!(
+                                "removexattr {xn}: had {}, got {r:?}",
+                                had.is_some()
+                            )));
+                        }
                     }
                 }
                 _ => {
@@ -249,7 +341,12 @@ fn worker_inner(
                     match (node.xattrs.get(&xn), r) {
                         (Some(v), Ok(got)) if *v == got => {}
                         (None, Err(e)) if e.raw_os_error() == Some(libc::ENODATA) => {}
-                        (want, got) => return Err(ctx(&format!("getxattr {xn}: want {:?} bytes, got {got:?}", want.map(|v| v.len())))),
+                        (want, got) => {
+                            return Err(ctx(&format!(
+                                "getxattr {xn}: want {:?} bytes, got {got:?}",
+                                want.map(|v| v.len())
+                            )));
+                        }
                     }
                     let list = xattr_list(&pa).map_err(|e| ctx(&format!("listxattr: {e}")))?;
                     let want: Vec<String> = node.xattrs.keys().cloned().collect();
@@ -262,27 +359,50 @@ fn worker_inner(
             // keep a handle open for a while (or drop the one held)
             log(hist, format!("hold {a} (ino {:?})", m.names.get(&a)));
             held = if rng.chance(50) && m.names.contains_key(&a) {
-                Some((m.names[&a], OpenOptions::new().read(true).write(true).open(&pa).map_err(|e| ctx(&format!("open held: {e}")))?))
+                Some((
+                    m.names[&a],
+                    OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(&pa)
+                        .map_err(|e| ctx(&format!("open held: {e}")))?,
+                ))
             } else {
                 None
             };
         } else {
             // another process reads the file
-            let Some(&ino) = m.names.get(&a) else { continue };
-            let out = std::process::Command::new("cat").arg(&pa).output().map_err(|e| ctx(&format!("spawn cat: {e}")))?;
+            let Some(&ino) = m.names.get(&a) else {
+                continue;
+            };
+            let out = std::process::Command::new("cat")
+                .arg(&pa)
+                .output()
+                .map_err(|e| ctx(&format!("spawn cat: {e}")))?;
             if !out.status.success() || out.stdout != m.inodes[&ino].data {
-                return Err(ctx(&format!("cat: {} ({} bytes, want {})", out.status, out.stdout.len(), m.inodes[&ino].data.len())));
+                return Err(ctx(&format!(
+                    "cat: {} ({} bytes, want {})",
+                    out.status,
+                    out.stdout.len(),
+                    m.inodes[&ino].data.len()
+                )));
             }
         }
     }
     drop(held);
     // Final full check of every name.
-    let mut listed: Vec<String> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut listed: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     listed.sort();
     let mut want: Vec<String> = m.names.keys().cloned().collect();
     want.sort();
     if listed != want {
-        return Err(format!("{}: listing {listed:?}, model {want:?}", dir.display()));
+        return Err(format!(
+            "{}: listing {listed:?}, model {want:?}",
+            dir.display()
+        ));
     }
     for (n, ino) in &m.names {
         let got = fs::read(dir.join(n)).map_err(|e| format!("final read {n}: {e}"))?;
@@ -317,7 +437,11 @@ fn random_operations_match_the_model_and_the_daemon_does_not_leak() {
         let (samples, failed) = (samples.clone(), failed.clone());
         std::thread::spawn(move || {
             while Instant::now() < deadline && !failed.load(Ordering::Relaxed) {
-                samples.lock().unwrap().push((start.elapsed().as_secs_f64(), rss_kib(pid), fd_count(pid)));
+                samples.lock().unwrap().push((
+                    start.elapsed().as_secs_f64(),
+                    rss_kib(pid),
+                    fd_count(pid),
+                ));
                 std::thread::sleep(Duration::from_millis(250));
             }
         })
@@ -336,10 +460,16 @@ fn random_operations_match_the_model_and_the_daemon_does_not_leak() {
             })
         })
         .collect();
-    let results: Vec<Result<(), String>> = handles.into_iter().map(|h| h.join().expect("worker panicked")).collect();
+    let results: Vec<Result<(), String>> = handles
+        .into_iter()
+        .map(|h| h.join().expect("worker panicked"))
+        .collect();
     sampler.join().unwrap();
     let errors: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
-    assert!(errors.is_empty(), "model mismatch or error (seed {seed}): {errors:#?}");
+    assert!(
+        errors.is_empty(),
+        "model mismatch or error (seed {seed}): {errors:#?}"
+    );
 
     // Every file is closed now: the daemon's fds come back to the baseline.
     let mut fd_end = fd_count(pid);
@@ -367,11 +497,22 @@ fn random_operations_match_the_model_and_the_daemon_does_not_leak() {
          ({growth:+.1} %), end {rss_end} kB; fds base {fd_base}, max {fd_max}, end {fd_end}; {} samples",
         samples.len()
     );
-    assert!(fd_end <= fd_base, "daemon fds leak: {fd_base} at the start, {fd_end} after every file was closed");
+    assert!(
+        fd_end <= fd_base,
+        "daemon fds leak: {fd_base} at the start, {fd_end} after every file was closed"
+    );
     let bound = if secs >= 60 { 10.0 } else { 50.0 };
-    assert!(growth < bound, "daemon RSS grew {growth:.1} % over the last half of the run (bound {bound} %)");
+    assert!(
+        growth < bound,
+        "daemon RSS grew {growth:.1} % over the last half of the run (bound {bound} %)"
+    );
     assert!(rss_end < 512 * 1024, "daemon RSS {rss_end} kB");
     let fs_stats = run_ok(cmkfs().arg("status").arg(v.mnt()).arg("--json"));
     let st: serde_json::Value = serde_json::from_str(&fs_stats.stdout).unwrap();
-    assert_eq!(st["open_files"].as_u64(), Some(0), "status reports open files after all were closed: {}", fs_stats.stdout);
+    assert_eq!(
+        st["open_files"].as_u64(),
+        Some(0),
+        "status reports open files after all were closed: {}",
+        fs_stats.stdout
+    );
 }

@@ -48,7 +48,11 @@ fn setup(seed: u64) -> Setup {
         .find(|p| fs::metadata(p).unwrap().len() > 1000)
         .expect("backing file of d/victim");
     let others = visible_entries(&e);
-    assert_eq!(others.len(), 1, "e should hold one backing file: {others:?}");
+    assert_eq!(
+        others.len(),
+        1,
+        "e should hold one backing file: {others:?}"
+    );
     let other = others[0].clone();
     for p in [&victim, &other] {
         assert_eq!(
@@ -59,7 +63,13 @@ fn setup(seed: u64) -> Setup {
             p.display()
         );
     }
-    Setup { v, data, victim, other, other_data }
+    Setup {
+        v,
+        data,
+        victim,
+        other,
+        other_data,
+    }
 }
 
 fn read_range(p: &Path, off: u64, len: usize) -> std::io::Result<Vec<u8>> {
@@ -97,14 +107,22 @@ fn read_at(p: &Path, off: u64, len: usize) -> Vec<u8> {
 /// True if `line` says "block N" with N exactly `n`.
 fn mentions_block(line: &str, n: usize) -> bool {
     let pat = format!("block {n}");
-    line.match_indices(&pat).any(|(i, _)| !line[i + pat.len()..].starts_with(|c: char| c.is_ascii_digit()))
+    line.match_indices(&pat)
+        .any(|(i, _)| !line[i + pat.len()..].starts_with(|c: char| c.is_ascii_digit()))
 }
 
 #[track_caller]
 fn assert_eio(r: std::io::Result<Vec<u8>>, what: &str) {
     match r {
-        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{what}: expected EIO, got {e}"),
-        Ok(d) => panic!("{what}: expected EIO, but the read returned {} bytes", d.len()),
+        Err(e) => assert_eq!(
+            e.raw_os_error(),
+            Some(libc::EIO),
+            "{what}: expected EIO, got {e}"
+        ),
+        Ok(d) => panic!(
+            "{what}: expected EIO, but the read returned {} bytes",
+            d.len()
+        ),
     }
 }
 
@@ -120,12 +138,20 @@ fn check(s: &mut Setup, bad: &[usize], block0_ok: bool, log_block: usize) {
         assert_eio(read_block(&s.v, b), &format!("read of damaged block {b}"));
         // also an unaligned read straddling into the damaged block
         if b > 0 {
-            assert_eio(read_range(&s.v.p("d/victim"), (b * BS - 10) as u64, 20), &format!("read into block {b}"));
+            assert_eio(
+                read_range(&s.v.p("d/victim"), (b * BS - 10) as u64, 20),
+                &format!("read into block {b}"),
+            );
         }
     }
-    assert_eio(fs::read(s.v.p("d/victim")), "read of the whole damaged file");
+    assert_eio(
+        fs::read(s.v.p("d/victim")),
+        "read of the whole damaged file",
+    );
     let name = s.victim.file_name().unwrap().to_str().unwrap().to_string();
-    let line = s.v.wait_log_line(|l| mentions_block(l, log_block) && (l.contains("victim") || l.contains(&name)));
+    let line = s.v.wait_log_line(|l| {
+        mentions_block(l, log_block) && (l.contains("victim") || l.contains(&name))
+    });
     assert!(
         line.is_some(),
         "no log line mentioning \"block {log_block}\" and the file (d/victim or {name}); log:\n{}",
@@ -134,7 +160,11 @@ fn check(s: &mut Setup, bad: &[usize], block0_ok: bool, log_block: usize) {
     eprintln!("log line: {}", line.unwrap());
     // the daemon keeps serving
     assert_eq!(fs::read(s.v.p("d/good")).unwrap(), b"an undamaged file");
-    assert_bytes_eq(&fs::read(s.v.p("e/other")).unwrap(), &s.other_data, "other file");
+    assert_bytes_eq(
+        &fs::read(s.v.p("e/other")).unwrap(),
+        &s.other_data,
+        "other file",
+    );
     fs::write(s.v.p("d/new"), b"still serving").unwrap();
     assert_eq!(fs::read(s.v.p("d/new")).unwrap(), b"still serving");
     assert!(is_mounted(&s.v.mnt()), "daemon died");
@@ -144,8 +174,16 @@ fn check(s: &mut Setup, bad: &[usize], block0_ok: bool, log_block: usize) {
 fn untampered_reads_fine() {
     let mut s = setup(1);
     s.v.mount();
-    assert_bytes_eq(&fs::read(s.v.p("d/victim")).unwrap(), &s.data, "untampered victim");
-    assert_bytes_eq(&fs::read(s.v.p("e/other")).unwrap(), &s.other_data, "untampered other");
+    assert_bytes_eq(
+        &fs::read(s.v.p("d/victim")).unwrap(),
+        &s.data,
+        "untampered victim",
+    );
+    assert_bytes_eq(
+        &fs::read(s.v.p("e/other")).unwrap(),
+        &s.other_data,
+        "untampered other",
+    );
 }
 
 #[test]
@@ -158,7 +196,8 @@ fn flipped_byte_in_block_1() {
     check(&mut s, &[1], true, 1);
     // blocks after the damage are independent and still correct
     for i in 2..NBLOCKS {
-        let got = read_block(&s.v, i).unwrap_or_else(|e| panic!("block {i} after a damaged block 1: {e}"));
+        let got = read_block(&s.v, i)
+            .unwrap_or_else(|e| panic!("block {i} after a damaged block 1: {e}"));
         assert_bytes_eq(&got, &s.data[i * BS..(i + 1) * BS], &format!("block {i}"));
     }
 }
@@ -199,14 +238,24 @@ fn block_copied_from_other_file() {
 fn truncated_at_block_boundary() {
     let mut s = setup(6);
     // drop the last block: block 3 becomes the final block but was sealed as non-final
-    OpenOptions::new().write(true).open(&s.victim).unwrap().set_len(block_off(4)).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&s.victim)
+        .unwrap()
+        .set_len(block_off(4))
+        .unwrap();
     check(&mut s, &[3], true, 3);
 }
 
 #[test]
 fn truncated_mid_block() {
     let mut s = setup(7);
-    OpenOptions::new().write(true).open(&s.victim).unwrap().set_len(block_off(4) + 2000).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&s.victim)
+        .unwrap()
+        .set_len(block_off(4) + 2000)
+        .unwrap();
     check(&mut s, &[4], true, 4);
     let b3 = read_block(&s.v, 3).expect("block 3 untouched");
     assert_bytes_eq(&b3, &s.data[3 * BS..4 * BS], "block 3");
@@ -253,7 +302,11 @@ fn damaged_file_does_not_poison_the_cache_of_good_reads() {
     // remount must not serve anything stale and must still detect the damage.
     let mut s = setup(11);
     s.v.mount();
-    assert_bytes_eq(&fs::read(s.v.p("d/victim")).unwrap(), &s.data, "before tamper");
+    assert_bytes_eq(
+        &fs::read(s.v.p("d/victim")).unwrap(),
+        &s.data,
+        "before tamper",
+    );
     s.v.umount();
     let off = block_off(2) + 50;
     let mut b = read_at(&s.victim, off, 1);
@@ -275,15 +328,21 @@ fn corrupted_names_do_not_break_listing() {
     let entries = visible_entries(&bdir);
     assert_eq!(entries.len(), names.len());
     // 1: valid base64url that does not decrypt; 2: not base64 at all; 3: a name cut short
-    fs::rename(&entries[0], bdir.join("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZn")).unwrap();
+    fs::rename(
+        &entries[0],
+        bdir.join("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZn"),
+    )
+    .unwrap();
     fs::rename(&entries[1], bdir.join("!!not*base64~~")).unwrap();
     let cut = entries[2].file_name().unwrap().to_str().unwrap();
     fs::rename(&entries[2], bdir.join(&cut[..cut.len() - 3])).unwrap();
     // and a stray foreign file in the root
     fs::write(v.backing().join("zzzz"), b"foreign").unwrap();
     v.mount();
-    let listed: Vec<String> =
-        fs::read_dir(v.p("dir")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let listed: Vec<String> = fs::read_dir(v.p("dir"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     // the two intact entries are listed, the three corrupted ones are not (or listed under
     // some non-plaintext name we cannot predict: we only require the intact ones to be there)
     let intact: Vec<&str> = names
@@ -291,17 +350,31 @@ fn corrupted_names_do_not_break_listing() {
         .copied()
         .filter(|n| listed.iter().any(|l| l == n))
         .collect();
-    assert_eq!(intact.len(), 2, "expected exactly two intact names listed, got {listed:?}");
+    assert_eq!(
+        intact.len(),
+        2,
+        "expected exactly two intact names listed, got {listed:?}"
+    );
     for n in &intact {
         assert_eq!(fs::read(v.p(&format!("dir/{n}"))).unwrap(), n.as_bytes());
     }
     // root listing still works
-    let root: Vec<String> = fs::read_dir(v.mnt()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    assert!(root.contains(&"dir".to_string()), "root listing lost dir: {root:?}");
+    let root: Vec<String> = fs::read_dir(v.mnt())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        root.contains(&"dir".to_string()),
+        "root listing lost dir: {root:?}"
+    );
     // the daemon keeps serving: create, list, read
     fs::write(v.p("dir/new"), b"new").unwrap();
     assert_eq!(fs::read(v.p("dir/new")).unwrap(), b"new");
-    assert!(fs::read_dir(v.p("dir")).unwrap().any(|e| e.unwrap().file_name() == "new"));
+    assert!(
+        fs::read_dir(v.p("dir"))
+            .unwrap()
+            .any(|e| e.unwrap().file_name() == "new")
+    );
     assert!(is_mounted(&v.mnt()), "daemon died");
     v.umount();
 }
@@ -327,17 +400,31 @@ fn corrupted_dirid_does_not_crash() {
         Ok(rd) => {
             for e in rd {
                 match e {
-                    Ok(e) => assert_eq!(e.file_name(), "inside", "wrong name listed in a dir with a damaged id"),
-                    Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "readdir entry error: {e}"),
+                    Ok(e) => assert_eq!(
+                        e.file_name(),
+                        "inside",
+                        "wrong name listed in a dir with a damaged id"
+                    ),
+                    Err(e) => assert_eq!(
+                        e.raw_os_error(),
+                        Some(libc::EIO),
+                        "readdir entry error: {e}"
+                    ),
                 }
             }
         }
         // EIO would be more telling, but ENOENT (the directory cannot be resolved) is accepted
-        Err(e) => assert!(matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::ENOENT)), "opendir of damaged dir: {e}"),
+        Err(e) => assert!(
+            matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::ENOENT)),
+            "opendir of damaged dir: {e}"
+        ),
     }
     match fs::read(v.p("dir/inside")) {
         Ok(d) => assert_eq!(d, b"inside", "wrong data through a damaged dir"),
-        Err(e) => assert!(matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::ENOENT)), "read through damaged dir: {e}"),
+        Err(e) => assert!(
+            matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::ENOENT)),
+            "read through damaged dir: {e}"
+        ),
     }
     assert_eq!(fs::read(v.p("outside")).unwrap(), b"outside");
     fs::write(v.p("after"), b"after").unwrap();
@@ -349,18 +436,36 @@ fn corrupted_dirid_does_not_crash() {
 fn header_only_and_short_backing_files() {
     // A backing file cut inside the header or to the bare header must not yield data or crash.
     let mut s = setup(12);
-    OpenOptions::new().write(true).open(&s.victim).unwrap().set_len(20).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&s.victim)
+        .unwrap()
+        .set_len(20)
+        .unwrap();
     s.v.mount();
     match fs::read(s.v.p("d/victim")) {
-        Ok(d) => assert!(d.is_empty(), "a file cut inside its header returned {} bytes", d.len()),
+        Ok(d) => assert!(
+            d.is_empty(),
+            "a file cut inside its header returned {} bytes",
+            d.len()
+        ),
         Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}"),
     }
     assert_eq!(fs::read(s.v.p("d/good")).unwrap(), b"an undamaged file");
     s.v.umount();
-    OpenOptions::new().write(true).open(&s.other).unwrap().set_len(HEADER).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&s.other)
+        .unwrap()
+        .set_len(HEADER)
+        .unwrap();
     s.v.mount();
     match fs::read(s.v.p("e/other")) {
-        Ok(d) => assert!(d.is_empty(), "a header-only file returned {} bytes", d.len()),
+        Ok(d) => assert!(
+            d.is_empty(),
+            "a header-only file returned {} bytes",
+            d.len()
+        ),
         Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}"),
     }
     assert!(is_mounted(&s.v.mnt()), "daemon died");

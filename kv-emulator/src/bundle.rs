@@ -19,9 +19,9 @@ pub fn b64url(bytes: &[u8]) -> String {
 
 /// Decodes base64url (padding tolerated); failure is a 400 `BadParameter` naming `field`.
 pub fn b64url_decode(field: &str, s: &str) -> Result<Vec<u8>, KvError> {
-    URL_SAFE_NO_PAD_INDIFFERENT
-        .decode(s.trim())
-        .map_err(|e| KvError::bad_parameter(format!("Property '{field}' is not valid base64url: {e}.")))
+    URL_SAFE_NO_PAD_INDIFFERENT.decode(s.trim()).map_err(|e| {
+        KvError::bad_parameter(format!("Property '{field}' is not valid base64url: {e}."))
+    })
 }
 
 /// `https://host/keys/name/version`.
@@ -85,12 +85,14 @@ fn add_deletion_info(mut v: Value, base: &str, name: &str, d: &DeletedKey) -> Va
 
 /// A deleted key bundle (`None` if the deleted key somehow has no version).
 pub fn deleted_bundle(base: &str, name: &str, d: &DeletedKey) -> Option<Value> {
-    d.latest().map(|v| add_deletion_info(key_bundle(base, name, v), base, name, d))
+    d.latest()
+        .map(|v| add_deletion_info(key_bundle(base, name, v), base, name, d))
 }
 
 /// A deleted key item (list results).
 pub fn deleted_properties(base: &str, name: &str, d: &DeletedKey) -> Option<Value> {
-    d.latest().map(|v| add_deletion_info(key_properties(base, name, v), base, name, d))
+    d.latest()
+        .map(|v| add_deletion_info(key_properties(base, name, v), base, name, d))
 }
 
 #[cfg(test)]
@@ -100,8 +102,17 @@ mod tests {
     #[test]
     fn base64_roundtrip_and_errors() {
         assert_eq!(b64url(&[0xfb, 0xff]), "-_8");
-        assert_eq!(b64url_decode("value", "-_8").expect("nopad"), vec![0xfb, 0xff]);
-        assert_eq!(b64url_decode("value", "-_8=").expect("pad"), vec![0xfb, 0xff]);
-        assert_eq!(b64url_decode("value", "**").expect_err("bad").code, "BadParameter");
+        assert_eq!(
+            b64url_decode("value", "-_8").expect("nopad"),
+            vec![0xfb, 0xff]
+        );
+        assert_eq!(
+            b64url_decode("value", "-_8=").expect("pad"),
+            vec![0xfb, 0xff]
+        );
+        assert_eq!(
+            b64url_decode("value", "**").expect_err("bad").code,
+            "BadParameter"
+        );
     }
 }

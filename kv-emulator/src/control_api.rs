@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 
 use crate::bundle;
 use crate::controls::Fault;
+use crate::crypto::{OCT_KTY, is_oct_kty};
 use crate::error::KvError;
 use crate::server::{Resp, error_response, ok_json, ok_true};
-use crate::crypto::{OCT_KTY, is_oct_kty};
 use crate::state::Shared;
 use crate::store::{AttributePatch, KeyVersion, NewVersion};
 
@@ -60,7 +60,9 @@ pub fn parse_query(q: &str) -> HashMap<String, String> {
 fn num<T: std::str::FromStr>(q: &HashMap<String, String>, k: &str) -> Result<Option<T>, KvError> {
     match q.get(k) {
         None => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| KvError::bad_parameter(format!("Query parameter '{k}' must be a number."))),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            KvError::bad_parameter(format!("Query parameter '{k}' must be a number."))
+        }),
     }
 }
 
@@ -68,7 +70,11 @@ fn opt_time(q: &HashMap<String, String>, k: &str) -> Result<Option<Option<i64>>,
     match q.get(k).map(String::as_str) {
         None => Ok(None),
         Some("" | "none" | "null") => Ok(Some(None)),
-        Some(v) => v.parse().map(|t| Some(Some(t))).map_err(|_| KvError::bad_parameter(format!("Query parameter '{k}' must be Unix seconds or 'none'."))),
+        Some(v) => v.parse().map(|t| Some(Some(t))).map_err(|_| {
+            KvError::bad_parameter(format!(
+                "Query parameter '{k}' must be Unix seconds or 'none'."
+            ))
+        }),
     }
 }
 
@@ -95,31 +101,52 @@ fn key_state(shared: &Shared, base: &str, name: &str) -> Result<Value, KvError> 
     Ok(json!({ "name": name, "deleted": deleted, "versions": items }))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, KvError> + Send + 'static) -> Result<T, KvError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, KvError> + Send + 'static,
+) -> Result<T, KvError> {
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|_| Err(KvError::new(500, "InternalError", "A worker task failed.")))
 }
 
 /// Handles one control request.
-pub async fn handle(shared: &Arc<Shared>, method: &str, path: &str, query: &str, base: &str) -> Resp {
+pub async fn handle(
+    shared: &Arc<Shared>,
+    method: &str,
+    path: &str,
+    query: &str,
+    base: &str,
+) -> Resp {
     match route(shared, method, path, query, base).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     }
 }
 
-async fn route(shared: &Arc<Shared>, method: &str, path: &str, query: &str, base: &str) -> Result<Resp, KvError> {
+async fn route(
+    shared: &Arc<Shared>,
+    method: &str,
+    path: &str,
+    query: &str,
+    base: &str,
+) -> Result<Resp, KvError> {
     let q = parse_query(query);
     let rest = path.trim_start_matches("/_emulator").trim_matches('/');
-    let segs: Vec<&str> = if rest.is_empty() { vec![] } else { rest.split('/').collect() };
+    let segs: Vec<&str> = if rest.is_empty() {
+        vec![]
+    } else {
+        rest.split('/').collect()
+    };
     let m = method.to_ascii_uppercase();
     let version = q.get("version").cloned().unwrap_or_default();
     match (m.as_str(), segs.as_slice()) {
         ("GET", [] | ["health"]) => Ok(ok_json(json!({ "ok": true, "url": format!("{base}/") }))),
         ("GET", ["ca"]) => {
             let mut r = Response::new(Full::new(Bytes::from(shared.ca_pem.clone())));
-            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/x-pem-file"));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-pem-file"),
+            );
             Ok(r)
         }
         ("POST" | "PUT", ["keys", name]) => {
@@ -135,7 +162,10 @@ async fn route(shared: &Arc<Shared>, method: &str, path: &str, query: &str, base
                 }
             };
             let (s, n) = (shared.clone(), name.to_string());
-            let spec = NewVersion { kty, ..Default::default() };
+            let spec = NewVersion {
+                kty,
+                ..Default::default()
+            };
             let v = blocking(move || s.create_key(&n, bits, spec)).await?;
             Ok(ok_json(kid_json(base, name, &v)))
         }
@@ -154,7 +184,10 @@ async fn route(shared: &Arc<Shared>, method: &str, path: &str, query: &str, base
             if version.is_empty() {
                 shared.vault().set_enabled_all(name, enabled)?;
             } else {
-                let p = AttributePatch { enabled: Some(enabled), ..Default::default() };
+                let p = AttributePatch {
+                    enabled: Some(enabled),
+                    ..Default::default()
+                };
                 shared.vault().update(name, &version, &p)?;
             }
             Ok(ok_true())
@@ -164,9 +197,18 @@ async fn route(shared: &Arc<Shared>, method: &str, path: &str, query: &str, base
                 None => None,
                 Some("true" | "1") => Some(true),
                 Some("false" | "0") => Some(false),
-                Some(_) => return Err(KvError::bad_parameter("Query parameter 'enabled' must be true or false.")),
+                Some(_) => {
+                    return Err(KvError::bad_parameter(
+                        "Query parameter 'enabled' must be true or false.",
+                    ));
+                }
             };
-            let p = AttributePatch { enabled, exp: opt_time(&q, "exp")?, nbf: opt_time(&q, "nbf")?, ..Default::default() };
+            let p = AttributePatch {
+                enabled,
+                exp: opt_time(&q, "exp")?,
+                nbf: opt_time(&q, "nbf")?,
+                ..Default::default()
+            };
             let v = shared.vault().update(name, &version, &p)?;
             Ok(ok_json(kid_json(base, name, &v)))
         }
@@ -194,8 +236,9 @@ async fn route(shared: &Arc<Shared>, method: &str, path: &str, query: &str, base
         ("POST", ["faults"]) => {
             let kind = q.get("kind").map(String::as_str).unwrap_or("503");
             let retry_after = num::<u64>(&q, "retry_after")?.unwrap_or(1);
-            let fault = Fault::parse(kind, retry_after)
-                .ok_or_else(|| KvError::bad_parameter("Query parameter 'kind' must be 503, 429 or close."))?;
+            let fault = Fault::parse(kind, retry_after).ok_or_else(|| {
+                KvError::bad_parameter("Query parameter 'kind' must be 503, 429 or close.")
+            })?;
             let count = num::<u32>(&q, "count")?;
             shared.controls().inject(fault, count, q.get("op").cloned());
             Ok(ok_true())
@@ -214,7 +257,12 @@ async fn route(shared: &Arc<Shared>, method: &str, path: &str, query: &str, base
         }
         ("GET", ["log"]) => Ok(ok_json(json!(shared.controls().log()))),
         ("POST", ["tokens"]) => {
-            let allow = q.get("allow").map(|a| a.split(',').filter(|t| !t.is_empty()).map(str::to_string).collect());
+            let allow = q.get("allow").map(|a| {
+                a.split(',')
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            });
             shared.controls().allowed_tokens = allow;
             Ok(ok_true())
         }

@@ -88,7 +88,11 @@ impl Controls {
         if count == Some(0) {
             return;
         }
-        self.faults.push(FaultRule { fault, remaining: count, op: op.map(|o| o.to_ascii_lowercase()) });
+        self.faults.push(FaultRule {
+            fault,
+            remaining: count,
+            op: op.map(|o| o.to_ascii_lowercase()),
+        });
     }
 
     /// Removes every fault rule.
@@ -103,7 +107,10 @@ impl Controls {
 
     /// Consumes the first fault rule matching `op`, if any.
     pub fn take_fault(&mut self, op: &str) -> Option<Fault> {
-        let idx = self.faults.iter().position(|r| r.op.as_deref().is_none_or(|o| o == op))?;
+        let idx = self
+            .faults
+            .iter()
+            .position(|r| r.op.as_deref().is_none_or(|o| o == op))?;
         let rule = &mut self.faults[idx];
         let fault = rule.fault;
         if let Some(n) = rule.remaining.as_mut() {
@@ -117,7 +124,9 @@ impl Controls {
 
     /// Whether `token` passes the allow-list.
     pub fn token_allowed(&self, token: &str) -> bool {
-        self.allowed_tokens.as_ref().is_none_or(|l| l.iter().any(|t| t == token))
+        self.allowed_tokens
+            .as_ref()
+            .is_none_or(|l| l.iter().any(|t| t == token))
     }
 
     /// Records a finished request (counters count authenticated requests only).
@@ -139,7 +148,10 @@ impl Controls {
         if op.eq_ignore_ascii_case("unauthorized") {
             return self.unauthorized;
         }
-        self.counters.get(&op.to_ascii_lowercase()).copied().unwrap_or(0)
+        self.counters
+            .get(&op.to_ascii_lowercase())
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Authenticated requests of any operation.

@@ -5,11 +5,11 @@
 //! (Managed HSM `oct-HSM` AES-256 key; A256KW = AES key wrap, RFC 3394, no key material exposed).
 
 use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::key_wrap::{AES_256, AesKek, KeyWrap};
 use aws_lc_rs::rsa::{
     KeyPair, KeySize, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepAlgorithm,
     OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey,
 };
-use aws_lc_rs::key_wrap::{AES_256, AesKek, KeyWrap};
 use aws_lc_rs::signature::KeyPair as _;
 
 use crate::error::KvError;
@@ -71,7 +71,9 @@ pub struct RsaKey {
 
 impl std::fmt::Debug for RsaKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RsaKey").field("bits", &self.bits).finish_non_exhaustive()
+        f.debug_struct("RsaKey")
+            .field("bits", &self.bits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -88,15 +90,32 @@ impl RsaKey {
                 )));
             }
         };
-        let internal = |what: &str| KvError::new(500, "InternalError", format!("RSA {what} failed"));
+        let internal =
+            |what: &str| KvError::new(500, "InternalError", format!("RSA {what} failed"));
         let pair = KeyPair::generate(size).map_err(|_| internal("key generation"))?;
-        let n = pair.public_key().modulus().big_endian_without_leading_zero().to_vec();
-        let e = pair.public_key().exponent().big_endian_without_leading_zero().to_vec();
+        let n = pair
+            .public_key()
+            .modulus()
+            .big_endian_without_leading_zero()
+            .to_vec();
+        let e = pair
+            .public_key()
+            .exponent()
+            .big_endian_without_leading_zero()
+            .to_vec();
         let pkcs8 = pair.as_der().map_err(|_| internal("PKCS#8 encoding"))?;
-        let private = PrivateDecryptingKey::from_pkcs8(pkcs8.as_ref()).map_err(|_| internal("key import"))?;
-        let public = OaepPublicEncryptingKey::new(private.public_key()).map_err(|_| internal("OAEP setup"))?;
+        let private =
+            PrivateDecryptingKey::from_pkcs8(pkcs8.as_ref()).map_err(|_| internal("key import"))?;
+        let public = OaepPublicEncryptingKey::new(private.public_key())
+            .map_err(|_| internal("OAEP setup"))?;
         let private = OaepPrivateDecryptingKey::new(private).map_err(|_| internal("OAEP setup"))?;
-        Ok(RsaKey { bits: bits as usize, n, e, private, public })
+        Ok(RsaKey {
+            bits: bits as usize,
+            n,
+            e,
+            private,
+            public,
+        })
     }
 
     /// Key size in bits.
@@ -148,7 +167,11 @@ impl RsaKey {
         let len = self
             .private
             .decrypt(oaep, ciphertext, &mut out, None)
-            .map_err(|_| KvError::bad_parameter("Decryption failed: the ciphertext is invalid for this key and algorithm."))?
+            .map_err(|_| {
+                KvError::bad_parameter(
+                    "Decryption failed: the ciphertext is invalid for this key and algorithm.",
+                )
+            })?
             .len();
         out.truncate(len);
         Ok(out)
@@ -165,7 +188,9 @@ pub struct OctKey {
 
 impl std::fmt::Debug for OctKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OctKey").field("bits", &256).finish_non_exhaustive()
+        f.debug_struct("OctKey")
+            .field("bits", &256)
+            .finish_non_exhaustive()
     }
 }
 
@@ -178,7 +203,8 @@ impl OctKey {
             )));
         }
         let mut key = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut key).map_err(|_| KvError::new(500, "InternalError", "AES key generation failed"))?;
+        aws_lc_rs::rand::fill(&mut key)
+            .map_err(|_| KvError::new(500, "InternalError", "AES key generation failed"))?;
         Ok(OctKey { key })
     }
 
@@ -193,7 +219,8 @@ impl OctKey {
     }
 
     fn kek(&self) -> Result<AesKek, KvError> {
-        AesKek::new(&AES_256, &self.key).map_err(|_| KvError::new(500, "InternalError", "AES key setup failed"))
+        AesKek::new(&AES_256, &self.key)
+            .map_err(|_| KvError::new(500, "InternalError", "AES key setup failed"))
     }
 
     /// AES key wrap (RFC 3394). The input must be a multiple of 8 bytes, at least 16; the output
@@ -229,7 +256,11 @@ impl OctKey {
         let len = self
             .kek()?
             .unwrap(ciphertext, &mut out)
-            .map_err(|_| KvError::bad_parameter("Unwrap failed: the ciphertext is invalid for this key and algorithm."))?
+            .map_err(|_| {
+                KvError::bad_parameter(
+                    "Unwrap failed: the ciphertext is invalid for this key and algorithm.",
+                )
+            })?
             .len();
         out.truncate(len);
         Ok(out)
@@ -321,11 +352,29 @@ mod tests {
     fn roundtrip_and_bad_ciphertext() {
         let k = RsaKey::generate(2048).expect("keygen");
         assert_eq!(k.n().len(), 256);
-        let c = k.wrap(WrapAlg::RsaOaep256, b"0123456789abcdef0123456789abcdef").expect("wrap");
-        assert_eq!(k.unwrap(WrapAlg::RsaOaep256, &c).expect("unwrap"), b"0123456789abcdef0123456789abcdef");
-        assert_eq!(k.unwrap(WrapAlg::RsaOaep, &c).expect_err("wrong alg").status, 400);
-        assert_eq!(k.unwrap(WrapAlg::RsaOaep256, &c[1..]).expect_err("short").status, 400);
-        assert_eq!(RsaKey::generate(1024).expect_err("size").code, "BadParameter");
+        let c = k
+            .wrap(WrapAlg::RsaOaep256, b"0123456789abcdef0123456789abcdef")
+            .expect("wrap");
+        assert_eq!(
+            k.unwrap(WrapAlg::RsaOaep256, &c).expect("unwrap"),
+            b"0123456789abcdef0123456789abcdef"
+        );
+        assert_eq!(
+            k.unwrap(WrapAlg::RsaOaep, &c)
+                .expect_err("wrong alg")
+                .status,
+            400
+        );
+        assert_eq!(
+            k.unwrap(WrapAlg::RsaOaep256, &c[1..])
+                .expect_err("short")
+                .status,
+            400
+        );
+        assert_eq!(
+            RsaKey::generate(1024).expect_err("size").code,
+            "BadParameter"
+        );
     }
 
     #[test]
@@ -339,14 +388,46 @@ mod tests {
         assert_eq!(k.unwrap(WrapAlg::A256Kw, &c).expect("unwrap"), input);
         let mut bad = c.clone();
         bad[10] ^= 1;
-        assert_eq!(k.unwrap(WrapAlg::A256Kw, &bad).expect_err("corrupt").code, "BadParameter");
+        assert_eq!(
+            k.unwrap(WrapAlg::A256Kw, &bad).expect_err("corrupt").code,
+            "BadParameter"
+        );
         let other = KeyMaterial::generate("oct", Some(256)).expect("gen");
-        assert_eq!(other.unwrap(WrapAlg::A256Kw, &c).expect_err("other key").status, 400);
-        assert_eq!(k.wrap(WrapAlg::RsaOaep256, &input).expect_err("rsa alg").status, 400);
-        assert_eq!(k.wrap(WrapAlg::A256Kw, &[1u8; 12]).expect_err("size").status, 400);
-        assert_eq!(KeyMaterial::generate("oct-HSM", Some(128)).expect_err("size").status, 400);
+        assert_eq!(
+            other
+                .unwrap(WrapAlg::A256Kw, &c)
+                .expect_err("other key")
+                .status,
+            400
+        );
+        assert_eq!(
+            k.wrap(WrapAlg::RsaOaep256, &input)
+                .expect_err("rsa alg")
+                .status,
+            400
+        );
+        assert_eq!(
+            k.wrap(WrapAlg::A256Kw, &[1u8; 12])
+                .expect_err("size")
+                .status,
+            400
+        );
+        assert_eq!(
+            KeyMaterial::generate("oct-HSM", Some(128))
+                .expect_err("size")
+                .status,
+            400
+        );
         let rsa = KeyMaterial::generate("RSA", None).expect("rsa");
-        assert_eq!(rsa.wrap(WrapAlg::A256Kw, &input).expect_err("kw on rsa").code, "BadParameter");
-        assert_eq!(WrapAlg::parse(Some("A256KW")).expect("parse"), WrapAlg::A256Kw);
+        assert_eq!(
+            rsa.wrap(WrapAlg::A256Kw, &input)
+                .expect_err("kw on rsa")
+                .code,
+            "BadParameter"
+        );
+        assert_eq!(
+            WrapAlg::parse(Some("A256KW")).expect("parse"),
+            WrapAlg::A256Kw
+        );
     }
 }

@@ -22,7 +22,12 @@ pub struct KvError {
 impl KvError {
     /// Generic constructor.
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        KvError { status, code, message: message.into(), inner: None }
+        KvError {
+            status,
+            code,
+            message: message.into(),
+            inner: None,
+        }
     }
 
     /// Adds an `innererror.code`.
@@ -53,8 +58,12 @@ impl KvError {
 
     /// 403 `Forbidden` / `KeyDisabled`.
     pub fn key_disabled(op: &str) -> Self {
-        Self::new(403, "Forbidden", format!("Operation {op} is not allowed on a disabled key."))
-            .with_inner("KeyDisabled")
+        Self::new(
+            403,
+            "Forbidden",
+            format!("Operation {op} is not allowed on a disabled key."),
+        )
+        .with_inner("KeyDisabled")
     }
 
     /// 403 `Forbidden` / `AccessDenied` (the "deny all" switch).
@@ -76,12 +85,20 @@ impl KvError {
 
     /// 404 for a path that matches no Key Vault route.
     pub fn unknown_route(method: &str, path: &str) -> Self {
-        Self::new(404, "NotFound", format!("No route for {method} {path} in the Key Vault emulator."))
+        Self::new(
+            404,
+            "NotFound",
+            format!("No route for {method} {path} in the Key Vault emulator."),
+        )
     }
 
     /// 405 for a known path with the wrong method.
     pub fn method_not_allowed(method: &str, path: &str) -> Self {
-        Self::new(405, "MethodNotAllowed", format!("Method {method} is not allowed on {path}."))
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            format!("Method {method} is not allowed on {path}."),
+        )
     }
 
     /// The JSON body.
@@ -115,6 +132,10 @@ mod tests {
         let b = KvError::key_disabled("unwrapKey").body();
         assert_eq!(b["error"]["code"], "Forbidden");
         assert_eq!(b["error"]["innererror"]["code"], "KeyDisabled");
-        assert!(KvError::bad_parameter("x").body()["error"].get("innererror").is_none());
+        assert!(
+            KvError::bad_parameter("x").body()["error"]
+                .get("innererror")
+                .is_none()
+        );
     }
 }

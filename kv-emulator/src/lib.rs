@@ -82,7 +82,10 @@ pub struct Emulator {
 
 impl std::fmt::Debug for Emulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Emulator").field("addr", &self.addr).field("running", &self.thread.is_some()).finish()
+        f.debug_struct("Emulator")
+            .field("addr", &self.addr)
+            .field("running", &self.thread.is_some())
+            .finish()
     }
 }
 
@@ -120,12 +123,19 @@ impl Emulator {
         let (tx, rx) = oneshot::channel();
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let s = shared.clone();
-        let thread = std::thread::Builder::new().name("kv-emulator".into()).spawn(move || {
-            runtime.block_on(server::run(listener, acceptor, s, rx));
-            // Dropping the runtime cancels every connection task, closing their sockets.
-            runtime.shutdown_timeout(Duration::from_millis(500));
-        })?;
-        Ok(Emulator { shared, addr, shutdown: Some(tx), thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name("kv-emulator".into())
+            .spawn(move || {
+                runtime.block_on(server::run(listener, acceptor, s, rx));
+                // Dropping the runtime cancels every connection task, closing their sockets.
+                runtime.shutdown_timeout(Duration::from_millis(500));
+            })?;
+        Ok(Emulator {
+            shared,
+            addr,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     /// `https://127.0.0.1:PORT/`.
@@ -181,7 +191,9 @@ impl Emulator {
 
     /// Creates an RSA key of `bits` (2048/3072/4096); returns the versioned kid.
     pub fn try_create_rsa_key(&self, name: &str, bits: u32) -> Result<String, KvError> {
-        let v = self.shared.create_key(name, Some(bits), NewVersion::default())?;
+        let v = self
+            .shared
+            .create_key(name, Some(bits), NewVersion::default())?;
         Ok(bundle::kid(&self.base(), name, &v.version))
     }
 
@@ -197,7 +209,10 @@ impl Emulator {
 
     /// Creates an `oct-HSM` AES-256 key (or a new version); returns the versioned kid.
     pub fn try_create_oct_key(&self, name: &str) -> Result<String, KvError> {
-        let spec = NewVersion { kty: Some(crypto::OCT_KTY.to_string()), ..Default::default() };
+        let spec = NewVersion {
+            kty: Some(crypto::OCT_KTY.to_string()),
+            ..Default::default()
+        };
         let v = self.shared.create_key(name, Some(256), spec)?;
         Ok(bundle::kid(&self.base(), name, &v.version))
     }
@@ -215,7 +230,13 @@ impl Emulator {
 
     /// All version ids of a live key, oldest first.
     pub fn versions(&self, name: &str) -> Result<Vec<String>, KvError> {
-        Ok(self.shared.vault().versions(name)?.into_iter().map(|v| v.version).collect())
+        Ok(self
+            .shared
+            .vault()
+            .versions(name)?
+            .into_iter()
+            .map(|v| v.version)
+            .collect())
     }
 
     /// Disables every version of a key.
@@ -230,28 +251,63 @@ impl Emulator {
 
     /// Disables one version (`""` = latest).
     pub fn disable_version(&self, name: &str, version: &str) -> Result<(), KvError> {
-        self.patch(name, version, AttributePatch { enabled: Some(false), ..Default::default() })
+        self.patch(
+            name,
+            version,
+            AttributePatch {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        )
     }
 
     /// Enables one version (`""` = latest).
     pub fn enable_version(&self, name: &str, version: &str) -> Result<(), KvError> {
-        self.patch(name, version, AttributePatch { enabled: Some(true), ..Default::default() })
+        self.patch(
+            name,
+            version,
+            AttributePatch {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        )
     }
 
     /// Sets (or clears with `None`) `exp` in Unix seconds on one version (`""` = latest).
     pub fn set_exp(&self, name: &str, version: &str, exp: Option<i64>) -> Result<(), KvError> {
-        self.patch(name, version, AttributePatch { exp: Some(exp), ..Default::default() })
+        self.patch(
+            name,
+            version,
+            AttributePatch {
+                exp: Some(exp),
+                ..Default::default()
+            },
+        )
     }
 
     /// Sets (or clears with `None`) `nbf` in Unix seconds on one version (`""` = latest).
     pub fn set_nbf(&self, name: &str, version: &str, nbf: Option<i64>) -> Result<(), KvError> {
-        self.patch(name, version, AttributePatch { nbf: Some(nbf), ..Default::default() })
+        self.patch(
+            name,
+            version,
+            AttributePatch {
+                nbf: Some(nbf),
+                ..Default::default()
+            },
+        )
     }
 
     /// Sets `key_ops` on one version (`""` = latest).
     pub fn set_key_ops(&self, name: &str, version: &str, ops: &[&str]) -> Result<(), KvError> {
         let key_ops = Some(ops.iter().map(|s| s.to_string()).collect());
-        self.patch(name, version, AttributePatch { key_ops, ..Default::default() })
+        self.patch(
+            name,
+            version,
+            AttributePatch {
+                key_ops,
+                ..Default::default()
+            },
+        )
     }
 
     fn patch(&self, name: &str, version: &str, p: AttributePatch) -> Result<(), KvError> {
@@ -303,7 +359,9 @@ impl Emulator {
 
     /// Like [`Emulator::inject_failure`] but only for one operation (`"unwrapkey"`, `"get"`, …).
     pub fn inject_failure_for(&self, op: &str, fault: Fault, count: Option<u32>) {
-        self.shared.controls().inject(fault, count, Some(op.to_string()));
+        self.shared
+            .controls()
+            .inject(fault, count, Some(op.to_string()));
     }
 
     /// Removes all injected failures.

@@ -16,7 +16,11 @@ fn main() -> ExitCode {
     while let Some(a) = args.next() {
         let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
         let r = match a.as_str() {
-            "--port" => value("--port").and_then(|v| v.parse().map_err(|_| format!("bad port '{v}'")).map(|p| opts.port = p)),
+            "--port" => value("--port").and_then(|v| {
+                v.parse()
+                    .map_err(|_| format!("bad port '{v}'"))
+                    .map(|p| opts.port = p)
+            }),
             "--ca-out" => value("--ca-out").map(|v| ca_out = Some(v)),
             "--dns" => value("--dns").map(|v| opts.extra_dns_names.push(v)),
             "-h" | "--help" => {
@@ -38,10 +42,11 @@ fn main() -> ExitCode {
         }
     };
     if let Some(path) = ca_out
-        && let Err(e) = emu.write_ca_file(&path) {
-            eprintln!("kv-emulator: cannot write CA to {path}: {e}");
-            return ExitCode::FAILURE;
-        }
+        && let Err(e) = emu.write_ca_file(&path)
+    {
+        eprintln!("kv-emulator: cannot write CA to {path}: {e}");
+        return ExitCode::FAILURE;
+    }
     let mut out = std::io::stdout();
     let _ = writeln!(out, "ready {}", emu.url());
     let _ = out.flush();

@@ -32,7 +32,11 @@ pub enum Route {
     /// `GET /keys`
     List,
     /// `POST /keys/{name}/{version}/{wrapkey|unwrapkey|encrypt|decrypt}`
-    Crypto { name: String, version: String, op: KeyOp },
+    Crypto {
+        name: String,
+        version: String,
+        op: KeyOp,
+    },
     /// `DELETE /keys/{name}`
     Delete { name: String },
     /// `GET /deletedkeys/{name}`
@@ -59,11 +63,29 @@ impl Route {
         let m = method.to_ascii_uppercase();
         let bad = Route::MethodNotAllowed;
         match (segs.first().map(|s| lower(s)).as_deref(), segs.len()) {
-            (Some("keys"), 1) => if m == "GET" { Route::List } else { bad },
-            (Some("keys"), 2) if segs[1].is_empty() => if m == "GET" { Route::List } else { bad },
+            (Some("keys"), 1) => {
+                if m == "GET" {
+                    Route::List
+                } else {
+                    bad
+                }
+            }
+            (Some("keys"), 2) if segs[1].is_empty() => {
+                if m == "GET" {
+                    Route::List
+                } else {
+                    bad
+                }
+            }
             (Some("keys"), 2) => match m.as_str() {
-                "GET" => Route::Get { name: s(1), version: String::new() },
-                "PATCH" => Route::Update { name: s(1), version: String::new() },
+                "GET" => Route::Get {
+                    name: s(1),
+                    version: String::new(),
+                },
+                "PATCH" => Route::Update {
+                    name: s(1),
+                    version: String::new(),
+                },
                 "DELETE" => Route::Delete { name: s(1) },
                 _ => bad,
             },
@@ -72,8 +94,14 @@ impl Route {
                 ("rotate", "POST") => Route::Rotate { name: s(1) },
                 ("versions", "GET") => Route::Versions { name: s(1) },
                 ("create" | "rotate" | "versions", _) => bad,
-                (_, "GET") => Route::Get { name: s(1), version: s(2) },
-                (_, "PATCH") => Route::Update { name: s(1), version: s(2) },
+                (_, "GET") => Route::Get {
+                    name: s(1),
+                    version: s(2),
+                },
+                (_, "PATCH") => Route::Update {
+                    name: s(1),
+                    version: s(2),
+                },
                 _ => bad,
             },
             (Some("keys"), 4) => {
@@ -84,17 +112,41 @@ impl Route {
                     "decrypt" => KeyOp::Decrypt,
                     _ => return Route::Unknown,
                 };
-                if m == "POST" { Route::Crypto { name: s(1), version: s(2), op } } else { bad }
+                if m == "POST" {
+                    Route::Crypto {
+                        name: s(1),
+                        version: s(2),
+                        op,
+                    }
+                } else {
+                    bad
+                }
             }
-            (Some("deletedkeys"), 1) => if m == "GET" { Route::ListDeleted } else { bad },
-            (Some("deletedkeys"), 2) if segs[1].is_empty() => if m == "GET" { Route::ListDeleted } else { bad },
+            (Some("deletedkeys"), 1) => {
+                if m == "GET" {
+                    Route::ListDeleted
+                } else {
+                    bad
+                }
+            }
+            (Some("deletedkeys"), 2) if segs[1].is_empty() => {
+                if m == "GET" {
+                    Route::ListDeleted
+                } else {
+                    bad
+                }
+            }
             (Some("deletedkeys"), 2) => match m.as_str() {
                 "GET" => Route::GetDeleted { name: s(1) },
                 "DELETE" => Route::Purge { name: s(1) },
                 _ => bad,
             },
             (Some("deletedkeys"), 3) if lower(segs[2]) == "recover" => {
-                if m == "POST" { Route::Recover { name: s(1) } } else { bad }
+                if m == "POST" {
+                    Route::Recover { name: s(1) }
+                } else {
+                    bad
+                }
             }
             _ => Route::Unknown,
         }
@@ -109,10 +161,19 @@ impl Route {
             Route::Rotate { .. } => "rotate",
             Route::Versions { .. } => "versions",
             Route::List => "list",
-            Route::Crypto { op: KeyOp::WrapKey, .. } => "wrapkey",
-            Route::Crypto { op: KeyOp::UnwrapKey, .. } => "unwrapkey",
-            Route::Crypto { op: KeyOp::Encrypt, .. } => "encrypt",
-            Route::Crypto { op: KeyOp::Decrypt, .. } => "decrypt",
+            Route::Crypto {
+                op: KeyOp::WrapKey, ..
+            } => "wrapkey",
+            Route::Crypto {
+                op: KeyOp::UnwrapKey,
+                ..
+            } => "unwrapkey",
+            Route::Crypto {
+                op: KeyOp::Encrypt, ..
+            } => "encrypt",
+            Route::Crypto {
+                op: KeyOp::Decrypt, ..
+            } => "decrypt",
             Route::Delete { .. } => "delete",
             Route::GetDeleted { .. } => "getdeleted",
             Route::ListDeleted => "listdeleted",
@@ -159,7 +220,9 @@ impl Route {
     /// Requested version, if the route has one (may be empty = latest).
     pub fn version(&self) -> Option<&str> {
         match self {
-            Route::Get { version, .. } | Route::Update { version, .. } | Route::Crypto { version, .. } => Some(version),
+            Route::Get { version, .. }
+            | Route::Update { version, .. }
+            | Route::Crypto { version, .. } => Some(version),
             _ => None,
         }
     }
@@ -177,7 +240,11 @@ pub struct Outcome {
 }
 
 fn ok(body: Value, version: Option<String>) -> Outcome {
-    Outcome { status: 200, body, version }
+    Outcome {
+        status: 200,
+        body,
+        version,
+    }
 }
 
 fn parse_body(body: &[u8], required: bool) -> Result<Map<String, Value>, KvError> {
@@ -190,8 +257,12 @@ fn parse_body(body: &[u8], required: bool) -> Result<Map<String, Value>, KvError
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(KvError::bad_parameter("The request body must be a JSON object.")),
-        Err(e) => Err(KvError::bad_parameter(format!("The request body is not valid JSON: {e}."))),
+        Ok(_) => Err(KvError::bad_parameter(
+            "The request body must be a JSON object.",
+        )),
+        Err(e) => Err(KvError::bad_parameter(format!(
+            "The request body is not valid JSON: {e}."
+        ))),
     }
 }
 
@@ -203,7 +274,11 @@ fn opt_time(obj: &Map<String, Value>, field: &str) -> Result<Option<Option<i64>>
             .as_i64()
             .or_else(|| v.as_f64().map(|f| f as i64))
             .map(|t| Some(Some(t)))
-            .ok_or_else(|| KvError::bad_parameter(format!("Property 'attributes.{field}' must be a Unix time in seconds."))),
+            .ok_or_else(|| {
+                KvError::bad_parameter(format!(
+                    "Property 'attributes.{field}' must be a Unix time in seconds."
+                ))
+            }),
     }
 }
 
@@ -216,12 +291,20 @@ pub fn parse_patch(body: &Map<String, Value>) -> Result<AttributePatch, KvError>
             patch.enabled = match a.get("enabled") {
                 None | Some(Value::Null) => None,
                 Some(Value::Bool(b)) => Some(*b),
-                Some(_) => return Err(KvError::bad_parameter("Property 'attributes.enabled' must be a boolean.")),
+                Some(_) => {
+                    return Err(KvError::bad_parameter(
+                        "Property 'attributes.enabled' must be a boolean.",
+                    ));
+                }
             };
             patch.exp = opt_time(a, "exp")?;
             patch.nbf = opt_time(a, "nbf")?;
         }
-        Some(_) => return Err(KvError::bad_parameter("Property 'attributes' must be an object.")),
+        Some(_) => {
+            return Err(KvError::bad_parameter(
+                "Property 'attributes' must be an object.",
+            ));
+        }
     }
     patch.key_ops = match body.get("key_ops") {
         None | Some(Value::Null) => None,
@@ -230,9 +313,15 @@ pub fn parse_patch(body: &Map<String, Value>) -> Result<AttributePatch, KvError>
                 .iter()
                 .map(|i| i.as_str().map(str::to_string))
                 .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| KvError::bad_parameter("Property 'key_ops' must be an array of strings."))?,
+                .ok_or_else(|| {
+                    KvError::bad_parameter("Property 'key_ops' must be an array of strings.")
+                })?,
         ),
-        Some(_) => return Err(KvError::bad_parameter("Property 'key_ops' must be an array of strings.")),
+        Some(_) => {
+            return Err(KvError::bad_parameter(
+                "Property 'key_ops' must be an array of strings.",
+            ));
+        }
     };
     patch.tags = match body.get("tags") {
         None | Some(Value::Null) => None,
@@ -240,7 +329,9 @@ pub fn parse_patch(body: &Map<String, Value>) -> Result<AttributePatch, KvError>
             t.iter()
                 .map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
                 .collect::<Option<BTreeMap<_, _>>>()
-                .ok_or_else(|| KvError::bad_parameter("Property 'tags' must map strings to strings."))?,
+                .ok_or_else(|| {
+                    KvError::bad_parameter("Property 'tags' must map strings to strings.")
+                })?,
         ),
         Some(_) => return Err(KvError::bad_parameter("Property 'tags' must be an object.")),
     };
@@ -267,91 +358,152 @@ fn parse_create(body: &Map<String, Value>) -> Result<(Option<u32>, NewVersion), 
         ),
     };
     if let Some(e) = body.get("public_exponent").and_then(Value::as_u64)
-        && e != 65537 {
-            return Err(KvError::bad_parameter("The emulator only supports public_exponent 65537."));
-        }
+        && e != 65537
+    {
+        return Err(KvError::bad_parameter(
+            "The emulator only supports public_exponent 65537.",
+        ));
+    }
     let mut patch = parse_patch(body)?;
     let key_ops = patch.key_ops.take();
     let tags = patch.tags.take();
-    Ok((bits, NewVersion { kty: Some(kty), key_ops, patch, tags }))
+    Ok((
+        bits,
+        NewVersion {
+            kty: Some(kty),
+            key_ops,
+            patch,
+            tags,
+        },
+    ))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, KvError> + Send + 'static) -> Result<T, KvError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, KvError> + Send + 'static,
+) -> Result<T, KvError> {
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|_| Err(KvError::new(500, "InternalError", "A worker task failed.")))
 }
 
 /// Executes a classified, authenticated and permitted request.
-pub async fn execute(shared: &Arc<Shared>, route: &Route, base: &str, path: &str, method: &str, body: &[u8]) -> Result<Outcome, KvError> {
+pub async fn execute(
+    shared: &Arc<Shared>,
+    route: &Route,
+    base: &str,
+    path: &str,
+    method: &str,
+    body: &[u8],
+) -> Result<Outcome, KvError> {
     match route {
         Route::Create { name } => {
             let (bits, spec) = parse_create(&parse_body(body, true)?)?;
             let (s, n) = (shared.clone(), name.clone());
             let v = blocking(move || s.create_key(&n, bits, spec)).await?;
-            Ok(ok(bundle::key_bundle(base, name, &v), Some(v.version.clone())))
+            Ok(ok(
+                bundle::key_bundle(base, name, &v),
+                Some(v.version.clone()),
+            ))
         }
         Route::Rotate { name } => {
             let (s, n) = (shared.clone(), name.clone());
             let v = blocking(move || s.rotate_key(&n)).await?;
-            Ok(ok(bundle::key_bundle(base, name, &v), Some(v.version.clone())))
+            Ok(ok(
+                bundle::key_bundle(base, name, &v),
+                Some(v.version.clone()),
+            ))
         }
         Route::Get { name, version } => {
             let v = shared.vault().get(name, version)?;
-            Ok(ok(bundle::key_bundle(base, name, &v), Some(v.version.clone())))
+            Ok(ok(
+                bundle::key_bundle(base, name, &v),
+                Some(v.version.clone()),
+            ))
         }
         Route::Update { name, version } => {
             let patch = parse_patch(&parse_body(body, false)?)?;
             let v = shared.vault().update(name, version, &patch)?;
-            Ok(ok(bundle::key_bundle(base, name, &v), Some(v.version.clone())))
+            Ok(ok(
+                bundle::key_bundle(base, name, &v),
+                Some(v.version.clone()),
+            ))
         }
         Route::Versions { name } => {
             let vs = shared.vault().versions(name)?;
-            let items: Vec<Value> = vs.iter().map(|v| bundle::key_properties(base, name, v)).collect();
+            let items: Vec<Value> = vs
+                .iter()
+                .map(|v| bundle::key_properties(base, name, v))
+                .collect();
             Ok(ok(json!({ "value": items, "nextLink": null }), None))
         }
         Route::List => {
             let all = shared.vault().list();
-            let items: Vec<Value> = all.iter().map(|(n, v)| bundle::key_properties(base, n, v)).collect();
+            let items: Vec<Value> = all
+                .iter()
+                .map(|(n, v)| bundle::key_properties(base, n, v))
+                .collect();
             Ok(ok(json!({ "value": items, "nextLink": null }), None))
         }
         Route::Crypto { name, version, op } => crypto(shared, base, name, version, *op, body),
         Route::Delete { name } => {
             let d = shared.vault().delete(name)?;
-            let b = bundle::deleted_bundle(base, name, &d).ok_or_else(|| KvError::key_not_found(name, None))?;
+            let b = bundle::deleted_bundle(base, name, &d)
+                .ok_or_else(|| KvError::key_not_found(name, None))?;
             Ok(ok(b, d.latest().map(|v| v.version.clone())))
         }
         Route::GetDeleted { name } => {
             let d = shared.vault().get_deleted(name)?;
-            let b = bundle::deleted_bundle(base, name, &d).ok_or_else(|| KvError::key_not_found(name, None))?;
+            let b = bundle::deleted_bundle(base, name, &d)
+                .ok_or_else(|| KvError::key_not_found(name, None))?;
             Ok(ok(b, d.latest().map(|v| v.version.clone())))
         }
         Route::ListDeleted => {
             let all = shared.vault().list_deleted();
-            let items: Vec<Value> = all.iter().filter_map(|(n, d)| bundle::deleted_properties(base, n, d)).collect();
+            let items: Vec<Value> = all
+                .iter()
+                .filter_map(|(n, d)| bundle::deleted_properties(base, n, d))
+                .collect();
             Ok(ok(json!({ "value": items, "nextLink": null }), None))
         }
         Route::Recover { name } => {
             let v = shared.vault().recover(name)?;
-            Ok(ok(bundle::key_bundle(base, name, &v), Some(v.version.clone())))
+            Ok(ok(
+                bundle::key_bundle(base, name, &v),
+                Some(v.version.clone()),
+            ))
         }
         Route::Purge { name } => {
             shared.vault().purge(name)?;
-            Ok(Outcome { status: 204, body: Value::Null, version: None })
+            Ok(Outcome {
+                status: 204,
+                body: Value::Null,
+                version: None,
+            })
         }
         Route::MethodNotAllowed => Err(KvError::method_not_allowed(method, path)),
         Route::Unknown => Err(KvError::unknown_route(method, path)),
     }
 }
 
-fn crypto(shared: &Arc<Shared>, base: &str, name: &str, version: &str, op: KeyOp, body: &[u8]) -> Result<Outcome, KvError> {
+fn crypto(
+    shared: &Arc<Shared>,
+    base: &str,
+    name: &str,
+    version: &str,
+    op: KeyOp,
+    body: &[u8],
+) -> Result<Outcome, KvError> {
     let params = parse_body(body, true)?;
     let v = shared.vault().get(name, version)?;
     v.check(op, now())?;
     let alg = WrapAlg::parse(params.get("alg").and_then(Value::as_str))?;
     let value = match params.get("value") {
         Some(Value::String(s)) => bundle::b64url_decode("value", s)?,
-        Some(_) => return Err(KvError::bad_parameter("Property 'value' must be a base64url string.")),
+        Some(_) => {
+            return Err(KvError::bad_parameter(
+                "Property 'value' must be a base64url string.",
+            ));
+        }
         None => return Err(KvError::bad_parameter("Property 'value' is required.")),
     };
     if v.material.is_oct() && matches!(op, KeyOp::Encrypt | KeyOp::Decrypt) {
@@ -376,24 +528,53 @@ mod tests {
     #[test]
     fn classify_routes() {
         let wrap = Route::classify("POST", "/keys/kek//wrapkey");
-        assert_eq!(wrap, Route::Crypto { name: "kek".into(), version: String::new(), op: KeyOp::WrapKey });
+        assert_eq!(
+            wrap,
+            Route::Crypto {
+                name: "kek".into(),
+                version: String::new(),
+                op: KeyOp::WrapKey
+            }
+        );
         assert_eq!(wrap.op(), "wrapkey");
-        assert_eq!(Route::classify("GET", "/keys/kek/"), Route::Get { name: "kek".into(), version: String::new() });
-        assert_eq!(Route::classify("POST", "/keys/kek/create"), Route::Create { name: "kek".into() });
-        assert_eq!(Route::classify("GET", "/keys/kek/create"), Route::MethodNotAllowed);
-        assert_eq!(Route::classify("POST", "/deletedkeys/kek/recover"), Route::Recover { name: "kek".into() });
+        assert_eq!(
+            Route::classify("GET", "/keys/kek/"),
+            Route::Get {
+                name: "kek".into(),
+                version: String::new()
+            }
+        );
+        assert_eq!(
+            Route::classify("POST", "/keys/kek/create"),
+            Route::Create { name: "kek".into() }
+        );
+        assert_eq!(
+            Route::classify("GET", "/keys/kek/create"),
+            Route::MethodNotAllowed
+        );
+        assert_eq!(
+            Route::classify("POST", "/deletedkeys/kek/recover"),
+            Route::Recover { name: "kek".into() }
+        );
         assert_eq!(Route::classify("GET", "/secrets/x"), Route::Unknown);
         assert_eq!(Route::classify("POST", "/keys/a/b/sign"), Route::Unknown);
     }
 
     #[test]
     fn patch_parsing() {
-        let body = parse_body(br#"{"attributes":{"enabled":false,"exp":null,"nbf":5}}"#, true).expect("json");
+        let body = parse_body(
+            br#"{"attributes":{"enabled":false,"exp":null,"nbf":5}}"#,
+            true,
+        )
+        .expect("json");
         let p = parse_patch(&body).expect("patch");
         assert_eq!(p.enabled, Some(false));
         assert_eq!(p.exp, Some(None));
         assert_eq!(p.nbf, Some(Some(5)));
         assert!(parse_body(b"{not json", true).is_err());
-        assert!(parse_patch(&parse_body(br#"{"attributes":{"enabled":"no"}}"#, true).expect("json")).is_err());
+        assert!(
+            parse_patch(&parse_body(br#"{"attributes":{"enabled":"no"}}"#, true).expect("json"))
+                .is_err()
+        );
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -30,7 +30,8 @@ use crate::state::Shared;
 /// Largest request body accepted.
 const MAX_BODY: usize = 1 << 20;
 /// Tenant used in the 401 challenge.
-pub const CHALLENGE_AUTHORITY: &str = "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000";
+pub const CHALLENGE_AUTHORITY: &str =
+    "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000";
 
 /// Error returned to hyper to drop the connection without an answer (injected `close` fault).
 #[derive(Debug)]
@@ -49,11 +50,18 @@ pub type Resp = Response<Full<Bytes>>;
 
 /// A JSON response.
 pub fn json_response(status: u16, body: &Value) -> Resp {
-    let bytes = if body.is_null() { Bytes::new() } else { Bytes::from(body.to_string()) };
+    let bytes = if body.is_null() {
+        Bytes::new()
+    } else {
+        Bytes::from(body.to_string())
+    };
     let mut r = Response::new(Full::new(bytes));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if !body.is_null() {
-        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
     }
     r
 }
@@ -68,7 +76,12 @@ pub fn error_response(e: &KvError) -> Resp {
 }
 
 /// Runs the accept loop until `shutdown` fires.
-pub async fn run(listener: std::net::TcpListener, tls: TlsAcceptor, shared: Arc<Shared>, mut shutdown: oneshot::Receiver<()>) {
+pub async fn run(
+    listener: std::net::TcpListener,
+    tls: TlsAcceptor,
+    shared: Arc<Shared>,
+    mut shutdown: oneshot::Receiver<()>,
+) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -88,7 +101,12 @@ pub async fn run(listener: std::net::TcpListener, tls: TlsAcceptor, shared: Arc<
     }
 }
 
-async fn serve_connection(tcp: tokio::net::TcpStream, _peer: SocketAddr, tls: TlsAcceptor, shared: Arc<Shared>) {
+async fn serve_connection(
+    tcp: tokio::net::TcpStream,
+    _peer: SocketAddr,
+    tls: TlsAcceptor,
+    shared: Arc<Shared>,
+) {
     let _ = tcp.set_nodelay(true);
     let stream = match tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await {
         Ok(Ok(s)) => s,
@@ -116,12 +134,30 @@ fn host_of(req: &Request<Incoming>) -> String {
 /// The challenge `resource`: `https://vault.localhost` for `*.vault.localhost` hosts (so the
 /// SDK's `verify_challenge_resource` can stay on), `https://vault.azure.net` otherwise.
 pub fn challenge_resource(host: &str) -> &'static str {
-    let hostname = host.rsplit_once(':').map(|(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host }).unwrap_or(host);
-    if hostname.to_ascii_lowercase().ends_with(".vault.localhost") { "https://vault.localhost" } else { "https://vault.azure.net" }
+    let hostname = host
+        .rsplit_once(':')
+        .map(|(h, p)| {
+            if p.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        })
+        .unwrap_or(host);
+    if hostname.to_ascii_lowercase().ends_with(".vault.localhost") {
+        "https://vault.localhost"
+    } else {
+        "https://vault.azure.net"
+    }
 }
 
 fn bearer_token(req: &Request<Incoming>) -> Option<String> {
-    let v = req.headers().get(hyper::header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let v = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
     let (scheme, token) = v.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
@@ -138,7 +174,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Clo
 
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return Ok(error_response(&KvError::bad_parameter("The request body could not be read or is too large."))),
+        Err(_) => {
+            return Ok(error_response(&KvError::bad_parameter(
+                "The request body could not be read or is too large.",
+            )));
+        }
     };
 
     if path == "/_emulator" || path.starts_with("/_emulator/") {
@@ -151,7 +191,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Clo
         method: method.clone(),
         path: path.clone(),
         key: route.key().map(str::to_string),
-        version: route.version().filter(|v| !v.is_empty()).map(str::to_string),
+        version: route
+            .version()
+            .filter(|v| !v.is_empty())
+            .map(str::to_string),
         status: 0,
         authenticated: false,
     };
@@ -161,7 +204,19 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Clo
         tokio::time::sleep(latency).await;
     }
 
-    let mut resp = match pipeline(&shared, &route, token.as_deref(), &base, &host, &path, &method, &body, &mut entry).await {
+    let mut resp = match pipeline(
+        &shared,
+        &route,
+        token.as_deref(),
+        &base,
+        &host,
+        &path,
+        &method,
+        &body,
+        &mut entry,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(CloseConnection) => {
             entry.status = 0;
@@ -191,13 +246,20 @@ async fn pipeline(
 ) -> Result<Resp, CloseConnection> {
     // 1. Authentication (401 challenge).
     let auth_error = match token {
-        None => Some(KvError::unauthorized("AKV10000: Request is missing a Bearer or PoP token.")),
-        Some(t) if !shared.controls().token_allowed(t) => Some(KvError::unauthorized("AKV10032: Invalid issuer. The token is not in the emulator's allow-list.")),
+        None => Some(KvError::unauthorized(
+            "AKV10000: Request is missing a Bearer or PoP token.",
+        )),
+        Some(t) if !shared.controls().token_allowed(t) => Some(KvError::unauthorized(
+            "AKV10032: Invalid issuer. The token is not in the emulator's allow-list.",
+        )),
         Some(_) => None,
     };
     if let Some(e) = auth_error {
         let mut r = error_response(&e);
-        let challenge = format!("Bearer authorization=\"{CHALLENGE_AUTHORITY}\", resource=\"{}\"", challenge_resource(host));
+        let challenge = format!(
+            "Bearer authorization=\"{CHALLENGE_AUTHORITY}\", resource=\"{}\"",
+            challenge_resource(host)
+        );
         if let Ok(v) = HeaderValue::from_str(&challenge) {
             r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, v);
         }
@@ -213,12 +275,23 @@ async fn pipeline(
     match fault {
         Some(Fault::CloseConnection) => return Err(CloseConnection),
         Some(Fault::ServiceUnavailable) => {
-            return Ok(error_response(&KvError::new(503, "ServiceUnavailable", "The service is temporarily unavailable (injected by kv-emulator).")));
+            return Ok(error_response(&KvError::new(
+                503,
+                "ServiceUnavailable",
+                "The service is temporarily unavailable (injected by kv-emulator).",
+            )));
         }
         Some(Fault::Throttled { retry_after_secs }) => {
-            let e = KvError::new(429, "Throttled", format!("Rate limit is exceeded. Try again in {retry_after_secs} seconds."));
+            let e = KvError::new(
+                429,
+                "Throttled",
+                format!("Rate limit is exceeded. Try again in {retry_after_secs} seconds."),
+            );
             let mut r = error_response(&e);
-            r.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            r.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs),
+            );
             return Ok(r);
         }
         None => {}
@@ -228,15 +301,17 @@ async fn pipeline(
     }
 
     // 3. The operation itself.
-    Ok(match rest::execute(shared, route, base, path, method, body).await {
-        Ok(out) => {
-            if out.version.is_some() {
-                entry.version = out.version.clone();
+    Ok(
+        match rest::execute(shared, route, base, path, method, body).await {
+            Ok(out) => {
+                if out.version.is_some() {
+                    entry.version = out.version.clone();
+                }
+                json_response(out.status, &out.body)
             }
-            json_response(out.status, &out.body)
-        }
-        Err(e) => error_response(&e),
-    })
+            Err(e) => error_response(&e),
+        },
+    )
 }
 
 /// Convenience for handlers that never fail.
@@ -255,8 +330,17 @@ mod tests {
 
     #[test]
     fn resource_by_host() {
-        assert_eq!(challenge_resource("127.0.0.1:8443"), "https://vault.azure.net");
-        assert_eq!(challenge_resource("kvtest.vault.localhost:8443"), "https://vault.localhost");
-        assert_eq!(challenge_resource("KVTEST.vault.localhost"), "https://vault.localhost");
+        assert_eq!(
+            challenge_resource("127.0.0.1:8443"),
+            "https://vault.azure.net"
+        );
+        assert_eq!(
+            challenge_resource("kvtest.vault.localhost:8443"),
+            "https://vault.localhost"
+        );
+        assert_eq!(
+            challenge_resource("KVTEST.vault.localhost"),
+            "https://vault.localhost"
+        );
     }
 }

@@ -26,7 +26,11 @@ pub struct Shared {
 impl Shared {
     /// New empty state.
     pub fn new(ca_pem: String) -> Self {
-        Shared { vault: Mutex::new(Vault::default()), controls: Mutex::new(Controls::default()), ca_pem }
+        Shared {
+            vault: Mutex::new(Vault::default()),
+            controls: Mutex::new(Controls::default()),
+            ca_pem,
+        }
     }
 
     /// Locks the vault (a poisoned lock is recovered: state stays usable after a panic elsewhere).
@@ -41,7 +45,12 @@ impl Shared {
 
     /// Creates a key (or a new version of it) of `spec.kty` (default `RSA`); `bits` `None` = the
     /// default size for the type (2048 RSA, 256 oct). Blocking: may generate an RSA key.
-    pub fn create_key(&self, name: &str, bits: Option<u32>, spec: NewVersion) -> Result<KeyVersion, KvError> {
+    pub fn create_key(
+        &self,
+        name: &str,
+        bits: Option<u32>,
+        spec: NewVersion,
+    ) -> Result<KeyVersion, KvError> {
         validate_name(name)?;
         let material = KeyMaterial::generate(spec.kty.as_deref().unwrap_or("RSA"), bits)?;
         self.vault().add_version(name, material, spec)
@@ -50,7 +59,8 @@ impl Shared {
     /// Rotates a key: a new version with the latest version's size, kty, key_ops and tags. Blocking.
     pub fn rotate_key(&self, name: &str) -> Result<KeyVersion, KvError> {
         let (bits, spec) = self.vault().rotation_template(name)?;
-        let material = KeyMaterial::generate(spec.kty.as_deref().unwrap_or("RSA"), Some(bits as u32))?;
+        let material =
+            KeyMaterial::generate(spec.kty.as_deref().unwrap_or("RSA"), Some(bits as u32))?;
         self.vault().add_version(name, material, spec)
     }
 }

@@ -13,7 +13,14 @@ use crate::crypto::{KeyMaterial, OCT_KTY};
 use crate::error::KvError;
 
 /// Default `key_ops` of a new RSA key.
-pub const DEFAULT_KEY_OPS: [&str; 6] = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"];
+pub const DEFAULT_KEY_OPS: [&str; 6] = [
+    "encrypt",
+    "decrypt",
+    "sign",
+    "verify",
+    "wrapKey",
+    "unwrapKey",
+];
 
 /// Default `key_ops` of a new oct-HSM (AES) key.
 pub const DEFAULT_OCT_KEY_OPS: [&str; 4] = ["encrypt", "decrypt", "wrapKey", "unwrapKey"];
@@ -23,7 +30,10 @@ pub const RECOVERABLE_DAYS: i64 = 90;
 
 /// Current time as Unix seconds (Key Vault IntDate).
 pub fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// A fresh 32-hex-digit version id.
@@ -31,7 +41,10 @@ pub fn new_version_id() -> String {
     let mut b = [0u8; 16];
     if aws_lc_rs::rand::fill(&mut b).is_err() {
         // Extremely unlikely; fall back to time-derived bytes so ids still differ.
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         b = t.to_be_bytes();
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -39,7 +52,10 @@ pub fn new_version_id() -> String {
 
 /// Checks a key name (`^[0-9a-zA-Z-]{1,127}$`).
 pub fn validate_name(name: &str) -> Result<(), KvError> {
-    if !name.is_empty() && name.len() <= 127 && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
+    if !name.is_empty()
+        && name.len() <= 127
+        && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+    {
         Ok(())
     } else {
         Err(KvError::bad_parameter(format!(
@@ -119,20 +135,34 @@ impl KeyVersion {
             return Err(KvError::key_disabled(name));
         }
         if !self.key_ops.iter().any(|o| o == name) {
-            return Err(KvError::new(403, "Forbidden", format!("Operation {name} is not permitted on this key."))
-                .with_inner("KeyOperationForbidden"));
+            return Err(KvError::new(
+                403,
+                "Forbidden",
+                format!("Operation {name} is not permitted on this key."),
+            )
+            .with_inner("KeyOperationForbidden"));
         }
         if op.needs_validity_window() {
             if let Some(exp) = self.attrs.exp
-                && now >= exp {
-                    return Err(KvError::new(403, "Forbidden", format!("Operation {name} is not allowed on an expired key."))
-                        .with_inner("KeyExpired"));
-                }
+                && now >= exp
+            {
+                return Err(KvError::new(
+                    403,
+                    "Forbidden",
+                    format!("Operation {name} is not allowed on an expired key."),
+                )
+                .with_inner("KeyExpired"));
+            }
             if let Some(nbf) = self.attrs.nbf
-                && now < nbf {
-                    return Err(KvError::new(403, "Forbidden", format!("Operation {name} is not allowed on a key that is not yet valid."))
-                        .with_inner("KeyNotYetValid"));
-                }
+                && now < nbf
+            {
+                return Err(KvError::new(
+                    403,
+                    "Forbidden",
+                    format!("Operation {name} is not allowed on a key that is not yet valid."),
+                )
+                .with_inner("KeyNotYetValid"));
+            }
         }
         Ok(())
     }
@@ -154,7 +184,9 @@ impl KeyEntry {
         if version.is_empty() {
             self.versions.last_mut()
         } else {
-            self.versions.iter_mut().find(|v| v.version.eq_ignore_ascii_case(version))
+            self.versions
+                .iter_mut()
+                .find(|v| v.version.eq_ignore_ascii_case(version))
         }
     }
 
@@ -162,7 +194,9 @@ impl KeyEntry {
         if version.is_empty() {
             self.latest()
         } else {
-            self.versions.iter().find(|v| v.version.eq_ignore_ascii_case(version))
+            self.versions
+                .iter()
+                .find(|v| v.version.eq_ignore_ascii_case(version))
         }
     }
 }
@@ -243,40 +277,66 @@ pub struct Vault {
 
 impl Vault {
     /// Adds a new version to `name` (creating the key if needed). 409 if the name is soft-deleted.
-    pub fn add_version(&mut self, name: &str, material: impl Into<KeyMaterial>, spec: NewVersion) -> Result<KeyVersion, KvError> {
+    pub fn add_version(
+        &mut self,
+        name: &str,
+        material: impl Into<KeyMaterial>,
+        spec: NewVersion,
+    ) -> Result<KeyVersion, KvError> {
         validate_name(name)?;
         let material: KeyMaterial = material.into();
         if self.deleted.contains_key(name) {
             return Err(KvError::new(
                 409,
                 "Conflict",
-                format!("Key {name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the key can only be recovered or purged."),
+                format!(
+                    "Key {name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the key can only be recovered or purged."
+                ),
             ));
         }
         let now = now();
         let (kty, default_ops): (String, &[&str]) = if material.is_oct() {
             (OCT_KTY.to_string(), &DEFAULT_OCT_KEY_OPS)
         } else {
-            let kty = spec.kty.filter(|k| k == "RSA" || k == "RSA-HSM").unwrap_or_else(|| "RSA".to_string());
+            let kty = spec
+                .kty
+                .filter(|k| k == "RSA" || k == "RSA-HSM")
+                .unwrap_or_else(|| "RSA".to_string());
             (kty, &DEFAULT_KEY_OPS)
         };
         let mut v = KeyVersion {
             version: new_version_id(),
             kty,
             material: Arc::new(material),
-            attrs: Attributes { enabled: true, created: now, updated: now, exp: None, nbf: None },
-            key_ops: spec.key_ops.unwrap_or_else(|| default_ops.iter().map(|s| s.to_string()).collect()),
+            attrs: Attributes {
+                enabled: true,
+                created: now,
+                updated: now,
+                exp: None,
+                nbf: None,
+            },
+            key_ops: spec
+                .key_ops
+                .unwrap_or_else(|| default_ops.iter().map(|s| s.to_string()).collect()),
             tags: spec.tags.unwrap_or_default(),
         };
         spec.patch.apply(&mut v, now);
         v.attrs.updated = now;
-        self.keys.entry(name.to_string()).or_default().versions.push(v.clone());
+        self.keys
+            .entry(name.to_string())
+            .or_default()
+            .versions
+            .push(v.clone());
         Ok(v)
     }
 
     /// The latest version's parameters (kty, bits, key_ops, tags) used by rotate.
     pub fn rotation_template(&self, name: &str) -> Result<(usize, NewVersion), KvError> {
-        let latest = self.keys.get(name).and_then(KeyEntry::latest).ok_or_else(|| KvError::key_not_found(name, None))?;
+        let latest = self
+            .keys
+            .get(name)
+            .and_then(KeyEntry::latest)
+            .ok_or_else(|| KvError::key_not_found(name, None))?;
         Ok((
             latest.material.bits(),
             NewVersion {
@@ -299,16 +359,27 @@ impl Vault {
 
     /// All versions of a key, oldest first.
     pub fn versions(&self, name: &str) -> Result<Vec<KeyVersion>, KvError> {
-        self.keys.get(name).map(|e| e.versions.clone()).ok_or_else(|| KvError::key_not_found(name, None))
+        self.keys
+            .get(name)
+            .map(|e| e.versions.clone())
+            .ok_or_else(|| KvError::key_not_found(name, None))
     }
 
     /// Latest version of every key, by name.
     pub fn list(&self) -> Vec<(String, KeyVersion)> {
-        self.keys.iter().filter_map(|(n, e)| e.latest().map(|v| (n.clone(), v.clone()))).collect()
+        self.keys
+            .iter()
+            .filter_map(|(n, e)| e.latest().map(|v| (n.clone(), v.clone())))
+            .collect()
     }
 
     /// Applies a PATCH to one version (`""` = latest).
-    pub fn update(&mut self, name: &str, version: &str, patch: &AttributePatch) -> Result<KeyVersion, KvError> {
+    pub fn update(
+        &mut self,
+        name: &str,
+        version: &str,
+        patch: &AttributePatch,
+    ) -> Result<KeyVersion, KvError> {
         let v = self
             .keys
             .get_mut(name)
@@ -320,7 +391,10 @@ impl Vault {
 
     /// Sets `enabled` on every version of a key.
     pub fn set_enabled_all(&mut self, name: &str, enabled: bool) -> Result<(), KvError> {
-        let e = self.keys.get_mut(name).ok_or_else(|| KvError::key_not_found(name, None))?;
+        let e = self
+            .keys
+            .get_mut(name)
+            .ok_or_else(|| KvError::key_not_found(name, None))?;
         let now = now();
         for v in &mut e.versions {
             v.attrs.enabled = enabled;
@@ -331,26 +405,42 @@ impl Vault {
 
     /// Soft-deletes a key (all versions).
     pub fn delete(&mut self, name: &str) -> Result<DeletedKey, KvError> {
-        let entry = self.keys.remove(name).ok_or_else(|| KvError::key_not_found(name, None))?;
+        let entry = self
+            .keys
+            .remove(name)
+            .ok_or_else(|| KvError::key_not_found(name, None))?;
         let now = now();
-        let d = DeletedKey { entry, deleted_date: now, scheduled_purge_date: now + RECOVERABLE_DAYS * 86400 };
+        let d = DeletedKey {
+            entry,
+            deleted_date: now,
+            scheduled_purge_date: now + RECOVERABLE_DAYS * 86400,
+        };
         self.deleted.insert(name.to_string(), d.clone());
         Ok(d)
     }
 
     /// A soft-deleted key.
     pub fn get_deleted(&self, name: &str) -> Result<DeletedKey, KvError> {
-        self.deleted.get(name).cloned().ok_or_else(|| KvError::key_not_found(name, None))
+        self.deleted
+            .get(name)
+            .cloned()
+            .ok_or_else(|| KvError::key_not_found(name, None))
     }
 
     /// All soft-deleted keys, by name.
     pub fn list_deleted(&self) -> Vec<(String, DeletedKey)> {
-        self.deleted.iter().map(|(n, d)| (n.clone(), d.clone())).collect()
+        self.deleted
+            .iter()
+            .map(|(n, d)| (n.clone(), d.clone()))
+            .collect()
     }
 
     /// Recovers a soft-deleted key; returns its latest version.
     pub fn recover(&mut self, name: &str) -> Result<KeyVersion, KvError> {
-        let d = self.deleted.remove(name).ok_or_else(|| KvError::key_not_found(name, None))?;
+        let d = self
+            .deleted
+            .remove(name)
+            .ok_or_else(|| KvError::key_not_found(name, None))?;
         let latest = d.entry.latest().cloned();
         self.keys.insert(name.to_string(), d.entry);
         latest.ok_or_else(|| KvError::key_not_found(name, None))
@@ -358,7 +448,10 @@ impl Vault {
 
     /// Permanently removes a soft-deleted key.
     pub fn purge(&mut self, name: &str) -> Result<(), KvError> {
-        self.deleted.remove(name).map(|_| ()).ok_or_else(|| KvError::key_not_found(name, None))
+        self.deleted
+            .remove(name)
+            .map(|_| ())
+            .ok_or_else(|| KvError::key_not_found(name, None))
     }
 }
 
@@ -369,17 +462,38 @@ mod tests {
     #[test]
     fn lifecycle() {
         let mut vault = Vault::default();
-        let v1 = vault.add_version("kek", crate::crypto::RsaKey::generate(2048).expect("gen"), NewVersion::default()).expect("add");
+        let v1 = vault
+            .add_version(
+                "kek",
+                crate::crypto::RsaKey::generate(2048).expect("gen"),
+                NewVersion::default(),
+            )
+            .expect("add");
         assert_eq!(v1.version.len(), 32);
         assert_eq!(vault.get("kek", "").expect("latest").version, v1.version);
-        let p = AttributePatch { enabled: Some(false), ..Default::default() };
+        let p = AttributePatch {
+            enabled: Some(false),
+            ..Default::default()
+        };
         vault.update("kek", &v1.version, &p).expect("patch");
         let got = vault.get("kek", &v1.version).expect("get");
-        assert_eq!(got.check(KeyOp::UnwrapKey, now()).expect_err("disabled").inner, Some("KeyDisabled"));
+        assert_eq!(
+            got.check(KeyOp::UnwrapKey, now())
+                .expect_err("disabled")
+                .inner,
+            Some("KeyDisabled")
+        );
         vault.delete("kek").expect("delete");
         assert_eq!(vault.get("kek", "").expect_err("gone").status, 404);
         assert_eq!(
-            vault.add_version("kek", crate::crypto::RsaKey::generate(2048).expect("gen"), NewVersion::default()).expect_err("409").status,
+            vault
+                .add_version(
+                    "kek",
+                    crate::crypto::RsaKey::generate(2048).expect("gen"),
+                    NewVersion::default()
+                )
+                .expect_err("409")
+                .status,
             409
         );
         vault.recover("kek").expect("recover");
@@ -390,11 +504,24 @@ mod tests {
     #[test]
     fn expiry_blocks_wrap_only() {
         let mut vault = Vault::default();
-        let patch = AttributePatch { exp: Some(Some(now() - 10)), ..Default::default() };
+        let patch = AttributePatch {
+            exp: Some(Some(now() - 10)),
+            ..Default::default()
+        };
         let v = vault
-            .add_version("k", crate::crypto::RsaKey::generate(2048).expect("gen"), NewVersion { patch, ..Default::default() })
+            .add_version(
+                "k",
+                crate::crypto::RsaKey::generate(2048).expect("gen"),
+                NewVersion {
+                    patch,
+                    ..Default::default()
+                },
+            )
             .expect("add");
-        assert_eq!(v.check(KeyOp::WrapKey, now()).expect_err("expired").inner, Some("KeyExpired"));
+        assert_eq!(
+            v.check(KeyOp::WrapKey, now()).expect_err("expired").inner,
+            Some("KeyExpired")
+        );
         assert!(v.check(KeyOp::UnwrapKey, now()).is_ok());
     }
 }

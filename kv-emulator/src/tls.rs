@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -44,23 +45,45 @@ impl TestPki {
         let ca_key = KeyPair::generate().map_err(err)?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "kv-emulator test CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "kv-emulator test CA");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
         let issuer = Issuer::new(ca_params, ca_key);
 
-        let mut names: Vec<String> =
-            ["127.0.0.1", "localhost", "*.vault.localhost", "kvtest.vault.localhost"].iter().map(|s| s.to_string()).collect();
+        let mut names: Vec<String> = [
+            "127.0.0.1",
+            "localhost",
+            "*.vault.localhost",
+            "kvtest.vault.localhost",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         names.extend(extra_dns.iter().cloned());
         let leaf_key = KeyPair::generate().map_err(err)?;
         let mut leaf_params = CertificateParams::new(names).map_err(err)?;
         leaf_params.is_ca = IsCa::ExplicitNoCa;
-        leaf_params.distinguished_name.push(DnType::CommonName, "kv-emulator");
-        leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, "kv-emulator");
+        leaf_params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let leaf = leaf_params.signed_by(&leaf_key, &issuer).map_err(err)?;
 
-        Ok(TestPki { ca_pem: ca_cert.pem(), leaf_der: leaf.der().clone(), leaf_key_der: leaf_key.serialize_der() })
+        Ok(TestPki {
+            ca_pem: ca_cert.pem(),
+            leaf_der: leaf.der().clone(),
+            leaf_key_der: leaf_key.serialize_der(),
+        })
     }
 
     /// A rustls server config (aws-lc-rs provider, HTTP/1.1 ALPN).

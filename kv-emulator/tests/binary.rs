@@ -14,12 +14,24 @@ fn binary_prints_ready_and_writes_ca() {
         .spawn()
         .expect("spawn");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
-    let url = line.trim().strip_prefix("ready ").expect("ready line").to_string();
-    assert!(url.starts_with("https://127.0.0.1:") && url.ends_with('/'), "{url}");
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    let url = line
+        .trim()
+        .strip_prefix("ready ")
+        .expect("ready line")
+        .to_string();
+    assert!(
+        url.starts_with("https://127.0.0.1:") && url.ends_with('/'),
+        "{url}"
+    );
     let pem = std::fs::read_to_string(&ca).expect("ca written");
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
     let result = rt.block_on(async {
         let c = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("pem"))

@@ -87,9 +87,15 @@ impl FromStr for AuditOp {
 
     /// Case-insensitive (`keyunwrap` works too).
     fn from_str(s: &str) -> Result<AuditOp, String> {
-        AuditOp::ALL.into_iter().find(|op| op.as_str().eq_ignore_ascii_case(s)).ok_or_else(|| {
-            format!("unknown audit op {s:?} (one of {})", AuditOp::ALL.map(AuditOp::as_str).join(", "))
-        })
+        AuditOp::ALL
+            .into_iter()
+            .find(|op| op.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                format!(
+                    "unknown audit op {s:?} (one of {})",
+                    AuditOp::ALL.map(AuditOp::as_str).join(", ")
+                )
+            })
     }
 }
 
@@ -255,7 +261,10 @@ impl AuditRecord {
     /// a non-finite or negative duration is dropped or clamped, durations keep microsecond
     /// precision, `detail` is cut to [`MAX_DETAIL_BYTES`].
     pub fn seal(event: AuditEvent, seq: u64, prev: &str, time: Timestamp) -> AuditRecord {
-        let duration_ms = event.duration_ms.filter(|d| d.is_finite()).map(|d| (d.max(0.0) * 1000.0).round() / 1000.0);
+        let duration_ms = event
+            .duration_ms
+            .filter(|d| d.is_finite())
+            .map(|d| (d.max(0.0) * 1000.0).round() / 1000.0);
         let detail = event.detail.map(|mut d| {
             if d.len() > MAX_DETAIL_BYTES {
                 let mut cut = MAX_DETAIL_BYTES;
@@ -308,7 +317,8 @@ impl AuditRecord {
     /// The line as written (without the newline): the canonical JSON with `hash` appended as
     /// the last member.
     pub fn to_line(&self) -> String {
-        let mut line = String::from_utf8(self.canonical_unhashed()).expect("serde_json writes UTF-8");
+        let mut line =
+            String::from_utf8(self.canonical_unhashed()).expect("serde_json writes UTF-8");
         line.pop(); // the closing brace
         line.push_str(",\"hash\":\"");
         line.push_str(&self.hash);
@@ -362,20 +372,31 @@ struct ChainFields {
 /// Checks one line (without its newline) on its own: valid JSON with the chain members, and
 /// a `hash` that matches the line's bytes.
 pub(crate) fn check_line(line: &[u8]) -> Result<CheckedLine, (LineFault, String)> {
-    let text = std::str::from_utf8(line).map_err(|_| (LineFault::BadJson, "not UTF-8 text".to_string()))?;
+    let text = std::str::from_utf8(line)
+        .map_err(|_| (LineFault::BadJson, "not UTF-8 text".to_string()))?;
     if text.trim().is_empty() {
         return Err((LineFault::BadJson, "empty line".into()));
     }
-    let f: ChainFields = serde_json::from_str(text).map_err(|e| (LineFault::BadJson, format!("not a valid audit record: {e}")))?;
+    let f: ChainFields = serde_json::from_str(text)
+        .map_err(|e| (LineFault::BadJson, format!("not a valid audit record: {e}")))?;
     if !is_hash(&f.prev) {
-        return Err((LineFault::BadJson, "prev is not 64 lowercase hex digits".into()));
+        return Err((
+            LineFault::BadJson,
+            "prev is not 64 lowercase hex digits".into(),
+        ));
     }
     if !is_hash(&f.hash) {
-        return Err((LineFault::BadJson, "hash is not 64 lowercase hex digits".into()));
+        return Err((
+            LineFault::BadJson,
+            "hash is not 64 lowercase hex digits".into(),
+        ));
     }
     let tail = format!(",\"hash\":\"{}\"}}", f.hash);
     if line.len() <= HASH_TAIL_LEN || !text.ends_with(&tail) {
-        return Err((LineFault::HashMismatch, "the line is not as written: hash is not its last member (edited)".into()));
+        return Err((
+            LineFault::HashMismatch,
+            "the line is not as written: hash is not its last member (edited)".into(),
+        ));
     }
     let mut covered = line[..line.len() - HASH_TAIL_LEN].to_vec();
     covered.push(b'}');
@@ -383,10 +404,18 @@ pub(crate) fn check_line(line: &[u8]) -> Result<CheckedLine, (LineFault, String)
     if computed != f.hash {
         return Err((
             LineFault::HashMismatch,
-            format!("record hash mismatch: the record was edited (stored {}, computed {})", f.hash, computed),
+            format!(
+                "record hash mismatch: the record was edited (stored {}, computed {})",
+                f.hash, computed
+            ),
         ));
     }
-    Ok(CheckedLine { seq: f.seq, prev: f.prev, hash: f.hash, line_hash: sha256_hex(line) })
+    Ok(CheckedLine {
+        seq: f.seq,
+        prev: f.prev,
+        hash: f.hash,
+        line_hash: sha256_hex(line),
+    })
 }
 
 #[cfg(test)]
@@ -394,11 +423,15 @@ mod tests {
     use super::*;
 
     fn sample() -> AuditRecord {
-        let e = AuditEvent::new(AuditOp::KeyUnwrap, "https://v.vault.azure.net/keys/cmk/0123abcd", AuditResult::Ok)
-            .scope(2)
-            .duration(Duration::from_micros(12_345))
-            .correlation_id("req-1")
-            .detail("unwrapped data key epoch 3");
+        let e = AuditEvent::new(
+            AuditOp::KeyUnwrap,
+            "https://v.vault.azure.net/keys/cmk/0123abcd",
+            AuditResult::Ok,
+        )
+        .scope(2)
+        .duration(Duration::from_micros(12_345))
+        .correlation_id("req-1")
+        .detail("unwrapped data key epoch 3");
         AuditRecord::seal(e, 7, ZERO_HASH, Timestamp(1_740_832_496_123_456))
     }
 
@@ -413,7 +446,14 @@ mod tests {
         );
         assert_eq!(String::from_utf8(r.canonical_unhashed()).unwrap(), expected);
         assert_eq!(r.hash, sha256_hex(expected.as_bytes()));
-        assert_eq!(r.to_line(), format!("{},\"hash\":\"{}\"}}", &expected[..expected.len() - 1], r.hash));
+        assert_eq!(
+            r.to_line(),
+            format!(
+                "{},\"hash\":\"{}\"}}",
+                &expected[..expected.len() - 1],
+                r.hash
+            )
+        );
         // Same input, same bytes; and a parsed line encodes back to itself.
         assert_eq!(sample().to_line(), r.to_line());
         let back: AuditRecord = serde_json::from_str(&r.to_line()).unwrap();
@@ -424,7 +464,12 @@ mod tests {
     #[test]
     fn optional_members_are_left_out() {
         let r = AuditRecord::seal(
-            AuditEvent::new(AuditOp::MountStarted, service_key_id("ab12"), AuditResult::Ok).duration_ms(f64::NAN),
+            AuditEvent::new(
+                AuditOp::MountStarted,
+                service_key_id("ab12"),
+                AuditResult::Ok,
+            )
+            .duration_ms(f64::NAN),
             1,
             ZERO_HASH,
             Timestamp(0),
@@ -443,16 +488,33 @@ mod tests {
         let r = sample();
         let line = r.to_line();
         let c = check_line(line.as_bytes()).unwrap();
-        assert_eq!((c.seq, c.prev.as_str(), c.hash.as_str()), (7, ZERO_HASH, r.hash.as_str()));
+        assert_eq!(
+            (c.seq, c.prev.as_str(), c.hash.as_str()),
+            (7, ZERO_HASH, r.hash.as_str())
+        );
         assert_eq!(c.line_hash, sha256_hex(line.as_bytes()));
 
         let edited = line.replace(r#""result":"ok""#, r#""result":"denied""#);
-        assert_eq!(check_line(edited.as_bytes()).unwrap_err().0, LineFault::HashMismatch);
+        assert_eq!(
+            check_line(edited.as_bytes()).unwrap_err().0,
+            LineFault::HashMismatch
+        );
         let spaced = line.replacen(',', ", ", 1);
-        assert_eq!(check_line(spaced.as_bytes()).unwrap_err().0, LineFault::HashMismatch);
+        assert_eq!(
+            check_line(spaced.as_bytes()).unwrap_err().0,
+            LineFault::HashMismatch
+        );
         let rehashed = line.replace(&r.hash, &sha256_hex(b"x"));
-        assert_eq!(check_line(rehashed.as_bytes()).unwrap_err().0, LineFault::HashMismatch);
-        assert_eq!(check_line(&line.as_bytes()[..line.len() - 1]).unwrap_err().0, LineFault::BadJson);
+        assert_eq!(
+            check_line(rehashed.as_bytes()).unwrap_err().0,
+            LineFault::HashMismatch
+        );
+        assert_eq!(
+            check_line(&line.as_bytes()[..line.len() - 1])
+                .unwrap_err()
+                .0,
+            LineFault::BadJson
+        );
         assert_eq!(check_line(b"").unwrap_err().0, LineFault::BadJson);
         assert_eq!(check_line(b"[1,2]").unwrap_err().0, LineFault::BadJson);
     }
@@ -461,8 +523,16 @@ mod tests {
     fn chained_records_link_by_line_hash() {
         let first = sample();
         let prev = sha256_hex(first.to_line().as_bytes());
-        let second = AuditRecord::seal(AuditEvent::new(AuditOp::KeyCheck, "service:ab12", AuditResult::Ok), 8, &prev, Timestamp(1));
-        assert_eq!(check_line(second.to_line().as_bytes()).unwrap().prev, check_line(first.to_line().as_bytes()).unwrap().line_hash);
+        let second = AuditRecord::seal(
+            AuditEvent::new(AuditOp::KeyCheck, "service:ab12", AuditResult::Ok),
+            8,
+            &prev,
+            Timestamp(1),
+        );
+        assert_eq!(
+            check_line(second.to_line().as_bytes()).unwrap().prev,
+            check_line(first.to_line().as_bytes()).unwrap().line_hash
+        );
         assert_ne!(first.hash, second.hash);
     }
 
@@ -473,12 +543,16 @@ mod tests {
             assert_eq!(serde_json::to_string(&op).unwrap(), format!("\"{op}\""));
         }
         assert!("Nope".parse::<AuditOp>().is_err());
-        assert_eq!(serde_json::to_string(&AuditResult::Unreachable).unwrap(), "\"unreachable\"");
+        assert_eq!(
+            serde_json::to_string(&AuditResult::Unreachable).unwrap(),
+            "\"unreachable\""
+        );
     }
 
     #[test]
     fn long_detail_is_cut_at_a_char_boundary() {
-        let e = AuditEvent::new(AuditOp::KeyCheck, "k", AuditResult::Error).detail("é".repeat(MAX_DETAIL_BYTES));
+        let e = AuditEvent::new(AuditOp::KeyCheck, "k", AuditResult::Error)
+            .detail("é".repeat(MAX_DETAIL_BYTES));
         let r = AuditRecord::seal(e, 1, ZERO_HASH, Timestamp(0));
         let d = r.detail.unwrap();
         assert!(d.len() <= MAX_DETAIL_BYTES + '…'.len_utf8() && d.ends_with('…'));

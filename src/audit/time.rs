@@ -22,7 +22,12 @@ impl Timestamp {
         let days = secs.div_euclid(86_400);
         let sod = secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
-        format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z", sod / 3600, sod / 60 % 60, sod % 60)
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+            sod / 3600,
+            sod / 60 % 60,
+            sod % 60
+        )
     }
 
     /// Parses RFC 3339 (`T` or space between date and time, optional fraction of any length,
@@ -35,7 +40,9 @@ impl Timestamp {
             if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
                 return Err(bad());
             }
-            Ok(part.iter().fold(0i64, |acc, c| acc * 10 + i64::from(c - b'0')))
+            Ok(part
+                .iter()
+                .fold(0i64, |acc, c| acc * 10 + i64::from(c - b'0')))
         };
         if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
             return Err(bad());
@@ -67,7 +74,10 @@ impl Timestamp {
                 return Err(bad());
             }
             let frac = &b[start..i.min(start + 6)];
-            micros = frac.iter().fold(0i64, |acc, c| acc * 10 + i64::from(c - b'0')) * 10i64.pow(6 - frac.len() as u32);
+            micros = frac
+                .iter()
+                .fold(0i64, |acc, c| acc * 10 + i64::from(c - b'0'))
+                * 10i64.pow(6 - frac.len() as u32);
         }
         let offset_secs = match b.get(i) {
             Some(b'Z' | b'z') if i + 1 == b.len() => 0,
@@ -130,20 +140,50 @@ mod tests {
     #[test]
     fn formats_known_instants() {
         assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(Timestamp(951_782_400_000_001).to_rfc3339(), "2000-02-29T00:00:00.000001Z");
-        assert_eq!(Timestamp(1_740_832_496_123_456).to_rfc3339(), "2025-03-01T12:34:56.123456Z");
+        assert_eq!(
+            Timestamp(951_782_400_000_001).to_rfc3339(),
+            "2000-02-29T00:00:00.000001Z"
+        );
+        assert_eq!(
+            Timestamp(1_740_832_496_123_456).to_rfc3339(),
+            "2025-03-01T12:34:56.123456Z"
+        );
     }
 
     #[test]
     fn parses_what_it_formats_and_offsets() {
-        for t in [0i64, 951_782_400_000_001, 1_740_832_496_123_456, 4_102_444_799_999_999] {
-            assert_eq!(Timestamp::parse_rfc3339(&Timestamp(t).to_rfc3339()).unwrap(), Timestamp(t));
+        for t in [
+            0i64,
+            951_782_400_000_001,
+            1_740_832_496_123_456,
+            4_102_444_799_999_999,
+        ] {
+            assert_eq!(
+                Timestamp::parse_rfc3339(&Timestamp(t).to_rfc3339()).unwrap(),
+                Timestamp(t)
+            );
         }
         let z = Timestamp::parse_rfc3339("2025-03-01T12:34:56Z").unwrap();
-        assert_eq!(Timestamp::parse_rfc3339("2025-03-01T14:34:56+02:00").unwrap(), z);
-        assert_eq!(Timestamp::parse_rfc3339("2025-03-01 07:04:56.0-05:30").unwrap(), z);
-        assert_eq!(Timestamp::parse_rfc3339("2025-03-01").unwrap(), Timestamp::parse_rfc3339("2025-03-01T00:00:00Z").unwrap());
-        for bad in ["", "2025-02-30T00:00:00Z", "2025-03-01T12:34:56", "2025-03-01T25:00:00Z", "yesterday", "2025-03-01T12:34:56.Z"] {
+        assert_eq!(
+            Timestamp::parse_rfc3339("2025-03-01T14:34:56+02:00").unwrap(),
+            z
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("2025-03-01 07:04:56.0-05:30").unwrap(),
+            z
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("2025-03-01").unwrap(),
+            Timestamp::parse_rfc3339("2025-03-01T00:00:00Z").unwrap()
+        );
+        for bad in [
+            "",
+            "2025-02-30T00:00:00Z",
+            "2025-03-01T12:34:56",
+            "2025-03-01T25:00:00Z",
+            "yesterday",
+            "2025-03-01T12:34:56.Z",
+        ] {
             assert!(Timestamp::parse_rfc3339(bad).is_err(), "{bad}");
         }
     }

@@ -80,15 +80,29 @@ pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
 }
 
 fn fail(report: &mut VerifyReport, line: u64, kind: ProblemKind, message: String) {
-    report.problem = Some(VerifyProblem { line, kind, message });
+    report.problem = Some(VerifyProblem {
+        line,
+        kind,
+        message,
+    });
 }
 
 /// [`verify`], and checks `anchor`.
 pub fn verify_with_anchor(path: &Path, anchor: &Anchor) -> Result<VerifyReport, AuditError> {
-    let io = |source| AuditError::Io { path: path.to_path_buf(), source };
+    let io = |source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut reader = BufReader::new(File::open(path).map_err(io)?);
-    let expect_last = anchor.expect_last.as_deref().map(|h| h.trim().to_ascii_lowercase());
-    let mut report = VerifyReport { records: 0, last_hash: ZERO_HASH.to_string(), problem: None };
+    let expect_last = anchor
+        .expect_last
+        .as_deref()
+        .map(|h| h.trim().to_ascii_lowercase());
+    let mut report = VerifyReport {
+        records: 0,
+        last_hash: ZERO_HASH.to_string(),
+        problem: None,
+    };
     let mut prev_line = ZERO_HASH.to_string();
     let mut last_seq = 0u64;
     let mut anchor_found = false;
@@ -130,7 +144,16 @@ pub fn verify_with_anchor(path: &Path, anchor: &Anchor) -> Result<VerifyReport, 
             return Ok(report);
         }
         if c.seq != last_seq + 1 {
-            fail(&mut report, line_no, ProblemKind::SeqGap, format!("seq {} follows seq {last_seq}, expected {}", c.seq, last_seq + 1));
+            fail(
+                &mut report,
+                line_no,
+                ProblemKind::SeqGap,
+                format!(
+                    "seq {} follows seq {last_seq}, expected {}",
+                    c.seq,
+                    last_seq + 1
+                ),
+            );
             return Ok(report);
         }
         report.records += 1;
@@ -140,7 +163,10 @@ pub fn verify_with_anchor(path: &Path, anchor: &Anchor) -> Result<VerifyReport, 
         if let Some(h) = &expect_last {
             match anchor.expect_count {
                 Some(n) if n == report.records && *h != report.last_hash => {
-                    let msg = format!("record {n} has hash {}, the anchor expects {h}: the log was cut and rewritten after it", report.last_hash);
+                    let msg = format!(
+                        "record {n} has hash {}, the anchor expects {h}: the log was cut and rewritten after it",
+                        report.last_hash
+                    );
                     fail(&mut report, line_no, ProblemKind::AnchorMismatch, msg);
                     return Ok(report);
                 }
@@ -150,11 +176,17 @@ pub fn verify_with_anchor(path: &Path, anchor: &Anchor) -> Result<VerifyReport, 
         }
     }
     if let Some(n) = anchor.expect_count.filter(|n| report.records < *n) {
-        let msg = format!("the log ends after {} records, the anchor expects at least {n}: records were removed from the end", report.records);
+        let msg = format!(
+            "the log ends after {} records, the anchor expects at least {n}: records were removed from the end",
+            report.records
+        );
         let line = report.records + 1;
         fail(&mut report, line, ProblemKind::Truncated, msg);
     } else if let Some(h) = expect_last.filter(|_| anchor.expect_count.is_none() && !anchor_found) {
-        let msg = format!("no record has the anchor hash {h} (last hash {}): the end of the log was removed or rewritten", report.last_hash);
+        let msg = format!(
+            "no record has the anchor hash {h} (last hash {}): the end of the log was removed or rewritten",
+            report.last_hash
+        );
         let line = report.records.max(1);
         fail(&mut report, line, ProblemKind::AnchorMismatch, msg);
     }
@@ -169,13 +201,24 @@ mod tests {
     fn write_log(p: &Path, n: usize) -> Vec<String> {
         let log = AuditLog::open(p).unwrap();
         for i in 0..n {
-            log.record(AuditEvent::new(AuditOp::KeyUnwrap, "service:ab12", AuditResult::Ok).scope(i as u32));
+            log.record(
+                AuditEvent::new(AuditOp::KeyUnwrap, "service:ab12", AuditResult::Ok)
+                    .scope(i as u32),
+            );
         }
-        std::fs::read_to_string(p).unwrap().lines().map(str::to_string).collect()
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     fn put(p: &Path, lines: &[String]) {
-        std::fs::write(p, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        std::fs::write(
+            p,
+            lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+        )
+        .unwrap();
     }
 
     fn problem(p: &Path, anchor: &Anchor) -> (u64, ProblemKind) {
@@ -195,7 +238,14 @@ mod tests {
         let last: serde_json::Value = serde_json::from_str(&ls[3]).unwrap();
         assert_eq!(r.last_hash, last["hash"].as_str().unwrap());
         std::fs::write(&p, "").unwrap();
-        assert_eq!(verify(&p).unwrap(), VerifyReport { records: 0, last_hash: ZERO_HASH.into(), problem: None });
+        assert_eq!(
+            verify(&p).unwrap(),
+            VerifyReport {
+                records: 0,
+                last_hash: ZERO_HASH.into(),
+                problem: None
+            }
+        );
         assert!(verify(&dir.path().join("missing")).is_err());
     }
 
@@ -248,14 +298,45 @@ mod tests {
         let p = dir.path().join("a.log");
         let ls = write_log(&p, 5);
         let full = verify(&p).unwrap();
-        let anchor = Anchor { expect_last: Some(full.last_hash.to_uppercase()), expect_count: Some(5) };
+        let anchor = Anchor {
+            expect_last: Some(full.last_hash.to_uppercase()),
+            expect_count: Some(5),
+        };
         assert!(verify_with_anchor(&p, &anchor).unwrap().is_ok());
-        assert!(verify_with_anchor(&p, &Anchor { expect_last: Some(full.last_hash.clone()), expect_count: None }).unwrap().is_ok());
+        assert!(
+            verify_with_anchor(
+                &p,
+                &Anchor {
+                    expect_last: Some(full.last_hash.clone()),
+                    expect_count: None
+                }
+            )
+            .unwrap()
+            .is_ok()
+        );
 
         put(&p, &ls[..4]);
         assert!(verify(&p).unwrap().is_ok());
-        assert_eq!(problem(&p, &Anchor { expect_last: None, expect_count: Some(5) }), (5, ProblemKind::Truncated));
-        assert_eq!(problem(&p, &Anchor { expect_last: Some(full.last_hash.clone()), expect_count: None }), (4, ProblemKind::AnchorMismatch));
+        assert_eq!(
+            problem(
+                &p,
+                &Anchor {
+                    expect_last: None,
+                    expect_count: Some(5)
+                }
+            ),
+            (5, ProblemKind::Truncated)
+        );
+        assert_eq!(
+            problem(
+                &p,
+                &Anchor {
+                    expect_last: Some(full.last_hash.clone()),
+                    expect_count: None
+                }
+            ),
+            (4, ProblemKind::AnchorMismatch)
+        );
 
         // Cut and continued: the count is reached again, the hash at the anchor is not.
         write_log(&p, 3);

@@ -8,13 +8,13 @@
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
+use std::num::NonZeroUsize;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-use std::num::NonZeroUsize;
 
 use lru::LruCache;
 
@@ -108,7 +108,9 @@ impl AuditLog {
 
     /// Records written by this process that could not be written (each also logged as an error).
     pub fn failures(&self) -> u64 {
-        self.inner.as_ref().map_or(0, |i| i.failures.load(Ordering::Relaxed))
+        self.inner
+            .as_ref()
+            .map_or(0, |i| i.failures.load(Ordering::Relaxed))
     }
 
     /// Appends one record and syncs it. Failures are logged (`tracing::error!`) and counted in
@@ -125,7 +127,9 @@ impl AuditLog {
 
     /// [`record`](Self::record), returning the error.
     pub fn try_record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        let Some(inner) = &self.inner else { return Ok(()) };
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
         let mut chain = lock(&inner.state);
         chain.append(&inner.path, event)
     }
@@ -151,9 +155,21 @@ impl AuditLog {
                 e.written_at = now;
                 out.push(with_suppressed(event, n));
             } else {
-                let fresh = DenialEntry { written_at: now, suppressed: 0, last: None };
+                let fresh = DenialEntry {
+                    written_at: now,
+                    suppressed: 0,
+                    last: None,
+                };
                 // At capacity, `push` evicts the least recently denied key: summarize it.
-                if let Some((_, DenialEntry { suppressed: n @ 1.., last: Some(last), .. })) = lim.keys.push(key.to_string(), fresh) {
+                if let Some((
+                    _,
+                    DenialEntry {
+                        suppressed: n @ 1..,
+                        last: Some(last),
+                        ..
+                    },
+                )) = lim.keys.push(key.to_string(), fresh)
+                {
                     out.push(with_suppressed(last, n));
                 }
                 out.push(event);
@@ -174,7 +190,10 @@ impl AuditLog {
                 .iter_mut()
                 .filter_map(|(_, e)| {
                     let n = std::mem::take(&mut e.suppressed);
-                    e.last.take().filter(|_| n > 0).map(|last| with_suppressed(last, n))
+                    e.last
+                        .take()
+                        .filter(|_| n > 0)
+                        .map(|last| with_suppressed(last, n))
                 })
                 .collect()
         };
@@ -193,7 +212,10 @@ impl Drop for AuditLog {
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.inner {
-            Some(i) => f.debug_struct("AuditLog").field("path", &i.path).finish_non_exhaustive(),
+            Some(i) => f
+                .debug_struct("AuditLog")
+                .field("path", &i.path)
+                .finish_non_exhaustive(),
             None => f.write_str("AuditLog(disabled)"),
         }
     }
@@ -216,12 +238,18 @@ fn with_suppressed(mut event: AuditEvent, n: u64) -> AuditEvent {
 
 impl DenialLimiter {
     fn new(window: Duration, max_keys: usize) -> DenialLimiter {
-        DenialLimiter { window, keys: LruCache::new(NonZeroUsize::new(max_keys).unwrap_or(NonZeroUsize::MIN)) }
+        DenialLimiter {
+            window,
+            keys: LruCache::new(NonZeroUsize::new(max_keys).unwrap_or(NonZeroUsize::MIN)),
+        }
     }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> AuditError + '_ {
-    move |source| AuditError::Io { path: path.to_path_buf(), source }
+    move |source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Holds flock(LOCK_EX) on a file until dropped.
@@ -252,9 +280,19 @@ impl Drop for FlockGuard<'_> {
 impl Chain {
     fn open(path: &Path) -> Result<Chain, AuditError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err(dir))?;
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io_err(dir))?;
         }
-        let file = OpenOptions::new().read(true).append(true).create(true).mode(0o600).open(path).map_err(io_err(path))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io_err(path))?;
         let meta = file.metadata().map_err(io_err(path))?;
         if !meta.is_file() {
             return Err(io_err(path)(std::io::Error::other("not a regular file")));
@@ -263,7 +301,13 @@ impl Chain {
             let _lock = FlockGuard::lock(&file, path)?;
             read_tail(&file, path)?
         };
-        Ok(Chain { dev_ino: (meta.dev(), meta.ino()), file, seq, prev, end })
+        Ok(Chain {
+            dev_ino: (meta.dev(), meta.ino()),
+            file,
+            seq,
+            prev,
+            end,
+        })
     }
 
     fn append(&mut self, path: &Path, event: AuditEvent) -> Result<(), AuditError> {
@@ -302,7 +346,8 @@ fn read_tail(file: &File, path: &Path) -> Result<(u64, String, u64), AuditError>
         return Ok((0, ZERO_HASH.to_string(), 0));
     }
     let mut last = [0u8; 1];
-    file.read_exact_at(&mut last, len - 1).map_err(io_err(path))?;
+    file.read_exact_at(&mut last, len - 1)
+        .map_err(io_err(path))?;
     if last[0] != b'\n' {
         let line = count_newlines(file, len).map_err(io_err(path))? + 1;
         return Err(AuditError::Damaged {
@@ -318,7 +363,8 @@ fn read_tail(file: &File, path: &Path) -> Result<(u64, String, u64), AuditError>
     'search: while pos > 0 {
         let from = pos.saturating_sub(chunk.len() as u64);
         let n = (pos - from) as usize;
-        file.read_exact_at(&mut chunk[..n], from).map_err(io_err(path))?;
+        file.read_exact_at(&mut chunk[..n], from)
+            .map_err(io_err(path))?;
         if let Some(i) = chunk[..n].iter().rposition(|&c| c == b'\n') {
             start = from + i as u64 + 1;
             break 'search;
@@ -331,7 +377,11 @@ fn read_tail(file: &File, path: &Path) -> Result<(u64, String, u64), AuditError>
         Ok(c) => Ok((c.seq, c.line_hash, len)),
         Err((_, reason)) => {
             let line_no = count_newlines(file, start).map_err(io_err(path))? + 1;
-            Err(AuditError::Damaged { path: path.to_path_buf(), line: line_no, reason })
+            Err(AuditError::Damaged {
+                path: path.to_path_buf(),
+                line: line_no,
+                reason,
+            })
         }
     }
 }
@@ -360,7 +410,11 @@ mod tests {
     }
 
     fn lines(p: &Path) -> Vec<String> {
-        std::fs::read_to_string(p).unwrap().lines().map(str::to_string).collect()
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     #[test]
@@ -377,7 +431,10 @@ mod tests {
         log.record(ev(AuditOp::MountStopped));
         let ls = lines(&p);
         assert_eq!(ls.len(), 3);
-        let seqs: Vec<u64> = ls.iter().map(|l| serde_json::from_str::<AuditRecord>(l).unwrap().seq).collect();
+        let seqs: Vec<u64> = ls
+            .iter()
+            .map(|l| serde_json::from_str::<AuditRecord>(l).unwrap().seq)
+            .collect();
         assert_eq!(seqs, [1, 2, 3]);
         let third: AuditRecord = serde_json::from_str(&ls[2]).unwrap();
         assert_eq!(third.prev, sha256_hex(ls[1].as_bytes()));
@@ -395,7 +452,10 @@ mod tests {
         let text = std::fs::read_to_string(&p).unwrap();
         std::fs::write(&p, text.replace("\"ok\"", "\"error\"")).unwrap();
         let e = AuditLog::open(&p).unwrap_err().to_string();
-        assert!(e.contains("line 2") && e.contains(&p.display().to_string()), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains(&p.display().to_string()),
+            "{e}"
+        );
         std::fs::write(&p, &text[..text.len() - 1]).unwrap();
         let e = AuditLog::open(&p).unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("incomplete"), "{e}");
@@ -429,8 +489,13 @@ mod tests {
     fn denials_are_limited_per_key_and_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("audit.log");
-        let log = AuditLog::open(&p).unwrap().with_denial_limits(Duration::from_secs(60), 2);
-        let deny = || AuditEvent::new(AuditOp::AccessDenied, "service:ab12", AuditResult::Revoked).caller(1000, 42);
+        let log = AuditLog::open(&p)
+            .unwrap()
+            .with_denial_limits(Duration::from_secs(60), 2);
+        let deny = || {
+            AuditEvent::new(AuditOp::AccessDenied, "service:ab12", AuditResult::Revoked)
+                .caller(1000, 42)
+        };
         for _ in 0..5 {
             log.record_denial("a", deny());
         }
@@ -439,12 +504,20 @@ mod tests {
         log.record_denial("c", deny()); // evicts "a": its 4 suppressed denials are summarized
         let ls = lines(&p);
         assert_eq!(ls.len(), 4, "{ls:#?}");
-        assert!(ls[2].contains("\"detail\":\"4 similar denials suppressed\""), "{}", ls[2]);
+        assert!(
+            ls[2].contains("\"detail\":\"4 similar denials suppressed\""),
+            "{}",
+            ls[2]
+        );
         log.record_denial("c", deny().detail("open /x"));
         log.flush_denials();
         let ls = lines(&p);
         assert_eq!(ls.len(), 5);
-        assert!(ls[4].contains("\"detail\":\"open /x; 1 similar denials suppressed\""), "{}", ls[4]);
+        assert!(
+            ls[4].contains("\"detail\":\"open /x; 1 similar denials suppressed\""),
+            "{}",
+            ls[4]
+        );
         log.flush_denials();
         assert_eq!(lines(&p).len(), 5);
         assert!(verify::verify(&p).unwrap().is_ok());

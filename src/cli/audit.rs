@@ -61,10 +61,19 @@ pub fn run(c: AuditCommand) -> Result<(), String> {
 
 fn verify(a: VerifyArgs) -> Result<(), String> {
     let file = a.file.unwrap_or_else(audit::default_audit_log_path);
-    if let Some(h) = a.expect_last.as_ref().filter(|h| h.len() != 64 || !h.bytes().all(|c| c.is_ascii_hexdigit())) {
-        return Err(format!("--expect-last: {h:?} is not a SHA-256 hash (64 hex digits)"));
+    if let Some(h) = a
+        .expect_last
+        .as_ref()
+        .filter(|h| h.len() != 64 || !h.bytes().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err(format!(
+            "--expect-last: {h:?} is not a SHA-256 hash (64 hex digits)"
+        ));
     }
-    let anchor = Anchor { expect_last: a.expect_last.clone(), expect_count: a.expect_count };
+    let anchor = Anchor {
+        expect_last: a.expect_last.clone(),
+        expect_count: a.expect_count,
+    };
     let report = match audit::verify_with_anchor(&file, &anchor) {
         Ok(r) => r,
         Err(e) => {
@@ -87,8 +96,17 @@ fn verify(a: VerifyArgs) -> Result<(), String> {
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
         match &report.problem {
-            None => println!("OK: {} records, chain intact, last hash {}", report.records, report.last_hash),
-            Some(p) => println!("audit log {} line {}: {} ({})", file.display(), p.line, p.message, p.kind),
+            None => println!(
+                "OK: {} records, chain intact, last hash {}",
+                report.records, report.last_hash
+            ),
+            Some(p) => println!(
+                "audit log {} line {}: {} ({})",
+                file.display(),
+                p.line,
+                p.message,
+                p.kind
+            ),
         }
     }
     if report.is_ok() { Ok(()) } else { exit(1) }
@@ -101,19 +119,31 @@ fn exit(code: i32) -> ! {
 
 fn show(a: ShowArgs) -> Result<(), String> {
     let file = a.file.unwrap_or_else(audit::default_audit_log_path);
-    let f = std::fs::File::open(&file).map_err(|e| format!("cannot read audit log {}: {e}", file.display()))?;
+    let f = std::fs::File::open(&file)
+        .map_err(|e| format!("cannot read audit log {}: {e}", file.display()))?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (i, line) in BufReader::new(f).split(b'\n').enumerate() {
         let line = line.map_err(|e| format!("cannot read audit log {}: {e}", file.display()))?;
         let text = String::from_utf8_lossy(&line);
-        let Some(v) = serde_json::from_str::<Value>(&text).ok().filter(Value::is_object) else {
-            eprintln!("cmkfs audit show: {} line {}: not a record, skipped", file.display(), i + 1);
+        let Some(v) = serde_json::from_str::<Value>(&text)
+            .ok()
+            .filter(Value::is_object)
+        else {
+            eprintln!(
+                "cmkfs audit show: {} line {}: not a record, skipped",
+                file.display(),
+                i + 1
+            );
             continue;
         };
         if !matches(&v, a.op, a.since) {
             continue;
         }
-        let written = if a.json { writeln!(out, "{text}") } else { writeln!(out, "{}", human(&v)) };
+        let written = if a.json {
+            writeln!(out, "{text}")
+        } else {
+            writeln!(out, "{}", human(&v))
+        };
         if written.is_err() {
             return Ok(()); // stdout closed (e.g. `| head`)
         }
@@ -127,7 +157,10 @@ fn matches(v: &Value, op: Option<AuditOp>, since: Option<Timestamp>) -> bool {
         return false;
     }
     if let Some(since) = since {
-        let t = v.get("time").and_then(Value::as_str).and_then(|t| Timestamp::parse_rfc3339(t).ok());
+        let t = v
+            .get("time")
+            .and_then(Value::as_str)
+            .and_then(|t| Timestamp::parse_rfc3339(t).ok());
         if t.is_none_or(|t| t < since) {
             return false;
         }
@@ -142,12 +175,27 @@ fn human(v: &Value) -> String {
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     };
-    let duration = v.get("duration_ms").and_then(Value::as_f64).map_or("-".to_string(), |d| format!("{d:.3}ms"));
+    let duration = v
+        .get("duration_ms")
+        .and_then(Value::as_f64)
+        .map_or("-".to_string(), |d| format!("{d:.3}ms"));
     let mut detail = s("detail");
     if v.get("uid").is_some() || v.get("pid").is_some() {
         let caller = format!("uid {} pid {}", s("uid"), s("pid"));
-        detail = if detail == "-" { caller } else { format!("{detail} ({caller})") };
+        detail = if detail == "-" {
+            caller
+        } else {
+            format!("{detail} ({caller})")
+        };
     }
-    format!("{}  {:<21}  {:<11}  {}  {}  {}  {}", s("time"), s("op"), s("result"), s("key_id"), s("scope"), duration, detail)
+    format!(
+        "{}  {:<21}  {:<11}  {}  {}  {}  {}",
+        s("time"),
+        s("op"),
+        s("result"),
+        s("key_id"),
+        s("scope"),
+        duration,
+        detail
+    )
 }
-

@@ -109,22 +109,56 @@ fn human_status(v: &Value) -> String {
         Value::Null => "-".into(),
         other => other.to_string(),
     };
-    out.push_str(&format!("{} (volume {})\n", s("mountpoint"), s("volume_id")));
+    out.push_str(&format!(
+        "{} (volume {})\n",
+        s("mountpoint"),
+        s("volume_id")
+    ));
     out.push_str(&format!("  backing:       {}\n", s("backing")));
     if let Some(n) = v.get("name").and_then(Value::as_str) {
         out.push_str(&format!("  instance:      {n}\n"));
     }
-    out.push_str(&format!("  daemon:        pid {}, up {} s{}\n", s("pid"), s("uptime_seconds"), if g("read_only") == Value::Bool(true) { ", read-only" } else { "" }));
+    out.push_str(&format!(
+        "  daemon:        pid {}, up {} s{}\n",
+        s("pid"),
+        s("uptime_seconds"),
+        if g("read_only") == Value::Bool(true) {
+            ", read-only"
+        } else {
+            ""
+        }
+    ));
     for scope in g("key_scopes").as_array().cloned().unwrap_or_default() {
-        let cmks = scope.get("cmk_ids").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+        let cmks = scope
+            .get("cmk_ids")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
         out.push_str(&format!(
             "  key scope {}:   {} (epoch {}, {} data keys){}{}\n",
             scope.get("scope").cloned().unwrap_or(Value::Null),
-            scope.get("protection").and_then(Value::as_str).unwrap_or("-"),
+            scope
+                .get("protection")
+                .and_then(Value::as_str)
+                .unwrap_or("-"),
             scope.get("current_epoch").cloned().unwrap_or(Value::Null),
             scope.get("data_keys").cloned().unwrap_or(Value::Null),
-            if cmks.is_empty() { String::new() } else { format!(", CMK {cmks}") },
-            scope.get("cmk_state").and_then(Value::as_str).filter(|s| *s != "none").map(|s| format!(" [{s}]")).unwrap_or_default(),
+            if cmks.is_empty() {
+                String::new()
+            } else {
+                format!(", CMK {cmks}")
+            },
+            scope
+                .get("cmk_state")
+                .and_then(Value::as_str)
+                .filter(|s| *s != "none")
+                .map(|s| format!(" [{s}]"))
+                .unwrap_or_default(),
         ));
     }
     let check = g("last_key_check");
@@ -132,7 +166,11 @@ fn human_status(v: &Value) -> String {
         None => "- (service-managed key only)".to_string(),
         Some(state) => format!(
             "{state}{} at unix time {}",
-            check.get("detail").and_then(Value::as_str).map(|d| format!(" ({d})")).unwrap_or_default(),
+            check
+                .get("detail")
+                .and_then(Value::as_str)
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default(),
             check.get("checked_at").cloned().unwrap_or(Value::Null)
         ),
     };
@@ -146,7 +184,11 @@ fn human_status(v: &Value) -> String {
         c.get("evictions").cloned().unwrap_or(Value::Null)
     ));
     out.push_str(&format!("  open files:    {}\n", s("open_files")));
-    out.push_str(&format!("  traffic:       {} bytes read, {} bytes written", s("bytes_read"), s("bytes_written")));
+    out.push_str(&format!(
+        "  traffic:       {} bytes read, {} bytes written",
+        s("bytes_read"),
+        s("bytes_written")
+    ));
     out
 }
 
@@ -164,10 +206,20 @@ pub fn status(a: StatusArgs) -> Result<(), String> {
         all.push(ControlClient::new(s).call(&Request::Status)?);
     }
     if a.json {
-        let v = if a.mountpoint.is_some() && all.len() == 1 { all.remove(0) } else { Value::Array(all) };
+        let v = if a.mountpoint.is_some() && all.len() == 1 {
+            all.remove(0)
+        } else {
+            Value::Array(all)
+        };
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        println!("{}", all.iter().map(human_status).collect::<Vec<_>>().join("\n\n"));
+        println!(
+            "{}",
+            all.iter()
+                .map(human_status)
+                .collect::<Vec<_>>()
+                .join("\n\n")
+        );
     }
     Ok(())
 }
@@ -176,7 +228,12 @@ pub fn cache(c: CacheCommand) -> Result<(), String> {
     match c {
         CacheCommand::Flush(t) => {
             let v = one_socket(t.mountpoint.as_deref())?.call(&Request::CacheFlush)?;
-            print(&v, t.json, |v| format!("flushed {} cached data keys", v.get("flushed").cloned().unwrap_or(Value::Null)));
+            print(&v, t.json, |v| {
+                format!(
+                    "flushed {} cached data keys",
+                    v.get("flushed").cloned().unwrap_or(Value::Null)
+                )
+            });
         }
     }
     Ok(())
@@ -190,16 +247,28 @@ pub(super) fn open_offline(
 ) -> Result<(crate::volume::Volume, crate::volume::MountLock), String> {
     use crate::volume::{OpenOptions, Volume, lock_backing};
     let config = Volume::read_config(backing).map_err(|e| e.to_string())?;
-    let lock = lock_backing(backing, std::path::Path::new("(cmkfs key)"), false).map_err(|e| e.to_string())?;
-    let key_path = service_key.map(|p| p.to_path_buf()).unwrap_or_else(|| crate::keys::default_service_key_path(&config.volume_id));
+    let lock = lock_backing(backing, std::path::Path::new("(cmkfs key)"), false)
+        .map_err(|e| e.to_string())?;
+    let key_path = service_key
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| crate::keys::default_service_key_path(&config.volume_id));
     let sk = crate::keys::ServiceKey::load(&key_path).map_err(|e| e.to_string())?;
     let cmk = match Volume::read_cmk_url(backing).map_err(|e| e.to_string())? {
         Some(url) => Some(kv.connect(&url)? as std::sync::Arc<dyn crate::keys::CustomerKey>),
         None => None,
     };
-    let audit = crate::audit::AuditLog::open(&crate::audit::default_audit_log_path()).map_err(|e| e.to_string())?;
-    let vol = Volume::open(backing, sk, &OpenOptions { cmk, audit: std::sync::Arc::new(audit), ..Default::default() })
+    let audit = crate::audit::AuditLog::open(&crate::audit::default_audit_log_path())
         .map_err(|e| e.to_string())?;
+    let vol = Volume::open(
+        backing,
+        sk,
+        &OpenOptions {
+            cmk,
+            audit: std::sync::Arc::new(audit),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
     Ok((vol, lock))
 }
 
@@ -208,18 +277,32 @@ pub fn key(c: KeyCommand) -> Result<(), String> {
         KeyCommand::SetCmk(a) => {
             let (vol, _lock) = open_offline(&a.backing, a.service_key.as_deref(), &a.key_vault)?;
             let cmk = a.key_vault.connect(&a.cmk)? as std::sync::Arc<dyn crate::keys::CustomerKey>;
-            let n = vol.keys().set_cmk_layer(Some(&cmk)).map_err(|e| e.to_string())?;
+            let n = vol
+                .keys()
+                .set_cmk_layer(Some(&cmk))
+                .map_err(|e| e.to_string())?;
             let v = serde_json::json!({ "cmk": cmk.key_url(), "rewrapped": n, "versions_in_use": vol.keys().store_snapshot().data_keys.iter().filter_map(|k| match k.wrapped_by.last() { Some(crate::format::WrapperId::Cmk { key_id, .. }) => Some(key_id.clone()), _ => None }).collect::<Vec<_>>() });
-            print(&v, a.json, |v| format!("{} data keys now wrapped by the service key and {} (no data re-encrypted)", n, v["cmk"].as_str().unwrap_or("?")));
+            print(&v, a.json, |v| {
+                format!(
+                    "{} data keys now wrapped by the service key and {} (no data re-encrypted)",
+                    n,
+                    v["cmk"].as_str().unwrap_or("?")
+                )
+            });
         }
         KeyCommand::RemoveCmk(a) => {
             let (vol, _lock) = open_offline(&a.backing, a.service_key.as_deref(), &a.key_vault)?;
             if vol.keys().cmk().is_none() {
-                return Err(format!("{} has no customer-managed key", a.backing.display()));
+                return Err(format!(
+                    "{} has no customer-managed key",
+                    a.backing.display()
+                ));
             }
             let n = vol.keys().set_cmk_layer(None).map_err(|e| e.to_string())?;
             let v = serde_json::json!({ "cmk": null, "rewrapped": n });
-            print(&v, a.json, |_| format!("{n} data keys now wrapped by the service key only (no data re-encrypted)"));
+            print(&v, a.json, |_| {
+                format!("{n} data keys now wrapped by the service key only (no data re-encrypted)")
+            });
         }
         KeyCommand::Check(t) => {
             let v = one_socket(t.mountpoint.as_deref())?.call(&Request::KeyCheck)?;
@@ -228,7 +311,13 @@ pub fn key(c: KeyCommand) -> Result<(), String> {
                     .and_then(Value::as_array)
                     .map(|ks| {
                         ks.iter()
-                            .map(|k| format!("{}: {}", k.get("key").and_then(Value::as_str).unwrap_or("?"), k.get("state").and_then(Value::as_str).unwrap_or("?")))
+                            .map(|k| {
+                                format!(
+                                    "{}: {}",
+                                    k.get("key").and_then(Value::as_str).unwrap_or("?"),
+                                    k.get("state").and_then(Value::as_str).unwrap_or("?")
+                                )
+                            })
                             .collect::<Vec<_>>()
                             .join("\n")
                     })
@@ -236,19 +325,32 @@ pub fn key(c: KeyCommand) -> Result<(), String> {
             });
         }
         KeyCommand::Rotate(r) => {
-            let v = one_socket(r.mountpoint.as_deref())?.call(&Request::KeyRotate { data_key: r.data_key })?;
+            let v = one_socket(r.mountpoint.as_deref())?.call(&Request::KeyRotate {
+                data_key: r.data_key,
+            })?;
             print(&v, r.json, |v| match v.get("rotated") {
                 Some(_) if v.get("rewrapped").is_some() => format!(
                     "{} data keys re-wrapped; customer-managed key versions in use: {}",
                     v.get("rewrapped").cloned().unwrap_or(Value::Null),
-                    v.get("versions_in_use").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+                    v.get("versions_in_use")
+                        .and_then(Value::as_array)
+                        .map(|a| a
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", "))
+                        .unwrap_or_default()
                 ),
                 Some(Value::Bool(true)) => format!(
                     "new data-key epoch {} of scope {}: new files use it; existing files keep theirs",
                     v.get("epoch").cloned().unwrap_or(Value::Null),
                     v.get("scope").cloned().unwrap_or(Value::Null)
                 ),
-                _ => v.get("reason").and_then(Value::as_str).unwrap_or("nothing to rotate").to_string(),
+                _ => v
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("nothing to rotate")
+                    .to_string(),
             });
         }
     }

@@ -39,7 +39,11 @@ pub fn run(a: FsckArgs) -> Result<(), String> {
         },
         _ => None,
     };
-    let opts = FsckOptions { service_key: a.service_key.clone(), quarantine: a.quarantine.clone(), cmk };
+    let opts = FsckOptions {
+        service_key: a.service_key.clone(),
+        quarantine: a.quarantine.clone(),
+        cmk,
+    };
     let mut bar;
     let mut none = NoProgress;
     let progress: &mut dyn Progress = if !a.json && std::io::stderr().is_terminal() {
@@ -51,7 +55,10 @@ pub fn run(a: FsckArgs) -> Result<(), String> {
     let code = match fsck::check(&a.backing, &opts, progress) {
         Ok(report) => {
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
             } else {
                 print_human(&report);
             }
@@ -84,11 +91,19 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 }
 
 fn print_human(r: &Report) {
-    println!("cmkfs fsck: volume {} in {} (block size {})", r.volume_id, r.backing.display(), r.block_size);
+    println!(
+        "cmkfs fsck: volume {} in {} (block size {})",
+        r.volume_id,
+        r.backing.display(),
+        r.block_size
+    );
     for (_, problems) in r.by_object() {
         let name = problems[0].display_name();
         for p in problems {
-            let code = serde_json::to_value(p.code).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let code = serde_json::to_value(p.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
             println!("{} {name}: {} [{code}]", p.kind, p.message);
         }
     }
@@ -96,12 +111,23 @@ fn print_human(r: &Report) {
     println!(
         "key store: {}{}",
         plural(r.keys.len() as u64, "data key", "data keys"),
-        if bad_keys == 0 { ", all unwrap".to_string() } else { format!(", {bad_keys} do not unwrap") }
+        if bad_keys == 0 {
+            ", all unwrap".to_string()
+        } else {
+            format!(", {bad_keys} do not unwrap")
+        }
     );
     if let Some(q) = &r.quarantine {
         for m in &q.moved {
-            let what = m.path.clone().unwrap_or_else(|| format!("[backing {}]", m.backing_path));
-            println!("quarantined {what} -> {} (note {})", m.to.display(), m.note.display());
+            let what = m
+                .path
+                .clone()
+                .unwrap_or_else(|| format!("[backing {}]", m.backing_path));
+            println!(
+                "quarantined {what} -> {} (note {})",
+                m.to.display(),
+                m.note.display()
+            );
         }
         for e in &q.errors {
             println!("quarantine failed: {e}");
@@ -119,7 +145,11 @@ fn print_human(r: &Report) {
         if r.clean {
             "clean".to_string()
         } else {
-            let bad = if s.bad_blocks > 0 { format!(", {} bad", plural(s.bad_blocks, "block", "blocks")) } else { String::new() };
+            let bad = if s.bad_blocks > 0 {
+                format!(", {} bad", plural(s.bad_blocks, "block", "blocks"))
+            } else {
+                String::new()
+            };
             format!("{} found{bad}", plural(s.problems, "problem", "problems"))
         }
     );
@@ -133,7 +163,11 @@ fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 /// A one-line progress bar on stderr, redrawn at most ten times a second.
@@ -148,17 +182,32 @@ struct Bar {
 
 impl Bar {
     fn new() -> Self {
-        Bar { total: None, done: 0, problems: 0, current: String::new(), last: None, drawn: false }
+        Bar {
+            total: None,
+            done: 0,
+            problems: 0,
+            current: String::new(),
+            last: None,
+            drawn: false,
+        }
     }
 
     fn width() -> usize {
         let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
         let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
-        if ok && ws.ws_col > 20 { ws.ws_col as usize } else { 80 }
+        if ok && ws.ws_col > 20 {
+            ws.ws_col as usize
+        } else {
+            80
+        }
     }
 
     fn draw(&mut self, force: bool) {
-        if !force && self.last.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) {
+        if !force
+            && self
+                .last
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+        {
             return;
         }
         self.last = Some(Instant::now());

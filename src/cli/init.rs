@@ -6,24 +6,39 @@ use super::InitArgs;
 
 pub fn run(a: InitArgs) -> Result<(), String> {
     let cmk = match &a.cmk {
-        Some(url) => Some(a.key_vault.connect(url)? as std::sync::Arc<dyn crate::keys::CustomerKey>),
+        Some(url) => {
+            Some(a.key_vault.connect(url)? as std::sync::Arc<dyn crate::keys::CustomerKey>)
+        }
         None => None,
     };
-    let opts = InitOptions { service_key: a.service_key, block_size: a.block_size, cmk, audit_log: a.audit_log };
+    let opts = InitOptions {
+        service_key: a.service_key,
+        block_size: a.block_size,
+        cmk,
+        audit_log: a.audit_log,
+    };
     let report = init_volume(&a.backing, &opts).map_err(|e| e.to_string())?;
     if a.json {
         println!("{}", serde_json::to_string(&report).unwrap_or_default());
     } else {
-        println!("Created cmkfs volume {} in {}", report.volume_id, a.backing.display());
+        println!(
+            "Created cmkfs volume {} in {}",
+            report.volume_id,
+            a.backing.display()
+        );
         println!(
             "Service key: {} (fingerprint {})",
             report.service_key.display(),
             report.service_key_fingerprint
         );
         if let Some(cmk) = &report.cmk {
-            println!("Customer-managed key: {cmk} (data keys are wrapped by the service key, then by this key)");
+            println!(
+                "Customer-managed key: {cmk} (data keys are wrapped by the service key, then by this key)"
+            );
         }
-        println!("Keep the service key outside the backing directory and back it up: without it the data cannot be read.");
+        println!(
+            "Keep the service key outside the backing directory and back it up: without it the data cannot be read."
+        );
     }
     Ok(())
 }

@@ -16,7 +16,11 @@ use clap::{Args, Parser, Subcommand};
 pub use mount_options::MountOptions;
 
 #[derive(Parser)]
-#[command(name = "cmkfs", version, about = "Transparent encrypted filesystem with envelope encryption and customer-managed keys")]
+#[command(
+    name = "cmkfs",
+    version,
+    about = "Transparent encrypted filesystem with envelope encryption and customer-managed keys"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -70,10 +74,15 @@ pub struct KeyVaultArgs {
 
 impl KeyVaultArgs {
     /// Connects to the customer-managed key `url` with these settings.
-    pub fn connect(&self, url: &str) -> Result<std::sync::Arc<crate::keys::azure::AzureCmk>, String> {
+    pub fn connect(
+        &self,
+        url: &str,
+    ) -> Result<std::sync::Arc<crate::keys::azure::AzureCmk>, String> {
         use crate::keys::azure::{AzureCmk, AzureSettings, CredentialSpec};
         let spec = self.azure_credential.as_deref().ok_or_else(|| {
-            format!("the customer-managed key {url} needs --azure-credential (e.g. managed-identity)")
+            format!(
+                "the customer-managed key {url} needs --azure-credential (e.g. managed-identity)"
+            )
         })?;
         let settings = AzureSettings {
             key_url: url.to_string(),
@@ -190,8 +199,13 @@ pub fn run() -> i32 {
 /// fstab type `fuse.cmkfs`): without a subcommand, the arguments mean `mount`.
 fn mount_helper_argv(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     use clap::CommandFactory;
-    let Some(first) = args.get(1).and_then(|a| a.to_str()).map(str::to_string) else { return args };
-    let is_subcommand = Cli::command().get_subcommands().any(|c| c.get_name() == first) || first == "help";
+    let Some(first) = args.get(1).and_then(|a| a.to_str()).map(str::to_string) else {
+        return args;
+    };
+    let is_subcommand = Cli::command()
+        .get_subcommands()
+        .any(|c| c.get_name() == first)
+        || first == "help";
     if !is_subcommand && !first.starts_with('-') && args.len() >= 3 {
         args.insert(1, "mount".into());
     }
@@ -205,8 +219,17 @@ mod tests {
     #[test]
     fn mount_helper_form_becomes_mount() {
         let v = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
-        assert_eq!(mount_helper_argv(v(&["cmkfs", "/b", "/m", "-o", "ro"])), v(&["cmkfs", "mount", "/b", "/m", "-o", "ro"]));
-        assert_eq!(mount_helper_argv(v(&["cmkfs", "status", "/m"])), v(&["cmkfs", "status", "/m"]));
-        assert_eq!(mount_helper_argv(v(&["cmkfs", "--help"])), v(&["cmkfs", "--help"]));
+        assert_eq!(
+            mount_helper_argv(v(&["cmkfs", "/b", "/m", "-o", "ro"])),
+            v(&["cmkfs", "mount", "/b", "/m", "-o", "ro"])
+        );
+        assert_eq!(
+            mount_helper_argv(v(&["cmkfs", "status", "/m"])),
+            v(&["cmkfs", "status", "/m"])
+        );
+        assert_eq!(
+            mount_helper_argv(v(&["cmkfs", "--help"])),
+            v(&["cmkfs", "--help"])
+        );
     }
 }

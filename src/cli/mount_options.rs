@@ -41,18 +41,28 @@ pub struct MountOptions {
 }
 
 fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
-    v.parse().map_err(|_| format!("mount option {key}={v} is not a valid number"))
+    v.parse()
+        .map_err(|_| format!("mount option {key}={v} is not a valid number"))
 }
 
-const KERNEL_FLAGS: &[&str] =
-    &["nosuid", "suid", "nodev", "dev", "noexec", "exec", "atime", "noatime", "sync", "async", "dirsync"];
+const KERNEL_FLAGS: &[&str] = &[
+    "nosuid", "suid", "nodev", "dev", "noexec", "exec", "atime", "noatime", "sync", "async",
+    "dirsync",
+];
 /// Options of mount(8) and fstab that concern the caller, not the filesystem.
-const IGNORED: &[&str] = &["rw", "defaults", "auto", "noauto", "user", "users", "nouser", "nofail", "_netdev"];
+const IGNORED: &[&str] = &[
+    "rw", "defaults", "auto", "noauto", "user", "users", "nouser", "nofail", "_netdev",
+];
 
 impl MountOptions {
     pub fn parse(groups: &[String]) -> Result<MountOptions, String> {
         let mut o = MountOptions::default();
-        for opt in groups.iter().flat_map(|g| g.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+        for opt in groups
+            .iter()
+            .flat_map(|g| g.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let (key, value) = match opt.split_once('=') {
                 Some((k, v)) => (k, Some(v)),
                 None => (opt, None),
@@ -70,12 +80,16 @@ impl MountOptions {
                 ("log_file" | "log-file", Some(v)) => o.log_file = Some(PathBuf::from(v)),
                 ("config", Some(v)) => o.config = Some(PathBuf::from(v)),
                 ("read_ahead_kb", Some(v)) => {
-                    o.read_ahead_kb = Some(v.parse().map_err(|_| format!("mount option read_ahead_kb={v} is not a number of KiB"))?)
+                    o.read_ahead_kb = Some(v.parse().map_err(|_| {
+                        format!("mount option read_ahead_kb={v} is not a number of KiB")
+                    })?)
                 }
                 ("threads", Some(v)) => o.threads = Some(number(key, v)?),
                 ("cache_capacity", Some(v)) => o.cache_capacity = Some(number(key, v)?),
                 ("cache_max_age", Some(v)) => o.cache_max_age = Some(number(key, v)?),
-                ("revocation_check_interval", Some(v)) => o.revocation_check_interval = Some(number(key, v)?),
+                ("revocation_check_interval", Some(v)) => {
+                    o.revocation_check_interval = Some(number(key, v)?)
+                }
                 ("key_vault_timeout", Some(v)) => o.key_vault_timeout = Some(number(key, v)?),
                 ("audit_log", Some(v)) => o.audit_log = Some(PathBuf::from(v)),
                 ("azure_credential", Some(v)) => o.azure_credential = Some(v.to_string()),
@@ -83,7 +97,9 @@ impl MountOptions {
                 ("no_verify_challenge_resource", None) => o.no_verify_challenge_resource = true,
                 ("foreground", None) => o.foreground = true,
                 (k, None) if KERNEL_FLAGS.contains(&k) => o.kernel_flags.push(k.to_string()),
-                (k, _) if IGNORED.contains(&k) || k.starts_with("x-") || k.starts_with("comment=") => {}
+                (k, _)
+                    if IGNORED.contains(&k) || k.starts_with("x-") || k.starts_with("comment=") => {
+                }
                 _ => return Err(format!("unknown mount option \"{opt}\"")),
             }
         }
@@ -101,7 +117,11 @@ mod tests {
 
     #[test]
     fn parses_and_rejects() {
-        let o = MountOptions::parse(&["ro,allow_other".into(), "nosuid,service_key=/k,nofail,x-systemd.requires=a".into()]).unwrap();
+        let o = MountOptions::parse(&[
+            "ro,allow_other".into(),
+            "nosuid,service_key=/k,nofail,x-systemd.requires=a".into(),
+        ])
+        .unwrap();
         assert!(o.read_only && o.allow_other && o.default_permissions);
         assert_eq!(o.kernel_flags, vec!["nosuid"]);
         assert_eq!(o.service_key, Some(PathBuf::from("/k")));
@@ -109,10 +129,22 @@ mod tests {
             "threads=3,cache_capacity=7,cache_max_age=60,revocation_check_interval=5,audit_log=/a,azure_credential=access-token-file:/t,ca_file=/ca.pem,no_verify_challenge_resource,key_vault_timeout=4,foreground".into(),
         ])
         .unwrap();
-        assert_eq!((o.threads, o.cache_capacity, o.cache_max_age, o.revocation_check_interval), (Some(3), Some(7), Some(60), Some(5)));
+        assert_eq!(
+            (
+                o.threads,
+                o.cache_capacity,
+                o.cache_max_age,
+                o.revocation_check_interval
+            ),
+            (Some(3), Some(7), Some(60), Some(5))
+        );
         assert_eq!(o.azure_credential.as_deref(), Some("access-token-file:/t"));
         assert!(o.no_verify_challenge_resource && o.foreground && o.key_vault_timeout == Some(4));
-        assert!(MountOptions::parse(&["threads=many".into()]).unwrap_err().contains("threads=many"));
+        assert!(
+            MountOptions::parse(&["threads=many".into()])
+                .unwrap_err()
+                .contains("threads=many")
+        );
         let e = MountOptions::parse(&["bogus".into()]).unwrap_err();
         assert!(e.contains("bogus"));
     }

@@ -32,7 +32,12 @@ fn progress_printer(enabled: bool) -> impl FnMut(u64, u64) {
         let width = 40;
         let filled = (done.min(total) * width / total) as usize;
         let mut err = std::io::stderr();
-        let _ = write!(err, "\r[{}{}] {done}/{total} entries", "#".repeat(filled), ".".repeat(width as usize - filled));
+        let _ = write!(
+            err,
+            "\r[{}{}] {done}/{total} entries",
+            "#".repeat(filled),
+            ".".repeat(width as usize - filled)
+        );
         if done >= total {
             let _ = writeln!(err);
         }
@@ -43,9 +48,17 @@ fn progress_printer(enabled: bool) -> impl FnMut(u64, u64) {
 pub fn run(a: ReencryptArgs) -> Result<(), String> {
     let show = !a.json && std::io::stderr().is_terminal();
     let mut progress = progress_printer(show);
-    let report = if a.target.join(crate::format::META_DIR).join("volume.json").exists() {
-        let (vol, _lock) = super::control_cmds::open_offline(&a.target, a.service_key.as_deref(), &a.key_vault)?;
-        let r = vol.reencrypt_all(&mut progress).map_err(|e| e.to_string())?;
+    let report = if a
+        .target
+        .join(crate::format::META_DIR)
+        .join("volume.json")
+        .exists()
+    {
+        let (vol, _lock) =
+            super::control_cmds::open_offline(&a.target, a.service_key.as_deref(), &a.key_vault)?;
+        let r = vol
+            .reencrypt_all(&mut progress)
+            .map_err(|e| e.to_string())?;
         serde_json::to_value(&r).unwrap_or_default()
     } else {
         let sockets = find_socket(Some(&a.target))?;
@@ -53,11 +66,16 @@ pub fn run(a: ReencryptArgs) -> Result<(), String> {
         ControlClient::new(socket).call_with_progress(&Request::Reencrypt, &mut progress)?
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
     } else {
         println!(
             "re-encrypted {} entries to the newest data key; {} already current; {} skipped",
-            report["reencrypted"], report["already_current"], report["skipped"].as_array().map(|s| s.len()).unwrap_or(0)
+            report["reencrypted"],
+            report["already_current"],
+            report["skipped"].as_array().map(|s| s.len()).unwrap_or(0)
         );
         for s in report["skipped"].as_array().cloned().unwrap_or_default() {
             println!("  skipped {}", s.as_str().unwrap_or(""));

@@ -20,7 +20,11 @@ pub fn find_socket(mountpoint: Option<&Path>) -> Result<Vec<PathBuf>, String> {
             if p.exists() {
                 Ok(vec![p])
             } else {
-                Err(format!("{} is not a cmkfs mount served by this host (no control socket {})", m.display(), p.display()))
+                Err(format!(
+                    "{} is not a cmkfs mount served by this host (no control socket {})",
+                    m.display(),
+                    p.display()
+                ))
             }
         }
         None => {
@@ -48,28 +52,44 @@ impl ControlClient {
     }
 
     /// Like `call`, reporting `{"progress":[done,total]}` lines as they arrive.
-    pub fn call_with_progress(&self, req: &Request, on_progress: &mut dyn FnMut(u64, u64)) -> Result<serde_json::Value, String> {
-        let mut s = UnixStream::connect(&self.path).map_err(|e| format!("cannot reach the daemon at {}: {e}", self.path.display()))?;
+    pub fn call_with_progress(
+        &self,
+        req: &Request,
+        on_progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<serde_json::Value, String> {
+        let mut s = UnixStream::connect(&self.path)
+            .map_err(|e| format!("cannot reach the daemon at {}: {e}", self.path.display()))?;
         let _ = s.set_read_timeout(Some(Duration::from_secs(120)));
         let mut line = serde_json::to_vec(req).map_err(|e| e.to_string())?;
         line.push(b'\n');
-        s.write_all(&line).map_err(|e| format!("cannot send to the daemon: {e}"))?;
+        s.write_all(&line)
+            .map_err(|e| format!("cannot send to the daemon: {e}"))?;
         let _ = s.set_read_timeout(None);
         let mut reader = BufReader::new(s);
         let mut answer = String::new();
         loop {
             answer.clear();
-            let n = reader.read_line(&mut answer).map_err(|e| format!("no answer from the daemon: {e}"))?;
+            let n = reader
+                .read_line(&mut answer)
+                .map_err(|e| format!("no answer from the daemon: {e}"))?;
             if n == 0 {
                 return Err("the daemon closed the connection without answering".into());
             }
-            let v: serde_json::Value = serde_json::from_str(&answer).map_err(|e| format!("bad answer from the daemon: {e}"))?;
+            let v: serde_json::Value = serde_json::from_str(&answer)
+                .map_err(|e| format!("bad answer from the daemon: {e}"))?;
             match v.get("progress").and_then(|p| p.as_array()) {
-                Some(p) if p.len() == 2 => on_progress(p[0].as_u64().unwrap_or(0), p[1].as_u64().unwrap_or(0)),
+                Some(p) if p.len() == 2 => {
+                    on_progress(p[0].as_u64().unwrap_or(0), p[1].as_u64().unwrap_or(0))
+                }
                 _ => break,
             }
         }
-        let r: Response = serde_json::from_str(&answer).map_err(|e| format!("bad answer from the daemon: {e}"))?;
-        if r.ok { Ok(r.data) } else { Err(r.error.unwrap_or_else(|| "the daemon refused".into())) }
+        let r: Response = serde_json::from_str(&answer)
+            .map_err(|e| format!("bad answer from the daemon: {e}"))?;
+        if r.ok {
+            Ok(r.data)
+        } else {
+            Err(r.error.unwrap_or_else(|| "the daemon refused".into()))
+        }
     }
 }

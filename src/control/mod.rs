@@ -17,7 +17,9 @@ pub enum Request {
     Status,
     CacheFlush,
     KeyCheck,
-    KeyRotate { data_key: bool },
+    KeyRotate {
+        data_key: bool,
+    },
     /// Streams `{"progress":[done,total]}` lines before the response.
     Reencrypt,
 }
@@ -44,10 +46,20 @@ pub trait ControlHandler: Send + Sync + 'static {
 /// Longest request line accepted.
 pub const MAX_REQUEST: usize = 4096;
 
-pub fn handle(handler: &dyn ControlHandler, line: &str, progress: &mut dyn FnMut(u64, u64)) -> Response {
+pub fn handle(
+    handler: &dyn ControlHandler,
+    line: &str,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Response {
     let request: Request = match serde_json::from_str(line) {
         Ok(r) => r,
-        Err(e) => return Response { ok: false, error: Some(format!("bad request: {e}")), data: serde_json::Value::Null },
+        Err(e) => {
+            return Response {
+                ok: false,
+                error: Some(format!("bad request: {e}")),
+                data: serde_json::Value::Null,
+            };
+        }
     };
     let result = match request {
         Request::Status => Ok(handler.status()),
@@ -57,8 +69,16 @@ pub fn handle(handler: &dyn ControlHandler, line: &str, progress: &mut dyn FnMut
         Request::Reencrypt => handler.reencrypt(progress),
     };
     match result {
-        Ok(data) => Response { ok: true, error: None, data },
-        Err(e) => Response { ok: false, error: Some(e), data: serde_json::Value::Null },
+        Ok(data) => Response {
+            ok: true,
+            error: None,
+            data,
+        },
+        Err(e) => Response {
+            ok: false,
+            error: Some(e),
+            data: serde_json::Value::Null,
+        },
     }
 }
 
@@ -68,7 +88,10 @@ mod tests {
 
     #[test]
     fn request_wire_format() {
-        assert_eq!(serde_json::to_string(&Request::Status).unwrap(), r#"{"cmd":"status"}"#);
+        assert_eq!(
+            serde_json::to_string(&Request::Status).unwrap(),
+            r#"{"cmd":"status"}"#
+        );
         assert_eq!(
             serde_json::from_str::<Request>(r#"{"cmd":"key-rotate","data_key":true}"#).unwrap(),
             Request::KeyRotate { data_key: true }

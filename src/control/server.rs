@@ -20,7 +20,11 @@ pub struct ControlServer {
 impl ControlServer {
     /// Binds `path` (mode 0600; a stale socket is replaced) and serves on a thread.
     /// `aliases` are symlinks to it (e.g. /run/cmkfs/NAME.sock).
-    pub fn start(path: &Path, aliases: Vec<PathBuf>, handler: Arc<dyn ControlHandler>) -> std::io::Result<ControlServer> {
+    pub fn start(
+        path: &Path,
+        aliases: Vec<PathBuf>,
+        handler: Arc<dyn ControlHandler>,
+    ) -> std::io::Result<ControlServer> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
@@ -37,15 +41,20 @@ impl ControlServer {
                 tracing::warn!("cannot create control socket alias {}: {e}", a.display());
             }
         }
-        std::thread::Builder::new().name("control".into()).spawn(move || {
-            for conn in listener.incoming() {
-                match conn {
-                    Ok(stream) => serve(stream, handler.as_ref()),
-                    Err(e) => tracing::warn!("control socket accept: {e}"),
+        std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    match conn {
+                        Ok(stream) => serve(stream, handler.as_ref()),
+                        Err(e) => tracing::warn!("control socket accept: {e}"),
+                    }
                 }
-            }
-        })?;
-        Ok(ControlServer { path: path.to_path_buf(), aliases })
+            })?;
+        Ok(ControlServer {
+            path: path.to_path_buf(),
+            aliases,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -73,8 +82,17 @@ fn serve(stream: UnixStream, handler: &dyn ControlHandler) {
         Err(_) => return,
     };
     let response = if !allowed {
-        tracing::warn!("control socket: refused a client that is neither root nor the daemon's user");
-        Response { ok: false, error: Some("permission denied: only root or the daemon's user may use the control socket".into()), data: serde_json::Value::Null }
+        tracing::warn!(
+            "control socket: refused a client that is neither root nor the daemon's user"
+        );
+        Response {
+            ok: false,
+            error: Some(
+                "permission denied: only root or the daemon's user may use the control socket"
+                    .into(),
+            ),
+            data: serde_json::Value::Null,
+        }
     } else {
         let mut line = String::new();
         match BufReader::new(stream.take(MAX_REQUEST as u64)).read_line(&mut line) {
@@ -82,12 +100,17 @@ fn serve(stream: UnixStream, handler: &dyn ControlHandler) {
                 let mut progress_out = writer.try_clone().ok();
                 let mut progress = |done: u64, total: u64| {
                     if let Some(w) = progress_out.as_mut() {
-                        let _ = w.write_all(format!("{{\"progress\":[{done},{total}]}}\n").as_bytes());
+                        let _ =
+                            w.write_all(format!("{{\"progress\":[{done},{total}]}}\n").as_bytes());
                     }
                 };
                 handle(handler, line.trim(), &mut progress)
             }
-            Err(e) => Response { ok: false, error: Some(format!("cannot read request: {e}")), data: serde_json::Value::Null },
+            Err(e) => Response {
+                ok: false,
+                error: Some(format!("cannot read request: {e}")),
+                data: serde_json::Value::Null,
+            },
         }
     };
     let mut out = serde_json::to_vec(&response).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());

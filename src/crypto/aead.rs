@@ -15,8 +15,11 @@ pub struct BlockCipher {
 
 impl BlockCipher {
     pub fn new(key: &SecretKey) -> Result<Self, CryptoError> {
-        let unbound = UnboundKey::new(&AES_256_GCM, key.expose()).map_err(|_| CryptoError::Length)?;
-        Ok(BlockCipher { key: LessSafeKey::new(unbound) })
+        let unbound =
+            UnboundKey::new(&AES_256_GCM, key.expose()).map_err(|_| CryptoError::Length)?;
+        Ok(BlockCipher {
+            key: LessSafeKey::new(unbound),
+        })
     }
 
     /// Encrypts in place. `sealed` holds the plaintext at `[NONCE_LEN .. len - TAG_LEN]`;
@@ -82,7 +85,9 @@ impl NameCipher {
     pub fn new(key: &SecretKey) -> Result<Self, CryptoError> {
         let unbound =
             UnboundKey::new(&AES_256_GCM_SIV, key.expose()).map_err(|_| CryptoError::Length)?;
-        Ok(NameCipher { key: LessSafeKey::new(unbound) })
+        Ok(NameCipher {
+            key: LessSafeKey::new(unbound),
+        })
     }
 
     fn nonce(dir_id: &[u8; 16]) -> Nonce {
@@ -129,11 +134,17 @@ mod tests {
         let mut copy = buf.clone();
         assert_eq!(c.open(b"aad", &mut copy).unwrap(), b"hello");
         let mut copy = buf.clone();
-        assert_eq!(c.open(b"aae", &mut copy).unwrap_err(), CryptoError::Authentication);
+        assert_eq!(
+            c.open(b"aae", &mut copy).unwrap_err(),
+            CryptoError::Authentication
+        );
         for i in 0..buf.len() {
             let mut copy = buf.clone();
             copy[i] ^= 0x40;
-            assert!(c.open(b"aad", &mut copy).is_err(), "flip at {i} not detected");
+            assert!(
+                c.open(b"aad", &mut copy).is_err(),
+                "flip at {i} not detected"
+            );
         }
     }
 

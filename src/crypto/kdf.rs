@@ -15,7 +15,9 @@ impl hkdf::KeyType for KeyLen32 {
 pub fn derive_key(ikm: &SecretKey, salt: &[u8], info: &[u8]) -> Result<SecretKey, CryptoError> {
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(ikm.expose());
     let info = [info];
-    let okm = prk.expand(&info, KeyLen32).map_err(|_| CryptoError::Length)?;
+    let okm = prk
+        .expand(&info, KeyLen32)
+        .map_err(|_| CryptoError::Length)?;
     let mut out = [0u8; 32];
     okm.fill(&mut out).map_err(|_| CryptoError::Length)?;
     let key = SecretKey::from_bytes(out);
@@ -28,7 +30,10 @@ pub fn derive_key(ikm: &SecretKey, salt: &[u8], info: &[u8]) -> Result<SecretKey
 pub fn key_fingerprint(key: &SecretKey) -> String {
     let k = hmac::Key::new(hmac::HMAC_SHA256, key.expose());
     let tag = hmac::sign(&k, b"cmkfs key fingerprint v1");
-    tag.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    tag.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

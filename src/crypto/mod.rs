@@ -6,10 +6,10 @@ mod kdf;
 mod secret;
 mod wrap;
 
-pub use aead::{BlockCipher, NameCipher, NONCE_LEN, TAG_LEN};
+pub use aead::{BlockCipher, NONCE_LEN, NameCipher, TAG_LEN};
 pub use kdf::{derive_key, key_fingerprint};
 pub use secret::SecretKey;
-pub use wrap::{unwrap_key, wrap_key, WRAPPED_KEY_LEN};
+pub use wrap::{WRAPPED_KEY_LEN, unwrap_key, wrap_key};
 
 /// A cryptographic operation failed: authentication, a bad length, or the system RNG.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -23,7 +23,10 @@ pub struct DaemonControl {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl DaemonControl {
@@ -124,30 +127,57 @@ impl ControlHandler for DaemonControl {
             .find(current)
             .cloned()
             .ok_or_else(|| format!("data key {current} is missing from the key store"))?;
-        self.volume.keys().unwrap_record(&record).map_err(|e| e.to_string())?;
-        Ok(json!({ "checked_at": now(), "keys": [ { "key": "service-managed key", "state": "ok" } ] }))
+        self.volume
+            .keys()
+            .unwrap_record(&record)
+            .map_err(|e| e.to_string())?;
+        Ok(
+            json!({ "checked_at": now(), "keys": [ { "key": "service-managed key", "state": "ok" } ] }),
+        )
     }
 
     fn reencrypt(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<Value, String> {
         tracing::info!("re-encryption to the newest data key started");
-        let report = self.volume.reencrypt_all(progress).map_err(|e| e.to_string())?;
-        tracing::info!(reencrypted = report.reencrypted, skipped = report.skipped.len(), "re-encryption finished");
+        let report = self
+            .volume
+            .reencrypt_all(progress)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(
+            reencrypted = report.reencrypted,
+            skipped = report.skipped.len(),
+            "re-encryption finished"
+        );
         Ok(serde_json::to_value(&report).unwrap_or(Value::Null))
     }
 
     fn key_rotate(&self, data_key: bool) -> Result<Value, String> {
         if !data_key {
             if self.volume.keys().cmk().is_none() {
-                return Ok(json!({ "rotated": false, "reason": "no customer-managed key is configured; use --data-key to start a new data-key epoch" }));
+                return Ok(
+                    json!({ "rotated": false, "reason": "no customer-managed key is configured; use --data-key to start a new data-key epoch" }),
+                );
             }
             let n = self.volume.keys().rewrap_cmk().map_err(|e| e.to_string())?;
             let versions = self.volume.keys().cmk_versions_in_use();
-            tracing::info!(records = n, "data keys re-wrapped to the newest customer-managed key version on request");
-            return Ok(json!({ "rotated": n > 0, "rewrapped": n, "versions_in_use": versions,
-                "reason": if n == 0 { "already on the newest key version" } else { "re-wrapped" } }));
+            tracing::info!(
+                records = n,
+                "data keys re-wrapped to the newest customer-managed key version on request"
+            );
+            return Ok(
+                json!({ "rotated": n > 0, "rewrapped": n, "versions_in_use": versions,
+                "reason": if n == 0 { "already on the newest key version" } else { "re-wrapped" } }),
+            );
         }
-        let next = self.volume.keys().rotate_data_key(0, now()).map_err(|e| e.to_string())?;
-        tracing::info!(scope = next.scope, epoch = next.epoch, "new data-key epoch for new files");
+        let next = self
+            .volume
+            .keys()
+            .rotate_data_key(0, now())
+            .map_err(|e| e.to_string())?;
+        tracing::info!(
+            scope = next.scope,
+            epoch = next.epoch,
+            "new data-key epoch for new files"
+        );
         Ok(json!({ "rotated": true, "scope": next.scope, "epoch": next.epoch }))
     }
 }

@@ -28,14 +28,21 @@ impl RevocationListener for KeyEvents {
     }
 
     fn restored(&self, key_url: &str) {
-        tracing::warn!(key = key_url, "customer-managed key usable again: access restored");
+        tracing::warn!(
+            key = key_url,
+            "customer-managed key usable again: access restored"
+        );
     }
 
     fn unreachable(&self, key_url: &str, why: &str, first: bool) {
         if first {
             self.volume.keys().audit().record(
-                crate::audit::AuditEvent::new(crate::audit::AuditOp::KeyServiceUnreachable, key_url, crate::audit::AuditResult::Unreachable)
-                    .detail(why.to_string()),
+                crate::audit::AuditEvent::new(
+                    crate::audit::AuditOp::KeyServiceUnreachable,
+                    key_url,
+                    crate::audit::AuditResult::Unreachable,
+                )
+                .detail(why.to_string()),
             );
             tracing::warn!(
                 key = key_url,
@@ -47,10 +54,18 @@ impl RevocationListener for KeyEvents {
     }
 
     fn rewrapped(&self, key_url: &str, records: usize, to: &str) {
-        tracing::info!(key = key_url, records, "data keys re-wrapped to the newest key version {to} (no data re-encrypted)");
+        tracing::info!(
+            key = key_url,
+            records,
+            "data keys re-wrapped to the newest key version {to} (no data re-encrypted)"
+        );
     }
 
     fn checked(&self, key_url: &str, duration: Duration, state: &CmkState) {
-        tracing::debug!(key = key_url, ms = duration.as_millis() as u64, "key check: {state:?}");
+        tracing::debug!(
+            key = key_url,
+            ms = duration.as_millis() as u64,
+            "key check: {state:?}"
+        );
     }
 }

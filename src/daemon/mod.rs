@@ -35,22 +35,36 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
     let s = MountSettings::resolve(&a)?;
     clear_stale_mount(&s.mountpoint)?;
     if !s.mountpoint.is_dir() {
-        return Err(format!("mountpoint {} does not exist or is not a directory", s.mountpoint.display()));
+        return Err(format!(
+            "mountpoint {} does not exist or is not a directory",
+            s.mountpoint.display()
+        ));
     }
     if !s.backing.is_dir() {
-        return Err(format!("backing directory {} does not exist or is not a directory", s.backing.display()));
+        return Err(format!(
+            "backing directory {} does not exist or is not a directory",
+            s.backing.display()
+        ));
     }
     check_mountpoint(&s)?;
     let config = Volume::read_config(&s.backing).map_err(|e| e.to_string())?;
-    let mut lock = lock_backing(&s.backing, &s.mountpoint, s.options.read_only).map_err(|e| e.to_string())?;
-    let key_path = s.service_key.clone().unwrap_or_else(|| default_service_key_path(&config.volume_id));
+    let mut lock =
+        lock_backing(&s.backing, &s.mountpoint, s.options.read_only).map_err(|e| e.to_string())?;
+    let key_path = s
+        .service_key
+        .clone()
+        .unwrap_or_else(|| default_service_key_path(&config.volume_id));
     let service_key = ServiceKey::load(&key_path).map_err(|e| e.to_string())?;
     let cmk = match Volume::read_cmk_url(&s.backing).map_err(|e| e.to_string())? {
         Some(url) => Some(s.key_vault.connect(&url)? as Arc<dyn crate::keys::CustomerKey>),
         None => None,
     };
-    let audit_path = s.audit_log.clone().unwrap_or_else(crate::audit::default_audit_log_path);
-    let audit = Arc::new(crate::audit::AuditLog::open(&audit_path).map_err(|e| format!("audit log: {e}"))?);
+    let audit_path = s
+        .audit_log
+        .clone()
+        .unwrap_or_else(crate::audit::default_audit_log_path);
+    let audit =
+        Arc::new(crate::audit::AuditLog::open(&audit_path).map_err(|e| format!("audit log: {e}"))?);
     let open = OpenOptions {
         read_only: s.options.read_only,
         cache_capacity: s.cache_capacity,
@@ -92,7 +106,10 @@ fn clear_stale_mount(mountpoint: &std::path::Path) -> Result<(), String> {
                     mountpoint.display()
                 )
             })?;
-            eprintln!("cmkfs: detached a stale mount at {} (its daemon had died)", mountpoint.display());
+            eprintln!(
+                "cmkfs: detached a stale mount at {} (its daemon had died)",
+                mountpoint.display()
+            );
             Ok(())
         }
         _ => Ok(()),
@@ -101,21 +118,37 @@ fn clear_stale_mount(mountpoint: &std::path::Path) -> Result<(), String> {
 
 /// The mountpoint must not be a mount already, and must be empty unless `-o nonempty`.
 fn check_mountpoint(s: &MountSettings) -> Result<(), String> {
-    let mp = s.mountpoint.canonicalize().map_err(|e| format!("mountpoint {}: {e}", s.mountpoint.display()))?;
+    let mp = s
+        .mountpoint
+        .canonicalize()
+        .map_err(|e| format!("mountpoint {}: {e}", s.mountpoint.display()))?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for line in mountinfo.lines() {
         let mut f = line.split(' ');
         if let Some(point) = f.nth(4) {
             if unescape_mount_path(point) == mp.as_os_str().as_encoded_bytes() {
-                let source = line.split(" - ").nth(1).map(|r| r.split(' ').take(2).collect::<Vec<_>>().join(" ")).unwrap_or_default();
-                return Err(format!("{} is already a mount point ({source}); unmount it first", mp.display()));
+                let source = line
+                    .split(" - ")
+                    .nth(1)
+                    .map(|r| r.split(' ').take(2).collect::<Vec<_>>().join(" "))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "{} is already a mount point ({source}); unmount it first",
+                    mp.display()
+                ));
             }
         }
     }
     if !s.options.nonempty {
-        let busy = std::fs::read_dir(&mp).map_err(|e| format!("mountpoint {}: {e}", mp.display()))?.next().is_some();
+        let busy = std::fs::read_dir(&mp)
+            .map_err(|e| format!("mountpoint {}: {e}", mp.display()))?
+            .next()
+            .is_some();
         if busy {
-            return Err(format!("mountpoint {} is not empty (its files would be hidden); use -o nonempty to mount anyway", mp.display()));
+            return Err(format!(
+                "mountpoint {} is not empty (its files would be hidden); use -o nonempty to mount anyway",
+                mp.display()
+            ));
         }
     }
     Ok(())
@@ -127,7 +160,10 @@ fn unescape_mount_path(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -141,7 +177,11 @@ fn unescape_mount_path(s: &str) -> Vec<u8> {
 fn fuse_config(s: &MountSettings) -> Config {
     let o = &s.options;
     let mut c = Config::default();
-    c.mount_options.push(MountOption::FSName(o.fsname.clone().unwrap_or_else(|| s.backing.display().to_string())));
+    c.mount_options.push(MountOption::FSName(
+        o.fsname
+            .clone()
+            .unwrap_or_else(|| s.backing.display().to_string()),
+    ));
     c.mount_options.push(MountOption::Subtype("cmkfs".into()));
     if o.read_only {
         c.mount_options.push(MountOption::RO);
@@ -180,9 +220,15 @@ fn fuse_config(s: &MountSettings) -> Config {
 /// Sets the read-ahead of the mount's backing device info (best effort: needs root).
 fn set_read_ahead(mountpoint: &std::path::Path, kb: u32) {
     use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(mountpoint) else { return };
+    let Ok(meta) = std::fs::metadata(mountpoint) else {
+        return;
+    };
     let dev = meta.dev();
-    let path = format!("/sys/class/bdi/{}:{}/read_ahead_kb", libc::major(dev), libc::minor(dev));
+    let path = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
     match std::fs::write(&path, kb.to_string()) {
         Ok(()) => tracing::debug!("read-ahead set to {kb} KiB ({path})"),
         Err(e) => tracing::debug!("cannot set read-ahead ({path}): {e}"),
@@ -237,7 +283,12 @@ macro_rules! or_report {
 fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), String> {
     harden_process();
     let signals = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP]);
-    or_report!(ready, signals.thread_block().map_err(|e| format!("cannot block signals: {e}")));
+    or_report!(
+        ready,
+        signals
+            .thread_block()
+            .map_err(|e| format!("cannot block signals: {e}"))
+    );
     let volume = Arc::new(volume);
     let stats = Arc::new(FsStats::default());
     let fs = or_report!(
@@ -247,20 +298,39 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
             .map_err(|e| format!("cannot open the volume root: {e}"))
     );
     let inode_handle = fs.inode_handle();
-    let events = Arc::new(KeyEvents { volume: volume.clone(), kernel: std::sync::OnceLock::new() });
+    let events = Arc::new(KeyEvents {
+        volume: volume.clone(),
+        kernel: std::sync::OnceLock::new(),
+    });
     let watcher = RevocationWatcher::new(volume.keys_arc(), events.clone());
     let mut session = or_report!(
         ready,
-        Session::new(fs, &s.mountpoint, &fuse_config(s))
-            .map_err(|e| format!("cannot mount {} on {}: {e}", s.backing.display(), s.mountpoint.display()))
+        Session::new(fs, &s.mountpoint, &fuse_config(s)).map_err(|e| format!(
+            "cannot mount {} on {}: {e}",
+            s.backing.display(),
+            s.mountpoint.display()
+        ))
     );
-    let _ = events.kernel.set(KernelCaches::new(session.notifier(), inode_handle));
+    let _ = events
+        .kernel
+        .set(KernelCaches::new(session.notifier(), inode_handle));
     if volume.keys().cmk().is_some() {
-        or_report!(ready, watcher.spawn(s.revocation_check_interval).map_err(|e| format!("cannot start the revocation watcher: {e}")));
+        or_report!(
+            ready,
+            watcher
+                .spawn(s.revocation_check_interval)
+                .map_err(|e| format!("cannot start the revocation watcher: {e}"))
+        );
     }
     let _ = std::fs::create_dir_all(runtime_dir());
-    let runtime = RuntimeFiles { pid: pid_file(&s.mountpoint) };
-    let _ = crate::atomic_file::write_atomic(&runtime.pid, format!("{}\n", std::process::id()).as_bytes(), 0o644);
+    let runtime = RuntimeFiles {
+        pid: pid_file(&s.mountpoint),
+    };
+    let _ = crate::atomic_file::write_atomic(
+        &runtime.pid,
+        format!("{}\n", std::process::id()).as_bytes(),
+        0o644,
+    );
     let handler = Arc::new(DaemonControl {
         volume: volume.clone(),
         stats: stats.clone(),
@@ -272,8 +342,12 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
     let aliases = s.name.iter().map(|n| named_socket(n)).collect();
     let control = or_report!(
         ready,
-        ControlServer::start(&control_socket(&s.mountpoint), aliases, handler)
-            .map_err(|e| format!("cannot create the control socket {}: {e}", control_socket(&s.mountpoint).display()))
+        ControlServer::start(&control_socket(&s.mountpoint), aliases, handler).map_err(
+            |e| format!(
+                "cannot create the control socket {}: {e}",
+                control_socket(&s.mountpoint).display()
+            )
+        )
     );
 
     let mut unmounter = session.unmount_callable();
@@ -339,8 +413,16 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
 
     let audit = volume.keys().audit().clone();
     audit.record(
-        crate::audit::AuditEvent::new(crate::audit::AuditOp::MountStarted, volume.config().volume_id.clone(), crate::audit::AuditResult::Ok)
-            .detail(format!("{} on {}", s.backing.display(), s.mountpoint.display())),
+        crate::audit::AuditEvent::new(
+            crate::audit::AuditOp::MountStarted,
+            volume.config().volume_id.clone(),
+            crate::audit::AuditResult::Ok,
+        )
+        .detail(format!(
+            "{} on {}",
+            s.backing.display(),
+            s.mountpoint.display()
+        )),
     );
     let result = session.run();
     drop(control);
@@ -348,8 +430,12 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
     let flushed = volume.keys().cache().flush();
     audit.flush_denials();
     audit.record(
-        crate::audit::AuditEvent::new(crate::audit::AuditOp::MountStopped, volume.config().volume_id.clone(), crate::audit::AuditResult::Ok)
-            .detail(format!("{flushed} cached data keys zeroized")),
+        crate::audit::AuditEvent::new(
+            crate::audit::AuditOp::MountStopped,
+            volume.config().volume_id.clone(),
+            crate::audit::AuditResult::Ok,
+        )
+        .detail(format!("{flushed} cached data keys zeroized")),
     );
     tracing::info!(flushed_keys = flushed, "unmounted; data keys zeroized");
     result.map_err(|e| format!("FUSE session ended with an error: {e}"))

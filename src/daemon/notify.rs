@@ -4,7 +4,9 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 
 /// Sends `state` (e.g. "READY=1\nSTATUS=mounted") if systemd asked for notifications.
 pub fn notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
     let path = path.to_string_lossy().into_owned();
     let addr = if let Some(abs) = path.strip_prefix('@') {
         use std::os::linux::net::SocketAddrExt;

@@ -47,7 +47,9 @@ pub fn daemonize(log_file: Option<&Path>) -> Result<Option<ReadyPipe>, String> {
             let msg = String::from_utf8_lossy(&msg).into_owned();
             match msg.strip_prefix("OK") {
                 Some(_) => Ok(None),
-                None if msg.is_empty() => Err("the daemon exited before the mount was ready (see its log)".into()),
+                None if msg.is_empty() => {
+                    Err("the daemon exited before the mount was ready (see its log)".into())
+                }
                 None => Err(msg.trim_start_matches("ERR ").to_string()),
             }
         }
@@ -62,7 +64,9 @@ pub fn daemonize(log_file: Option<&Path>) -> Result<Option<ReadyPipe>, String> {
 }
 
 fn redirect_stdio(log_file: Option<&Path>) {
-    let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") else { return };
+    let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") else {
+        return;
+    };
     let _ = nix::unistd::dup2_stdin(&null);
     let _ = nix::unistd::dup2_stdout(&null);
     match log_file.and_then(|p| OpenOptions::new().create(true).append(true).open(p).ok()) {
@@ -81,7 +85,9 @@ pub fn init_logging(log_file: Option<&Path>, level: Option<&str>) -> Result<(), 
         // fuser warns about its own second unmount attempt after a clean unmount: noise.
         .map(|f| f.add_directive("fuser::session=error".parse().unwrap_or_default()))
         .map_err(|e| format!("log level: {e}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     let result = match log_file {
         Some(p) => {
             let f = OpenOptions::new()
@@ -89,7 +95,10 @@ pub fn init_logging(log_file: Option<&Path>, level: Option<&str>) -> Result<(), 
                 .append(true)
                 .open(p)
                 .map_err(|e| format!("cannot open log file {}: {e}", p.display()))?;
-            builder.with_ansi(false).with_writer(std::sync::Mutex::new(f)).try_init()
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(f))
+                .try_init()
         }
         None => builder.with_writer(std::io::stderr).try_init(),
     };

@@ -43,36 +43,65 @@ impl MountSettings {
             None => ConfigFile::default(),
         };
         // -o options from the command line extend (and so override) the file's.
-        let mut groups = file.options.as_ref().map(|o| o.to_vec()).unwrap_or_default();
+        let mut groups = file
+            .options
+            .as_ref()
+            .map(|o| o.to_vec())
+            .unwrap_or_default();
         groups.extend(a.options.iter().cloned());
         let options = MountOptions::parse(&groups)?;
-        let backing = a.backing.clone().or(file.backing.clone()).ok_or("no backing directory given (argument or `backing` in the config file)")?;
-        let mountpoint =
-            a.mountpoint.clone().or(file.mountpoint.clone()).ok_or("no mountpoint given (argument or `mountpoint` in the config file)")?;
-        let service_key = match (a.service_key.clone().or(cli_opts.service_key.clone()), &file.service_key, &file.service_key_credential) {
+        let backing = a
+            .backing
+            .clone()
+            .or(file.backing.clone())
+            .ok_or("no backing directory given (argument or `backing` in the config file)")?;
+        let mountpoint = a
+            .mountpoint
+            .clone()
+            .or(file.mountpoint.clone())
+            .ok_or("no mountpoint given (argument or `mountpoint` in the config file)")?;
+        let service_key = match (
+            a.service_key.clone().or(cli_opts.service_key.clone()),
+            &file.service_key,
+            &file.service_key_credential,
+        ) {
             (Some(p), _, _) => Some(p),
             (None, _, Some(cred)) => Some(credential_path(cred)?),
             (None, Some(p), None) => Some(p.clone()),
             (None, None, None) => None,
         };
         let o = &cli_opts;
-        let threads = a
-            .threads
-            .or(o.threads)
-            .or(file.threads)
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2));
+        let threads = a.threads.or(o.threads).or(file.threads).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .max(2)
+        });
         Ok(MountSettings {
             name: file.name.clone(),
             backing: absolute(backing)?,
             mountpoint: absolute(mountpoint)?,
             service_key: service_key.map(absolute).transpose()?,
             foreground: a.foreground || o.foreground || file.foreground.unwrap_or(false),
-            log_file: a.log_file.clone().or(options.log_file.clone()).or(file.log_file.clone()).map(absolute).transpose()?,
+            log_file: a
+                .log_file
+                .clone()
+                .or(options.log_file.clone())
+                .or(file.log_file.clone())
+                .map(absolute)
+                .transpose()?,
             log_level: file.log_level.clone(),
             threads,
-            cache_capacity: a.cache_capacity.or(o.cache_capacity).or(file.cache_capacity).unwrap_or(DEFAULT_CACHE_CAPACITY),
+            cache_capacity: a
+                .cache_capacity
+                .or(o.cache_capacity)
+                .or(file.cache_capacity)
+                .unwrap_or(DEFAULT_CACHE_CAPACITY),
             cache_max_age: Duration::from_secs(
-                a.cache_max_age.or(o.cache_max_age).or(file.cache_max_age).unwrap_or(DEFAULT_CACHE_MAX_AGE),
+                a.cache_max_age
+                    .or(o.cache_max_age)
+                    .or(file.cache_max_age)
+                    .unwrap_or(DEFAULT_CACHE_MAX_AGE),
             ),
             revocation_check_interval: Duration::from_secs(
                 a.revocation_check_interval
@@ -81,14 +110,34 @@ impl MountSettings {
                     .unwrap_or(DEFAULT_REVOCATION_CHECK_INTERVAL)
                     .max(1),
             ),
-            audit_log: a.audit_log.clone().or(o.audit_log.clone()).or(file.audit_log.clone()).map(absolute).transpose()?,
+            audit_log: a
+                .audit_log
+                .clone()
+                .or(o.audit_log.clone())
+                .or(file.audit_log.clone())
+                .map(absolute)
+                .transpose()?,
             key_vault: KeyVaultArgs {
-                azure_credential: a.key_vault.azure_credential.clone().or(o.azure_credential.clone()).or(file.azure_credential.clone()),
-                ca_file: a.key_vault.ca_file.clone().or(o.ca_file.clone()).or(file.ca_file.clone()),
+                azure_credential: a
+                    .key_vault
+                    .azure_credential
+                    .clone()
+                    .or(o.azure_credential.clone())
+                    .or(file.azure_credential.clone()),
+                ca_file: a
+                    .key_vault
+                    .ca_file
+                    .clone()
+                    .or(o.ca_file.clone())
+                    .or(file.ca_file.clone()),
                 no_verify_challenge_resource: a.key_vault.no_verify_challenge_resource
                     || o.no_verify_challenge_resource
                     || file.verify_challenge_resource == Some(false),
-                key_vault_timeout: a.key_vault.key_vault_timeout.or(o.key_vault_timeout).or(file.key_vault_timeout),
+                key_vault_timeout: a
+                    .key_vault
+                    .key_vault_timeout
+                    .or(o.key_vault_timeout)
+                    .or(file.key_vault_timeout),
             },
             options,
         })

@@ -66,7 +66,11 @@ impl BlockLayout {
     /// when the length cannot be a valid file (a tail of 1..=28 bytes): reads of the tail fail.
     pub fn plaintext_size(&self, len: u64) -> Result<u64, u64> {
         if len <= HEADER_LEN as u64 {
-            return if len == 0 || len == HEADER_LEN as u64 { Ok(0) } else { Err(0) };
+            return if len == 0 || len == HEADER_LEN as u64 {
+                Ok(0)
+            } else {
+                Err(0)
+            };
         }
         let body = len - HEADER_LEN as u64;
         let full = body / self.sealed_block_size();

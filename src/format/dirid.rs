@@ -52,7 +52,10 @@ impl DirIdFile {
         let mut dir_id = [0u8; 16];
         dir_id.copy_from_slice(&b[16..]);
         Ok(DirIdFile {
-            key: DataKeyRef { scope: u32::from_le_bytes(s), epoch: u32::from_le_bytes(e) },
+            key: DataKeyRef {
+                scope: u32::from_le_bytes(s),
+                epoch: u32::from_le_bytes(e),
+            },
             dir_id,
         })
     }
@@ -64,7 +67,10 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let d = DirIdFile { key: DataKeyRef { scope: 0, epoch: 2 }, dir_id: [5; 16] };
+        let d = DirIdFile {
+            key: DataKeyRef { scope: 0, epoch: 2 },
+            dir_id: [5; 16],
+        };
         assert_eq!(DirIdFile::decode(&d.encode()).unwrap(), d);
         assert!(DirIdFile::decode(&d.encode()[..20]).is_err());
     }

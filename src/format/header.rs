@@ -60,7 +60,10 @@ impl FileHeader {
         file_id.copy_from_slice(&b[16..32]);
         Ok(FileHeader {
             block_shift,
-            key: DataKeyRef { scope: le(8..12), epoch: le(12..16) },
+            key: DataKeyRef {
+                scope: le(8..12),
+                epoch: le(12..16),
+            },
             file_id,
         })
     }
@@ -79,13 +82,19 @@ mod tests {
         };
         let b = h.encode();
         assert_eq!(FileHeader::decode(&b).unwrap(), h);
-        assert_eq!(FileHeader::decode(&b[..31]).unwrap_err(), FormatError::Truncated(31));
+        assert_eq!(
+            FileHeader::decode(&b[..31]).unwrap_err(),
+            FormatError::Truncated(31)
+        );
         let mut bad = b;
         bad[0] = b'X';
         assert_eq!(FileHeader::decode(&bad).unwrap_err(), FormatError::Magic);
         let mut bad = b;
         bad[4] = 9;
-        assert_eq!(FileHeader::decode(&bad).unwrap_err(), FormatError::Version(9));
+        assert_eq!(
+            FileHeader::decode(&bad).unwrap_err(),
+            FormatError::Version(9)
+        );
         let mut bad = b;
         bad[5] = 40;
         assert!(FileHeader::decode(&bad).is_err());

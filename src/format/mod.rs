@@ -19,7 +19,9 @@ pub const FORMAT_VERSION: u8 = 1;
 pub const META_DIR: &str = ".cmkfs";
 
 /// Identifies one data key: its key scope and epoch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct DataKeyRef {
     pub scope: u32,
     pub epoch: u32,

@@ -22,8 +22,8 @@ pub struct VolumeConfig {
 
 impl VolumeConfig {
     pub fn parse(bytes: &[u8]) -> Result<Self, FormatError> {
-        let c: VolumeConfig =
-            serde_json::from_slice(bytes).map_err(|_| FormatError::Field("volume.json is not valid"))?;
+        let c: VolumeConfig = serde_json::from_slice(bytes)
+            .map_err(|_| FormatError::Field("volume.json is not valid"))?;
         if c.format != FORMAT_VERSION {
             return Err(FormatError::Version(c.format));
         }
@@ -72,7 +72,10 @@ pub struct WrappedDataKey {
 
 impl WrappedDataKey {
     pub fn key_ref(&self) -> DataKeyRef {
-        DataKeyRef { scope: self.scope, epoch: self.epoch }
+        DataKeyRef {
+            scope: self.scope,
+            epoch: self.epoch,
+        }
     }
 }
 
@@ -90,8 +93,8 @@ pub struct KeyStore {
 
 impl KeyStore {
     pub fn parse(bytes: &[u8]) -> Result<Self, FormatError> {
-        let s: KeyStore =
-            serde_json::from_slice(bytes).map_err(|_| FormatError::Field("keystore.json is not valid"))?;
+        let s: KeyStore = serde_json::from_slice(bytes)
+            .map_err(|_| FormatError::Field("keystore.json is not valid"))?;
         if s.format != FORMAT_VERSION {
             return Err(FormatError::Version(s.format));
         }
@@ -115,7 +118,11 @@ impl KeyStore {
 
     /// The newest epoch of `scope`: new files and directories use it.
     pub fn current(&self, scope: u32) -> Option<DataKeyRef> {
-        self.data_keys.iter().filter(|k| k.scope == scope).map(|k| k.key_ref()).max()
+        self.data_keys
+            .iter()
+            .filter(|k| k.scope == scope)
+            .map(|k| k.key_ref())
+            .max()
     }
 }
 
@@ -131,7 +138,9 @@ mod tests {
                 scope: 0,
                 epoch: 0,
                 created: 1,
-                wrapped_by: vec![WrapperId::Service { fingerprint: "00ff".into() }],
+                wrapped_by: vec![WrapperId::Service {
+                    fingerprint: "00ff".into(),
+                }],
                 wrapped: "AAAA".into(),
             }],
         }
@@ -141,7 +150,9 @@ mod tests {
     fn keystore_round_trip_and_rejects_unknown_fields() {
         let s = store();
         assert_eq!(KeyStore::parse(&s.to_json()).unwrap(), s);
-        let text = String::from_utf8(s.to_json()).unwrap().replace("\"format\"", "\"formt\"");
+        let text = String::from_utf8(s.to_json())
+            .unwrap()
+            .replace("\"format\"", "\"formt\"");
         assert!(KeyStore::parse(text.as_bytes()).is_err());
         assert!(KeyStore::parse(b"{").is_err());
         let mut dup = store();

@@ -18,7 +18,9 @@ pub fn raw_errno(e: &VolumeError) -> i32 {
         VolumeError::Keys(KeyError::Revoked(_)) => libc::EKEYREVOKED,
         VolumeError::Keys(_) => libc::EIO,
         VolumeError::Name(NameError::TooLong) => libc::ENAMETOOLONG,
-        VolumeError::Name(NameError::Invalid) | VolumeError::Name(NameError::Reserved) => libc::EINVAL,
+        VolumeError::Name(NameError::Invalid) | VolumeError::Name(NameError::Reserved) => {
+            libc::EINVAL
+        }
         VolumeError::Name(NameError::Undecryptable) => libc::EIO,
         VolumeError::Setup(_) => libc::EIO,
     }
@@ -33,8 +35,17 @@ mod tests {
         let io = VolumeError::Io(std::io::Error::from_raw_os_error(libc::ENOSPC));
         assert_eq!(raw_errno(&io), libc::ENOSPC);
         assert_eq!(raw_errno(&VolumeError::Integrity("x".into())), libc::EIO);
-        assert_eq!(raw_errno(&VolumeError::Keys(KeyError::Revoked("k".into()))), libc::EKEYREVOKED);
-        assert_eq!(raw_errno(&VolumeError::Name(NameError::TooLong)), libc::ENAMETOOLONG);
-        assert_eq!(raw_errno(&VolumeError::Errno(libc::ENOTEMPTY)), libc::ENOTEMPTY);
+        assert_eq!(
+            raw_errno(&VolumeError::Keys(KeyError::Revoked("k".into()))),
+            libc::EKEYREVOKED
+        );
+        assert_eq!(
+            raw_errno(&VolumeError::Name(NameError::TooLong)),
+            libc::ENAMETOOLONG
+        );
+        assert_eq!(
+            raw_errno(&VolumeError::Errno(libc::ENOTEMPTY)),
+            libc::ENOTEMPTY
+        );
     }
 }

@@ -50,7 +50,11 @@ impl InodeTable {
         );
         let mut by_backing = HashMap::new();
         by_backing.insert(root_backing_ino, ROOT_INO);
-        InodeTable { nodes, by_backing, next_high: HIGH_INO_BASE }
+        InodeTable {
+            nodes,
+            by_backing,
+            next_high: HIGH_INO_BASE,
+        }
     }
 
     pub fn get(&self, ino: u64) -> Option<&Node> {
@@ -79,7 +83,9 @@ impl InodeTable {
     pub fn ino_for_backing(&self, backing_ino: u64) -> u64 {
         match self.by_backing.get(&backing_ino) {
             Some(i) => *i,
-            None if backing_ino != ROOT_INO && !self.nodes.contains_key(&backing_ino) => backing_ino,
+            None if backing_ino != ROOT_INO && !self.nodes.contains_key(&backing_ino) => {
+                backing_ino
+            }
             None => HIGH_INO_BASE - 1,
         }
     }
@@ -99,9 +105,13 @@ impl InodeTable {
                 if n.kind == kind {
                     n.nlookup += 1;
                     if ino != ROOT_INO && (n.parent != parent || n.name != name) {
-                        let old = (n.parent, std::mem::replace(&mut n.name, name.to_os_string()));
+                        let old = (
+                            n.parent,
+                            std::mem::replace(&mut n.name, name.to_os_string()),
+                        );
                         n.parent = parent;
-                        n.other_links.retain(|(p, nm)| !(*p == parent && nm == name));
+                        n.other_links
+                            .retain(|(p, nm)| !(*p == parent && nm == name));
                         if n.kind != FileKind::Dir && n.other_links.len() < 64 {
                             n.other_links.push(old);
                         }
@@ -115,13 +125,20 @@ impl InodeTable {
                 n.linked = false;
             }
         }
-        let ino = if backing_ino > ROOT_INO && backing_ino < HIGH_INO_BASE && !self.nodes.contains_key(&backing_ino) {
+        let ino = if backing_ino > ROOT_INO
+            && backing_ino < HIGH_INO_BASE
+            && !self.nodes.contains_key(&backing_ino)
+        {
             backing_ino
         } else {
             self.next_high += 1;
             self.next_high
         };
-        let dir = if kind == FileKind::Dir { open_dir() } else { None };
+        let dir = if kind == FileKind::Dir {
+            open_dir()
+        } else {
+            None
+        };
         self.nodes.insert(
             ino,
             Node {
@@ -163,12 +180,15 @@ impl InodeTable {
     /// link, the node stays (open handles) but is no longer found by its backing number;
     /// otherwise another known name takes its place.
     pub fn removed(&mut self, backing_ino: u64, parent: u64, name: &OsStr, last_link: bool) {
-        let Some(&ino) = self.by_backing.get(&backing_ino) else { return };
+        let Some(&ino) = self.by_backing.get(&backing_ino) else {
+            return;
+        };
         if last_link {
             self.by_backing.remove(&backing_ino);
         }
         if let Some(n) = self.nodes.get_mut(&ino) {
-            n.other_links.retain(|(p, nm)| !(*p == parent && nm == name));
+            n.other_links
+                .retain(|(p, nm)| !(*p == parent && nm == name));
             if last_link {
                 n.linked = false;
             } else if n.parent == parent && n.name == name {
@@ -184,7 +204,9 @@ impl InodeTable {
     pub fn moved(&mut self, backing_ino: u64, from: (u64, &OsStr), parent: u64, name: &OsStr) {
         if let Some(&ino) = self.by_backing.get(&backing_ino) {
             if let Some(n) = self.nodes.get_mut(&ino) {
-                n.other_links.retain(|(p, nm)| !((*p == from.0 && nm == from.1) || (*p == parent && nm == name)));
+                n.other_links.retain(|(p, nm)| {
+                    !((*p == from.0 && nm == from.1) || (*p == parent && nm == name))
+                });
                 if !(n.parent == from.0 && n.name == from.1) && n.kind != FileKind::Dir {
                     n.other_links.push((n.parent, n.name.clone()));
                 }

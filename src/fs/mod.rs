@@ -15,13 +15,16 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::audit::{AuditEvent, AuditOp, AuditResult};
-use crate::volume::{Attr, Dir, FileKind, OpenFile, Owner, TimeSet, Volume, VolumeError, XattrTarget, errno as verr};
+use crate::volume::{
+    Attr, Dir, FileKind, OpenFile, Owner, TimeSet, Volume, VolumeError, XattrTarget, errno as verr,
+};
 
 use errno::to_errno;
 use inodes::{InodeTable, ROOT_INO};
@@ -45,7 +48,12 @@ struct Listed {
 /// Where an inode lives, resolved from the inode table.
 enum Location {
     Dir(Arc<Dir>),
-    Entry { parent: Arc<Dir>, name: OsString, kind: FileKind, backing_ino: u64 },
+    Entry {
+        parent: Arc<Dir>,
+        name: OsString,
+        kind: FileKind,
+        backing_ino: u64,
+    },
 }
 
 /// Counters the control socket reports.
@@ -118,7 +126,10 @@ impl CmkFs {
         let inodes = Arc::new(RwLock::new(InodeTable::new(root, root_attr.backing_ino)));
         let for_listener = inodes.clone();
         vol.set_replacement_listener(Box::new(move |old, new| {
-            for_listener.write().unwrap_or_else(|p| p.into_inner()).rebind(old, new);
+            for_listener
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .rebind(old, new);
         }));
         Ok(CmkFs {
             inodes,
@@ -174,8 +185,16 @@ impl CmkFs {
         if n.kind == FileKind::Dir {
             return Err(verr(libc::ENOENT));
         }
-        let parent = t.get(n.parent).and_then(|p| p.dir.clone()).ok_or(verr(libc::ENOENT))?;
-        Ok(Location::Entry { parent, name: n.name.clone(), kind: n.kind, backing_ino: n.backing_ino })
+        let parent = t
+            .get(n.parent)
+            .and_then(|p| p.dir.clone())
+            .ok_or(verr(libc::ENOENT))?;
+        Ok(Location::Entry {
+            parent,
+            name: n.name.clone(),
+            kind: n.kind,
+            backing_ino: n.backing_ino,
+        })
     }
 
     fn dir_of(&self, ino: u64) -> Result<Arc<Dir>> {
@@ -195,7 +214,10 @@ impl CmkFs {
                 gid = pa.gid;
             }
         }
-        Some(Owner { uid: req.uid(), gid })
+        Some(Owner {
+            uid: req.uid(),
+            gid,
+        })
     }
 
     /// Registers a found or created entry with the kernel; returns its FUSE attributes. A new
@@ -208,9 +230,11 @@ impl CmkFs {
             None
         };
         let vol = &self.vol;
-        let ino = self.table_mut().intern(parent_ino, name, attr.kind, attr.backing_ino, || {
-            dir.or_else(|| vol.open_subdir(parent, name).ok().map(Arc::new))
-        });
+        let ino = self
+            .table_mut()
+            .intern(parent_ino, name, attr.kind, attr.backing_ino, || {
+                dir.or_else(|| vol.open_subdir(parent, name).ok().map(Arc::new))
+            });
         Ok(fuse_attr(ino, attr))
     }
 
@@ -238,11 +262,18 @@ impl CmkFs {
             }
         }
         match self.locate(ino)? {
-            Location::Entry { parent, name, kind: FileKind::File, backing_ino } => {
+            Location::Entry {
+                parent,
+                name,
+                kind: FileKind::File,
+                backing_ino,
+            } => {
                 match self.vol.open_file(&parent, &name) {
                     Ok(f) => Ok(f),
                     // The last name is gone but the file is still open: reuse it.
-                    Err(e) if raw_errno(&e) == libc::ENOENT => self.vol_open_by_backing(backing_ino).ok_or(e),
+                    Err(e) if raw_errno(&e) == libc::ENOENT => {
+                        self.vol_open_by_backing(backing_ino).ok_or(e)
+                    }
                     Err(e) => Err(e),
                 }
             }
@@ -266,7 +297,12 @@ impl CmkFs {
         }
         match self.locate(ino)? {
             Location::Dir(d) => self.vol.dir_attr(&d),
-            Location::Entry { parent, name, backing_ino, .. } => match self.vol.lookup(&parent, &name) {
+            Location::Entry {
+                parent,
+                name,
+                backing_ino,
+                ..
+            } => match self.vol.lookup(&parent, &name) {
                 Ok(a) if a.backing_ino == backing_ino => Ok(a),
                 other => match self.vol_open_by_backing(backing_ino) {
                     Some(f) => self.vol.file_attr(&f),
@@ -294,7 +330,12 @@ impl CmkFs {
                 self.stats.requests_denied.fetch_add(1, Ordering::Relaxed);
                 let path = self.table().path(ino);
                 tracing::debug!(path = %path.display(), "{op} denied: {e}");
-                let key = self.vol.keys().cmk().map(|c| c.key_url().to_string()).unwrap_or_default();
+                let key = self
+                    .vol
+                    .keys()
+                    .cmk()
+                    .map(|c| c.key_url().to_string())
+                    .unwrap_or_default();
                 self.vol.keys().audit().record_denial(
                     &path.display().to_string(),
                     AuditEvent::new(AuditOp::AccessDenied, key, AuditResult::Revoked)
@@ -305,17 +346,30 @@ impl CmkFs {
             errno => {
                 if tracing::enabled!(tracing::Level::DEBUG) {
                     let t = self.table();
-                    let loc = t.get(ino).map(|n| format!("parent {} name {:?} backing {} linked {}", n.parent, n.name, n.backing_ino, n.linked));
+                    let loc = t.get(ino).map(|n| {
+                        format!(
+                            "parent {} name {:?} backing {} linked {}",
+                            n.parent, n.name, n.backing_ino, n.linked
+                        )
+                    });
                     tracing::debug!(ino, errno, ?loc, "{op} failed: {e}");
                 }
             }
         }
     }
 
-    fn xattr_target<T>(&self, ino: u64, write: bool, f: impl FnOnce(XattrTarget<'_>) -> Result<T>) -> Result<T> {
+    fn xattr_target<T>(
+        &self,
+        ino: u64,
+        write: bool,
+        f: impl FnOnce(XattrTarget<'_>) -> Result<T>,
+    ) -> Result<T> {
         match self.locate(ino)? {
             Location::Dir(d) => f(XattrTarget::Dir(&d)),
-            Location::Entry { kind: FileKind::File, .. } => {
+            Location::Entry {
+                kind: FileKind::File,
+                ..
+            } => {
                 let of = self.open_file_of(ino, None)?;
                 f(XattrTarget::File(&of))
             }
@@ -326,7 +380,12 @@ impl CmkFs {
     /// False only when a regular file certainly has no xattrs (checked without opening it).
     fn may_have_xattrs(&self, ino: u64) -> bool {
         match self.locate(ino) {
-            Ok(Location::Entry { parent, name, kind: FileKind::File, .. }) => self.vol.file_has_xattrs(&parent, &name).unwrap_or(true),
+            Ok(Location::Entry {
+                parent,
+                name,
+                kind: FileKind::File,
+                ..
+            }) => self.vol.file_has_xattrs(&parent, &name).unwrap_or(true),
             _ => true,
         }
     }
@@ -353,7 +412,8 @@ impl CmkFs {
                 (Some((f, _)), _) => self.vol.set_meta_file(&f, mode, uid, gid, at, mt)?,
                 (None, Location::Dir(d)) => self.vol.set_meta(&d, None, mode, uid, gid, at, mt)?,
                 (None, Location::Entry { parent, name, .. }) => {
-                    self.vol.set_meta(&parent, Some(&name), mode, uid, gid, at, mt)?
+                    self.vol
+                        .set_meta(&parent, Some(&name), mode, uid, gid, at, mt)?
                 }
             }
         }
@@ -366,8 +426,18 @@ impl CmkFs {
         let t = self.table();
         let parent = t.get(ino).map(|n| n.parent).unwrap_or(ROOT_INO);
         let mut out = Vec::with_capacity(entries.len() + 2);
-        out.push(Listed { ino, kind: FileType::Directory, name: OsString::from("."), entry: None });
-        out.push(Listed { ino: parent, kind: FileType::Directory, name: OsString::from(".."), entry: None });
+        out.push(Listed {
+            ino,
+            kind: FileType::Directory,
+            name: OsString::from("."),
+            entry: None,
+        });
+        out.push(Listed {
+            ino: parent,
+            kind: FileType::Directory,
+            name: OsString::from(".."),
+            entry: None,
+        });
         for e in entries {
             let kind = e.kind.map(file_type).unwrap_or(FileType::RegularFile);
             out.push(Listed {
@@ -400,7 +470,12 @@ impl KernelCaches {
 
     /// Returns how many inodes were invalidated.
     pub fn invalidate_all(&self) -> usize {
-        let inos = self.inodes.0.read().unwrap_or_else(|p| p.into_inner()).all_inos();
+        let inos = self
+            .inodes
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .all_inos();
         let mut n = 0;
         for ino in inos {
             if self.notifier.inval_inode(INodeNo(ino), 0, 0).is_ok() {
@@ -429,9 +504,13 @@ impl Filesystem for CmkFs {
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_background(64);
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_PARALLEL_DIROPS);
-        let _ = config.add_capabilities(fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO);
+        let _ = config.add_capabilities(
+            fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
+        );
         if self.want_writeback {
-            self.writeback = config.add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE).is_ok();
+            self.writeback = config
+                .add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE)
+                .is_ok();
         }
         tracing::info!(writeback_cache = self.writeback, "FUSE session initialized");
         Ok(())
@@ -448,7 +527,11 @@ impl Filesystem for CmkFs {
             let attr = self.vol.lookup(&dir, name)?;
             self.enter(parent.0, &dir, name, &attr)
         })();
-        reply_result!(self, req, "lookup", parent.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
+        reply_result!(self, req, "lookup", parent.0, reply, res, |a| reply.entry(
+            &self.ttl,
+            &a,
+            Generation(0)
+        ))
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -457,7 +540,8 @@ impl Filesystem for CmkFs {
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let res = self.attr_of(ino.0, fh);
-        reply_result!(self, req, "getattr", ino.0, reply, res, |a| reply.attr(&self.ttl, &fuse_attr(ino.0, &a)))
+        reply_result!(self, req, "getattr", ino.0, reply, res, |a| reply
+            .attr(&self.ttl, &fuse_attr(ino.0, &a)))
     }
 
     fn setattr(
@@ -479,34 +563,67 @@ impl Filesystem for CmkFs {
         reply: ReplyAttr,
     ) {
         let res = self.do_setattr(ino.0, mode, uid, gid, size, atime, mtime, fh);
-        reply_result!(self, req, "setattr", ino.0, reply, res, |a| reply.attr(&self.ttl, &fuse_attr(ino.0, &a)))
+        reply_result!(self, req, "setattr", ino.0, reply, res, |a| reply
+            .attr(&self.ttl, &fuse_attr(ino.0, &a)))
     }
 
     fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
         let res = match self.locate(ino.0) {
-            Ok(Location::Entry { parent, name, kind: FileKind::Symlink, .. }) => self.vol.readlink(&parent, &name),
+            Ok(Location::Entry {
+                parent,
+                name,
+                kind: FileKind::Symlink,
+                ..
+            }) => self.vol.readlink(&parent, &name),
             Ok(_) => Err(verr(libc::EINVAL)),
             Err(e) => Err(e),
         };
         reply_result!(self, req, "readlink", ino.0, reply, res, |t| reply.data(&t))
     }
 
-    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, rdev: u32, reply: ReplyEntry) {
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
         let res = (|| {
             let dir = self.dir_of(parent.0)?;
-            let attr = self.vol.mknod(&dir, name, mode, rdev, self.owner(req, &dir))?;
+            let attr = self
+                .vol
+                .mknod(&dir, name, mode, rdev, self.owner(req, &dir))?;
             self.enter(parent.0, &dir, name, &attr)
         })();
-        reply_result!(self, req, "mknod", parent.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
+        reply_result!(self, req, "mknod", parent.0, reply, res, |a| reply.entry(
+            &self.ttl,
+            &a,
+            Generation(0)
+        ))
     }
 
-    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
         let res = (|| {
             let dir = self.dir_of(parent.0)?;
             let attr = self.vol.mkdir(&dir, name, mode, self.owner(req, &dir))?;
             self.enter(parent.0, &dir, name, &attr)
         })();
-        reply_result!(self, req, "mkdir", parent.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
+        reply_result!(self, req, "mkdir", parent.0, reply, res, |a| reply.entry(
+            &self.ttl,
+            &a,
+            Generation(0)
+        ))
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -534,13 +651,29 @@ impl Filesystem for CmkFs {
         reply_result!(self, req, "rmdir", parent.0, reply, res, |_v| reply.ok())
     }
 
-    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
         let res = (|| {
             let dir = self.dir_of(parent.0)?;
-            let attr = self.vol.symlink(&dir, link_name, target.as_os_str().as_bytes(), self.owner(req, &dir))?;
+            let attr = self.vol.symlink(
+                &dir,
+                link_name,
+                target.as_os_str().as_bytes(),
+                self.owner(req, &dir),
+            )?;
             self.enter(parent.0, &dir, link_name, &attr)
         })();
-        reply_result!(self, req, "symlink", parent.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
+        reply_result!(self, req, "symlink", parent.0, reply, res, |a| reply.entry(
+            &self.ttl,
+            &a,
+            Generation(0)
+        ))
     }
 
     fn rename(
@@ -558,7 +691,11 @@ impl Filesystem for CmkFs {
             let dst = self.dir_of(newparent.0)?;
             let moved = self.vol.lookup(&src, name)?.backing_ino;
             let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
-            let other = if exchange { Some(self.vol.lookup(&dst, newname)?.backing_ino) } else { None };
+            let other = if exchange {
+                Some(self.vol.lookup(&dst, newname)?.backing_ino)
+            } else {
+                None
+            };
             let mut t = self.table_mut();
             let replaced = self.vol.rename(&src, name, &dst, newname, flags.bits())?;
             tracing::debug!(moved, ?replaced, ?name, ?newname, "rename");
@@ -574,7 +711,14 @@ impl Filesystem for CmkFs {
         reply_result!(self, req, "rename", parent.0, reply, res, |_v| reply.ok())
     }
 
-    fn link(&self, req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+    fn link(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
         let res = (|| {
             let Location::Entry { parent, name, .. } = self.locate(ino.0)? else {
                 return Err(verr(libc::EPERM));
@@ -583,7 +727,11 @@ impl Filesystem for CmkFs {
             let attr = self.vol.link(&parent, &name, &dst, newname)?;
             self.enter(newparent.0, &dst, newname, &attr)
         })();
-        reply_result!(self, req, "link", ino.0, reply, res, |a| reply.entry(&self.ttl, &a, Generation(0)))
+        reply_result!(self, req, "link", ino.0, reply, res, |a| reply.entry(
+            &self.ttl,
+            &a,
+            Generation(0)
+        ))
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -592,9 +740,13 @@ impl Filesystem for CmkFs {
             if self.vol.read_only() && flags.acc_mode() != OpenAccMode::O_RDONLY {
                 return Err(verr(libc::EROFS));
             }
-            Ok(self.new_handle(Handle::File { file: f, append: flags.0 & libc::O_APPEND != 0 }))
+            Ok(self.new_handle(Handle::File {
+                file: f,
+                append: flags.0 & libc::O_APPEND != 0,
+            }))
         })();
-        reply_result!(self, req, "open", ino.0, reply, res, |fh| reply.opened(FileHandle(fh), self.open_flags()))
+        reply_result!(self, req, "open", ino.0, reply, res, |fh| reply
+            .opened(FileHandle(fh), self.open_flags()))
     }
 
     fn read(
@@ -608,9 +760,13 @@ impl Filesystem for CmkFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let res = self.file_handle(fh.0).and_then(|(f, _)| self.vol.read(&f, offset, size as usize));
+        let res = self
+            .file_handle(fh.0)
+            .and_then(|(f, _)| self.vol.read(&f, offset, size as usize));
         reply_result!(self, req, "read", ino.0, reply, res, |d| {
-            self.stats.bytes_read.fetch_add(d.len() as u64, Ordering::Relaxed);
+            self.stats
+                .bytes_read
+                .fetch_add(d.len() as u64, Ordering::Relaxed);
             reply.data(&d)
         })
     }
@@ -629,15 +785,28 @@ impl Filesystem for CmkFs {
     ) {
         let res = self.file_handle(fh.0).and_then(|(f, append)| {
             // With the write-back cache the kernel already placed O_APPEND writes at the end.
-            if append && !self.writeback { self.vol.append(&f, data).map(|_| data.len()) } else { self.vol.write(&f, offset, data) }
+            if append && !self.writeback {
+                self.vol.append(&f, data).map(|_| data.len())
+            } else {
+                self.vol.write(&f, offset, data)
+            }
         });
         reply_result!(self, req, "write", ino.0, reply, res, |n| {
-            self.stats.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
+            self.stats
+                .bytes_written
+                .fetch_add(n as u64, Ordering::Relaxed);
             reply.written(n as u32)
         })
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
@@ -655,17 +824,36 @@ impl Filesystem for CmkFs {
         reply.ok();
     }
 
-    fn fsync(&self, req: &Request, ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         let res = self.file_handle(fh.0).and_then(|(f, _)| f.sync(datasync));
         reply_result!(self, req, "fsync", ino.0, reply, res, |_v| reply.ok())
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let res = self.list_dir(ino.0).map(|e| self.new_handle(Handle::Dir { entries: Arc::new(e) }));
-        reply_result!(self, req, "opendir", ino.0, reply, res, |fh| reply.opened(FileHandle(fh), FopenFlags::empty()))
+        let res = self.list_dir(ino.0).map(|e| {
+            self.new_handle(Handle::Dir {
+                entries: Arc::new(e),
+            })
+        });
+        reply_result!(self, req, "opendir", ino.0, reply, res, |fh| reply
+            .opened(FileHandle(fh), FopenFlags::empty()))
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         let entries = match self.handles().get(&fh.0) {
             Some(Handle::Dir { entries }) => entries.clone(),
             _ => return reply.error(Errno::from_i32(libc::EBADF)),
@@ -681,7 +869,14 @@ impl Filesystem for CmkFs {
 
     /// Entries with their attributes: saves the kernel one LOOKUP per entry (`ls -l`, `find`
     /// followed by opens). Every entry returned (but "." and "..") counts as a lookup.
-    fn readdirplus(&self, req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+    fn readdirplus(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
         let entries = match self.handles().get(&fh.0) {
             Some(Handle::Dir { entries }) => entries.clone(),
             _ => return reply.error(Errno::from_i32(libc::EBADF)),
@@ -701,13 +896,24 @@ impl Filesystem for CmkFs {
             let next = (i + 1) as u64;
             let Some(entry) = &e.entry else {
                 // "." and "..": the kernel does not link them; their attributes are not used.
-                if reply.add(INodeNo(e.ino), next, &e.name, &Duration::ZERO, &fuse_attr(e.ino, &dir_attr), Generation(0)) {
+                if reply.add(
+                    INodeNo(e.ino),
+                    next,
+                    &e.name,
+                    &Duration::ZERO,
+                    &fuse_attr(e.ino, &dir_attr),
+                    Generation(0),
+                ) {
                     break;
                 }
                 continue;
             };
-            let Ok(attr) = self.vol.entry_attr(&dir, entry) else { continue };
-            let Ok(fa) = self.enter(ino.0, &dir, &e.name, &attr) else { continue };
+            let Ok(attr) = self.vol.entry_attr(&dir, entry) else {
+                continue;
+            };
+            let Ok(fa) = self.enter(ino.0, &dir, &e.name, &attr) else {
+                continue;
+            };
             if reply.add(fa.ino, next, &e.name, &self.ttl, &fa, Generation(0)) {
                 // Not sent: undo the lookup count taken by `enter`.
                 self.table_mut().forget(fa.ino.0, 1);
@@ -717,12 +923,26 @@ impl Filesystem for CmkFs {
         reply.ok();
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
         self.handles().remove(&fh.0);
         reply.ok();
     }
 
-    fn fsyncdir(&self, req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         let res = self.dir_of(ino.0).and_then(|d| self.vol.sync_dir(&d));
         reply_result!(self, req, "fsyncdir", ino.0, reply, res, |_v| reply.ok())
     }
@@ -756,11 +976,12 @@ impl Filesystem for CmkFs {
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let res = if name.as_bytes().starts_with(b"system.posix_acl_") || !self.may_have_xattrs(ino.0) {
-            Err(verr(libc::ENODATA))
-        } else {
-            self.xattr_target(ino.0, false, |t| self.vol.get_xattr(t, name))
-        };
+        let res =
+            if name.as_bytes().starts_with(b"system.posix_acl_") || !self.may_have_xattrs(ino.0) {
+                Err(verr(libc::ENODATA))
+            } else {
+                self.xattr_target(ino.0, false, |t| self.vol.get_xattr(t, name))
+            };
         reply_result!(self, req, "getxattr", ino.0, reply, res, |v| {
             if size == 0 {
                 reply.size(v.len() as u32)
@@ -806,7 +1027,11 @@ impl Filesystem for CmkFs {
                 return Ok(());
             }
             let allowed = if req.uid() == 0 {
-                if mask & 1 != 0 && a.kind != FileKind::Dir && a.perm & 0o111 == 0 { 0 } else { 0o7 }
+                if mask & 1 != 0 && a.kind != FileKind::Dir && a.perm & 0o111 == 0 {
+                    0
+                } else {
+                    0o7
+                }
             } else if req.uid() == a.uid {
                 (a.perm >> 6) & 7
             } else if req.gid() == a.gid {
@@ -814,7 +1039,11 @@ impl Filesystem for CmkFs {
             } else {
                 a.perm & 7
             };
-            if mask & !allowed != 0 { Err(verr(libc::EACCES)) } else { Ok(()) }
+            if mask & !allowed != 0 {
+                Err(verr(libc::EACCES))
+            } else {
+                Ok(())
+            }
         });
         reply_result!(self, req, "access", ino.0, reply, res, |_v| reply.ok())
     }
@@ -831,8 +1060,13 @@ impl Filesystem for CmkFs {
     ) {
         let res = (|| {
             let dir = self.dir_of(parent.0)?;
-            let (f, attr) =
-                self.vol.create_file(&dir, name, mode, self.owner(req, &dir), flags & libc::O_EXCL != 0)?;
+            let (f, attr) = self.vol.create_file(
+                &dir,
+                name,
+                mode,
+                self.owner(req, &dir),
+                flags & libc::O_EXCL != 0,
+            )?;
             let attr = if flags & libc::O_TRUNC != 0 && attr.size > 0 {
                 self.vol.truncate(&f, 0)?;
                 self.vol.file_attr(&f)?
@@ -840,20 +1074,35 @@ impl Filesystem for CmkFs {
                 attr
             };
             let fa = self.enter(parent.0, &dir, name, &attr)?;
-            let fh = self.new_handle(Handle::File { file: f, append: flags & libc::O_APPEND != 0 });
+            let fh = self.new_handle(Handle::File {
+                file: f,
+                append: flags & libc::O_APPEND != 0,
+            });
             Ok((fa, fh))
         })();
-        reply_result!(self, req, "create", parent.0, reply, res, |v| reply.created(
-            &self.ttl,
-            &v.0,
-            Generation(0),
-            FileHandle(v.1),
-            self.open_flags()
-        ))
+        reply_result!(self, req, "create", parent.0, reply, res, |v| reply
+            .created(
+                &self.ttl,
+                &v.0,
+                Generation(0),
+                FileHandle(v.1),
+                self.open_flags()
+            ))
     }
 
-    fn fallocate(&self, req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, length: u64, mode: i32, reply: ReplyEmpty) {
-        let res = self.file_handle(fh.0).and_then(|(f, _)| self.vol.fallocate(&f, offset, length, mode));
+    fn fallocate(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let res = self
+            .file_handle(fh.0)
+            .and_then(|(f, _)| self.vol.fallocate(&f, offset, length, mode));
         reply_result!(self, req, "fallocate", ino.0, reply, res, |_v| reply.ok())
     }
 }

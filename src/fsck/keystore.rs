@@ -23,8 +23,14 @@ impl KeyStates {
     pub(super) fn reference(&mut self, key: DataKeyRef) -> Option<(ProblemCode, String)> {
         *self.used.entry(key).or_default() += 1;
         match self.states.get(&key) {
-            None => Some((ProblemCode::KeyMissing, format!("references data key {key}, which is not in the key store"))),
-            Some(Err(e)) => Some((ProblemCode::KeyUnavailable, format!("references data key {key}, which does not unwrap: {e}"))),
+            None => Some((
+                ProblemCode::KeyMissing,
+                format!("references data key {key}, which is not in the key store"),
+            )),
+            Some(Err(e)) => Some((
+                ProblemCode::KeyUnavailable,
+                format!("references data key {key}, which does not unwrap: {e}"),
+            )),
             Some(Ok(())) => None,
         }
     }
@@ -52,12 +58,20 @@ pub(super) fn check_key_store(vol: &Volume, report: &mut Report) -> KeyStates {
         let n = seen.entry(key).or_default();
         *n += 1;
         if *n == 2 {
-            report.push(key_problem(ProblemCode::KeyDuplicate, Some(key), format!("data key {key} has more than one record")));
+            report.push(key_problem(
+                ProblemCode::KeyDuplicate,
+                Some(key),
+                format!("data key {key} has more than one record"),
+            ));
         }
         let mut error = None;
         if record.wrapped_by.is_empty() {
             let msg = format!("data key {key} is not wrapped by any key (stored in the clear)");
-            report.push(key_problem(ProblemCode::KeyNotWrapped, Some(key), msg.clone()));
+            report.push(key_problem(
+                ProblemCode::KeyNotWrapped,
+                Some(key),
+                msg.clone(),
+            ));
             error = Some(msg);
         }
         match vol.keys().unwrap_record(record) {
@@ -84,12 +98,22 @@ pub(super) fn check_key_store(vol: &Volume, report: &mut Report) -> KeyStates {
             used_by: 0,
         });
     }
-    KeyStates { states, used: BTreeMap::new() }
+    KeyStates {
+        states,
+        used: BTreeMap::new(),
+    }
 }
 
 /// Copies the reference counts into the key reports.
 pub(super) fn record_usage(states: &KeyStates, report: &mut Report) {
     for k in &mut report.keys {
-        k.used_by = states.used.get(&DataKeyRef { scope: k.scope, epoch: k.epoch }).copied().unwrap_or(0);
+        k.used_by = states
+            .used
+            .get(&DataKeyRef {
+                scope: k.scope,
+                epoch: k.epoch,
+            })
+            .copied()
+            .unwrap_or(0);
     }
 }

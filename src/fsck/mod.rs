@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 
 pub use progress::{NoProgress, Progress};
 pub use report::{
-    EXIT_CANNOT_CHECK, EXIT_CLEAN, EXIT_PROBLEMS, FsckError, KeyReport, Problem, ProblemCode, QuarantineReport,
-    QuarantinedFile, Report, Summary,
+    EXIT_CANNOT_CHECK, EXIT_CLEAN, EXIT_PROBLEMS, FsckError, KeyReport, Problem, ProblemCode,
+    QuarantineReport, QuarantinedFile, Report, Summary,
 };
 
 use crate::keys::{ServiceKey, default_service_key_path};
@@ -43,13 +43,28 @@ pub struct FsckOptions {
 
 /// Opens the volume in `backing` read-only and checks it. `Err` means the volume could not
 /// be checked at all (exit code 2); problems found are in the report (exit code 1).
-pub fn check(backing: &Path, opts: &FsckOptions, progress: &mut dyn Progress) -> Result<Report, FsckError> {
+pub fn check(
+    backing: &Path,
+    opts: &FsckOptions,
+    progress: &mut dyn Progress,
+) -> Result<Report, FsckError> {
     let setup = |e: &dyn std::fmt::Display| FsckError(e.to_string());
     let config = Volume::read_config(backing).map_err(|e| setup(&e))?;
-    let key_path = opts.service_key.clone().unwrap_or_else(|| default_service_key_path(&config.volume_id));
+    let key_path = opts
+        .service_key
+        .clone()
+        .unwrap_or_else(|| default_service_key_path(&config.volume_id));
     let service_key = ServiceKey::load(&key_path).map_err(|e| setup(&e))?;
-    let vol = Volume::open(backing, service_key, &OpenOptions { read_only: true, cmk: opts.cmk.clone(), ..Default::default() })
-        .map_err(|e| setup(&e))?;
+    let vol = Volume::open(
+        backing,
+        service_key,
+        &OpenOptions {
+            read_only: true,
+            cmk: opts.cmk.clone(),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| setup(&e))?;
     check_volume(&vol, opts.quarantine.as_deref(), progress)
 }
 
@@ -57,7 +72,11 @@ pub fn check(backing: &Path, opts: &FsckOptions, progress: &mut dyn Progress) ->
 /// moves files with plain renames). `quarantine` is validated (outside the backing
 /// directory, empty or a quarantine of this volume) before anything is checked, and needs
 /// the volume's mount lock: it fails if the volume is mounted.
-pub fn check_volume(vol: &Volume, quarantine: Option<&Path>, progress: &mut dyn Progress) -> Result<Report, FsckError> {
+pub fn check_volume(
+    vol: &Volume,
+    quarantine: Option<&Path>,
+    progress: &mut dyn Progress,
+) -> Result<Report, FsckError> {
     let config = vol.config();
     // Moving files out from under a running daemon (which may be writing them) is refused:
     // take the mount lock for the whole check, so no mount starts meanwhile either.
@@ -68,9 +87,17 @@ pub fn check_volume(vol: &Volume, quarantine: Option<&Path>, progress: &mut dyn 
         _lock = Some(lock_backing(vol.backing(), Path::new("(cmkfs fsck --quarantine)"), false).map_err(|e| {
             FsckError(format!("{e}; unmount it before --quarantine (a check without it works while mounted)"))
         })?);
-        qdir = Some(quarantine::prepare_dir(vol.backing(), d, &config.volume_id)?);
+        qdir = Some(quarantine::prepare_dir(
+            vol.backing(),
+            d,
+            &config.volume_id,
+        )?);
     }
-    let mut report = Report::new(vol.backing().to_path_buf(), config.volume_id.clone(), config.block_size);
+    let mut report = Report::new(
+        vol.backing().to_path_buf(),
+        config.volume_id.clone(),
+        config.block_size,
+    );
     let mut keys = keystore::check_key_store(vol, &mut report);
     let candidates = {
         let mut walker = walk::Walker::new(vol, &mut report, progress, &mut keys);

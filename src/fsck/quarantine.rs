@@ -30,29 +30,48 @@ use super::walk::Candidate;
 /// (and not contain it), and be missing, empty or a quarantine of the same volume.
 pub(super) fn check_dir(backing: &Path, dir: &Path, volume_id: &str) -> Result<(), FsckError> {
     let err = |m: String| FsckError(format!("quarantine directory {}: {m}", dir.display()));
-    let backing_c = backing
-        .canonicalize()
-        .map_err(|e| FsckError(format!("cannot resolve backing directory {}: {e}", backing.display())))?;
+    let backing_c = backing.canonicalize().map_err(|e| {
+        FsckError(format!(
+            "cannot resolve backing directory {}: {e}",
+            backing.display()
+        ))
+    })?;
     let dir_c = resolve(dir).map_err(|e| err(e.to_string()))?;
     if dir_c.starts_with(&backing_c) {
-        return Err(err(format!("must be outside the backing directory {}", backing.display())));
+        return Err(err(format!(
+            "must be outside the backing directory {}",
+            backing.display()
+        )));
     }
     if backing_c.starts_with(&dir_c) {
-        return Err(err(format!("must not contain the backing directory {}", backing.display())));
+        return Err(err(format!(
+            "must not contain the backing directory {}",
+            backing.display()
+        )));
     }
     let cfg = volume_config_path(&dir_c);
     if cfg.exists() {
-        let bytes = fs::read(&cfg).map_err(|e| err(format!("cannot read {}: {e}", cfg.display())))?;
+        let bytes =
+            fs::read(&cfg).map_err(|e| err(format!("cannot read {}: {e}", cfg.display())))?;
         let c = VolumeConfig::parse(&bytes).map_err(|e| err(format!("{}: {e}", cfg.display())))?;
         if c.volume_id != volume_id {
-            return Err(err(format!("holds files of another volume ({})", c.volume_id)));
+            return Err(err(format!(
+                "holds files of another volume ({})",
+                c.volume_id
+            )));
         }
     } else if dir_c.exists() {
         if !dir_c.is_dir() {
             return Err(err("is not a directory".into()));
         }
-        if fs::read_dir(&dir_c).map_err(|e| err(format!("cannot read: {e}")))?.next().is_some() {
-            return Err(err("is not empty and not a quarantine of this volume".into()));
+        if fs::read_dir(&dir_c)
+            .map_err(|e| err(format!("cannot read: {e}")))?
+            .next()
+            .is_some()
+        {
+            return Err(err(
+                "is not empty and not a quarantine of this volume".into()
+            ));
         }
     }
     Ok(())
@@ -60,9 +79,17 @@ pub(super) fn check_dir(backing: &Path, dir: &Path, volume_id: &str) -> Result<(
 
 /// Creates the quarantine directory (after [`check_dir`]) and checks it again; returns its
 /// canonical path.
-pub(super) fn prepare_dir(backing: &Path, dir: &Path, volume_id: &str) -> Result<PathBuf, FsckError> {
+pub(super) fn prepare_dir(
+    backing: &Path,
+    dir: &Path,
+    volume_id: &str,
+) -> Result<PathBuf, FsckError> {
     let err = |m: String| FsckError(format!("quarantine directory {}: {m}", dir.display()));
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| err(format!("cannot create: {e}")))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| err(format!("cannot create: {e}")))?;
     check_dir(backing, dir, volume_id)?;
     dir.canonicalize().map_err(|e| err(e.to_string()))
 }
@@ -80,13 +107,15 @@ fn resolve(p: &Path) -> std::io::Result<PathBuf> {
                 out.extend(rest.iter().rev());
                 return Ok(out);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match (base.file_name(), base.parent()) {
-                (Some(name), Some(parent)) => {
-                    rest.push(name.to_os_string());
-                    base = parent.to_path_buf();
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match (base.file_name(), base.parent()) {
+                    (Some(name), Some(parent)) => {
+                        rest.push(name.to_os_string());
+                        base = parent.to_path_buf();
+                    }
+                    _ => return Err(e),
                 }
-                _ => return Err(e),
-            },
+            }
             Err(e) => return Err(e),
         }
     }
@@ -109,13 +138,19 @@ fn lexical(p: &Path) -> PathBuf {
 
 /// Moves every candidate into `qdir` (prepared by [`prepare_dir`]).
 pub(super) fn quarantine(vol: &Volume, qdir: &Path, candidates: &[Candidate]) -> QuarantineReport {
-    let mut report = QuarantineReport { dir: qdir.to_path_buf(), ..Default::default() };
+    let mut report = QuarantineReport {
+        dir: qdir.to_path_buf(),
+        ..Default::default()
+    };
     let backing = vol.backing();
     if candidates.is_empty() {
         return report;
     }
     if let Err(e) = copy_volume_meta(backing, qdir) {
-        report.errors.push(format!("cannot set up {}: {e}; nothing was moved", qdir.display()));
+        report.errors.push(format!(
+            "cannot set up {}: {e}; nothing was moved",
+            qdir.display()
+        ));
         return report;
     }
     let mut done = std::collections::HashSet::new();
@@ -126,7 +161,9 @@ pub(super) fn quarantine(vol: &Volume, qdir: &Path, candidates: &[Candidate]) ->
         }
         match quarantine_one(vol, qdir, c) {
             Ok(q) => report.moved.push(q),
-            Err(e) => report.errors.push(format!("{}: not moved: {e}", rel.display())),
+            Err(e) => report
+                .errors
+                .push(format!("{}: not moved: {e}", rel.display())),
         }
     }
     report
@@ -136,10 +173,12 @@ fn quarantine_one(vol: &Volume, qdir: &Path, c: &Candidate) -> Result<Quarantine
     let backing = vol.backing();
     let src_dir = backing.join(&c.dir_rel);
     let dst_dir = qdir.join(&c.dir_rel);
-    mirror_dirs(backing, qdir, &c.dir_rel).map_err(|e| format!("cannot create {}: {e}", dst_dir.display()))?;
+    mirror_dirs(backing, qdir, &c.dir_rel)
+        .map_err(|e| format!("cannot create {}: {e}", dst_dir.display()))?;
     let src = src_dir.join(&c.entry);
     let to = free_name(&dst_dir, c.entry.clone());
-    move_file(&src, &to).map_err(|e| format!("cannot move {} to {}: {e}", src.display(), to.display()))?;
+    move_file(&src, &to)
+        .map_err(|e| format!("cannot move {} to {}: {e}", src.display(), to.display()))?;
     let mut side_to = None;
     let mut side_error = None;
     if let Some(sf) = &c.side_file {
@@ -155,7 +194,10 @@ fn quarantine_one(vol: &Volume, qdir: &Path, c: &Candidate) -> Result<Quarantine
     let mut note_name = to.file_name().unwrap_or_default().to_os_string();
     note_name.push(".json");
     let note = dst_dir.join(note_name);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let backing_path = c.dir_rel.join(&c.entry).to_string_lossy().into_owned();
     let body = serde_json::json!({
         "volume_id": vol.config().volume_id,
@@ -170,20 +212,36 @@ fn quarantine_one(vol: &Volume, qdir: &Path, c: &Candidate) -> Result<Quarantine
     });
     let mut text = serde_json::to_vec_pretty(&body).unwrap_or_default();
     text.push(b'\n');
-    write_new(&note, &text, 0o600).map_err(|e| format!("moved to {}, but cannot write the note {}: {e}", to.display(), note.display()))?;
+    write_new(&note, &text, 0o600).map_err(|e| {
+        format!(
+            "moved to {}, but cannot write the note {}: {e}",
+            to.display(),
+            note.display()
+        )
+    })?;
     sync_dir(&dst_dir);
     sync_dir(&src_dir);
     if let Some(e) = side_error {
         return Err(format!("moved to {}, but {e}", to.display()));
     }
-    Ok(QuarantinedFile { backing_path, path: c.path.clone(), to, note, side_file: side_to, bad_blocks: c.bad_blocks.clone() })
+    Ok(QuarantinedFile {
+        backing_path,
+        path: c.path.clone(),
+        to,
+        note,
+        side_file: side_to,
+        bad_blocks: c.bad_blocks.clone(),
+    })
 }
 
 /// Copies the volume's metadata into the quarantine root: `volume.json` once, `keystore.json`
 /// whenever it changed (key stores only grow), and the root directory id.
 fn copy_volume_meta(backing: &Path, qdir: &Path) -> std::io::Result<()> {
     let meta = qdir.join(META_DIR);
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(&meta)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&meta)?;
     let cfg = volume_config_path(qdir);
     if !cfg.exists() {
         crate::atomic_file::write_atomic(&cfg, &fs::read(volume_config_path(backing))?, 0o600)?;
@@ -203,7 +261,9 @@ fn mirror_dirs(backing: &Path, qdir: &Path, rel: &Path) -> std::io::Result<()> {
     let mut src = backing.to_path_buf();
     let mut dst = qdir.to_path_buf();
     for comp in rel.components() {
-        let Component::Normal(name) = comp else { continue };
+        let Component::Normal(name) = comp else {
+            continue;
+        };
         if let Some(hash) = name.to_str().and_then(|n| n.strip_prefix(LONG_NAME_PREFIX)) {
             let side = format!("{SIDE_FILE_PREFIX}{hash}");
             copy_if_missing(&src.join(&side), &dst.join(&side))?;
@@ -234,7 +294,11 @@ fn copy_if_missing(src: &Path, dst: &Path) -> std::io::Result<()> {
 }
 
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(path)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }
@@ -281,16 +345,28 @@ fn copy_then_remove(src: &Path, dst: &Path) -> std::io::Result<()> {
     tmp_name.push(dst.file_name().unwrap_or_default());
     let tmp = dst.with_file_name(tmp_name);
     let result = (|| -> std::io::Result<()> {
-        let mut input = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(src)?;
-        let mut out = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut input = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(src)?;
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         let copied = std::io::copy(&mut input, &mut out)?;
         if copied != md.len() {
-            return Err(std::io::Error::other(format!("copied {copied} of {} bytes", md.len())));
+            return Err(std::io::Error::other(format!(
+                "copied {copied} of {} bytes",
+                md.len()
+            )));
         }
         copy_xattrs(&input, &out)?;
         let _ = nix::unistd::fchown(&out, Some(md.uid().into()), Some(md.gid().into()));
         out.set_permissions(fs::Permissions::from_mode(md.mode() & 0o7777))?;
-        let times = fs::FileTimes::new().set_accessed(md.accessed()?).set_modified(md.modified()?);
+        let times = fs::FileTimes::new()
+            .set_accessed(md.accessed()?)
+            .set_modified(md.modified()?);
         out.set_times(times)?;
         out.sync_all()?;
         renameat2(AT_FDCWD, &tmp, AT_FDCWD, dst, RenameFlags::RENAME_NOREPLACE)?;
@@ -306,14 +382,27 @@ fn copy_then_remove(src: &Path, dst: &Path) -> std::io::Result<()> {
 
 /// Copies every extended attribute (cmkfs keeps encrypted xattr values there).
 fn copy_xattrs(from: &File, to: &File) -> std::io::Result<()> {
-    let list = xattr_buf(|buf, len| unsafe { libc::flistxattr(from.as_raw_fd(), buf as *mut libc::c_char, len) })?;
+    let list = xattr_buf(|buf, len| unsafe {
+        libc::flistxattr(from.as_raw_fd(), buf as *mut libc::c_char, len)
+    })?;
     for name in list.split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let cname = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
         let value = xattr_buf(|buf, len| unsafe {
-            libc::fgetxattr(from.as_raw_fd(), cname.as_ptr(), buf as *mut libc::c_void, len)
+            libc::fgetxattr(
+                from.as_raw_fd(),
+                cname.as_ptr(),
+                buf as *mut libc::c_void,
+                len,
+            )
         })?;
         let rc = unsafe {
-            libc::fsetxattr(to.as_raw_fd(), cname.as_ptr(), value.as_ptr() as *const libc::c_void, value.len(), 0)
+            libc::fsetxattr(
+                to.as_raw_fd(),
+                cname.as_ptr(),
+                value.as_ptr() as *const libc::c_void,
+                value.len(),
+                0,
+            )
         };
         if rc != 0 {
             return Err(std::io::Error::last_os_error());

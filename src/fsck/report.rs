@@ -181,9 +181,18 @@ impl Report {
     pub(super) fn finish(&mut self) {
         self.summary.problems = self.problems.len() as u64;
         self.summary.keys = self.keys.len() as u64;
-        self.summary.quarantined = self.quarantine.as_ref().map(|q| q.moved.len() as u64).unwrap_or(0);
-        self.clean = self.problems.is_empty() && self.quarantine.as_ref().is_none_or(|q| q.errors.is_empty());
-        self.exit_code = if self.clean { EXIT_CLEAN } else { EXIT_PROBLEMS };
+        self.summary.quarantined = self
+            .quarantine
+            .as_ref()
+            .map(|q| q.moved.len() as u64)
+            .unwrap_or(0);
+        self.clean = self.problems.is_empty()
+            && self.quarantine.as_ref().is_none_or(|q| q.errors.is_empty());
+        self.exit_code = if self.clean {
+            EXIT_CLEAN
+        } else {
+            EXIT_PROBLEMS
+        };
     }
 
     /// The problems grouped by object (backing path), in report order.

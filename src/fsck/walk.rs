@@ -56,7 +56,12 @@ struct Verdict {
 
 impl Verdict {
     fn add(&mut self, code: ProblemCode, key: Option<DataKeyRef>, message: String) {
-        self.findings.push(Finding { code, blocks: Vec::new(), key, message });
+        self.findings.push(Finding {
+            code,
+            blocks: Vec::new(),
+            key,
+            message,
+        });
     }
 }
 
@@ -83,12 +88,20 @@ pub(super) fn kind_name(k: Option<FileKind>) -> &'static str {
 }
 
 fn rel_string(rel: &Path) -> String {
-    if rel.as_os_str().is_empty() { ".".into() } else { rel.to_string_lossy().into_owned() }
+    if rel.as_os_str().is_empty() {
+        ".".into()
+    } else {
+        rel.to_string_lossy().into_owned()
+    }
 }
 
 fn join_plain(parent: &str, name: &[u8]) -> String {
     let name = String::from_utf8_lossy(name);
-    if parent.ends_with('/') { format!("{parent}{name}") } else { format!("{parent}/{name}") }
+    if parent.ends_with('/') {
+        format!("{parent}{name}")
+    } else {
+        format!("{parent}/{name}")
+    }
 }
 
 fn is_enoent(e: &VolumeError) -> bool {
@@ -96,15 +109,34 @@ fn is_enoent(e: &VolumeError) -> bool {
 }
 
 impl<'a> Walker<'a> {
-    pub(super) fn new(vol: &'a Volume, report: &'a mut Report, progress: &'a mut dyn Progress, keys: &'a mut KeyStates) -> Self {
-        Walker { vol, report, progress, keys, inodes: HashMap::new(), candidates: Vec::new() }
+    pub(super) fn new(
+        vol: &'a Volume,
+        report: &'a mut Report,
+        progress: &'a mut dyn Progress,
+        keys: &'a mut KeyStates,
+    ) -> Self {
+        Walker {
+            vol,
+            report,
+            progress,
+            keys,
+            inodes: HashMap::new(),
+            candidates: Vec::new(),
+        }
     }
 
     pub(super) fn into_candidates(self) -> Vec<Candidate> {
         self.candidates
     }
 
-    fn problem(&mut self, code: ProblemCode, rel: &Path, path: Option<&str>, kind: &str, message: String) {
+    fn problem(
+        &mut self,
+        code: ProblemCode,
+        rel: &Path,
+        path: Option<&str>,
+        kind: &str,
+        message: String,
+    ) {
         self.push(Problem {
             code,
             backing_path: rel_string(rel),
@@ -128,14 +160,18 @@ impl<'a> Walker<'a> {
             let total = total_bytes(self.vol.backing());
             self.progress.start(total);
         }
-        let root = self
-            .vol
-            .scan_root()
-            .map_err(|e| FsckError(format!("cannot open backing directory {}: {e}", self.vol.backing().display())))?;
-        let entries = self
-            .vol
-            .scan_entries(&root)
-            .map_err(|e| FsckError(format!("cannot list backing directory {}: {e}", self.vol.backing().display())))?;
+        let root = self.vol.scan_root().map_err(|e| {
+            FsckError(format!(
+                "cannot open backing directory {}: {e}",
+                self.vol.backing().display()
+            ))
+        })?;
+        let entries = self.vol.scan_entries(&root).map_err(|e| {
+            FsckError(format!(
+                "cannot list backing directory {}: {e}",
+                self.vol.backing().display()
+            ))
+        })?;
         let mut stack: Vec<(PathBuf, Option<String>)> = Vec::new();
         self.check_dir(root, entries, PathBuf::new(), Some("/".into()), &mut stack);
         while let Some((rel, plain)) = stack.pop() {
@@ -148,7 +184,13 @@ impl<'a> Walker<'a> {
                 Err(e) if is_enoent(&e) => {}
                 Err(e) => {
                     self.report.summary.dirs += 1;
-                    self.problem(ProblemCode::Io, &rel, plain.as_deref(), "dir", format!("cannot read directory: {e}"));
+                    self.problem(
+                        ProblemCode::Io,
+                        &rel,
+                        plain.as_deref(),
+                        "dir",
+                        format!("cannot read directory: {e}"),
+                    );
                 }
             }
         }
@@ -165,7 +207,8 @@ impl<'a> Walker<'a> {
         stack: &mut Vec<(PathBuf, Option<String>)>,
     ) {
         self.report.summary.dirs += 1;
-        self.progress.entry(plain.as_deref().unwrap_or(&rel_string(&rel)));
+        self.progress
+            .entry(plain.as_deref().unwrap_or(&rel_string(&rel)));
         let objects = entries.iter().filter(|e| e.name.is_object()).count();
         if let Some(err) = d.id_error() {
             let msg = format!("{err}: the names of its {objects} entries cannot be decrypted");
@@ -180,7 +223,9 @@ impl<'a> Walker<'a> {
                 kind: "dir".into(),
                 blocks: Vec::new(),
                 key: Some(id.key),
-                message: format!("directory id {msg}: the names of its {objects} entries cannot be decrypted"),
+                message: format!(
+                    "directory id {msg}: the names of its {objects} entries cannot be decrypted"
+                ),
             });
         }
         let mut subdirs = Vec::new();
@@ -192,13 +237,25 @@ impl<'a> Walker<'a> {
             };
             let kind = kind_name(e.kind);
             if let Some(err) = &e.stat_error {
-                self.problem(ProblemCode::Io, &rel_e, plain_e.as_deref(), kind, format!("cannot stat: {err}"));
+                self.problem(
+                    ProblemCode::Io,
+                    &rel_e,
+                    plain_e.as_deref(),
+                    kind,
+                    format!("cannot stat: {err}"),
+                );
                 continue;
             }
             match &e.name {
                 EntryName::DirId => {
                     if e.kind != Some(FileKind::File) {
-                        self.problem(ProblemCode::DirId, &rel_e, None, kind, "the directory id is not a regular file".into());
+                        self.problem(
+                            ProblemCode::DirId,
+                            &rel_e,
+                            None,
+                            kind,
+                            "the directory id is not a regular file".into(),
+                        );
                     }
                     continue;
                 }
@@ -214,7 +271,8 @@ impl<'a> Walker<'a> {
                     continue;
                 }
                 EntryName::TmpMkdir => {
-                    let msg = "orphan: leftover of an interrupted mkdir (not part of the volume)".to_string();
+                    let msg = "orphan: leftover of an interrupted mkdir (not part of the volume)"
+                        .to_string();
                     self.problem(ProblemCode::Orphan, &rel_e, None, kind, msg);
                     continue;
                 }
@@ -224,20 +282,38 @@ impl<'a> Walker<'a> {
                     continue;
                 }
                 EntryName::Unknown => {
-                    self.problem(ProblemCode::Unknown, &rel_e, None, kind, "not an entry cmkfs writes".into());
+                    self.problem(
+                        ProblemCode::Unknown,
+                        &rel_e,
+                        None,
+                        kind,
+                        "not an entry cmkfs writes".into(),
+                    );
                     continue;
                 }
                 EntryName::Undecryptable { reason, .. } => {
-                    let msg = format!("name does not decrypt ({reason}); the entry is invisible in the mount");
+                    let msg = format!(
+                        "name does not decrypt ({reason}); the entry is invisible in the mount"
+                    );
                     self.problem(ProblemCode::Name, &rel_e, None, kind, msg);
                 }
                 EntryName::MissingSideFile { reason, .. } => {
-                    let msg = format!("long-name entry without its name: {reason}; the entry is invisible in the mount");
+                    let msg = format!(
+                        "long-name entry without its name: {reason}; the entry is invisible in the mount"
+                    );
                     self.problem(ProblemCode::MissingSideFile, &rel_e, None, kind, msg);
                 }
                 EntryName::Misplaced { expected, .. } => {
-                    let msg = format!("name decrypts but belongs at backing name {expected}; lookups cannot find it");
-                    self.problem(ProblemCode::MisplacedName, &rel_e, plain_e.as_deref(), kind, msg);
+                    let msg = format!(
+                        "name decrypts but belongs at backing name {expected}; lookups cannot find it"
+                    );
+                    self.problem(
+                        ProblemCode::MisplacedName,
+                        &rel_e,
+                        plain_e.as_deref(),
+                        kind,
+                        msg,
+                    );
                 }
                 EntryName::Name { .. } | EntryName::Unnamed { .. } => {}
             }
@@ -246,7 +322,13 @@ impl<'a> Walker<'a> {
                 Some(FileKind::File) => self.check_file(&d, &rel, &e, &rel_e, plain_e),
                 Some(FileKind::Symlink) => self.check_symlink(&d, &e.entry, &rel_e, plain_e),
                 Some(_) => self.report.summary.special += 1,
-                None => self.problem(ProblemCode::Unknown, &rel_e, plain_e.as_deref(), kind, "unknown file type".into()),
+                None => self.problem(
+                    ProblemCode::Unknown,
+                    &rel_e,
+                    plain_e.as_deref(),
+                    kind,
+                    "unknown file type".into(),
+                ),
             }
         }
         // Popped in reverse: keep backing-name order.
@@ -256,12 +338,15 @@ impl<'a> Walker<'a> {
     /// The metadata directory: only leftovers of interrupted atomic writes are reported
     /// (`volume.json` and `keystore.json` were checked when the volume was opened).
     fn check_meta_dir(&mut self, rel: &Path) {
-        let Ok(rd) = std::fs::read_dir(self.vol.backing().join(rel)) else { return };
+        let Ok(rd) = std::fs::read_dir(self.vol.backing().join(rel)) else {
+            return;
+        };
         let mut names: Vec<OsString> = rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
         names.sort();
         for n in names {
             if n.to_string_lossy().starts_with(crate::volume::TMP_PREFIX) {
-                let msg = "orphan: leftover temporary file of an interrupted metadata write".to_string();
+                let msg =
+                    "orphan: leftover temporary file of an interrupted metadata write".to_string();
                 self.problem(ProblemCode::Orphan, &rel.join(&n), None, "file", msg);
             }
         }
@@ -269,12 +354,19 @@ impl<'a> Walker<'a> {
 
     fn check_symlink(&mut self, d: &ScanDir, entry: &OsStr, rel_e: &Path, plain_e: Option<String>) {
         self.report.summary.symlinks += 1;
-        self.progress.entry(plain_e.as_deref().unwrap_or(&rel_string(rel_e)));
+        self.progress
+            .entry(plain_e.as_deref().unwrap_or(&rel_string(rel_e)));
         let s = match self.vol.scan_readlink(d, entry) {
             Ok(s) => s,
             Err(e) if is_enoent(&e) => return,
             Err(e) => {
-                self.problem(ProblemCode::Io, rel_e, plain_e.as_deref(), "symlink", format!("cannot read the link: {e}"));
+                self.problem(
+                    ProblemCode::Io,
+                    rel_e,
+                    plain_e.as_deref(),
+                    "symlink",
+                    format!("cannot read the link: {e}"),
+                );
                 return;
             }
         };
@@ -293,12 +385,26 @@ impl<'a> Walker<'a> {
             return;
         }
         if let Err(e) = s.target {
-            self.problem(ProblemCode::Symlink, rel_e, plain_e.as_deref(), "symlink", format!("target does not decrypt: {e}"));
+            self.problem(
+                ProblemCode::Symlink,
+                rel_e,
+                plain_e.as_deref(),
+                "symlink",
+                format!("target does not decrypt: {e}"),
+            );
         }
     }
 
-    fn check_file(&mut self, d: &ScanDir, dir_rel: &Path, e: &ScanEntry, rel_e: &Path, plain_e: Option<String>) {
-        self.progress.entry(plain_e.as_deref().unwrap_or(&rel_string(rel_e)));
+    fn check_file(
+        &mut self,
+        d: &ScanDir,
+        dir_rel: &Path,
+        e: &ScanEntry,
+        rel_e: &Path,
+        plain_e: Option<String>,
+    ) {
+        self.progress
+            .entry(plain_e.as_deref().unwrap_or(&rel_string(rel_e)));
         let verdict = match self.inodes.get(&e.backing_ino) {
             Some(v) if e.nlink > 1 => v.clone(),
             _ => {
@@ -345,7 +451,16 @@ impl<'a> Walker<'a> {
         let stamp = || {
             fstatat(d.fd(), entry, AtFlags::AT_SYMLINK_NOFOLLOW)
                 .ok()
-                .map(|st| (st.st_ino, st.st_size, st.st_mtime, st.st_mtime_nsec, st.st_ctime, st.st_ctime_nsec))
+                .map(|st| {
+                    (
+                        st.st_ino,
+                        st.st_size,
+                        st.st_mtime,
+                        st.st_mtime_nsec,
+                        st.st_ctime,
+                        st.st_ctime_nsec,
+                    )
+                })
         };
         let before = stamp();
         let v = self.check_content_once(d, entry);
@@ -371,20 +486,32 @@ impl<'a> Walker<'a> {
         let (len, header) = match self.vol.scan_file_header(&f) {
             Ok(x) => x,
             Err(e) => {
-                v.add(ProblemCode::Io, None, format!("cannot read the header: {e}"));
+                v.add(
+                    ProblemCode::Io,
+                    None,
+                    format!("cannot read the header: {e}"),
+                );
                 return v;
             }
         };
         match header {
             HeaderState::Empty => return v,
             HeaderState::Bad(why) => {
-                v.add(ProblemCode::Header, None, format!("{why}; the content cannot be decrypted"));
+                v.add(
+                    ProblemCode::Header,
+                    None,
+                    format!("{why}; the content cannot be decrypted"),
+                );
                 v.unrecoverable = true;
                 return v;
             }
             HeaderState::Valid(h) => {
                 if let Some((code, msg)) = self.keys.reference(h.key) {
-                    v.add(code, Some(h.key), format!("header {msg}; the content cannot be decrypted"));
+                    v.add(
+                        code,
+                        Some(h.key),
+                        format!("header {msg}; the content cannot be decrypted"),
+                    );
                     v.unrecoverable = code == ProblemCode::KeyMissing;
                     return v;
                 }
@@ -405,7 +532,11 @@ impl<'a> Walker<'a> {
                 }
                 Err(VolumeError::Integrity(_)) => bad.push(i),
                 Err(VolumeError::Keys(e)) => {
-                    v.add(ProblemCode::KeyUnavailable, None, format!("data key unusable while reading block {i}: {e}"));
+                    v.add(
+                        ProblemCode::KeyUnavailable,
+                        None,
+                        format!("data key unusable while reading block {i}: {e}"),
+                    );
                     break;
                 }
                 Err(e) => {
@@ -437,7 +568,11 @@ impl<'a> Walker<'a> {
         bad.sort_unstable();
         if !bad.is_empty() {
             let total = layout.block_count(size) + u64::from(layout.plaintext_size(len).is_err());
-            let list = bad.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+            let list = bad
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
             let noun = if bad.len() == 1 { "block" } else { "blocks" };
             v.findings.push(Finding {
                 code: ProblemCode::BadBlocks,
@@ -457,17 +592,23 @@ fn total_bytes(backing: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![backing.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for e in rd.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
             if name == crate::format::META_DIR || name.starts_with(crate::volume::TMP_PREFIX) {
                 continue;
             }
-            let Ok(md) = e.path().symlink_metadata() else { continue };
+            let Ok(md) = e.path().symlink_metadata() else {
+                continue;
+            };
             if md.is_dir() {
                 stack.push(e.path());
-            } else if md.is_file() && (!name.starts_with('.') || name.starts_with(crate::names::LONG_NAME_PREFIX)) {
+            } else if md.is_file()
+                && (!name.starts_with('.') || name.starts_with(crate::names::LONG_NAME_PREFIX))
+            {
                 total += md.len();
             }
         }

@@ -21,7 +21,10 @@ pub struct DataKey {
 impl DataKey {
     pub fn new(key: SecretKey) -> Result<Self, CryptoError> {
         let name_key = derive_key(&key, b"cmkfs names v1", b"")?;
-        Ok(DataKey { names: NameCipher::new(&name_key)?, key })
+        Ok(DataKey {
+            names: NameCipher::new(&name_key)?,
+            key,
+        })
     }
 
     /// The cipher for names in directories whose id file references this key.
@@ -105,14 +108,24 @@ impl DataKeyCache {
             None => None,
         };
         drop(map);
-        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         found
     }
 
     pub fn insert(&self, key: DataKeyRef, value: Arc<DataKey>) {
         let mut map = self.lock();
-        if let Some((old, _)) = map.push(key, Entry { key: value, inserted: Instant::now() }) {
+        if let Some((old, _)) = map.push(
+            key,
+            Entry {
+                key: value,
+                inserted: Instant::now(),
+            },
+        ) {
             if old != key {
                 self.evictions.fetch_add(1, Ordering::Relaxed);
             }
@@ -182,9 +195,22 @@ mod tests {
     fn derived_keys_differ_per_file() {
         let k = dk(1);
         let mut a = vec![0u8; 40];
-        k.content_cipher(&[1; 16]).unwrap().seal(b"", &mut a).unwrap();
+        k.content_cipher(&[1; 16])
+            .unwrap()
+            .seal(b"", &mut a)
+            .unwrap();
         let mut a2 = a.clone();
-        assert!(k.content_cipher(&[2; 16]).unwrap().open(b"", &mut a2).is_err());
-        assert!(k.content_cipher(&[1; 16]).unwrap().open(b"", &mut a).is_ok());
+        assert!(
+            k.content_cipher(&[2; 16])
+                .unwrap()
+                .open(b"", &mut a2)
+                .is_err()
+        );
+        assert!(
+            k.content_cipher(&[1; 16])
+                .unwrap()
+                .open(b"", &mut a)
+                .is_ok()
+        );
     }
 }

@@ -35,7 +35,11 @@ pub fn parse_key_url(url: &str) -> Result<(String, String, Option<String>), Stri
     if parts.next() != Some("keys") || host.is_empty() {
         return Err(bad());
     }
-    let name = parts.next().filter(|n| !n.is_empty()).ok_or_else(bad)?.to_string();
+    let name = parts
+        .next()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(bad)?
+        .to_string();
     let version = parts.next().filter(|v| !v.is_empty()).map(str::to_string);
     if parts.next().is_some() {
         return Err(bad());
@@ -55,7 +59,11 @@ mod tests {
         );
         assert_eq!(
             parse_key_url("https://127.0.0.1:8443/keys/kek/0123").unwrap(),
-            ("https://127.0.0.1:8443/".into(), "kek".into(), Some("0123".into()))
+            (
+                "https://127.0.0.1:8443/".into(),
+                "kek".into(),
+                Some("0123".into())
+            )
         );
         assert!(parse_key_url("http://v/keys/k").is_err());
         assert!(parse_key_url("https://v/secrets/k").is_err());

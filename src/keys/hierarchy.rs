@@ -65,7 +65,10 @@ impl KeyHierarchy {
     /// Drops (zeroizes) every cached data key; audited.
     pub fn flush_cache(&self, why: &str) -> usize {
         let n = self.cache.flush();
-        self.audit.record(AuditEvent::new(AuditOp::CacheFlush, "data-key cache", AuditResult::Ok).detail(format!("{n} keys flushed: {why}")));
+        self.audit.record(
+            AuditEvent::new(AuditOp::CacheFlush, "data-key cache", AuditResult::Ok)
+                .detail(format!("{n} keys flushed: {why}")),
+        );
         n
     }
 
@@ -106,9 +109,14 @@ impl KeyHierarchy {
         self.revoked_flag.store(true, Ordering::SeqCst);
         let protected = self.cmk_protected();
         let flushed = self.cache.flush_where(|r| protected.contains(&r));
-        let key = self.cmk.as_ref().map(|c| c.key_url().to_string()).unwrap_or_default();
+        let key = self
+            .cmk
+            .as_ref()
+            .map(|c| c.key_url().to_string())
+            .unwrap_or_default();
         self.audit.record(
-            AuditEvent::new(AuditOp::RevocationDetected, key, AuditResult::Revoked).detail(format!("{reason}; {flushed} cached data keys flushed")),
+            AuditEvent::new(AuditOp::RevocationDetected, key, AuditResult::Revoked)
+                .detail(format!("{reason}; {flushed} cached data keys flushed")),
         );
         flushed
     }
@@ -117,20 +125,30 @@ impl KeyHierarchy {
     /// of the key (no data is re-encrypted). The key store is replaced atomically. Returns
     /// how many records changed.
     pub fn rewrap_cmk(&self) -> Result<usize, KeyError> {
-        let cmk = self.cmk.clone().ok_or_else(|| KeyError::NoProvider("no customer-managed key".into()))?;
+        let cmk = self
+            .cmk
+            .clone()
+            .ok_or_else(|| KeyError::NoProvider("no customer-managed key".into()))?;
         let latest = cmk.latest_key_id()?;
         let snapshot = self.store_snapshot();
         let mut updated = snapshot.clone();
         let mut changed = 0;
         for rec in updated.data_keys.iter_mut() {
-            let Some(last) = rec.wrapped_by.last().cloned() else { continue };
-            let WrapperId::Cmk { key_id, .. } = &last else { continue };
+            let Some(last) = rec.wrapped_by.last().cloned() else {
+                continue;
+            };
+            let WrapperId::Cmk { key_id, .. } = &last else {
+                continue;
+            };
             if *key_id == latest {
                 continue;
             }
             let outer = STANDARD
                 .decode(&rec.wrapped)
-                .map_err(|_| KeyError::Unwrap { key: rec.key_ref(), reason: "wrapped key is not base64".into() })?;
+                .map_err(|_| KeyError::Unwrap {
+                    key: rec.key_ref(),
+                    reason: "wrapped key is not base64".into(),
+                })?;
             let inner = cmk.unwrap(&last, &outer)?;
             let (wrapped, id) = cmk.wrap(&inner)?;
             rec.wrapped = STANDARD.encode(wrapped);
@@ -142,8 +160,11 @@ impl KeyHierarchy {
         if changed > 0 {
             self.replace_store(&snapshot, updated)?;
             self.audit.record(
-                AuditEvent::new(AuditOp::KeyRotate, latest.clone(), AuditResult::Ok)
-                    .detail(format!("{changed} data keys re-wrapped to the newest version; no data re-encrypted")),
+                AuditEvent::new(AuditOp::KeyRotate, latest.clone(), AuditResult::Ok).detail(
+                    format!(
+                        "{changed} data keys re-wrapped to the newest version; no data re-encrypted"
+                    ),
+                ),
             );
         }
         Ok(changed)
@@ -158,9 +179,16 @@ impl KeyHierarchy {
             let has_cmk = matches!(rec.wrapped_by.last(), Some(WrapperId::Cmk { .. }));
             let bytes = STANDARD
                 .decode(&rec.wrapped)
-                .map_err(|_| KeyError::Unwrap { key: rec.key_ref(), reason: "wrapped key is not base64".into() })?;
+                .map_err(|_| KeyError::Unwrap {
+                    key: rec.key_ref(),
+                    reason: "wrapped key is not base64".into(),
+                })?;
             let inner = if has_cmk {
-                let last = rec.wrapped_by.last().cloned().ok_or_else(|| KeyError::NoProvider("empty wrap chain".into()))?;
+                let last = rec
+                    .wrapped_by
+                    .last()
+                    .cloned()
+                    .ok_or_else(|| KeyError::NoProvider("empty wrap chain".into()))?;
                 let provider = self
                     .providers
                     .iter()
@@ -184,8 +212,20 @@ impl KeyHierarchy {
         updated.cmk = cmk.map(|c| c.key_url().to_string());
         self.replace_store(&snapshot, updated)?;
         self.audit.record(
-            AuditEvent::new(AuditOp::KeyRotate, cmk.map(|c| c.key_url().to_string()).unwrap_or_else(|| "service key only".into()), AuditResult::Ok)
-                .detail(format!("{changed} data keys re-wrapped ({})", if cmk.is_some() { "customer-managed key set" } else { "customer-managed key removed" })),
+            AuditEvent::new(
+                AuditOp::KeyRotate,
+                cmk.map(|c| c.key_url().to_string())
+                    .unwrap_or_else(|| "service key only".into()),
+                AuditResult::Ok,
+            )
+            .detail(format!(
+                "{changed} data keys re-wrapped ({})",
+                if cmk.is_some() {
+                    "customer-managed key set"
+                } else {
+                    "customer-managed key removed"
+                }
+            )),
         );
         Ok(changed)
     }
@@ -210,15 +250,26 @@ impl KeyHierarchy {
     pub fn restore(&self) {
         *self.revoked.write().unwrap_or_else(|p| p.into_inner()) = None;
         self.revoked_flag.store(false, Ordering::SeqCst);
-        let key = self.cmk.as_ref().map(|c| c.key_url().to_string()).unwrap_or_default();
-        self.audit.record(AuditEvent::new(AuditOp::AccessRestored, key, AuditResult::Ok));
+        let key = self
+            .cmk
+            .as_ref()
+            .map(|c| c.key_url().to_string())
+            .unwrap_or_default();
+        self.audit.record(AuditEvent::new(
+            AuditOp::AccessRestored,
+            key,
+            AuditResult::Ok,
+        ));
     }
 
     pub fn revoked_reason(&self) -> Option<String> {
         if !self.revoked_flag.load(Ordering::Relaxed) {
             return None;
         }
-        self.revoked.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.revoked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn cmk_protected(&self) -> Vec<DataKeyRef> {
@@ -227,7 +278,11 @@ impl KeyHierarchy {
             .unwrap_or_else(|p| p.into_inner())
             .data_keys
             .iter()
-            .filter(|k| k.wrapped_by.iter().any(|w| matches!(w, WrapperId::Cmk { .. })))
+            .filter(|k| {
+                k.wrapped_by
+                    .iter()
+                    .any(|w| matches!(w, WrapperId::Cmk { .. }))
+            })
             .map(|k| k.key_ref())
             .collect()
     }
@@ -239,7 +294,10 @@ impl KeyHierarchy {
             return Ok(());
         }
         if self.cmk_protected().contains(&key) {
-            return Err(KeyError::Revoked(self.revoked_reason().unwrap_or_else(|| "customer-managed key revoked".into())));
+            return Err(KeyError::Revoked(
+                self.revoked_reason()
+                    .unwrap_or_else(|| "customer-managed key revoked".into()),
+            ));
         }
         Ok(())
     }
@@ -255,7 +313,10 @@ impl KeyHierarchy {
     pub fn rotate_data_key(&self, scope: u32, now: u64) -> Result<DataKeyRef, KeyError> {
         let mut store = self.store.write().unwrap_or_else(|p| p.into_inner());
         let next = match store.current(scope) {
-            Some(cur) => DataKeyRef { scope, epoch: cur.epoch + 1 },
+            Some(cur) => DataKeyRef {
+                scope,
+                epoch: cur.epoch + 1,
+            },
             None => DataKeyRef { scope, epoch: 0 },
         };
         let record = Self::new_data_key_record(&self.providers, next, now, &self.audit)?;
@@ -263,12 +324,23 @@ impl KeyHierarchy {
         updated.data_keys.push(record);
         if let Some(path) = &self.store_path {
             if let Err(e) = super::save_key_store(path, &updated) {
-                self.audit.record(AuditEvent::new(AuditOp::DataKeyRotate, format!("{next}"), AuditResult::Error).scope(scope).detail(e.to_string()));
+                self.audit.record(
+                    AuditEvent::new(
+                        AuditOp::DataKeyRotate,
+                        format!("{next}"),
+                        AuditResult::Error,
+                    )
+                    .scope(scope)
+                    .detail(e.to_string()),
+                );
                 return Err(e);
             }
         }
         *store = updated;
-        self.audit.record(AuditEvent::new(AuditOp::DataKeyRotate, format!("{next}"), AuditResult::Ok).scope(scope));
+        self.audit.record(
+            AuditEvent::new(AuditOp::DataKeyRotate, format!("{next}"), AuditResult::Ok)
+                .scope(scope),
+        );
         Ok(next)
     }
 
@@ -310,11 +382,13 @@ impl KeyHierarchy {
     /// Peels every wrapping layer of `record`, outermost first.
     pub fn unwrap_record(&self, record: &WrappedDataKey) -> Result<SecretKey, KeyError> {
         let key = record.key_ref();
-        let mut bytes = zeroize::Zeroizing::new(
-            STANDARD
-                .decode(&record.wrapped)
-                .map_err(|_| KeyError::Unwrap { key, reason: "wrapped key is not base64".into() })?,
-        );
+        let mut bytes =
+            zeroize::Zeroizing::new(STANDARD.decode(&record.wrapped).map_err(|_| {
+                KeyError::Unwrap {
+                    key,
+                    reason: "wrapped key is not base64".into(),
+                }
+            })?);
         for layer in record.wrapped_by.iter().rev() {
             let provider = self
                 .providers
@@ -326,7 +400,10 @@ impl KeyHierarchy {
             let mut ev = AuditEvent::new(
                 AuditOp::KeyUnwrap,
                 super::audit_key_id(layer),
-                match &result { Ok(_) => AuditResult::Ok, Err(e) => result_of(e) },
+                match &result {
+                    Ok(_) => AuditResult::Ok,
+                    Err(e) => result_of(e),
+                },
             )
             .scope(key.scope)
             .duration(started.elapsed());
@@ -357,8 +434,11 @@ impl KeyHierarchy {
             let started = std::time::Instant::now();
             let result = p.wrap(&bytes);
             let mut ev = match &result {
-                Ok((_, id)) => AuditEvent::new(AuditOp::KeyWrap, super::audit_key_id(id), AuditResult::Ok),
-                Err(e) => AuditEvent::new(AuditOp::KeyWrap, "(wrap failed)", result_of(e)).detail(e.to_string()),
+                Ok((_, id)) => {
+                    AuditEvent::new(AuditOp::KeyWrap, super::audit_key_id(id), AuditResult::Ok)
+                }
+                Err(e) => AuditEvent::new(AuditOp::KeyWrap, "(wrap failed)", result_of(e))
+                    .detail(e.to_string()),
             }
             .scope(key.scope)
             .duration(started.elapsed());

@@ -29,11 +29,18 @@ pub enum KeyError {
     #[error(
         "service key {path} (fingerprint {actual}) is not the key of this volume (expects fingerprint {expected})"
     )]
-    WrongServiceKey { path: PathBuf, expected: String, actual: String },
+    WrongServiceKey {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
     #[error("data key {0} is not in the key store")]
     UnknownDataKey(crate::format::DataKeyRef),
     #[error("data key {key} could not be unwrapped: {reason}")]
-    Unwrap { key: crate::format::DataKeyRef, reason: String },
+    Unwrap {
+        key: crate::format::DataKeyRef,
+        reason: String,
+    },
     #[error("no key provider for {0}")]
     NoProvider(String),
     #[error("key store {path}: {reason}")]

@@ -37,9 +37,13 @@ pub fn default_service_key_path(volume_id: &str) -> PathBuf {
 impl ServiceKey {
     /// Generates a key and writes it to `path` (mode 0600; refuses to overwrite a file).
     pub fn create(path: &Path) -> Result<Self, KeyError> {
-        let err = |reason: String| KeyError::ServiceKey { path: path.to_path_buf(), reason };
+        let err = |reason: String| KeyError::ServiceKey {
+            path: path.to_path_buf(),
+            reason,
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+            fs::create_dir_all(dir)
+                .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
         }
         let key = SecretKey::generate()?;
         let mut f = OpenOptions::new()
@@ -48,13 +52,18 @@ impl ServiceKey {
             .mode(0o600)
             .open(path)
             .map_err(|e| err(format!("cannot create: {e}")))?;
-        f.write_all(key.expose()).and_then(|_| f.sync_all()).map_err(|e| err(format!("cannot write: {e}")))?;
+        f.write_all(key.expose())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| err(format!("cannot write: {e}")))?;
         Ok(Self::from_key(key, path))
     }
 
     /// Loads a key file: exactly 32 bytes, not readable by group or others.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let err = |reason: String| KeyError::ServiceKey { path: path.to_path_buf(), reason };
+        let err = |reason: String| KeyError::ServiceKey {
+            path: path.to_path_buf(),
+            reason,
+        };
         let mut f = fs::File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
         let meta = f.metadata().map_err(|e| err(format!("cannot stat: {e}")))?;
         if !meta.is_file() {
@@ -67,12 +76,21 @@ impl ServiceKey {
             )));
         }
         if meta.len() != SecretKey::LEN as u64 {
-            return Err(err(format!("is {} bytes, a service key is exactly 32", meta.len())));
+            return Err(err(format!(
+                "is {} bytes, a service key is exactly 32",
+                meta.len()
+            )));
         }
         let mut buf = Zeroizing::new(Vec::with_capacity(33));
-        (&mut f).take(33).read_to_end(&mut buf).map_err(|e| err(format!("cannot read: {e}")))?;
+        (&mut f)
+            .take(33)
+            .read_to_end(&mut buf)
+            .map_err(|e| err(format!("cannot read: {e}")))?;
         if buf.len() != SecretKey::LEN {
-            return Err(err(format!("is {} bytes, a service key is exactly 32", buf.len())));
+            return Err(err(format!(
+                "is {} bytes, a service key is exactly 32",
+                buf.len()
+            )));
         }
         let key = SecretKey::from_slice(&buf)?;
         Ok(Self::from_key(key, path))
@@ -80,7 +98,11 @@ impl ServiceKey {
 
     fn from_key(key: SecretKey, path: &Path) -> Self {
         let fingerprint = key_fingerprint(&key);
-        ServiceKey { key, path: path.to_path_buf(), fingerprint }
+        ServiceKey {
+            key,
+            path: path.to_path_buf(),
+            fingerprint,
+        }
     }
 
     pub fn fingerprint(&self) -> &str {
@@ -93,7 +115,9 @@ impl ServiceKey {
 }
 
 fn credentials_dir() -> PathBuf {
-    std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/nonexistent"))
+    std::env::var_os("CREDENTIALS_DIRECTORY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/nonexistent"))
 }
 
 impl KeyProvider for ServiceKey {
@@ -104,7 +128,12 @@ impl KeyProvider for ServiceKey {
     fn wrap(&self, plain: &[u8]) -> Result<(Vec<u8>, WrapperId), KeyError> {
         let dk = SecretKey::from_slice(plain)?;
         let wrapped = wrap_key(&self.key, &dk)?;
-        Ok((wrapped.to_vec(), WrapperId::Service { fingerprint: self.fingerprint.clone() }))
+        Ok((
+            wrapped.to_vec(),
+            WrapperId::Service {
+                fingerprint: self.fingerprint.clone(),
+            },
+        ))
     }
 
     fn unwrap(&self, id: &WrapperId, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
@@ -132,7 +161,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("sub/k.key");
         let sk = ServiceKey::create(&p).unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let again = ServiceKey::load(&p).unwrap();
         assert_eq!(sk.fingerprint(), again.fingerprint());
         assert!(ServiceKey::create(&p).is_err(), "must not overwrite");
@@ -144,7 +176,13 @@ mod tests {
         let open = dir.path().join("open");
         fs::write(&open, [0u8; 32]).unwrap();
         fs::set_permissions(&open, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(ServiceKey::load(&open).err().unwrap().to_string().contains("chmod 600"));
+        assert!(
+            ServiceKey::load(&open)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("chmod 600")
+        );
     }
 
     #[test]
@@ -155,6 +193,9 @@ mod tests {
         let dk = [5u8; 32];
         let (w, id) = a.wrap(&dk).unwrap();
         assert_eq!(&a.unwrap(&id, &w).unwrap()[..], &dk);
-        assert!(matches!(b.unwrap(&id, &w), Err(KeyError::WrongServiceKey { .. })));
+        assert!(matches!(
+            b.unwrap(&id, &w),
+            Err(KeyError::WrongServiceKey { .. })
+        ));
     }
 }

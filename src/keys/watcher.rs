@@ -43,7 +43,10 @@ pub struct RevocationWatcher {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl RevocationWatcher {
@@ -51,7 +54,10 @@ impl RevocationWatcher {
         Arc::new(RevocationWatcher {
             keys,
             listener,
-            last: Mutex::new(CheckReport { state: "none".into(), ..Default::default() }),
+            last: Mutex::new(CheckReport {
+                state: "none".into(),
+                ..Default::default()
+            }),
             running: Mutex::new(()),
             wake: (Mutex::new(false), Condvar::new()),
         })
@@ -65,7 +71,11 @@ impl RevocationWatcher {
     pub fn check_now(&self) -> CheckReport {
         let _one = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let Some(cmk) = self.keys.cmk().cloned() else {
-            return CheckReport { state: "none".into(), checked_at: now(), ..Default::default() };
+            return CheckReport {
+                state: "none".into(),
+                checked_at: now(),
+                ..Default::default()
+            };
         };
         let url = cmk.key_url().to_string();
         let in_use = self.keys.cmk_versions_in_use();
@@ -104,7 +114,9 @@ impl RevocationWatcher {
                                 self.listener.rewrapped(&url, n, latest_version);
                             }
                         }
-                        Err(e) => report.detail = Some(format!("re-wrap to {latest_version} failed: {e}")),
+                        Err(e) => {
+                            report.detail = Some(format!("re-wrap to {latest_version} failed: {e}"))
+                        }
                     }
                 }
             }
@@ -121,17 +133,23 @@ impl RevocationWatcher {
     /// Checks every `interval` on a thread of its own until the process exits.
     pub fn spawn(self: &Arc<Self>, interval: Duration) -> std::io::Result<()> {
         let me = self.clone();
-        std::thread::Builder::new().name("revocation-watcher".into()).spawn(move || loop {
-            if me.last_report().checked_at == 0 {
-                me.check_now();
-            }
-            let (lock, cv) = &me.wake;
-            let woken = lock.lock().unwrap_or_else(|p| p.into_inner());
-            let (mut woken, _) = cv.wait_timeout(woken, interval).unwrap_or_else(|p| p.into_inner());
-            *woken = false;
-            drop(woken);
-            me.check_now();
-        })?;
+        std::thread::Builder::new()
+            .name("revocation-watcher".into())
+            .spawn(move || {
+                loop {
+                    if me.last_report().checked_at == 0 {
+                        me.check_now();
+                    }
+                    let (lock, cv) = &me.wake;
+                    let woken = lock.lock().unwrap_or_else(|p| p.into_inner());
+                    let (mut woken, _) = cv
+                        .wait_timeout(woken, interval)
+                        .unwrap_or_else(|p| p.into_inner());
+                    *woken = false;
+                    drop(woken);
+                    me.check_now();
+                }
+            })?;
         Ok(())
     }
 }

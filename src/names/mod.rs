@@ -33,7 +33,11 @@ pub enum BackingName {
     /// The entry name is the encoded ciphertext.
     Short(String),
     /// The entry is `.L<hash>`; the side file `.N<hash>` holds `encoded`.
-    Long { entry: String, side_file: String, encoded: String },
+    Long {
+        entry: String,
+        side_file: String,
+        encoded: String,
+    },
 }
 
 impl BackingName {
@@ -59,7 +63,9 @@ pub enum EntryKind<'a> {
 pub fn classify(entry: &str) -> EntryKind<'_> {
     if let Some(hash) = entry.strip_prefix(LONG_NAME_PREFIX) {
         if hash.len() == 43 && is_base64url(hash) {
-            return EntryKind::Long { side_file: format!("{SIDE_FILE_PREFIX}{hash}") };
+            return EntryKind::Long {
+                side_file: format!("{SIDE_FILE_PREFIX}{hash}"),
+            };
         }
         return EntryKind::Reserved;
     }
@@ -70,7 +76,8 @@ pub fn classify(entry: &str) -> EntryKind<'_> {
 }
 
 fn is_base64url(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn name_hash(encoded: &str) -> String {
@@ -84,13 +91,20 @@ pub fn encrypt_name(
     dir_id: &[u8; 16],
     plain: &[u8],
 ) -> Result<BackingName, NameError> {
-    if plain.is_empty() || plain == b"." || plain == b".." || plain.contains(&b'/') || plain.contains(&0) {
+    if plain.is_empty()
+        || plain == b"."
+        || plain == b".."
+        || plain.contains(&b'/')
+        || plain.contains(&0)
+    {
         return Err(NameError::Invalid);
     }
     if plain.len() > MAX_PLAIN_NAME {
         return Err(NameError::TooLong);
     }
-    let sealed = cipher.encrypt(dir_id, plain).map_err(|_| NameError::Invalid)?;
+    let sealed = cipher
+        .encrypt(dir_id, plain)
+        .map_err(|_| NameError::Invalid)?;
     let encoded = URL_SAFE_NO_PAD.encode(sealed);
     if encoded.len() <= MAX_SHORT_NAME {
         return Ok(BackingName::Short(encoded));
@@ -112,16 +126,24 @@ pub fn decrypt_name(
     long_entry: Option<&str>,
 ) -> Result<Vec<u8>, NameError> {
     if let Some(entry) = long_entry {
-        let expect = entry.strip_prefix(LONG_NAME_PREFIX).ok_or(NameError::Reserved)?;
+        let expect = entry
+            .strip_prefix(LONG_NAME_PREFIX)
+            .ok_or(NameError::Reserved)?;
         if name_hash(encoded) != expect {
             return Err(NameError::Undecryptable);
         }
     }
-    let sealed = URL_SAFE_NO_PAD.decode(encoded.trim_end()).map_err(|_| NameError::Undecryptable)?;
+    let sealed = URL_SAFE_NO_PAD
+        .decode(encoded.trim_end())
+        .map_err(|_| NameError::Undecryptable)?;
     let plain = cipher
         .decrypt(dir_id, &sealed)
         .map_err(|_: CryptoError| NameError::Undecryptable)?;
-    if plain.is_empty() || plain.len() > MAX_PLAIN_NAME || plain.contains(&b'/') || plain.contains(&0) {
+    if plain.is_empty()
+        || plain.len() > MAX_PLAIN_NAME
+        || plain.contains(&b'/')
+        || plain.contains(&0)
+    {
         return Err(NameError::Undecryptable);
     }
     Ok(plain)
@@ -141,7 +163,9 @@ mod tests {
         let c = cipher();
         let d = [1u8; 16];
         let n = encrypt_name(&c, &d, b"hello.txt").unwrap();
-        let BackingName::Short(e) = &n else { panic!("short expected") };
+        let BackingName::Short(e) = &n else {
+            panic!("short expected")
+        };
         assert_eq!(classify(e), EntryKind::Short(e));
         assert_eq!(decrypt_name(&c, &d, e, None).unwrap(), b"hello.txt");
         assert!(!e.contains("hello"));
@@ -153,13 +177,36 @@ mod tests {
         let d = [1u8; 16];
         let plain = vec![b'x'; 255];
         let n = encrypt_name(&c, &d, &plain).unwrap();
-        let BackingName::Long { entry, side_file, encoded } = &n else { panic!("long expected") };
+        let BackingName::Long {
+            entry,
+            side_file,
+            encoded,
+        } = &n
+        else {
+            panic!("long expected")
+        };
         assert!(entry.len() < 64);
-        assert_eq!(classify(entry), EntryKind::Long { side_file: side_file.clone() });
+        assert_eq!(
+            classify(entry),
+            EntryKind::Long {
+                side_file: side_file.clone()
+            }
+        );
         assert_eq!(classify(side_file), EntryKind::Reserved);
         assert_eq!(decrypt_name(&c, &d, encoded, Some(entry)).unwrap(), plain);
-        assert!(decrypt_name(&c, &d, encoded, Some(".Lxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")).is_err());
-        assert_eq!(encrypt_name(&c, &d, &[b'x'; 256]).unwrap_err(), NameError::TooLong);
+        assert!(
+            decrypt_name(
+                &c,
+                &d,
+                encoded,
+                Some(".Lxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")
+            )
+            .is_err()
+        );
+        assert_eq!(
+            encrypt_name(&c, &d, &[b'x'; 256]).unwrap_err(),
+            NameError::TooLong
+        );
     }
 
     #[test]
@@ -167,7 +214,10 @@ mod tests {
         let c = cipher();
         let d = [1u8; 16];
         assert_eq!(encrypt_name(&c, &d, b"..").unwrap_err(), NameError::Invalid);
-        assert_eq!(encrypt_name(&c, &d, b"a/b").unwrap_err(), NameError::Invalid);
+        assert_eq!(
+            encrypt_name(&c, &d, b"a/b").unwrap_err(),
+            NameError::Invalid
+        );
         assert_eq!(classify(".cmkfs"), EntryKind::Reserved);
         assert_eq!(classify("plain name"), EntryKind::Reserved);
         assert!(decrypt_name(&c, &d, "AAAA", None).is_err());

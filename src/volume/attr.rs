@@ -64,7 +64,9 @@ impl Attr {
     pub fn from_stat(st: &FileStat, layout: BlockLayout) -> Option<Attr> {
         let kind = FileKind::from_mode(st.st_mode)?;
         let size = match kind {
-            FileKind::File => layout.plaintext_size(st.st_size as u64).unwrap_or_else(|s| s),
+            FileKind::File => layout
+                .plaintext_size(st.st_size as u64)
+                .unwrap_or_else(|s| s),
             FileKind::Symlink => symlink::plaintext_len(st.st_size as u64),
             _ => st.st_size as u64,
         };

@@ -11,7 +11,9 @@ use std::time::SystemTime;
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, RenameFlags, openat, readlinkat, renameat2};
-use nix::sys::stat::{FileStat, Mode, SFlag, UtimensatFlags, fstat, fstatat, mkdirat, mknodat, utimensat};
+use nix::sys::stat::{
+    FileStat, Mode, SFlag, UtimensatFlags, fstat, fstatat, mkdirat, mknodat, utimensat,
+};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, linkat, symlinkat, unlinkat};
 
@@ -68,15 +70,24 @@ fn timespec(t: Option<TimeSet>) -> TimeSpec {
     }
 }
 
-const DIR_FLAGS: OFlag = OFlag::O_RDONLY.union(OFlag::O_DIRECTORY).union(OFlag::O_NOFOLLOW).union(OFlag::O_CLOEXEC);
+const DIR_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_DIRECTORY)
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC);
 
 impl Volume {
     fn load_dir(&self, fd: OwnedFd) -> Result<Dir> {
-        let idfd = openat(&fd, DIRID_FILE_NAME, OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
-            .map_err(|e| VolumeError::Integrity(format!("directory id file unreadable: {e}")))?;
+        let idfd = openat(
+            &fd,
+            DIRID_FILE_NAME,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        )
+        .map_err(|e| VolumeError::Integrity(format!("directory id file unreadable: {e}")))?;
         let mut buf = [0u8; DIRID_LEN + 1];
         let n = nix::unistd::read(&idfd, &mut buf)?;
-        let id = DirIdFile::decode(&buf[..n]).map_err(|e| VolumeError::Integrity(format!("directory id file: {e}")))?;
+        let id = DirIdFile::decode(&buf[..n])
+            .map_err(|e| VolumeError::Integrity(format!("directory id file: {e}")))?;
         Ok(Dir { fd, id })
     }
 
@@ -89,7 +100,11 @@ impl Volume {
     /// The backing name of `name` in `dir`.
     pub fn backing_name(&self, dir: &Dir, name: &OsStr) -> Result<BackingName> {
         let dk = self.keys().data_key(dir.id.key)?;
-        Ok(names::encrypt_name(dk.names(), &dir.id.dir_id, name.as_bytes())?)
+        Ok(names::encrypt_name(
+            dk.names(),
+            &dir.id.dir_id,
+            name.as_bytes(),
+        )?)
     }
 
     fn stat_entry(&self, dir: &Dir, entry: &str) -> Result<FileStat> {
@@ -144,29 +159,53 @@ impl Volume {
         self.share_open_file(File::from(fd))
     }
 
-    fn open_backing_file(&self, dir: &Dir, entry: &str, extra: OFlag, mode: Mode) -> Result<OwnedFd> {
-        let acc = if self.read_only() { OFlag::O_RDONLY } else { OFlag::O_RDWR };
+    fn open_backing_file(
+        &self,
+        dir: &Dir,
+        entry: &str,
+        extra: OFlag,
+        mode: Mode,
+    ) -> Result<OwnedFd> {
+        let acc = if self.read_only() {
+            OFlag::O_RDONLY
+        } else {
+            OFlag::O_RDWR
+        };
         let flags = acc | extra | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         match openat(&dir.fd, entry, flags, mode) {
-            Err(Errno::EACCES) if !self.read_only() => {
-                Ok(openat(&dir.fd, entry, (flags - OFlag::O_RDWR) | OFlag::O_RDONLY, mode)?)
-            }
+            Err(Errno::EACCES) if !self.read_only() => Ok(openat(
+                &dir.fd,
+                entry,
+                (flags - OFlag::O_RDWR) | OFlag::O_RDONLY,
+                mode,
+            )?),
             Err(Errno::ELOOP) => Err(errno(libc::ELOOP)),
             r => Ok(r?),
         }
     }
 
     fn check_writable(&self) -> Result<()> {
-        if self.read_only() { Err(errno(libc::EROFS)) } else { Ok(()) }
+        if self.read_only() {
+            Err(errno(libc::EROFS))
+        } else {
+            Ok(())
+        }
     }
 
     /// Writes the side file of a long name (no-op for short names).
     fn write_side_file(&self, dir: &Dir, b: &BackingName) -> Result<()> {
-        if let BackingName::Long { side_file, encoded, .. } = b {
+        if let BackingName::Long {
+            side_file, encoded, ..
+        } = b
+        {
             let fd = openat(
                 &dir.fd,
                 side_file.as_str(),
-                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_TRUNC
+                    | OFlag::O_CLOEXEC
+                    | OFlag::O_NOFOLLOW,
                 Mode::from_bits_truncate(0o400),
             )?;
             File::from(fd).write_all(encoded.as_bytes())?;
@@ -184,23 +223,46 @@ impl Volume {
 
     fn chown_entry(&self, dir: &Dir, entry: &str, owner: Option<Owner>) -> Result<()> {
         if let Some(o) = owner {
-            fchownat(&dir.fd, entry, Some(Uid::from_raw(o.uid)), Some(Gid::from_raw(o.gid)), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+            fchownat(
+                &dir.fd,
+                entry,
+                Some(Uid::from_raw(o.uid)),
+                Some(Gid::from_raw(o.gid)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
         }
         Ok(())
     }
 
     /// Creates (or with `exclusive` false, opens an existing) regular file.
-    pub fn create_file(&self, dir: &Dir, name: &OsStr, mode: u32, owner: Option<Owner>, exclusive: bool) -> Result<(Arc<OpenFile>, Attr)> {
+    pub fn create_file(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        mode: u32,
+        owner: Option<Owner>,
+        exclusive: bool,
+    ) -> Result<(Arc<OpenFile>, Attr)> {
         self.check_writable()?;
         let b = self.backing_name(dir, name)?;
         self.write_side_file(dir, &b)?;
-        let excl = if exclusive { OFlag::O_EXCL } else { OFlag::empty() };
-        let fd = match self.open_backing_file(dir, b.entry(), OFlag::O_CREAT | excl, Mode::from_bits_truncate(mode & 0o7777)) {
+        let excl = if exclusive {
+            OFlag::O_EXCL
+        } else {
+            OFlag::empty()
+        };
+        let fd = match self.open_backing_file(
+            dir,
+            b.entry(),
+            OFlag::O_CREAT | excl,
+            Mode::from_bits_truncate(mode & 0o7777),
+        ) {
             Ok(fd) => fd,
             Err(e) => {
                 if exclusive {
                     // The side file belongs to an existing entry when the name exists.
-                    if !matches!(&e, VolumeError::Io(io) if io.raw_os_error() == Some(libc::EEXIST)) {
+                    if !matches!(&e, VolumeError::Io(io) if io.raw_os_error() == Some(libc::EEXIST))
+                    {
                         self.remove_side_file(dir, &b);
                     }
                 }
@@ -211,7 +273,11 @@ impl Volume {
         if st.st_size == 0 && st.st_nlink == 1 {
             if let Some(o) = owner {
                 if (o.uid, o.gid) != (st.st_uid, st.st_gid) {
-                    nix::unistd::fchown(&fd, Some(Uid::from_raw(o.uid)), Some(Gid::from_raw(o.gid)))?;
+                    nix::unistd::fchown(
+                        &fd,
+                        Some(Uid::from_raw(o.uid)),
+                        Some(Gid::from_raw(o.gid)),
+                    )?;
                     st.st_uid = o.uid;
                     st.st_gid = o.gid;
                 }
@@ -233,8 +299,16 @@ impl Volume {
         mkdirat(&dir.fd, tmp.as_str(), Mode::from_bits_truncate(0o700))?;
         let result = (|| -> Result<()> {
             let sub = openat(&dir.fd, tmp.as_str(), DIR_FLAGS, Mode::empty())?;
-            let id = DirIdFile { key: self.current_key()?, dir_id: random_id()? };
-            let idfd = openat(&sub, DIRID_FILE_NAME, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o400))?;
+            let id = DirIdFile {
+                key: self.current_key()?,
+                dir_id: random_id()?,
+            };
+            let idfd = openat(
+                &sub,
+                DIRID_FILE_NAME,
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o400),
+            )?;
             let mut idf = File::from(idfd);
             idf.write_all(&id.encode())?;
             idf.sync_all()?;
@@ -243,7 +317,13 @@ impl Volume {
                 nix::unistd::fchown(&sub, Some(Uid::from_raw(o.uid)), Some(Gid::from_raw(o.gid)))?;
             }
             self.write_side_file(dir, &b)?;
-            if let Err(e) = renameat2(&dir.fd, tmp.as_str(), &dir.fd, b.entry(), RenameFlags::RENAME_NOREPLACE) {
+            if let Err(e) = renameat2(
+                &dir.fd,
+                tmp.as_str(),
+                &dir.fd,
+                b.entry(),
+                RenameFlags::RENAME_NOREPLACE,
+            ) {
                 if e != Errno::EEXIST {
                     self.remove_side_file(dir, &b);
                 }
@@ -252,7 +332,11 @@ impl Volume {
             Ok(())
         })();
         if let Err(e) = result {
-            let _ = unlinkat(&dir.fd, format!("{tmp}/{DIRID_FILE_NAME}").as_str(), UnlinkatFlags::NoRemoveDir);
+            let _ = unlinkat(
+                &dir.fd,
+                format!("{tmp}/{DIRID_FILE_NAME}").as_str(),
+                UnlinkatFlags::NoRemoveDir,
+            );
             let _ = unlinkat(&dir.fd, tmp.as_str(), UnlinkatFlags::RemoveDir);
             return Err(e);
         }
@@ -260,7 +344,14 @@ impl Volume {
     }
 
     /// Creates a FIFO, socket or device node (or an empty regular file).
-    pub fn mknod(&self, dir: &Dir, name: &OsStr, mode: u32, rdev: u32, owner: Option<Owner>) -> Result<Attr> {
+    pub fn mknod(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        mode: u32,
+        rdev: u32,
+        owner: Option<Owner>,
+    ) -> Result<Attr> {
         self.check_writable()?;
         let kind = FileKind::from_mode(mode).ok_or(errno(libc::EINVAL))?;
         if kind == FileKind::File {
@@ -274,7 +365,13 @@ impl Volume {
         let b = self.backing_name(dir, name)?;
         self.write_side_file(dir, &b)?;
         let sflag = SFlag::from_bits_truncate(mode & libc::S_IFMT);
-        if let Err(e) = mknodat(&dir.fd, b.entry(), sflag, Mode::from_bits_truncate(mode & 0o7777), rdev as libc::dev_t) {
+        if let Err(e) = mknodat(
+            &dir.fd,
+            b.entry(),
+            sflag,
+            Mode::from_bits_truncate(mode & 0o7777),
+            rdev as libc::dev_t,
+        ) {
             if e != Errno::EEXIST {
                 self.remove_side_file(dir, &b);
             }
@@ -284,7 +381,13 @@ impl Volume {
         self.attr_of(&self.stat_entry(dir, b.entry())?)
     }
 
-    pub fn symlink(&self, dir: &Dir, name: &OsStr, target: &[u8], owner: Option<Owner>) -> Result<Attr> {
+    pub fn symlink(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        target: &[u8],
+        owner: Option<Owner>,
+    ) -> Result<Attr> {
         self.check_writable()?;
         let b = self.backing_name(dir, name)?;
         let stored = symlink::encrypt_target(self.keys(), self.current_key()?, target)?;
@@ -312,7 +415,13 @@ impl Volume {
         let sb = self.backing_name(src_dir, src)?;
         let db = self.backing_name(dst_dir, dst)?;
         self.write_side_file(dst_dir, &db)?;
-        if let Err(e) = linkat(&src_dir.fd, sb.entry(), &dst_dir.fd, db.entry(), AtFlags::empty()) {
+        if let Err(e) = linkat(
+            &src_dir.fd,
+            sb.entry(),
+            &dst_dir.fd,
+            db.entry(),
+            AtFlags::empty(),
+        ) {
             if e != Errno::EEXIST {
                 self.remove_side_file(dst_dir, &db);
             }
@@ -336,7 +445,12 @@ impl Volume {
 
     /// Whether a backing directory holds nothing but its id file.
     fn is_empty_dir(&self, fd: &OwnedFd) -> Result<bool> {
-        let mut d = nix::dir::Dir::openat(fd, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+        let mut d = nix::dir::Dir::openat(
+            fd,
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
         for e in d.iter() {
             let e = e?;
             let n = e.file_name().to_bytes();
@@ -376,8 +490,16 @@ impl Volume {
     fn restore_dir_id(&self, sub: &OwnedFd) {
         // The directory id only matters while the directory has entries; a new one is fine.
         let restore = || -> Result<()> {
-            let id = DirIdFile { key: self.current_key()?, dir_id: random_id()? };
-            let fd = openat(sub, DIRID_FILE_NAME, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o400))?;
+            let id = DirIdFile {
+                key: self.current_key()?,
+                dir_id: random_id()?,
+            };
+            let fd = openat(
+                sub,
+                DIRID_FILE_NAME,
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o400),
+            )?;
             File::from(fd).write_all(&id.encode())?;
             Ok(())
         };
@@ -388,7 +510,14 @@ impl Volume {
 
     /// Renames with `renameat2` flags (RENAME_NOREPLACE, RENAME_EXCHANGE). Returns the
     /// backing inode and link count of a replaced entry, if one was replaced.
-    pub fn rename(&self, src_dir: &Dir, src: &OsStr, dst_dir: &Dir, dst: &OsStr, flags: u32) -> Result<Option<(u64, u64)>> {
+    pub fn rename(
+        &self,
+        src_dir: &Dir,
+        src: &OsStr,
+        dst_dir: &Dir,
+        dst: &OsStr,
+        flags: u32,
+    ) -> Result<Option<(u64, u64)>> {
         self.check_writable()?;
         let sb = self.backing_name(src_dir, src)?;
         let db = self.backing_name(dst_dir, dst)?;
@@ -408,7 +537,10 @@ impl Volume {
         // A replaced directory must be empty; its id file goes first (restored on failure).
         let mut victim_dir = None;
         if let Some(d) = &dst_st {
-            if !exchange && !rflags.contains(RenameFlags::RENAME_NOREPLACE) && FileKind::from_mode(d.st_mode) == Some(FileKind::Dir) {
+            if !exchange
+                && !rflags.contains(RenameFlags::RENAME_NOREPLACE)
+                && FileKind::from_mode(d.st_mode) == Some(FileKind::Dir)
+            {
                 if FileKind::from_mode(src_st.st_mode) != Some(FileKind::Dir) {
                     return Err(errno(libc::EISDIR));
                 }
@@ -430,18 +562,29 @@ impl Volume {
         if !exchange {
             self.remove_side_file(src_dir, &sb);
         }
-        Ok(if exchange { None } else { dst_st.map(|d| (d.st_ino, d.st_nlink as u64)) })
+        Ok(if exchange {
+            None
+        } else {
+            dst_st.map(|d| (d.st_ino, d.st_nlink as u64))
+        })
     }
 
     /// Lists `dir`: decrypted names with their backing inodes. Undecryptable entries are
     /// logged and skipped.
     pub fn read_dir(&self, dir: &Dir) -> Result<Vec<DirEntry>> {
         let dk = self.keys().data_key(dir.id.key)?;
-        let mut d = nix::dir::Dir::openat(&dir.fd, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+        let mut d = nix::dir::Dir::openat(
+            &dir.fd,
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
         let mut out = Vec::new();
         for e in d.iter() {
             let e = e?;
-            let Ok(entry) = e.file_name().to_str() else { continue };
+            let Ok(entry) = e.file_name().to_str() else {
+                continue;
+            };
             let name = match names::classify(entry) {
                 EntryKind::Reserved => continue,
                 EntryKind::Short(enc) => names::decrypt_name(dk.names(), &dir.id.dir_id, enc, None),
@@ -453,7 +596,10 @@ impl Volume {
             let name = match name {
                 Ok(n) => n,
                 Err(err) => {
-                    tracing::warn!(entry, "skipping a backing entry whose name does not decrypt: {err}");
+                    tracing::warn!(
+                        entry,
+                        "skipping a backing entry whose name does not decrypt: {err}"
+                    );
                     continue;
                 }
             };
@@ -467,13 +613,23 @@ impl Volume {
                 Some(nix::dir::Type::BlockDevice) => Some(FileKind::BlockDevice),
                 None => None,
             };
-            out.push(DirEntry { name, backing_ino: e.ino(), kind, entry: entry.to_string() });
+            out.push(DirEntry {
+                name,
+                backing_ino: e.ino(),
+                kind,
+                entry: entry.to_string(),
+            });
         }
         Ok(out)
     }
 
     fn read_side_file(&self, dir: &Dir, side_file: &str) -> Result<String> {
-        let fd = openat(&dir.fd, side_file, OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())?;
+        let fd = openat(
+            &dir.fd,
+            side_file,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        )?;
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::Read::take(File::from(fd), 4096), &mut s)?;
         Ok(s)
@@ -493,18 +649,37 @@ impl Volume {
         self.check_writable()?;
         let b = name.map(|n| self.backing_name(dir, n)).transpose()?;
         let entry: &str = b.as_ref().map(|b| b.entry()).unwrap_or(".");
-        let flag = if b.is_some() { AtFlags::AT_SYMLINK_NOFOLLOW } else { AtFlags::empty() };
+        let flag = if b.is_some() {
+            AtFlags::AT_SYMLINK_NOFOLLOW
+        } else {
+            AtFlags::empty()
+        };
         if uid.is_some() || gid.is_some() {
-            fchownat(&dir.fd, entry, uid.map(Uid::from_raw), gid.map(Gid::from_raw), flag)?;
+            fchownat(
+                &dir.fd,
+                entry,
+                uid.map(Uid::from_raw),
+                gid.map(Gid::from_raw),
+                flag,
+            )?;
         }
         if let Some(m) = mode {
             let st = fstatat(&dir.fd, entry, AtFlags::AT_SYMLINK_NOFOLLOW)?;
             if FileKind::from_mode(st.st_mode) != Some(FileKind::Symlink) {
-                nix::sys::stat::fchmodat(&dir.fd, entry, Mode::from_bits_truncate(m & 0o7777), nix::sys::stat::FchmodatFlags::FollowSymlink)?;
+                nix::sys::stat::fchmodat(
+                    &dir.fd,
+                    entry,
+                    Mode::from_bits_truncate(m & 0o7777),
+                    nix::sys::stat::FchmodatFlags::FollowSymlink,
+                )?;
             }
         }
         if atime.is_some() || mtime.is_some() {
-            let uflag = if b.is_some() { UtimensatFlags::NoFollowSymlink } else { UtimensatFlags::FollowSymlink };
+            let uflag = if b.is_some() {
+                UtimensatFlags::NoFollowSymlink
+            } else {
+                UtimensatFlags::FollowSymlink
+            };
             utimensat(&dir.fd, entry, &timespec(atime), &timespec(mtime), uflag)?;
         }
         Ok(())

@@ -3,8 +3,8 @@
 //! `VolumeError::Integrity` and a log line naming the backing file and block index.
 
 use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt};
 use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::crypto::{BlockCipher, NONCE_LEN, TAG_LEN, random_id};
@@ -32,8 +32,18 @@ struct FileState {
 }
 
 impl OpenFile {
-    pub(super) fn load(file: File, backing_ino: u64, len: u64, layout: BlockLayout) -> Result<OpenFile> {
-        let mut state = FileState { header: None, cipher: None, size: 0, damaged: None };
+    pub(super) fn load(
+        file: File,
+        backing_ino: u64,
+        len: u64,
+        layout: BlockLayout,
+    ) -> Result<OpenFile> {
+        let mut state = FileState {
+            header: None,
+            cipher: None,
+            size: 0,
+            damaged: None,
+        };
         if len > 0 {
             let mut buf = [0u8; HEADER_LEN];
             match file.read_exact_at(&mut buf, 0) {
@@ -44,7 +54,9 @@ impl OpenFile {
                     Ok(_) => state.damaged = Some("header has the wrong block size".into()),
                     Err(e) => state.damaged = Some(format!("header: {e}")),
                 },
-                Err(_) => state.damaged = Some(format!("file is {len} bytes, shorter than a header")),
+                Err(_) => {
+                    state.damaged = Some(format!("file is {len} bytes, shorter than a header"))
+                }
             }
             state.size = layout.plaintext_size(len).unwrap_or_else(|s| s);
         }
@@ -85,7 +97,11 @@ impl OpenFile {
 
     pub fn sync(&self, data_only: bool) -> Result<()> {
         let file = self.raw_file();
-        if data_only { file.sync_data()? } else { file.sync_all()? }
+        if data_only {
+            file.sync_data()?
+        } else {
+            file.sync_all()?
+        }
         Ok(())
     }
 
@@ -105,7 +121,8 @@ impl OpenFile {
 
     /// Replaces the backing file (the caller holds the state write lock).
     pub(super) fn swap_file(&self, file: File, new_ino: u64) {
-        self.backing_ino.store(new_ino, std::sync::atomic::Ordering::Relaxed);
+        self.backing_ino
+            .store(new_ino, std::sync::atomic::Ordering::Relaxed);
         *self.file.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(file);
     }
 }
@@ -135,7 +152,9 @@ impl Volume {
     }
 
     fn cipher(&self, f: &OpenFile, st: &mut FileState) -> Result<Arc<BlockCipher>> {
-        let h = st.header.ok_or_else(|| self.integrity(f, "file has no header".into()))?;
+        let h = st
+            .header
+            .ok_or_else(|| self.integrity(f, "file has no header".into()))?;
         self.keys().check_usable(h.key)?;
         if let Some(c) = &st.cipher {
             return Ok(c.clone());
@@ -152,9 +171,15 @@ impl Volume {
     }
 
     /// As `share_open_file` when the caller already has the backing inode and length.
-    pub(super) fn share_open_file_with(&self, file: File, ino: u64, len: u64) -> Result<Arc<OpenFile>> {
+    pub(super) fn share_open_file_with(
+        &self,
+        file: File,
+        ino: u64,
+        len: u64,
+    ) -> Result<Arc<OpenFile>> {
         let layout = self.layout();
-        self.open_files.get_or_insert(ino, || OpenFile::load(file, ino, len, layout))
+        self.open_files
+            .get_or_insert(ino, || OpenFile::load(file, ino, len, layout))
     }
 
     /// The plaintext size of a file that is open, if it is.
@@ -189,7 +214,13 @@ impl Volume {
         self.read_with(f, cipher, offset, len)
     }
 
-    fn read_with(&self, f: &OpenFile, cipher: Arc<BlockCipher>, offset: u64, len: usize) -> Result<Vec<u8>> {
+    fn read_with(
+        &self,
+        f: &OpenFile,
+        cipher: Arc<BlockCipher>,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>> {
         let st = f.read_state();
         let size = st.size;
         let file_id = st.header.map(|h| h.file_id).unwrap_or_default();
@@ -210,7 +241,10 @@ impl Volume {
         for b in b0..=b1 {
             let slen = sealed_len(l, size, b) as usize;
             if pos + slen > got {
-                return Err(self.integrity(f, format!("block {b} is missing (ciphertext file truncated)")));
+                return Err(self.integrity(
+                    f,
+                    format!("block {b} is missing (ciphertext file truncated)"),
+                ));
             }
             let block = &mut sealed[pos..pos + slen];
             let plain = cipher
@@ -270,11 +304,20 @@ impl Volume {
     pub(super) fn file_identity(&self, f: &OpenFile) -> Result<FileHeader> {
         let mut st = f.write_state();
         self.ensure_header(f, &mut st)?;
-        st.header.ok_or_else(|| VolumeError::Integrity("no header".into()))
+        st.header
+            .ok_or_else(|| VolumeError::Integrity("no header".into()))
     }
 
-    fn write_locked(&self, f: &OpenFile, st: &mut FileState, offset: u64, data: &[u8]) -> Result<()> {
-        let end = offset.checked_add(data.len() as u64).ok_or(errno(libc::EFBIG))?;
+    fn write_locked(
+        &self,
+        f: &OpenFile,
+        st: &mut FileState,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<()> {
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or(errno(libc::EFBIG))?;
         if end > i64::MAX as u64 / 2 {
             return Err(errno(libc::EFBIG));
         }
@@ -295,15 +338,25 @@ impl Volume {
         let new_ct = l.ciphertext_len(new_size);
         if new_ct > old_ct {
             let file = f.raw_file();
-            match nix::fcntl::fallocate(file.as_fd(), nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE, old_ct as i64, (new_ct - old_ct) as i64) {
-                Err(e @ (nix::errno::Errno::ENOSPC | nix::errno::Errno::EDQUOT)) => return Err(e.into()),
+            match nix::fcntl::fallocate(
+                file.as_fd(),
+                nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+                old_ct as i64,
+                (new_ct - old_ct) as i64,
+            ) {
+                Err(e @ (nix::errno::Errno::ENOSPC | nix::errno::Errno::EDQUOT)) => {
+                    return Err(e.into());
+                }
                 _ => {}
             }
         }
         // A full final block that stays untouched stops being the final block: re-sealed
         // after the new blocks are written.
-        let reseal_old_last = new_size > old_size && old_size > 0 && old_size % bs == 0 && start >= old_size;
-        let written = self.write_blocks(f, st, &cipher, &file_id, offset, data, start, end, old_size, new_size);
+        let reseal_old_last =
+            new_size > old_size && old_size > 0 && old_size % bs == 0 && start >= old_size;
+        let written = self.write_blocks(
+            f, st, &cipher, &file_id, offset, data, start, end, old_size, new_size,
+        );
         if let Err(e) = written {
             if new_ct > old_ct {
                 // Cut off what was appended; the old final block was not touched yet.
@@ -346,7 +399,8 @@ impl Volume {
         let mut b = first;
         while b <= last {
             let batch_end = last.min(b + BLOCKS_PER_BATCH - 1);
-            let mut sealed = Vec::with_capacity(((batch_end - b + 1) * l.sealed_block_size()) as usize);
+            let mut sealed =
+                Vec::with_capacity(((batch_end - b + 1) * l.sealed_block_size()) as usize);
             let mut spans = Vec::with_capacity((batch_end - b + 1) as usize);
             for blk in b..=batch_end {
                 let bstart = blk * bs;
@@ -371,8 +425,9 @@ impl Volume {
                 let d_from = offset.max(bstart);
                 let d_to = end.min(bstart + blen as u64);
                 if d_from < d_to {
-                    plain[(d_from - bstart) as usize..(d_to - bstart) as usize]
-                        .copy_from_slice(&data[(d_from - offset) as usize..(d_to - offset) as usize]);
+                    plain[(d_from - bstart) as usize..(d_to - bstart) as usize].copy_from_slice(
+                        &data[(d_from - offset) as usize..(d_to - offset) as usize],
+                    );
                 }
                 spans.push((pos, NONCE_LEN + blen + TAG_LEN));
             }
@@ -384,13 +439,23 @@ impl Volume {
     }
 
     /// Decrypts block `b` of a file of plaintext size `size`.
-    fn read_block(&self, f: &OpenFile, cipher: &BlockCipher, file_id: &[u8; 16], size: u64, b: u64) -> Result<Vec<u8>> {
+    fn read_block(
+        &self,
+        f: &OpenFile,
+        cipher: &BlockCipher,
+        file_id: &[u8; 16],
+        size: u64,
+        b: u64,
+    ) -> Result<Vec<u8>> {
         let l = self.layout();
         let slen = sealed_len(l, size, b) as usize;
         let mut sealed = vec![0u8; slen];
         let got = read_full(&f.raw_file(), &mut sealed, l.block_offset(b))?;
         if got != slen {
-            return Err(self.integrity(f, format!("block {b} is missing (ciphertext file truncated)")));
+            return Err(self.integrity(
+                f,
+                format!("block {b} is missing (ciphertext file truncated)"),
+            ));
         }
         let last = (size - 1) / l.block_size;
         let plain = cipher
@@ -418,7 +483,11 @@ impl Volume {
         }
         let l = self.layout();
         if new_size == 0 {
-            f.raw_file().set_len(if st.header.is_some() { HEADER_LEN as u64 } else { 0 })?;
+            f.raw_file().set_len(if st.header.is_some() {
+                HEADER_LEN as u64
+            } else {
+                0
+            })?;
             st.size = 0;
             return Ok(());
         }
@@ -447,7 +516,10 @@ impl Volume {
         let end = offset.checked_add(len).ok_or(errno(libc::EFBIG))?;
         let keep_size = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
         let zero = mode & (libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_PUNCH_HOLE) != 0;
-        if mode & !(libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_PUNCH_HOLE) != 0 {
+        if mode
+            & !(libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_PUNCH_HOLE)
+            != 0
+        {
             return Err(errno(libc::EOPNOTSUPP));
         }
         if mode & libc::FALLOC_FL_PUNCH_HOLE != 0 && !keep_size {
@@ -494,7 +566,11 @@ fn seal_blocks(
             let blk = first + i as u64;
             let mut nonce = [0u8; NONCE_LEN];
             nonce.copy_from_slice(&nonces[i * NONCE_LEN..(i + 1) * NONCE_LEN]);
-            cipher.seal_with_nonce(nonce, &block_aad(file_id, blk, blk == last_of_file), &mut buf[pos - base..pos - base + len])?;
+            cipher.seal_with_nonce(
+                nonce,
+                &block_aad(file_id, blk, blk == last_of_file),
+                &mut buf[pos - base..pos - base + len],
+            )?;
         }
         Ok(())
     };

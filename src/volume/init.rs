@@ -9,8 +9,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::atomic_file::write_atomic;
 use crate::crypto::random_id;
-use crate::format::{DIRID_FILE_NAME, DataKeyRef, DirIdFile, FORMAT_VERSION, KeyStore, META_DIR, VolumeConfig};
-use crate::keys::{KeyHierarchy, KeyProvider, ServiceKey, default_service_key_path, save_key_store};
+use crate::format::{
+    DIRID_FILE_NAME, DataKeyRef, DirIdFile, FORMAT_VERSION, KeyStore, META_DIR, VolumeConfig,
+};
+use crate::keys::{
+    KeyHierarchy, KeyProvider, ServiceKey, default_service_key_path, save_key_store,
+};
 
 use super::dir::hex;
 use super::{Result, VolumeError, key_store_path, volume_config_path};
@@ -26,7 +30,12 @@ pub struct InitOptions {
 
 impl Default for InitOptions {
     fn default() -> Self {
-        InitOptions { service_key: None, block_size: 4096, cmk: None, audit_log: None }
+        InitOptions {
+            service_key: None,
+            block_size: 4096,
+            cmk: None,
+            audit_log: None,
+        }
     }
 }
 
@@ -39,30 +48,46 @@ pub struct InitReport {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 pub fn init_volume(backing: &Path, opts: &InitOptions) -> Result<InitReport> {
     let setup = VolumeError::Setup;
     if !opts.block_size.is_power_of_two() || !(512..=1 << 20).contains(&opts.block_size) {
-        return Err(setup(format!("block size {} is not a power of two between 512 and 1048576", opts.block_size)));
+        return Err(setup(format!(
+            "block size {} is not a power of two between 512 and 1048576",
+            opts.block_size
+        )));
     }
     if backing.join(META_DIR).exists() {
-        return Err(setup(format!("{} is already a cmkfs volume", backing.display())));
+        return Err(setup(format!(
+            "{} is already a cmkfs volume",
+            backing.display()
+        )));
     }
     match fs::read_dir(backing) {
         Ok(mut entries) => {
             if entries.next().is_some() {
-                return Err(setup(format!("{} is not empty; cmkfs init needs an empty directory", backing.display())));
+                return Err(setup(format!(
+                    "{} is not empty; cmkfs init needs an empty directory",
+                    backing.display()
+                )));
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(backing).map_err(|e| setup(format!("cannot create {}: {e}", backing.display())))?;
+            fs::create_dir_all(backing)
+                .map_err(|e| setup(format!("cannot create {}: {e}", backing.display())))?;
         }
         Err(e) => return Err(setup(format!("cannot read {}: {e}", backing.display()))),
     }
     let volume_id = hex(&random_id()?);
-    let key_path = opts.service_key.clone().unwrap_or_else(|| default_service_key_path(&volume_id));
+    let key_path = opts
+        .service_key
+        .clone()
+        .unwrap_or_else(|| default_service_key_path(&volume_id));
     let key_abs = std::path::absolute(&key_path).unwrap_or(key_path.clone());
     let backing_abs = std::path::absolute(backing).unwrap_or(backing.to_path_buf());
     if key_abs.starts_with(&backing_abs) {
@@ -75,7 +100,10 @@ pub fn init_volume(backing: &Path, opts: &InitOptions) -> Result<InitReport> {
     let service_key = ServiceKey::create(&key_path)?;
     let fingerprint = service_key.fingerprint().to_string();
     let meta = backing.join(META_DIR);
-    fs::DirBuilder::new().mode(0o700).create(&meta).map_err(|e| setup(format!("cannot create {}: {e}", meta.display())))?;
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&meta)
+        .map_err(|e| setup(format!("cannot create {}: {e}", meta.display())))?;
     let config = VolumeConfig {
         format: FORMAT_VERSION,
         volume_id: volume_id.clone(),
@@ -84,16 +112,22 @@ pub fn init_volume(backing: &Path, opts: &InitOptions) -> Result<InitReport> {
         content_cipher: "AES-256-GCM".into(),
         name_cipher: "AES-256-GCM-SIV".into(),
     };
-    let mut providers: Vec<std::sync::Arc<dyn KeyProvider>> = vec![std::sync::Arc::new(service_key)];
+    let mut providers: Vec<std::sync::Arc<dyn KeyProvider>> =
+        vec![std::sync::Arc::new(service_key)];
     if let Some(cmk) = &opts.cmk {
         providers.push(cmk.clone());
     }
     let first = DataKeyRef { scope: 0, epoch: 0 };
-    let audit = crate::audit::AuditLog::open(&opts.audit_log.clone().unwrap_or_else(crate::audit::default_audit_log_path))
-        .unwrap_or_else(|e| {
-            tracing::warn!("audit log unavailable: {e}");
-            crate::audit::AuditLog::disabled()
-        });
+    let audit = crate::audit::AuditLog::open(
+        &opts
+            .audit_log
+            .clone()
+            .unwrap_or_else(crate::audit::default_audit_log_path),
+    )
+    .unwrap_or_else(|e| {
+        tracing::warn!("audit log unavailable: {e}");
+        crate::audit::AuditLog::disabled()
+    });
     let record = match KeyHierarchy::new_data_key_record(&providers, first, now(), &audit) {
         Ok(r) => r,
         Err(e) => {
@@ -102,8 +136,18 @@ pub fn init_volume(backing: &Path, opts: &InitOptions) -> Result<InitReport> {
         }
     };
     let cmk = opts.cmk.as_ref().map(|c| c.key_url().to_string());
-    save_key_store(&key_store_path(backing), &KeyStore { format: FORMAT_VERSION, cmk, data_keys: vec![record] })?;
-    let root_id = DirIdFile { key: first, dir_id: random_id()? };
+    save_key_store(
+        &key_store_path(backing),
+        &KeyStore {
+            format: FORMAT_VERSION,
+            cmk,
+            data_keys: vec![record],
+        },
+    )?;
+    let root_id = DirIdFile {
+        key: first,
+        dir_id: random_id()?,
+    };
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)

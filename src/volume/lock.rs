@@ -17,18 +17,33 @@ pub struct MountLock {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "?".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// Takes the backing directory's mount lock, or says who holds it. A read-only mount of a
 /// backing directory on a read-only filesystem needs no lock (nothing can be written).
 pub fn lock_backing(backing: &Path, mountpoint: &Path, read_only: bool) -> Result<MountLock> {
     let path = backing.join(META_DIR).join("mount.lock");
-    let opened = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path);
+    let opened = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path);
     let mut file = match opened {
         Ok(f) => f,
-        Err(e) if read_only && e.raw_os_error() == Some(libc::EROFS) => return Ok(MountLock { _file: None }),
-        Err(e) => return Err(VolumeError::Setup(format!("cannot open {}: {e}", path.display()))),
+        Err(e) if read_only && e.raw_os_error() == Some(libc::EROFS) => {
+            return Ok(MountLock { _file: None });
+        }
+        Err(e) => {
+            return Err(VolumeError::Setup(format!(
+                "cannot open {}: {e}",
+                path.display()
+            )));
+        }
     };
     // SAFETY: flock on an fd we own; no pointers.
     let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
@@ -39,9 +54,15 @@ pub fn lock_backing(backing: &Path, mountpoint: &Path, read_only: bool) -> Resul
         return Err(VolumeError::Setup(format!(
             "{} is already mounted (by pid {} on host {} at {}); one daemon per backing directory",
             backing.display(),
-            holder.get("pid").map(|v| v.to_string()).unwrap_or_else(|| "?".into()),
+            holder
+                .get("pid")
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "?".into()),
             holder.get("host").and_then(|v| v.as_str()).unwrap_or("?"),
-            holder.get("mountpoint").and_then(|v| v.as_str()).unwrap_or("?"),
+            holder
+                .get("mountpoint")
+                .and_then(|v| v.as_str())
+                .unwrap_or("?"),
         )));
     }
     let me = serde_json::json!({
@@ -49,7 +70,10 @@ pub fn lock_backing(backing: &Path, mountpoint: &Path, read_only: bool) -> Resul
         "host": hostname(),
         "mountpoint": mountpoint,
     });
-    let _ = file.set_len(0).and_then(|_| file.rewind()).and_then(|_| file.write_all(me.to_string().as_bytes()));
+    let _ = file
+        .set_len(0)
+        .and_then(|_| file.rewind())
+        .and_then(|_| file.write_all(me.to_string().as_bytes()));
     Ok(MountLock { _file: Some(file) })
 }
 
@@ -58,7 +82,10 @@ impl MountLock {
     pub fn record_pid(&mut self, mountpoint: &Path) {
         let me = serde_json::json!({ "pid": std::process::id(), "host": hostname(), "mountpoint": mountpoint });
         if let Some(f) = self._file.as_mut() {
-            let _ = f.set_len(0).and_then(|_| f.rewind()).and_then(|_| f.write_all(me.to_string().as_bytes()));
+            let _ = f
+                .set_len(0)
+                .and_then(|_| f.rewind())
+                .and_then(|_| f.write_all(me.to_string().as_bytes()));
         }
     }
 }

@@ -16,13 +16,15 @@ mod xattr;
 
 pub use attr::{Attr, FileKind};
 pub use dir::{Dir, DirEntry, Owner, TimeSet};
-pub use xattr::XattrTarget;
 pub use error::{Result, VolumeError, errno};
 pub use file::OpenFile;
-pub use reencrypt::{ReencryptReport, Reencrypted};
 pub use init::{InitOptions, InitReport, init_volume};
 pub use lock::{MountLock, lock_backing};
-pub use scan::{EntryName, HeaderState, ScanDir, ScanEntry, SymlinkScan, TMP_MKDIR_PREFIX, TMP_PREFIX};
+pub use reencrypt::{ReencryptReport, Reencrypted};
+pub use scan::{
+    EntryName, HeaderState, ScanDir, ScanEntry, SymlinkScan, TMP_MKDIR_PREFIX, TMP_PREFIX,
+};
+pub use xattr::XattrTarget;
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -32,7 +34,9 @@ use std::time::Duration;
 use crate::format::{BlockLayout, DataKeyRef, META_DIR, VolumeConfig};
 use std::sync::Arc;
 
-use crate::keys::{CustomerKey, DataKeyCache, KeyHierarchy, KeyProvider, ServiceKey, load_key_store};
+use crate::keys::{
+    CustomerKey, DataKeyCache, KeyHierarchy, KeyProvider, ServiceKey, load_key_store,
+};
 
 use open_files::OpenFileTable;
 
@@ -91,7 +95,11 @@ impl Volume {
         let cfg_path = volume_config_path(backing);
         let cfg_bytes = std::fs::read(&cfg_path).map_err(|e| {
             setup(if e.kind() == std::io::ErrorKind::NotFound {
-                format!("{} is not a cmkfs volume ({} is missing; run `cmkfs init` first)", backing.display(), cfg_path.display())
+                format!(
+                    "{} is not a cmkfs volume ({} is missing; run `cmkfs init` first)",
+                    backing.display(),
+                    cfg_path.display()
+                )
             } else {
                 format!("cannot read {}: {e}", cfg_path.display())
             })
@@ -106,13 +114,22 @@ impl Volume {
         let config = Self::read_config(backing)?;
         let store = load_key_store(&key_store_path(backing))?;
         let root_fd: OwnedFd = File::open(backing)
-            .map_err(|e| setup(format!("cannot open backing directory {}: {e}", backing.display())))?
+            .map_err(|e| {
+                setup(format!(
+                    "cannot open backing directory {}: {e}",
+                    backing.display()
+                ))
+            })?
             .into();
         let providers: Vec<Arc<dyn KeyProvider>> = vec![Arc::new(service_key)];
         let wanted_cmk = store.cmk.clone();
-        let mut keys = KeyHierarchy::new(store, providers, DataKeyCache::new(opts.cache_capacity, opts.cache_max_age))
-            .with_store_path(key_store_path(backing))
-            .with_audit(opts.audit.clone());
+        let mut keys = KeyHierarchy::new(
+            store,
+            providers,
+            DataKeyCache::new(opts.cache_capacity, opts.cache_max_age),
+        )
+        .with_store_path(key_store_path(backing))
+        .with_audit(opts.audit.clone());
         match (&wanted_cmk, &opts.cmk) {
             (Some(url), None) => {
                 return Err(setup(format!(
@@ -123,15 +140,21 @@ impl Volume {
             (None, None) => {}
         }
         let store_path = key_store_path(backing);
-        let current = keys
-            .current(0)
-            .map_err(|_| setup(format!("key store {}: has no data key for scope 0", store_path.display())))?;
+        let current = keys.current(0).map_err(|_| {
+            setup(format!(
+                "key store {}: has no data key for scope 0",
+                store_path.display()
+            ))
+        })?;
         keys.data_key(current).map_err(|e| match e {
             e @ (crate::keys::KeyError::WrongServiceKey { .. }
             | crate::keys::KeyError::ServiceKey { .. }
             | crate::keys::KeyError::Revoked(_)
             | crate::keys::KeyError::Unavailable(_)) => VolumeError::Keys(e),
-            e => setup(format!("key store {}: data key {current}: {e}", store_path.display())),
+            e => setup(format!(
+                "key store {}: data key {current}: {e}",
+                store_path.display()
+            )),
         })?;
         let keys = Arc::new(keys);
         Ok(Volume {
@@ -195,7 +218,12 @@ impl Volume {
     }
 
     fn record_replacement(&self, old: u64, new: u64) {
-        if let Some(f) = self.on_replaced.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some(f) = self
+            .on_replaced
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             f(old, new);
         }
     }

@@ -60,7 +60,9 @@ impl Volume {
         for e in self.read_dir(dir)? {
             n += 1;
             if e.kind == Some(FileKind::Dir) {
-                if let Ok(sub) = self.open_subdir(dir, std::os::unix::ffi::OsStrExt::from_bytes(&e.name[..])) {
+                if let Ok(sub) =
+                    self.open_subdir(dir, std::os::unix::ffi::OsStrExt::from_bytes(&e.name[..]))
+                {
                     n += self.count_entries(&sub)?;
                 }
             }
@@ -79,7 +81,9 @@ impl Volume {
     ) -> Result<()> {
         self.remove_stale_temp_files(dir, report);
         for e in self.read_dir(dir)? {
-            let name = std::ffi::OsString::from(std::os::unix::ffi::OsStrExt::from_bytes(&e.name[..]) as &OsStr);
+            let name = std::ffi::OsString::from(std::os::unix::ffi::OsStrExt::from_bytes(
+                &e.name[..],
+            ) as &OsStr);
             let child = format!("{}{}", path, String::from_utf8_lossy(&e.name));
             report.entries += 1;
             *done += 1;
@@ -88,7 +92,9 @@ impl Volume {
                     let sub = self.open_subdir(dir, &name)?;
                     self.reencrypt_dir(&sub, format!("{child}/"), report, done, total, progress)?;
                 }
-                Some(kind @ (FileKind::File | FileKind::Symlink)) => match self.reencrypt_entry(dir, &name, kind) {
+                Some(kind @ (FileKind::File | FileKind::Symlink)) => match self
+                    .reencrypt_entry(dir, &name, kind)
+                {
                     Ok(Reencrypted::Done) => report.reencrypted += 1,
                     Ok(Reencrypted::AlreadyCurrent) => report.already_current += 1,
                     Ok(Reencrypted::Skipped(why)) => report.skipped.push(format!("{child}: {why}")),
@@ -104,7 +110,12 @@ impl Volume {
     }
 
     fn remove_stale_temp_files(&self, dir: &Dir, report: &mut ReencryptReport) {
-        let Ok(mut d) = nix::dir::Dir::openat(dir.fd(), ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()) else {
+        let Ok(mut d) = nix::dir::Dir::openat(
+            dir.fd(),
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) else {
             return;
         };
         let stale: Vec<String> = d
@@ -131,14 +142,20 @@ impl Volume {
     }
 
     fn check_writable_volume(&self) -> Result<()> {
-        if self.read_only() { Err(errno(libc::EROFS)) } else { Ok(()) }
+        if self.read_only() {
+            Err(errno(libc::EROFS))
+        } else {
+            Ok(())
+        }
     }
 
     fn reencrypt_symlink(&self, dir: &Dir, name: &OsStr) -> Result<Reencrypted> {
         let b = self.backing_name(dir, name)?;
         let stored = readlinkat(dir.fd(), b.entry())?;
         let current = self.current_key()?;
-        if symlink::target_key(std::os::unix::ffi::OsStrExt::as_bytes(stored.as_os_str())) == Some(current) {
+        if symlink::target_key(std::os::unix::ffi::OsStrExt::as_bytes(stored.as_os_str()))
+            == Some(current)
+        {
             return Ok(Reencrypted::AlreadyCurrent);
         }
         let target = self.readlink(dir, name)?;
@@ -146,9 +163,27 @@ impl Volume {
         let st = nix::sys::stat::fstatat(dir.fd(), b.entry(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
         let tmp = format!("{TMP_PREFIX}{}", hex(&random_id()?[..8]));
         symlinkat(sealed.as_str(), dir.fd(), tmp.as_str())?;
-        let _ = fchownat(dir.fd(), tmp.as_str(), Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)), AtFlags::AT_SYMLINK_NOFOLLOW);
-        let _ = utimensat(dir.fd(), tmp.as_str(), &ts(st.st_atime, st.st_atime_nsec), &ts(st.st_mtime, st.st_mtime_nsec), UtimensatFlags::NoFollowSymlink);
-        if let Err(e) = renameat2(dir.fd(), tmp.as_str(), dir.fd(), b.entry(), RenameFlags::empty()) {
+        let _ = fchownat(
+            dir.fd(),
+            tmp.as_str(),
+            Some(Uid::from_raw(st.st_uid)),
+            Some(Gid::from_raw(st.st_gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        );
+        let _ = utimensat(
+            dir.fd(),
+            tmp.as_str(),
+            &ts(st.st_atime, st.st_atime_nsec),
+            &ts(st.st_mtime, st.st_mtime_nsec),
+            UtimensatFlags::NoFollowSymlink,
+        );
+        if let Err(e) = renameat2(
+            dir.fd(),
+            tmp.as_str(),
+            dir.fd(),
+            b.entry(),
+            RenameFlags::empty(),
+        ) {
             let _ = unlinkat(dir.fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
             return Err(e.into());
         }
@@ -160,18 +195,31 @@ impl Volume {
         let f = self.open_file(dir, name)?;
         let current = self.current_key()?;
         let mut st = f.state_for_reencrypt();
-        let Some(old) = st.header_copy() else { return Ok(Reencrypted::AlreadyCurrent) };
+        let Some(old) = st.header_copy() else {
+            return Ok(Reencrypted::AlreadyCurrent);
+        };
         if old.key == current {
             return Ok(Reencrypted::AlreadyCurrent);
         }
         let src = f.raw_file();
         let meta = src.metadata()?;
         if meta.nlink() > 1 {
-            return Ok(Reencrypted::Skipped("has hard links; re-encrypting one name would split them".into()));
+            return Ok(Reencrypted::Skipped(
+                "has hard links; re-encrypting one name would split them".into(),
+            ));
         }
-        let old_cipher = self.keys().data_key(old.key)?.content_cipher(&old.file_id)?;
-        let new_header = FileHeader { key: current, ..old };
-        let new_cipher = self.keys().data_key(current)?.content_cipher(&old.file_id)?;
+        let old_cipher = self
+            .keys()
+            .data_key(old.key)?
+            .content_cipher(&old.file_id)?;
+        let new_header = FileHeader {
+            key: current,
+            ..old
+        };
+        let new_cipher = self
+            .keys()
+            .data_key(current)?
+            .content_cipher(&old.file_id)?;
         let tmp = format!("{TMP_PREFIX}{}", hex(&random_id()?[..8]));
         let fd = openat(
             dir.fd(),
@@ -188,25 +236,52 @@ impl Volume {
             let last = blocks.saturating_sub(1);
             let mut sealed = Vec::new();
             for b in 0..blocks {
-                let slen = (l.block_size.min(size - b * l.block_size) + (NONCE_LEN + TAG_LEN) as u64) as usize;
+                let slen = (l.block_size.min(size - b * l.block_size)
+                    + (NONCE_LEN + TAG_LEN) as u64) as usize;
                 sealed.resize(slen, 0);
                 src.read_exact_at(&mut sealed, l.block_offset(b))
-                    .map_err(|_| VolumeError::Integrity(format!("block {b} is missing (ciphertext file truncated)")))?;
+                    .map_err(|_| {
+                        VolumeError::Integrity(format!(
+                            "block {b} is missing (ciphertext file truncated)"
+                        ))
+                    })?;
                 let plain_len = old_cipher
                     .open(&block_aad(&old.file_id, b, b == last), &mut sealed)
-                    .map_err(|_| VolumeError::Integrity(format!("block {b} failed authentication")))?
+                    .map_err(|_| {
+                        VolumeError::Integrity(format!("block {b} failed authentication"))
+                    })?
                     .len();
                 debug_assert_eq!(plain_len + NONCE_LEN + TAG_LEN, slen);
                 new_cipher.seal(&block_aad(&old.file_id, b, b == last), &mut sealed)?;
                 out.write_all_at(&sealed, l.block_offset(b))?;
             }
-            self.rekey_xattrs(src.as_raw_fd(), out.as_raw_fd(), old.file_id, old.key, current)?;
+            self.rekey_xattrs(
+                src.as_raw_fd(),
+                out.as_raw_fd(),
+                old.file_id,
+                old.key,
+                current,
+            )?;
             let s = fstat(src.as_fd())?;
-            fchown(out.as_fd(), Some(Uid::from_raw(s.st_uid)), Some(Gid::from_raw(s.st_gid)))?;
+            fchown(
+                out.as_fd(),
+                Some(Uid::from_raw(s.st_uid)),
+                Some(Gid::from_raw(s.st_gid)),
+            )?;
             nix::sys::stat::fchmod(out.as_fd(), Mode::from_bits_truncate(s.st_mode & 0o7777))?;
-            futimens(out.as_fd(), &ts(s.st_atime, s.st_atime_nsec), &ts(s.st_mtime, s.st_mtime_nsec))?;
+            futimens(
+                out.as_fd(),
+                &ts(s.st_atime, s.st_atime_nsec),
+                &ts(s.st_mtime, s.st_mtime_nsec),
+            )?;
             out.sync_all()?;
-            renameat2(dir.fd(), tmp.as_str(), dir.fd(), b.entry(), RenameFlags::empty())?;
+            renameat2(
+                dir.fd(),
+                tmp.as_str(),
+                dir.fd(),
+                b.entry(),
+                RenameFlags::empty(),
+            )?;
             nix::unistd::fsync(dir.fd())?;
             Ok(())
         })();

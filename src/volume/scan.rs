@@ -18,13 +18,18 @@ use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
 use nix::sys::stat::{Mode, fstatat};
 
-use crate::format::{DIRID_FILE_NAME, DIRID_LEN, DataKeyRef, DirIdFile, FileHeader, HEADER_LEN, META_DIR};
+use crate::format::{
+    DIRID_FILE_NAME, DIRID_LEN, DataKeyRef, DirIdFile, FileHeader, HEADER_LEN, META_DIR,
+};
 use crate::keys::DataKey;
 use crate::names::{self, EntryKind, LONG_NAME_PREFIX, SIDE_FILE_PREFIX};
 
 use super::{FileKind, OpenFile, Result, Volume, symlink};
 
-const DIR_FLAGS: OFlag = OFlag::O_RDONLY.union(OFlag::O_DIRECTORY).union(OFlag::O_NOFOLLOW).union(OFlag::O_CLOEXEC);
+const DIR_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_DIRECTORY)
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC);
 
 /// Prefix of the temporary directory `mkdir` builds a new directory in.
 pub const TMP_MKDIR_PREFIX: &str = ".tmp.mkdir.";
@@ -63,12 +68,22 @@ impl ScanDir {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EntryName {
     /// A valid encrypted name (`side_file` for a long name).
-    Name { plain: Vec<u8>, side_file: Option<String> },
+    Name {
+        plain: Vec<u8>,
+        side_file: Option<String>,
+    },
     /// It decrypts, but the name encrypts to another backing name (e.g. a short encoding
     /// stored as a long-name entry): lookups by name cannot find the entry.
-    Misplaced { plain: Vec<u8>, expected: String, side_file: Option<String> },
+    Misplaced {
+        plain: Vec<u8>,
+        expected: String,
+        side_file: Option<String>,
+    },
     /// An encrypted-looking name (or a long name's side file) that does not decrypt.
-    Undecryptable { reason: String, side_file: Option<String> },
+    Undecryptable {
+        reason: String,
+        side_file: Option<String>,
+    },
     /// A long-name entry `.L<hash>` whose side file `.N<hash>` is missing or unreadable.
     MissingSideFile { side_file: String, reason: String },
     /// The directory's names cannot be decrypted at all (no valid id file, or its data key
@@ -188,7 +203,12 @@ impl Volume {
     /// says. Entries that vanish while listing (a mounted volume) are left out.
     #[allow(clippy::useless_conversion)] // nlink_t is u32 on some targets
     pub fn scan_entries(&self, dir: &ScanDir) -> Result<Vec<ScanEntry>> {
-        let mut d = nix::dir::Dir::openat(&dir.fd, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+        let mut d = nix::dir::Dir::openat(
+            &dir.fd,
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
         let mut raw: Vec<OsString> = Vec::new();
         for e in d.iter() {
             let e = e?;
@@ -205,18 +225,40 @@ impl Volume {
         for entry in &raw {
             let (kind, backing_ino, nlink, backing_size, stat_error) =
                 match fstatat(&dir.fd, entry.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-                    Ok(st) => (FileKind::from_mode(st.st_mode), st.st_ino, u64::from(st.st_nlink), st.st_size as u64, None),
+                    Ok(st) => (
+                        FileKind::from_mode(st.st_mode),
+                        st.st_ino,
+                        u64::from(st.st_nlink),
+                        st.st_size as u64,
+                        None,
+                    ),
                     Err(Errno::ENOENT) => continue,
                     Err(e) => (None, 0, 0, 0, Some(e.to_string())),
                 };
             let name = self.classify_entry(dir, key.as_deref(), entry, &present);
-            out.push(ScanEntry { entry: entry.clone(), kind, backing_ino, nlink, backing_size, stat_error, name });
+            out.push(ScanEntry {
+                entry: entry.clone(),
+                kind,
+                backing_ino,
+                nlink,
+                backing_size,
+                stat_error,
+                name,
+            });
         }
         Ok(out)
     }
 
-    fn classify_entry(&self, dir: &ScanDir, key: Option<&DataKey>, entry: &OsStr, present: &HashSet<&[u8]>) -> EntryName {
-        let Some(s) = entry.to_str() else { return EntryName::Unknown };
+    fn classify_entry(
+        &self,
+        dir: &ScanDir,
+        key: Option<&DataKey>,
+        entry: &OsStr,
+        present: &HashSet<&[u8]>,
+    ) -> EntryName {
+        let Some(s) = entry.to_str() else {
+            return EntryName::Unknown;
+        };
         if s == DIRID_FILE_NAME {
             return EntryName::DirId;
         }
@@ -233,7 +275,10 @@ impl Volume {
             let long = format!("{LONG_NAME_PREFIX}{hash}");
             if matches!(names::classify(&long), EntryKind::Long { .. }) {
                 let orphan = !present.contains(long.as_bytes());
-                return EntryName::SideFile { entry: long, orphan };
+                return EntryName::SideFile {
+                    entry: long,
+                    orphan,
+                };
             }
             return EntryName::Unknown;
         }
@@ -242,7 +287,9 @@ impl Volume {
             EntryKind::Short(enc) => (enc.to_string(), None),
             EntryKind::Long { side_file } => {
                 if key.is_none() {
-                    return EntryName::Unnamed { side_file: Some(side_file) };
+                    return EntryName::Unnamed {
+                        side_file: Some(side_file),
+                    };
                 }
                 match read_side_file(&dir.fd, &side_file) {
                     Ok(enc) => (enc, Some(side_file)),
@@ -257,8 +304,15 @@ impl Volume {
         match names::decrypt_name(key.names(), &id.dir_id, &encoded, long_entry) {
             Ok(plain) => match names::encrypt_name(key.names(), &id.dir_id, &plain) {
                 Ok(b) if b.entry() == s => EntryName::Name { plain, side_file },
-                Ok(b) => EntryName::Misplaced { plain, expected: b.entry().to_string(), side_file },
-                Err(e) => EntryName::Undecryptable { reason: format!("decrypted name is not valid: {e}"), side_file },
+                Ok(b) => EntryName::Misplaced {
+                    plain,
+                    expected: b.entry().to_string(),
+                    side_file,
+                },
+                Err(e) => EntryName::Undecryptable {
+                    reason: format!("decrypted name is not valid: {e}"),
+                    side_file,
+                },
             },
             Err(e) => {
                 let reason = if side_file.is_some() {
@@ -274,7 +328,12 @@ impl Volume {
     /// Opens the regular file `entry` of `dir` read-only for content checks (shared with any
     /// open handle of the same inode, like `Volume::open_file`).
     pub fn scan_open_file(&self, dir: &ScanDir, entry: &OsStr) -> Result<Arc<OpenFile>> {
-        let fd = openat(&dir.fd, entry, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK, Mode::empty())?;
+        let fd = openat(
+            &dir.fd,
+            entry,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        )?;
         self.share_open_file(File::from(fd))
     }
 
@@ -296,10 +355,15 @@ impl Volume {
             }
         }
         if got < HEADER_LEN {
-            return Ok((len, HeaderState::Bad(format!("file is {len} bytes, shorter than a header"))));
+            return Ok((
+                len,
+                HeaderState::Bad(format!("file is {len} bytes, shorter than a header")),
+            ));
         }
         let state = match FileHeader::decode(&buf) {
-            Ok(h) if h.block_shift as u32 == self.layout().block_size.trailing_zeros() => HeaderState::Valid(h),
+            Ok(h) if h.block_shift as u32 == self.layout().block_size.trailing_zeros() => {
+                HeaderState::Valid(h)
+            }
             Ok(h) => HeaderState::Bad(format!(
                 "header says block size {}, the volume uses {}",
                 1u64 << h.block_shift,
@@ -314,20 +378,32 @@ impl Volume {
     pub fn scan_readlink(&self, dir: &ScanDir, entry: &OsStr) -> Result<SymlinkScan> {
         let stored = readlinkat(&dir.fd, entry)?;
         let stored = stored.as_bytes();
-        let key = URL_SAFE_NO_PAD.decode(stored).ok().filter(|b| b.len() >= 9).map(|b| DataKeyRef {
-            scope: u32::from_le_bytes([b[1], b[2], b[3], b[4]]),
-            epoch: u32::from_le_bytes([b[5], b[6], b[7], b[8]]),
-        });
-        Ok(SymlinkScan { key, target: symlink::decrypt_target(self.keys(), stored) })
+        let key = URL_SAFE_NO_PAD
+            .decode(stored)
+            .ok()
+            .filter(|b| b.len() >= 9)
+            .map(|b| DataKeyRef {
+                scope: u32::from_le_bytes([b[1], b[2], b[3], b[4]]),
+                epoch: u32::from_le_bytes([b[5], b[6], b[7], b[8]]),
+            });
+        Ok(SymlinkScan {
+            key,
+            target: symlink::decrypt_target(self.keys(), stored),
+        })
     }
 }
 
 fn read_dir_id(fd: &OwnedFd) -> std::result::Result<DirIdFile, String> {
-    let idfd = openat(fd, DIRID_FILE_NAME, OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK, Mode::empty())
-        .map_err(|e| match e {
-            Errno::ENOENT => format!("{DIRID_FILE_NAME} is missing"),
-            e => format!("{DIRID_FILE_NAME} is unreadable: {e}"),
-        })?;
+    let idfd = openat(
+        fd,
+        DIRID_FILE_NAME,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        Errno::ENOENT => format!("{DIRID_FILE_NAME} is missing"),
+        e => format!("{DIRID_FILE_NAME} is unreadable: {e}"),
+    })?;
     let f = File::from(idfd);
     let mut buf = [0u8; DIRID_LEN + 1];
     let mut got = 0;
@@ -343,11 +419,16 @@ fn read_dir_id(fd: &OwnedFd) -> std::result::Result<DirIdFile, String> {
 }
 
 fn read_side_file(dir: &OwnedFd, side_file: &str) -> std::result::Result<String, String> {
-    let fd = openat(dir, side_file, OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK, Mode::empty())
-        .map_err(|e| match e {
-            Errno::ENOENT => format!("side file {side_file} is missing"),
-            e => format!("side file {side_file} is unreadable: {e}"),
-        })?;
+    let fd = openat(
+        dir,
+        side_file,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        Errno::ENOENT => format!("side file {side_file} is missing"),
+        e => format!("side file {side_file} is unreadable: {e}"),
+    })?;
     let mut s = String::new();
     std::io::Read::read_to_string(&mut std::io::Read::take(File::from(fd), 4096), &mut s)
         .map_err(|e| format!("side file {side_file} is unreadable: {e}"))?;

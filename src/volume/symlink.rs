@@ -40,13 +40,16 @@ pub fn encrypt_target(keys: &KeyHierarchy, key: DataKeyRef, target: &[u8]) -> Re
     buf[5..9].copy_from_slice(&key.epoch.to_le_bytes());
     buf[9..25].copy_from_slice(&link_id);
     buf[PREFIX_LEN + NONCE_LEN..PREFIX_LEN + NONCE_LEN + target.len()].copy_from_slice(target);
-    dk.symlink_cipher(&link_id)?.seal(&aad(&link_id), &mut buf[PREFIX_LEN..])?;
+    dk.symlink_cipher(&link_id)?
+        .seal(&aad(&link_id), &mut buf[PREFIX_LEN..])?;
     Ok(URL_SAFE_NO_PAD.encode(buf))
 }
 
 pub fn decrypt_target(keys: &KeyHierarchy, stored: &[u8]) -> Result<Vec<u8>> {
     let bad = |why: &str| VolumeError::Integrity(format!("symlink target {why}"));
-    let mut buf = URL_SAFE_NO_PAD.decode(stored).map_err(|_| bad("is not base64"))?;
+    let mut buf = URL_SAFE_NO_PAD
+        .decode(stored)
+        .map_err(|_| bad("is not base64"))?;
     if buf.len() < OVERHEAD {
         return Err(bad("is too short"));
     }
@@ -54,7 +57,10 @@ pub fn decrypt_target(keys: &KeyHierarchy, stored: &[u8]) -> Result<Vec<u8>> {
         return Err(bad("has an unknown version"));
     }
     let le = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    let key = DataKeyRef { scope: le(&buf[1..5]), epoch: le(&buf[5..9]) };
+    let key = DataKeyRef {
+        scope: le(&buf[1..5]),
+        epoch: le(&buf[5..9]),
+    };
     let mut link_id = [0u8; 16];
     link_id.copy_from_slice(&buf[9..25]);
     let dk = keys.data_key(key)?;
@@ -72,5 +78,8 @@ pub fn target_key(stored: &[u8]) -> Option<DataKeyRef> {
         return None;
     }
     let le = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    Some(DataKeyRef { scope: le(&buf[1..5]), epoch: le(&buf[5..9]) })
+    Some(DataKeyRef {
+        scope: le(&buf[1..5]),
+        epoch: le(&buf[5..9]),
+    })
 }

@@ -41,14 +41,20 @@ impl Volume {
         Ok(match t {
             XattrTarget::Dir(d) => {
                 let id = self.dir_identity(d);
-                Some(Identity { key: id.key, object_id: id.dir_id })
+                Some(Identity {
+                    key: id.key,
+                    object_id: id.dir_id,
+                })
             }
             XattrTarget::File(f) => {
                 if !create && f.file_id().is_none() {
                     return Ok(None);
                 }
                 let h = self.file_identity(f)?;
-                Some(Identity { key: h.key, object_id: h.file_id })
+                Some(Identity {
+                    key: h.key,
+                    object_id: h.file_id,
+                })
             }
         })
     }
@@ -69,7 +75,8 @@ impl Volume {
         let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, k.expose()), name);
         let mut h = [0u8; 32];
         h.copy_from_slice(tag.as_ref());
-        let n = CString::new(format!("{BACKING_PREFIX}{}", URL_SAFE_NO_PAD.encode(h))).map_err(|_| errno(libc::EINVAL))?;
+        let n = CString::new(format!("{BACKING_PREFIX}{}", URL_SAFE_NO_PAD.encode(h)))
+            .map_err(|_| errno(libc::EINVAL))?;
         Ok((n, h))
     }
 
@@ -81,7 +88,13 @@ impl Volume {
         a
     }
 
-    pub fn set_xattr(&self, t: XattrTarget<'_>, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
+    pub fn set_xattr(
+        &self,
+        t: XattrTarget<'_>,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> Result<()> {
         if self.read_only() {
             return Err(errno(libc::EROFS));
         }
@@ -109,7 +122,8 @@ impl Volume {
         cipher.seal(&Self::xattr_aad(&id, &h), &mut buf[1..])?;
         let (fd, _keep) = Self::xattr_fd(&t);
         // SAFETY: fd is open for the call; name is NUL-terminated; buf is valid for its length.
-        let r = unsafe { libc::fsetxattr(fd, bname.as_ptr(), buf.as_ptr().cast(), buf.len(), flags) };
+        let r =
+            unsafe { libc::fsetxattr(fd, bname.as_ptr(), buf.as_ptr().cast(), buf.len(), flags) };
         if r != 0 {
             return Err(os_err());
         }
@@ -128,13 +142,20 @@ impl Volume {
     }
 
     /// Decrypts a stored value; returns (name, value).
-    fn open_xattr(&self, id: &Identity, h: &[u8; 32], mut stored: Vec<u8>) -> Result<(Vec<u8>, Vec<u8>)> {
+    fn open_xattr(
+        &self,
+        id: &Identity,
+        h: &[u8; 32],
+        mut stored: Vec<u8>,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
         let bad = || VolumeError::Integrity("xattr value failed authentication".into());
         if stored.len() < 1 + NONCE_LEN + 2 + TAG_LEN || stored[0] != FORMAT_VERSION {
             return Err(bad());
         }
         let cipher = self.keys().data_key(id.key)?.xattr_cipher(&id.object_id)?;
-        let plain = cipher.open(&Self::xattr_aad(id, h), &mut stored[1..]).map_err(|_| bad())?;
+        let plain = cipher
+            .open(&Self::xattr_aad(id, h), &mut stored[1..])
+            .map_err(|_| bad())?;
         let nlen = u16::from_le_bytes([plain[0], plain[1]]) as usize;
         if plain.len() < 2 + nlen {
             return Err(bad());
@@ -154,7 +175,9 @@ impl Volume {
         })?;
         if stored_name != name.as_bytes() {
             tracing::error!("xattr {:?}: stored under another name", name);
-            return Err(VolumeError::Integrity("xattr stored under another name".into()));
+            return Err(VolumeError::Integrity(
+                "xattr stored under another name".into(),
+            ));
         }
         Ok(value)
     }
@@ -171,12 +194,24 @@ impl Volume {
             return Err(os_err());
         }
         let mut names = Vec::new();
-        for raw in buf[..n as usize].split(|b| *b == 0).filter(|s| !s.is_empty()) {
-            let Some(enc) = raw.strip_prefix(BACKING_PREFIX.as_bytes()) else { continue };
-            let Ok(hv) = URL_SAFE_NO_PAD.decode(enc) else { continue };
-            let Ok(h) = <[u8; 32]>::try_from(hv.as_slice()) else { continue };
-            let Ok(bname) = CString::new(raw.to_vec()) else { continue };
-            let decoded = Self::read_backing_xattr(fd, &bname).and_then(|s| self.open_xattr(&id, &h, s));
+        for raw in buf[..n as usize]
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+        {
+            let Some(enc) = raw.strip_prefix(BACKING_PREFIX.as_bytes()) else {
+                continue;
+            };
+            let Ok(hv) = URL_SAFE_NO_PAD.decode(enc) else {
+                continue;
+            };
+            let Ok(h) = <[u8; 32]>::try_from(hv.as_slice()) else {
+                continue;
+            };
+            let Ok(bname) = CString::new(raw.to_vec()) else {
+                continue;
+            };
+            let decoded =
+                Self::read_backing_xattr(fd, &bname).and_then(|s| self.open_xattr(&id, &h, s));
             match decoded {
                 Ok((name, _)) => names.push(name),
                 Err(e) => tracing::warn!("skipping an xattr that does not decrypt: {e}"),
@@ -187,9 +222,22 @@ impl Volume {
 
     /// Copies every xattr of the object from `from_fd` to `to_fd`, re-sealed under `new_key`
     /// (same object id). Used when a file moves to a newer data key.
-    pub(super) fn rekey_xattrs(&self, from_fd: i32, to_fd: i32, object_id: [u8; 16], old_key: DataKeyRef, new_key: DataKeyRef) -> Result<usize> {
-        let old = Identity { key: old_key, object_id };
-        let new = Identity { key: new_key, object_id };
+    pub(super) fn rekey_xattrs(
+        &self,
+        from_fd: i32,
+        to_fd: i32,
+        object_id: [u8; 16],
+        old_key: DataKeyRef,
+        new_key: DataKeyRef,
+    ) -> Result<usize> {
+        let old = Identity {
+            key: old_key,
+            object_id,
+        };
+        let new = Identity {
+            key: new_key,
+            object_id,
+        };
         let mut list = vec![0u8; 65536];
         // SAFETY: list is valid for its length.
         let n = unsafe { libc::flistxattr(from_fd, list.as_mut_ptr().cast(), list.len()) };
@@ -197,11 +245,22 @@ impl Volume {
             return Err(os_err());
         }
         let mut copied = 0;
-        for raw in list[..n as usize].split(|b| *b == 0).filter(|s| !s.is_empty()) {
-            let Some(enc) = raw.strip_prefix(BACKING_PREFIX.as_bytes()) else { continue };
-            let Ok(hv) = URL_SAFE_NO_PAD.decode(enc) else { continue };
-            let Ok(h) = <[u8; 32]>::try_from(hv.as_slice()) else { continue };
-            let Ok(bname) = CString::new(raw.to_vec()) else { continue };
+        for raw in list[..n as usize]
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+        {
+            let Some(enc) = raw.strip_prefix(BACKING_PREFIX.as_bytes()) else {
+                continue;
+            };
+            let Ok(hv) = URL_SAFE_NO_PAD.decode(enc) else {
+                continue;
+            };
+            let Ok(h) = <[u8; 32]>::try_from(hv.as_slice()) else {
+                continue;
+            };
+            let Ok(bname) = CString::new(raw.to_vec()) else {
+                continue;
+            };
             let stored = Self::read_backing_xattr(from_fd, &bname)?;
             let (name, value) = self.open_xattr(&old, &h, stored)?;
             let (new_bname, new_h) = self.xattr_backing_name(&new, &name)?;
@@ -212,10 +271,15 @@ impl Volume {
             buf[p..p + 2].copy_from_slice(&(name.len() as u16).to_le_bytes());
             buf[p + 2..p + 2 + name.len()].copy_from_slice(&name);
             buf[p + 2 + name.len()..p + plain_len].copy_from_slice(&value);
-            let cipher = self.keys().data_key(new.key)?.xattr_cipher(&new.object_id)?;
+            let cipher = self
+                .keys()
+                .data_key(new.key)?
+                .xattr_cipher(&new.object_id)?;
             cipher.seal(&Self::xattr_aad(&new, &new_h), &mut buf[1..])?;
             // SAFETY: valid name and buffer.
-            let r = unsafe { libc::fsetxattr(to_fd, new_bname.as_ptr(), buf.as_ptr().cast(), buf.len(), 0) };
+            let r = unsafe {
+                libc::fsetxattr(to_fd, new_bname.as_ptr(), buf.as_ptr().cast(), buf.len(), 0)
+            };
             if r != 0 {
                 return Err(os_err());
             }
@@ -228,14 +292,21 @@ impl Volume {
     /// opening it (`ls -l` asks every file for ACL and SELinux xattrs it does not have).
     pub fn file_has_xattrs(&self, dir: &Dir, name: &OsStr) -> Result<bool> {
         let b = self.backing_name(dir, name)?;
-        let path = CString::new(format!("/proc/self/fd/{}/{}", dir.fd().as_raw_fd(), b.entry())).map_err(|_| errno(libc::EINVAL))?;
+        let path = CString::new(format!(
+            "/proc/self/fd/{}/{}",
+            dir.fd().as_raw_fd(),
+            b.entry()
+        ))
+        .map_err(|_| errno(libc::EINVAL))?;
         let mut buf = vec![0u8; 65536];
         // SAFETY: path is NUL-terminated; buf is valid for its length.
         let n = unsafe { libc::llistxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
         if n < 0 {
             return Err(os_err());
         }
-        Ok(buf[..n as usize].split(|b| *b == 0).any(|x| x.starts_with(BACKING_PREFIX.as_bytes())))
+        Ok(buf[..n as usize]
+            .split(|b| *b == 0)
+            .any(|x| x.starts_with(BACKING_PREFIX.as_bytes())))
     }
 
     pub fn remove_xattr(&self, t: XattrTarget<'_>, name: &OsStr) -> Result<()> {

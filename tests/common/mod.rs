@@ -20,13 +20,18 @@ pub fn bin() -> &'static str {
 /// A `cmkfs` command with logging turned on (`RUST_LOG=info`, or `CMKFS_TEST_LOG` if set).
 pub fn cmkfs() -> Command {
     let mut c = Command::new(bin());
-    c.env("RUST_LOG", std::env::var("CMKFS_TEST_LOG").unwrap_or_else(|_| "info".into()));
+    c.env(
+        "RUST_LOG",
+        std::env::var("CMKFS_TEST_LOG").unwrap_or_else(|_| "info".into()),
+    );
     c
 }
 
 /// Whether `CMKFS_TEST_FOREGROUND=1` asks the fixture to mount with `--foreground`.
 pub fn foreground_mode() -> bool {
-    std::env::var("CMKFS_TEST_FOREGROUND").map(|v| v == "1").unwrap_or(false)
+    std::env::var("CMKFS_TEST_FOREGROUND")
+        .map(|v| v == "1")
+        .unwrap_or(false)
 }
 
 /// Result of a finished command.
@@ -116,7 +121,10 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -185,11 +193,25 @@ impl TestVolume {
 
     /// Creates the directories and runs `cmkfs init`, without mounting.
     pub fn init_only() -> Self {
-        let dir = tempfile::Builder::new().prefix("cmkfs-test-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("cmkfs-test-")
+            .tempdir()
+            .expect("tempdir");
         fs::create_dir(dir.path().join("backing")).unwrap();
         fs::create_dir(dir.path().join("mnt")).unwrap();
-        let v = TestVolume { dir, mounted: false, fg_child: None, opts: Vec::new() };
-        run_ok(cmkfs().arg("init").arg(v.backing()).arg("--service-key").arg(v.key()));
+        let v = TestVolume {
+            dir,
+            mounted: false,
+            fg_child: None,
+            opts: Vec::new(),
+        };
+        run_ok(
+            cmkfs()
+                .arg("init")
+                .arg(v.backing())
+                .arg("--service-key")
+                .arg(v.key()),
+        );
         v
     }
 
@@ -264,12 +286,18 @@ impl TestVolume {
 
     fn mount_foreground(&mut self) {
         let mut cmd = self.mount_cmd();
-        cmd.arg("--foreground").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.arg("--foreground")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         let mut child = cmd.spawn().expect("spawn foreground mount");
         let start = Instant::now();
         while !is_mounted(&self.mnt()) {
             if let Some(st) = child.try_wait().unwrap() {
-                panic!("foreground mount exited with {st}; log:\n{}", self.log_contents());
+                panic!(
+                    "foreground mount exited with {st}; log:\n{}",
+                    self.log_contents()
+                );
             }
             if start.elapsed() > CMD_TIMEOUT {
                 let _ = child.kill();
@@ -351,7 +379,9 @@ impl Drop for TestVolume {
 }
 
 fn run_quiet(cmd: &mut Command) -> io::Result<ExitStatus> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let mut child = cmd.spawn()?;
     let start = Instant::now();
     loop {
@@ -368,7 +398,10 @@ fn run_quiet(cmd: &mut Command) -> io::Result<ExitStatus> {
 
 /// All non-directory entries under `root`, recursively (symlinks not followed).
 pub fn backing_files(root: &Path) -> Vec<PathBuf> {
-    walk(root).into_iter().filter(|p| !fs::symlink_metadata(p).map(|m| m.is_dir()).unwrap_or(false)).collect()
+    walk(root)
+        .into_iter()
+        .filter(|p| !fs::symlink_metadata(p).map(|m| m.is_dir()).unwrap_or(false))
+        .collect()
 }
 
 /// All entries (files, dirs, symlinks...) under `root`, recursively, excluding `root`.
@@ -410,7 +443,12 @@ pub fn visible_entries(dir: &Path) -> Vec<PathBuf> {
 pub fn new_entry(backing_dir: &Path, before: &[PathBuf]) -> PathBuf {
     let now = visible_entries(backing_dir);
     let new: Vec<&PathBuf> = now.iter().filter(|p| !before.contains(p)).collect();
-    assert_eq!(new.len(), 1, "expected exactly one new backing entry in {}, got {new:?}", backing_dir.display());
+    assert_eq!(
+        new.len(),
+        1,
+        "expected exactly one new backing entry in {}, got {new:?}",
+        backing_dir.display()
+    );
     new[0].clone()
 }
 
@@ -428,11 +466,19 @@ pub fn errno<T>(r: &io::Result<T>) -> Option<i32> {
 
 /// Converts a libc return value (-1 = error) to io::Result.
 pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
 }
 
 pub fn cvt_l(ret: libc::c_long) -> io::Result<libc::c_long> {
-    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
 }
 
 /// xorshift64* PRNG: deterministic, seedable, no dependencies.
@@ -481,7 +527,10 @@ impl Rng {
 
 /// Seed from `CMKFS_SEED` or `default`, printed so failures can be replayed.
 pub fn seed_from_env(default: u64) -> u64 {
-    let s = std::env::var("CMKFS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(default);
+    let s = std::env::var("CMKFS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
     eprintln!("CMKFS_SEED={s}");
     s
 }

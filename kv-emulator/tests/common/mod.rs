@@ -16,8 +16,15 @@ pub struct StaticToken(pub String);
 
 #[async_trait::async_trait]
 impl TokenCredential for StaticToken {
-    async fn get_token(&self, _scopes: &[&str], _o: Option<TokenRequestOptions<'_>>) -> azure_core::Result<AccessToken> {
-        Ok(AccessToken::new(Secret::new(self.0.clone()), OffsetDateTime::now_utc() + Duration::hours(1)))
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _o: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        Ok(AccessToken::new(
+            Secret::new(self.0.clone()),
+            OffsetDateTime::now_utc() + Duration::hours(1),
+        ))
     }
 }
 
@@ -43,7 +50,11 @@ pub fn key_client(vault_url: &str, ca_pem: &str, token: &str) -> KeyClient {
 
 /// RSA-OAEP-256 parameters for `value`.
 pub fn oaep256(value: Vec<u8>) -> KeyOperationParameters {
-    KeyOperationParameters { algorithm: Some(EncryptionAlgorithm::RsaOaep256), value: Some(value), ..Default::default() }
+    KeyOperationParameters {
+        algorithm: Some(EncryptionAlgorithm::RsaOaep256),
+        value: Some(value),
+        ..Default::default()
+    }
 }
 
 /// (status, error.code, innererror.code) of an SDK error.

@@ -35,8 +35,14 @@ pub fn classify(what: &str, e: azure_core::Error) -> KeyError {
             };
             KeyError::Revoked(format!("{what}: {why} ({inner})"))
         }
-        Some(408) | Some(429) | Some(500..=599) => KeyError::Unavailable(format!("{what}: Key Vault unreachable (HTTP {})", status.unwrap_or(0))),
-        Some(s) => KeyError::Unwrap { key: crate::format::DataKeyRef { scope: 0, epoch: 0 }, reason: format!("{what}: HTTP {s}: {e}") },
+        Some(408) | Some(429) | Some(500..=599) => KeyError::Unavailable(format!(
+            "{what}: Key Vault unreachable (HTTP {})",
+            status.unwrap_or(0)
+        )),
+        Some(s) => KeyError::Unwrap {
+            key: crate::format::DataKeyRef { scope: 0, epoch: 0 },
+            reason: format!("{what}: HTTP {s}: {e}"),
+        },
         None => match e.kind() {
             ErrorKind::Connection | ErrorKind::Io | ErrorKind::Credential => {
                 KeyError::Unavailable(format!("{what}: Key Vault unreachable ({e})"))

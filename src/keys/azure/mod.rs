@@ -13,10 +13,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use azure_core::http::{ClientOptions, RetryOptions, Transport};
 use azure_core::http::ExponentialRetryOptions;
+use azure_core::http::{ClientOptions, RetryOptions, Transport};
 use azure_security_keyvault_keys::models::{
-    EncryptionAlgorithm, KeyType, KeyClientGetKeyOptions, KeyClientWrapKeyOptions, KeyOperationParameters,
+    EncryptionAlgorithm, KeyClientGetKeyOptions, KeyClientWrapKeyOptions, KeyOperationParameters,
+    KeyType,
 };
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use zeroize::Zeroizing;
@@ -64,9 +65,18 @@ struct Connection {
 impl Connection {
     fn note_request_id(&self, headers: &azure_core::http::headers::Headers) {
         let id = headers
-            .get_optional_string(&azure_core::http::headers::HeaderName::from_static("x-ms-request-id"))
-            .or_else(|| headers.get_optional_string(&azure_core::http::headers::HeaderName::from_static("x-ms-client-request-id")));
-        *self.last_request_id.lock().unwrap_or_else(|p| p.into_inner()) = id;
+            .get_optional_string(&azure_core::http::headers::HeaderName::from_static(
+                "x-ms-request-id",
+            ))
+            .or_else(|| {
+                headers.get_optional_string(&azure_core::http::headers::HeaderName::from_static(
+                    "x-ms-client-request-id",
+                ))
+            });
+        *self
+            .last_request_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = id;
     }
 }
 
@@ -82,7 +92,9 @@ pub struct AzureCmk {
 
 impl std::fmt::Debug for AzureCmk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AzureCmk").field("key_url", &self.key_url).finish_non_exhaustive()
+        f.debug_struct("AzureCmk")
+            .field("key_url", &self.key_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -94,7 +106,14 @@ impl AzureCmk {
     pub fn new(settings: AzureSettings) -> Result<AzureCmk, String> {
         let (endpoint, name, _) = parse_key_url(&settings.key_url)?;
         let key_url = format!("{}keys/{name}", endpoint);
-        let cmk = AzureCmk { settings, key_url, name, endpoint, conn: Mutex::new(None), algorithm: std::sync::OnceLock::new() };
+        let cmk = AzureCmk {
+            settings,
+            key_url,
+            name,
+            endpoint,
+            conn: Mutex::new(None),
+            algorithm: std::sync::OnceLock::new(),
+        };
         cmk.connection()?;
         Ok(cmk)
     }
@@ -107,10 +126,13 @@ impl AzureCmk {
             .build()
             .map_err(|e| format!("cannot start the Key Vault runtime: {e}"))?;
         let credential = self.settings.credential.build()?;
-        let mut http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(self.settings.timeout);
+        let mut http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(self.settings.timeout);
         if let Some(ca) = &self.settings.ca_file {
             let pem = std::fs::read(ca).map_err(|e| format!("CA file {}: {e}", ca.display()))?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
             http = http.add_root_certificate(cert);
         }
         let http = http.build().map_err(|e| format!("HTTP client: {e}"))?;
@@ -120,18 +142,30 @@ impl AzureCmk {
             RetryOptions::exponential(ExponentialRetryOptions {
                 initial_delay: azure_core::time::Duration::milliseconds(200),
                 max_retries: self.settings.retries,
-                max_total_elapsed: azure_core::time::Duration::seconds(self.settings.timeout.as_secs() as i64),
+                max_total_elapsed: azure_core::time::Duration::seconds(
+                    self.settings.timeout.as_secs() as i64,
+                ),
                 max_delay: azure_core::time::Duration::seconds(2),
             })
         };
-        let client_options = ClientOptions { transport: Some(Transport::new(Arc::new(http))), retry, ..Default::default() };
+        let client_options = ClientOptions {
+            transport: Some(Transport::new(Arc::new(http))),
+            retry,
+            ..Default::default()
+        };
         let options = KeyClientOptions {
             client_options,
             verify_challenge_resource: Some(self.settings.verify_challenge_resource),
             ..Default::default()
         };
-        let client = KeyClient::new(&self.endpoint, credential, Some(options)).map_err(|e| format!("Key Vault client: {e}"))?;
-        Ok(Connection { pid: std::process::id(), rt, client, last_request_id: Mutex::new(None) })
+        let client = KeyClient::new(&self.endpoint, credential, Some(options))
+            .map_err(|e| format!("Key Vault client: {e}"))?;
+        Ok(Connection {
+            pid: std::process::id(),
+            rt,
+            client,
+            last_request_id: Mutex::new(None),
+        })
     }
 
     fn connection(&self) -> Result<Arc<Connection>, String> {
@@ -161,7 +195,10 @@ impl AzureCmk {
         conn.rt.block_on(async move {
             match tokio::time::timeout(timeout, fut).await {
                 Ok(r) => r,
-                Err(_) => Err(KeyError::Unavailable(format!("{what}: Key Vault unreachable (no answer in {} s)", timeout.as_secs()))),
+                Err(_) => Err(KeyError::Unavailable(format!(
+                    "{what}: Key Vault unreachable (no answer in {} s)",
+                    timeout.as_secs()
+                ))),
             }
         })
     }
@@ -195,7 +232,10 @@ impl AzureCmk {
         let what = format!("get {}", self.key_url);
         self.call(&what.clone(), move |conn| async move {
             let client = &conn.client;
-            let opts = KeyClientGetKeyOptions { key_version: version, ..Default::default() };
+            let opts = KeyClientGetKeyOptions {
+                key_version: version,
+                ..Default::default()
+            };
             let key = client
                 .get_key(&name, Some(opts))
                 .await
@@ -211,8 +251,16 @@ impl AzureCmk {
 
 impl KeyProvider for AzureCmk {
     fn last_request_id(&self) -> Option<String> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
-        let id = conn.last_request_id.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        let id = conn
+            .last_request_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         id
     }
 
@@ -232,8 +280,14 @@ impl KeyProvider for AzureCmk {
         let value = plain.to_vec();
         self.call(&what.clone(), move |conn| async move {
             let client = &conn.client;
-            let params = KeyOperationParameters { algorithm: sdk_algorithm(alg), value: Some(value), ..Default::default() };
-            let content = params.try_into().map_err(|e| KeyError::Unavailable(format!("{what}: {e}")))?;
+            let params = KeyOperationParameters {
+                algorithm: sdk_algorithm(alg),
+                value: Some(value),
+                ..Default::default()
+            };
+            let content = params
+                .try_into()
+                .map_err(|e| KeyError::Unavailable(format!("{what}: {e}")))?;
             let resp = client
                 .wrap_key(&name, content, Some(KeyClientWrapKeyOptions::default()))
                 .await
@@ -242,9 +296,19 @@ impl KeyProvider for AzureCmk {
             let r = resp
                 .into_model()
                 .map_err(|e| KeyError::Unavailable(format!("{what}: bad answer: {e}")))?;
-            let kid = r.kid.filter(|k| version_of(k).is_some()).ok_or_else(|| KeyError::Unavailable(format!("{what}: no versioned key id in the answer")))?;
-            let wrapped = r.result.ok_or_else(|| KeyError::Unavailable(format!("{what}: no wrapped key in the answer")))?;
-            Ok((wrapped, WrapperId::Cmk { key_id: kid, algorithm: alg.into() }))
+            let kid = r.kid.filter(|k| version_of(k).is_some()).ok_or_else(|| {
+                KeyError::Unavailable(format!("{what}: no versioned key id in the answer"))
+            })?;
+            let wrapped = r.result.ok_or_else(|| {
+                KeyError::Unavailable(format!("{what}: no wrapped key in the answer"))
+            })?;
+            Ok((
+                wrapped,
+                WrapperId::Cmk {
+                    key_id: kid,
+                    algorithm: alg.into(),
+                },
+            ))
         })
     }
 
@@ -256,14 +320,21 @@ impl KeyProvider for AzureCmk {
             return Err(KeyError::NoProvider(format!("algorithm {algorithm}")));
         };
         // Never "latest": exactly the version that wrapped it.
-        let version = version_of(key_id).ok_or_else(|| KeyError::NoProvider(format!("{key_id} has no version")))?;
+        let version = version_of(key_id)
+            .ok_or_else(|| KeyError::NoProvider(format!("{key_id} has no version")))?;
         let name = self.name.clone();
         let what = format!("unwrap with {key_id}");
         let value = wrapped.to_vec();
         self.call(&what.clone(), move |conn| async move {
             let client = &conn.client;
-            let params = KeyOperationParameters { algorithm: Some(sdk_alg), value: Some(value), ..Default::default() };
-            let content = params.try_into().map_err(|e| KeyError::Unavailable(format!("{what}: {e}")))?;
+            let params = KeyOperationParameters {
+                algorithm: Some(sdk_alg),
+                value: Some(value),
+                ..Default::default()
+            };
+            let content = params
+                .try_into()
+                .map_err(|e| KeyError::Unavailable(format!("{what}: {e}")))?;
             let resp = client
                 .unwrap_key(&name, &version, content, None)
                 .await
@@ -272,7 +343,9 @@ impl KeyProvider for AzureCmk {
             let r = resp
                 .into_model()
                 .map_err(|e| KeyError::Unavailable(format!("{what}: bad answer: {e}")))?;
-            r.result.map(Zeroizing::new).ok_or_else(|| KeyError::Unavailable(format!("{what}: no key in the answer")))
+            r.result
+                .map(Zeroizing::new)
+                .ok_or_else(|| KeyError::Unavailable(format!("{what}: no key in the answer")))
         })
     }
 }
@@ -285,14 +358,18 @@ impl CustomerKey for AzureCmk {
     fn check(&self, versions_in_use: &[String]) -> CmkState {
         for kid in versions_in_use {
             match self.get_key_state(version_of(kid)) {
-                Ok((_, false)) => return CmkState::Revoked(format!("key version {kid} is disabled")),
+                Ok((_, false)) => {
+                    return CmkState::Revoked(format!("key version {kid} is disabled"));
+                }
                 Ok((_, true)) => {}
                 Err(KeyError::Revoked(r)) => return CmkState::Revoked(r),
                 Err(e) => return CmkState::Unreachable(e.to_string()),
             }
         }
         match self.get_key_state(None) {
-            Ok((kid, _)) => CmkState::Enabled { latest_version: kid },
+            Ok((kid, _)) => CmkState::Enabled {
+                latest_version: kid,
+            },
             Err(KeyError::Revoked(r)) => CmkState::Revoked(r),
             Err(e) => CmkState::Unreachable(e.to_string()),
         }
