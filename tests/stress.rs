@@ -148,7 +148,7 @@ fn worker_inner(
     failed: &AtomicBool,
     hist: &mut std::collections::VecDeque<String>,
 ) -> Result<(), String> {
-    let mut log = |h: &mut std::collections::VecDeque<String>, s: String| {
+    let log = |h: &mut std::collections::VecDeque<String>, s: String| {
         if h.len() == 40 {
             h.pop_front();
         }
