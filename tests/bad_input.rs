@@ -579,3 +579,51 @@ fn dirid_with_nonzero_reserved_bytes_is_rejected() {
         "reserved byte 6 = 0x20 accepted"
     );
 }
+
+/// A backing dir shared with another host: a live lease of that host refuses the mount (naming
+/// it); a stale one (its daemon died without unmounting) is taken over; a clean unmount leaves
+/// no lease.
+#[test]
+fn another_hosts_live_lease_refuses_and_a_stale_one_is_taken_over() {
+    let mut v = TestVolume::init_only();
+    let lock = meta(&v, "mount.lock");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let lease = |heartbeat: u64| {
+        serde_json::json!({"pid": 4242, "host": "other-host.example", "mountpoint": "/mnt/elsewhere", "heartbeat": heartbeat})
+            .to_string()
+    };
+    fs::write(&lock, lease(now)).unwrap();
+    let o = run(cmkfs()
+        .arg("mount")
+        .arg(v.backing())
+        .arg(v.mnt())
+        .arg("--service-key")
+        .arg(v.key()));
+    assert!(!o.success(), "mounted over another host's live lease");
+    assert!(
+        o.stderr.contains("other-host.example")
+            && o.stderr.contains("4242")
+            && o.stderr.contains("/mnt/elsewhere"),
+        "{}",
+        o.stderr
+    );
+    assert!(!is_mounted(&v.mnt()));
+    fs::write(&lock, lease(now - 3600)).unwrap();
+    v.mount();
+    let held: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&lock).unwrap()).unwrap();
+    assert_ne!(
+        held["host"], "other-host.example",
+        "the stale lease was taken over: {held}"
+    );
+    assert!(held["heartbeat"].as_u64().unwrap() >= now);
+    v.umount();
+    assert_eq!(
+        fs::read_to_string(&lock).unwrap(),
+        "",
+        "a clean unmount leaves no lease"
+    );
+}

@@ -75,20 +75,29 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
     let volume = Volume::open(&s.backing, service_key, &open).map_err(|e| e.to_string())?;
     if s.foreground {
         init_logging(s.log_file.as_deref(), s.log_level.as_deref())?;
-        return serve(volume, &s, ReadyPipe::none());
+        lock.keep_renewing();
+        let result = serve(volume, &s, ReadyPipe::none());
+        drop(lock);
+        return result;
     }
     match daemonize(s.log_file.as_deref())? {
-        None => Ok(()),
+        None => {
+            // The daemon holds the lock and its lease now.
+            lock.hand_over();
+            Ok(())
+        }
         Some(mut pipe) => {
-            lock.record_pid(&s.mountpoint);
+            lock.renew();
             if let Err(msg) = init_logging(s.log_file.as_deref(), s.log_level.as_deref()) {
                 pipe.failed(&msg);
                 std::process::exit(1);
             }
+            lock.keep_renewing();
             let result = serve(volume, &s, pipe);
             if let Err(msg) = &result {
                 tracing::error!("{msg}");
             }
+            drop(lock);
             std::process::exit(if result.is_ok() { 0 } else { 1 });
         }
     }

@@ -1,25 +1,59 @@
-//! One daemon per backing directory: an exclusive `flock` on `.cmkfs/mount.lock`, whose
-//! content names the holder (pid, host, mountpoint) for the refusal message.
+//! One daemon per backing directory. On this host: an exclusive `flock` on
+//! `.cmkfs/mount.lock`. Across hosts sharing the backing directory (NFS, SMB, where `flock`
+//! may not reach other clients): the file also holds a lease, `{pid, host, mountpoint,
+//! heartbeat}`, renewed every `LEASE_RENEW` seconds by the holder; a mount from another host
+//! is refused while the lease is younger than `LEASE_EXPIRY`, and may take over a stale one.
+//! The holder is named in every refusal.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::format::META_DIR;
 
 use super::{Result, VolumeError};
 
+/// Seconds between lease renewals by the holder.
+pub const LEASE_RENEW: u64 = 10;
+/// A lease older than this (seconds) is stale: its holder died without unmounting.
+pub const LEASE_EXPIRY: u64 = 45;
+
 /// Held for as long as the volume is mounted (inherited by the daemon across fork).
 pub struct MountLock {
-    _file: Option<File>,
+    file: Option<File>,
+    mountpoint: PathBuf,
 }
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "?".into())
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn describe(backing: &Path, holder: &serde_json::Value) -> String {
+    format!(
+        "{} is already mounted (by pid {} on host {} at {}); one daemon per backing directory",
+        backing.display(),
+        holder
+            .get("pid")
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "?".into()),
+        holder.get("host").and_then(|v| v.as_str()).unwrap_or("?"),
+        holder
+            .get("mountpoint")
+            .and_then(|v| v.as_str())
+            .unwrap_or("?"),
+    )
 }
 
 /// Takes the backing directory's mount lock, or says who holds it. A read-only mount of a
@@ -36,7 +70,10 @@ pub fn lock_backing(backing: &Path, mountpoint: &Path, read_only: bool) -> Resul
     let mut file = match opened {
         Ok(f) => f,
         Err(e) if read_only && e.raw_os_error() == Some(libc::EROFS) => {
-            return Ok(MountLock { _file: None });
+            return Ok(MountLock {
+                file: None,
+                mountpoint: mountpoint.to_path_buf(),
+            });
         }
         Err(e) => {
             return Err(VolumeError::Setup(format!(
@@ -45,47 +82,87 @@ pub fn lock_backing(backing: &Path, mountpoint: &Path, read_only: bool) -> Resul
             )));
         }
     };
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    let holder: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     // SAFETY: flock on an fd we own; no pointers.
-    let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if r != 0 {
-        let mut holder = String::new();
-        let _ = file.read_to_string(&mut holder);
-        let holder: serde_json::Value = serde_json::from_str(&holder).unwrap_or_default();
-        return Err(VolumeError::Setup(format!(
-            "{} is already mounted (by pid {} on host {} at {}); one daemon per backing directory",
-            backing.display(),
-            holder
-                .get("pid")
-                .map(|v| v.to_string())
-                .unwrap_or_else(|| "?".into()),
-            holder.get("host").and_then(|v| v.as_str()).unwrap_or("?"),
-            holder
-                .get("mountpoint")
-                .and_then(|v| v.as_str())
-                .unwrap_or("?"),
-        )));
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(VolumeError::Setup(describe(backing, &holder)));
     }
-    let me = serde_json::json!({
-        "pid": std::process::id(),
-        "host": hostname(),
-        "mountpoint": mountpoint,
-    });
-    let _ = file
-        .set_len(0)
-        .and_then(|_| file.rewind())
-        .and_then(|_| file.write_all(me.to_string().as_bytes()));
-    Ok(MountLock { _file: Some(file) })
+    // Another host's live lease (flock does not see across hosts on every shared filesystem).
+    let other_host = holder
+        .get("host")
+        .and_then(|h| h.as_str())
+        .is_some_and(|h| h != hostname());
+    let heartbeat = holder
+        .get("heartbeat")
+        .and_then(|h| h.as_u64())
+        .unwrap_or(0);
+    if other_host && now().saturating_sub(heartbeat) < LEASE_EXPIRY {
+        return Err(VolumeError::Setup(describe(backing, &holder)));
+    }
+    if other_host {
+        tracing::warn!(
+            "taking over the stale mount lease of {}",
+            describe(backing, &holder)
+        );
+    }
+    let mut lock = MountLock {
+        file: Some(file),
+        mountpoint: mountpoint.to_path_buf(),
+    };
+    lock.renew();
+    Ok(lock)
 }
 
 impl MountLock {
-    /// Rewrites the holder record (the pid changes when the daemon forks).
-    pub fn record_pid(&mut self, mountpoint: &Path) {
-        let me = serde_json::json!({ "pid": std::process::id(), "host": hostname(), "mountpoint": mountpoint });
-        if let Some(f) = self._file.as_mut() {
+    /// Rewrites the lease with the current pid and time (call every `LEASE_RENEW` seconds;
+    /// also after the daemon forks).
+    pub fn renew(&mut self) {
+        let me = serde_json::json!({
+            "pid": std::process::id(),
+            "host": hostname(),
+            "mountpoint": self.mountpoint,
+            "heartbeat": now(),
+        });
+        if let Some(f) = self.file.as_mut() {
             let _ = f
                 .set_len(0)
                 .and_then(|_| f.rewind())
                 .and_then(|_| f.write_all(me.to_string().as_bytes()));
+        }
+    }
+
+    /// Renews the lease on a thread of its own until the process exits.
+    pub fn keep_renewing(&self) {
+        let Some(file) = self.file.as_ref().and_then(|f| f.try_clone().ok()) else {
+            return;
+        };
+        let mut renewer = MountLock {
+            file: Some(file),
+            mountpoint: self.mountpoint.clone(),
+        };
+        let _ = std::thread::Builder::new()
+            .name("mount-lease".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(LEASE_RENEW));
+                    renewer.renew();
+                }
+            });
+    }
+
+    /// Leaves the lease in place (the process that forked the daemon exits, the daemon keeps it).
+    pub fn hand_over(mut self) {
+        self.file = None;
+    }
+}
+
+impl Drop for MountLock {
+    /// A clean unmount leaves no lease behind.
+    fn drop(&mut self) {
+        if let Some(f) = self.file.as_mut() {
+            let _ = f.set_len(0);
         }
     }
 }
