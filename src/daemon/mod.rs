@@ -33,6 +33,12 @@ use process::{ReadyPipe, daemonize, harden_process, init_logging};
 
 pub fn mount(a: MountArgs) -> Result<(), String> {
     let s = MountSettings::resolve(&a)?;
+    // Before any thread exists (lease renewer, Key Vault runtime): every thread inherits the
+    // mask, so SIGTERM/SIGINT/SIGHUP reach only the signal thread's sigwait and never kill
+    // the daemon with the mount left behind.
+    stop_signals()
+        .thread_block()
+        .map_err(|e| format!("cannot block signals: {e}"))?;
     clear_stale_mount(&s.mountpoint)?;
     if !s.mountpoint.is_dir() {
         return Err(format!(
@@ -275,6 +281,11 @@ fn status_line(volume: &Volume, stats: &FsStats) -> String {
     )
 }
 
+/// The signals that unmount and stop the daemon; blocked in every thread, taken by sigwait.
+pub(crate) fn stop_signals() -> SigSet {
+    SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP])
+}
+
 /// Returns early with `Err(msg)`, telling the starting process why first.
 macro_rules! or_report {
     ($ready:ident, $e:expr) => {
@@ -291,13 +302,7 @@ macro_rules! or_report {
 
 fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), String> {
     harden_process();
-    let signals = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP]);
-    or_report!(
-        ready,
-        signals
-            .thread_block()
-            .map_err(|e| format!("cannot block signals: {e}"))
-    );
+    let signals = stop_signals();
     let volume = Arc::new(volume);
     let stats = Arc::new(FsStats::default());
     let fs = or_report!(

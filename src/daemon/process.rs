@@ -31,10 +31,13 @@ impl ReadyPipe {
 /// message or `Ok(None)`; in the child, returns `Ok(Some(pipe))`.
 pub fn daemonize(log_file: Option<&Path>) -> Result<Option<ReadyPipe>, String> {
     let (rd, wr) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
-    // SAFETY: called before this process starts any thread, so fork is sound.
+    // SAFETY: called before this process starts any thread other than a Key Vault runtime
+    // worker, which holds no lock the child takes (the child rebuilds that runtime).
     match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
         nix::unistd::ForkResult::Parent { .. } => {
             drop(wr);
+            // The caller waiting for the daemon stays interruptible (Ctrl-C).
+            let _ = super::stop_signals().thread_unblock();
             let mut msg = Vec::new();
             let mut byte = [0u8; 1];
             let mut pipe = std::fs::File::from(rd);
