@@ -4,6 +4,7 @@
 #   BENCH_DIR   benches/ directory          WORK   work directory (absolute)
 #   CMKFS       cmkfs binary (absolute)     FSDIR  "$WORK/fs"; LOGDIR "$WORK/logs"
 #   SIZE_MB     sequential file size        FILES  small-file count for the small-file phases
+#   RAND_MB     bytes moved by each random 4 KiB workload (fio), MiB
 #   TAR         the tree tarball            TREE_BYTES  its total file bytes (from gen_tree.py)
 # Targets: plain (a directory), bindfs, gocryptfs, cmkfs. Every backing directory lives under
 # $FSDIR, i.e. on the same filesystem.
@@ -224,6 +225,39 @@ body_rm() {
   [ ! -e "$r/tree" ] || { warn "$1: $r/tree still exists after rm -rf"; return 1; }
 }
 
+# Random 4 KiB I/O on the sequential file with fio: RAND_MB MiB in 4 KiB requests at random
+# offsets, one job, queue depth 1, fixed seed. O_DIRECT where the target accepts it (probed with
+# one direct read; the choice is logged as "fio direct=N" in op.log); buffered otherwise.
+# Random writes end with an fsync, so the time includes getting the data to the backing disk.
+# The time is fio's job runtime (its JSON report), which leaves out fio's start-up.
+fio_direct() {
+  if dd if="$1" of=/dev/null bs=4k count=1 iflag=direct status=none 2>/dev/null; then echo 1; else echo 0; fi
+}
+_fio() {
+  local rw=$1 t=$2 r d out extra=()
+  r=$(t_root "$t")
+  d=$(fio_direct "$r/big")
+  [ "$rw" = randwrite ] && extra=(--end_fsync=1)
+  out="$LOGDIR/fio-$rw-$t.json"
+  oplog "$rw $t fio direct=$d (report: $out)"
+  timed fio --name="$rw" --filename="$r/big" --rw="$rw" --bs=4k --size="${SIZE_MB}M" \
+    --io_size="${RAND_MB}M" --ioengine=psync --iodepth=1 --numjobs=1 --direct="$d" \
+    --randseed=20240601 --norandommap --invalidate=1 "${extra[@]}" \
+    --output-format=json --output="$out" || return 1
+  # fio's own job time (I/O plus the final fsync), without its ~0.3 s of start-up.
+  T_ELAPSED=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]; assert j["error"] == 0; print(j["job_runtime"] / 1000)' "$out") \
+    || { warn "$t: cannot read fio's report $out"; return 1; }
+}
+body_randread() { _fio randread "$1"; }
+body_randwrite() { _fio randwrite "$1"; }
+
+# Time to mount: from the mount command to a usable mount (each tool returns once it serves).
+body_mount() {
+  oplog "mount $1"
+  timed t_mount "$1" || return 1
+  is_mounted "$(t_mnt "$1")"
+}
+
 _small() {
   local phase=$1 t=$2 out
   oplog "small-$phase $t"
@@ -242,6 +276,9 @@ prep_seqread() {
   [ -f "$(t_root "$1")/big" ] || body_seqwrite "$1" || return 1
   cold "$1"
 }
+prep_randread() { prep_seqread "$1"; }
+prep_randwrite() { prep_seqread "$1"; }
+prep_mount() { t_umount "$1" && drop_caches; }
 prep_untar() {
   rm -rf "$(t_root "$1")/tree" || return 1
   cold "$1" || return 1

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # cmkfs benchmark: the same workloads, side by side in one run, on the plain backing directory,
 # bindfs (the FUSE floor), gocryptfs (Debian package) and cmkfs; all backing directories on the
-# same filesystem (under --workdir). Prints one table at the end and writes
-# WORKDIR/bench-results.json (+ bench-results.tsv, the raw samples). See docs/performance.md.
+# same filesystem (under --workdir). Each workload runs --runs times (default 3), interleaved
+# across targets; prints the medians and ratios as a table (or, with --json, the JSON on stdout
+# and the table on stderr) and writes WORKDIR/bench-results.json (+ bench-results.tsv, the raw
+# samples). See docs/performance.md.
 #
-#   scripts/bench.sh [--size-mb N] [--files N] [--small-files N] [--only W,...] [--runs N]
-#                    [--workdir DIR] [--skip-gocryptfs] [--skip-bindfs] [--cmkfs BIN] [--no-build]
+#   scripts/bench.sh [--size-mb N] [--rand-mb N] [--files N] [--small-files N] [--only W,...]
+#                    [--runs N] [--workdir DIR] [--skip-gocryptfs] [--skip-bindfs] [--cmkfs BIN]
+#                    [--no-build] [--json]
 #
-# Workloads (--only): seqwrite seqread untar lsR readall rm smallfiles
-# Needs root (FUSE mounts, drop_caches) and /dev/fuse. Installs gocryptfs and bindfs with
+# Workloads (--only): seqwrite seqread randread randwrite mount untar lsR readall rm smallfiles
+# Needs root (FUSE mounts, drop_caches) and /dev/fuse. Installs gocryptfs, bindfs and fio with
 # apt-get when missing. Performance targets are checked here, never as timed assertions in tests.
 set -eu
 set -o pipefail
@@ -18,27 +21,31 @@ BENCH_DIR="$ROOT/benches"
 # shellcheck source=../benches/lib.sh
 . "$BENCH_DIR/lib.sh"
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 SIZE_MB=1024
+RAND_MB=64
+JSON=0
 FILES=31000
 SMALL_FILES=10000
 ONLY=""
 WORK=/var/tmp/cmkfs-bench
 SKIP_GOCRYPTFS=0
 SKIP_BINDFS=0
-RUNS=1
+RUNS=3
 CMKFS=""
 BUILD=1
 SEED=20240601
 ARGS="$*"
-ALL_WORKLOADS="seqwrite seqread untar lsR readall rm smallfiles"
+ALL_WORKLOADS="seqwrite seqread randread randwrite mount untar lsR readall rm smallfiles"
 
 need_arg() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value (see --help)"; }
 posint() { case $2 in ''|*[!0-9]*) die "$1 must be a positive integer, got '$2'";; esac; [ "$2" -ge 1 ] || die "$1 must be >= 1"; }
 while [ $# -gt 0 ]; do
   case $1 in
     --size-mb) need_arg "$@"; posint "$1" "$2"; SIZE_MB=$2; shift 2 ;;
+    --rand-mb) need_arg "$@"; posint "$1" "$2"; RAND_MB=$2; shift 2 ;;
+    --json) JSON=1; shift ;;
     --files) need_arg "$@"; posint "$1" "$2"; FILES=$2; shift 2 ;;
     --small-files) need_arg "$@"; posint "$1" "$2"; SMALL_FILES=$2; shift 2 ;;
     --only) need_arg "$@"; ONLY=$2; shift 2 ;;
@@ -61,8 +68,11 @@ if [ -n "$ONLY" ]; then
     case $w in
       ls|lsr|ls-lR|lslR) w=lsR ;; read|read-all) w=readall ;; small|small-files) w=smallfiles ;;
       write|seq-write) w=seqwrite ;; read-seq|seq-read) w=seqread ;;
+      fio|random|rand) w="randread randwrite" ;; mount-time) w=mount ;;
     esac
-    case " $ALL_WORKLOADS " in *" $w "*) sel="$sel$w " ;; *) die "unknown workload '$w' (known: $ALL_WORKLOADS)";; esac
+    for x in $w; do
+      case " $ALL_WORKLOADS " in *" $x "*) sel="$sel$x " ;; *) die "unknown workload '$x' (known: $ALL_WORKLOADS)";; esac
+    done
   done
   WORKLOADS=""
   for w in $ALL_WORKLOADS; do
@@ -84,6 +94,7 @@ done
 missing=""
 [ "$SKIP_GOCRYPTFS" = 1 ] || command -v gocryptfs >/dev/null || missing="$missing gocryptfs"
 [ "$SKIP_BINDFS" = 1 ] || command -v bindfs >/dev/null || missing="$missing bindfs"
+case " $WORKLOADS " in *" randread "*|*" randwrite "*) command -v fio >/dev/null || missing="$missing fio" ;; esac
 if [ -n "$missing" ]; then
   log "installing$missing (apt-get)"
   if ! DEBIAN_FRONTEND=noninteractive apt-get install -y $missing >/dev/null 2>&1; then
@@ -91,6 +102,9 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y $missing >/dev/null 2>&1 || true
   fi
 fi
+case " $WORKLOADS " in *" randread "*|*" randwrite "*)
+  command -v fio >/dev/null || die "fio is not installed and 'apt-get install -y fio' failed; fix that or leave out randread,randwrite (--only)" ;;
+esac
 TARGETS="plain"
 if [ "$SKIP_BINDFS" = 0 ]; then
   if command -v bindfs >/dev/null; then TARGETS="$TARGETS bindfs"
@@ -173,6 +187,7 @@ printf 'run\tworkload\ttarget\tvalue\n' > "$RES"
   printf 'workdir\t%s\n' "$WORK"
   printf 'workdir_fs\t%s\n' "$(df -PT "$WORK" | awk 'NR==2{print $2" on "$1}')"
   printf 'size_mb\t%s\n' "$SIZE_MB"
+  printf 'rand_mb\t%s\n' "$RAND_MB"
   printf 'files\t%s\n' "$FILES"
   printf 'tree_dirs\t%s\n' "$TREE_DIRS"
   printf 'tree_bytes\t%s\n' "$TREE_BYTES"
@@ -184,6 +199,7 @@ printf 'run\tworkload\ttarget\tvalue\n' > "$RES"
   printf 'cmkfs_binary\t%s\n' "$CMKFS"
   printf 'cmkfs_git\t%s\n' "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo '+dirty')"
   command -v gocryptfs >/dev/null && printf 'gocryptfs_version\t%s\n' "$(gocryptfs -version 2>/dev/null | head -1)"
+  command -v fio >/dev/null && printf 'fio_version\t%s\n' "$(fio --version 2>/dev/null | head -1)"
   command -v bindfs >/dev/null && printf 'bindfs_version\t%s\n' "$(bindfs --version 2>/dev/null | head -1)"
 } > "$META"
 
@@ -193,6 +209,9 @@ phases_of() {
     *) echo "$1" ;;
   esac
 }
+
+# Workloads that mean nothing for a target (a plain directory is never mounted).
+applies() { [ "$1" != mount ] || is_fuse "$2"; }
 
 record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RES"; }
 
@@ -214,6 +233,7 @@ for run in $(seq "$RUNS"); do
   for w in $WORKLOADS; do
     for ph in $(phases_of "$w"); do
       for t in $order; do
+        applies "$ph" "$t" || continue
         if "prep_$ph" "$t" && "body_$ph" "$t"; then
           record "$run" "$ph" "$t" "$T_ELAPSED"
           log "run $run $ph $t: ${T_ELAPSED}s"
@@ -221,11 +241,15 @@ for run in $(seq "$RUNS"); do
           record "$run" "$ph" "$t" ERR
           warn "run $run $ph $t FAILED (see $LOGDIR/op.log and $LOGDIR/$t*.log)"
         fi
-        if [ "$ph" = untar ] && is_fuse "$t"; then
+        # Every workload starts with a fresh daemon, so its VmHWM now is its peak during it.
+        if is_fuse "$t"; then
           rss=$(t_rss "$t")
           if [ -n "$rss" ]; then
-            record "$run" rss_untar_peak "$t" "${rss% *}"
-            record "$run" rss_untar_end "$t" "${rss#* }"
+            record "$run" "rss_peak:$ph" "$t" "${rss% *}"
+            if [ "$ph" = untar ]; then
+              record "$run" rss_untar_peak "$t" "${rss% *}"
+              record "$run" rss_untar_end "$t" "${rss#* }"
+            fi
           fi
         fi
       done
@@ -240,4 +264,9 @@ done
 printf 'loadavg_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$META"
 printf 'date_end\t%s\n' "$(date -Is)" >> "$META"
 
-python3 "$BENCH_DIR/report.py" "$RES" "$META" "$WORK/bench-results.json"
+if [ "$JSON" = 1 ]; then
+  python3 "$BENCH_DIR/report.py" "$RES" "$META" "$WORK/bench-results.json" >&2
+  cat "$WORK/bench-results.json"
+else
+  python3 "$BENCH_DIR/report.py" "$RES" "$META" "$WORK/bench-results.json"
+fi
