@@ -20,6 +20,9 @@ thread_local! {
     /// neither allocates nor faults in fresh pages per request. Holds only ciphertext between
     /// requests (zeroized after a failure).
     static SEAL_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Each FUSE thread's buffer for the ciphertext of a read, opened in place: reused, so a
+    /// read does not zero-fill and fault in a fresh buffer per request.
+    static OPEN_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 /// A larger buffer (from an unusual block size) is given back after the request.
 const SEAL_BUFFER_KEEP: usize = 2 << 20;
@@ -240,11 +243,51 @@ impl Volume {
         let bs = l.block_size;
         let end = size.min(offset + len as u64);
         let (b0, b1) = (offset / bs, (end - 1) / bs);
-        let last = (size - 1) / bs;
         let ct_start = l.block_offset(b0);
         let ct_end = l.block_offset(b1) + sealed_len(l, size, b1);
-        let mut sealed = vec![0u8; (ct_end - ct_start) as usize];
-        let got = read_full(&f.raw_file(), &mut sealed, ct_start)?;
+        let need = (ct_end - ct_start) as usize;
+        OPEN_BUFFER.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            if buf.len() < need {
+                buf.resize(need, 0);
+            }
+            let result =
+                self.open_blocks(f, &cipher, &file_id, size, offset, end, &mut buf[..need]);
+            if buf.len() > SEAL_BUFFER_KEEP {
+                *buf = Vec::new();
+            }
+            result
+        })
+    }
+
+    /// Reads blocks `offset / bs ..= (end - 1) / bs` into `sealed` (exactly their length),
+    /// opens them in place and returns the plaintext of `[offset, end)`.
+    #[allow(clippy::too_many_arguments)]
+    fn open_blocks(
+        &self,
+        f: &OpenFile,
+        cipher: &BlockCipher,
+        file_id: &[u8; 16],
+        size: u64,
+        offset: u64,
+        end: u64,
+        sealed: &mut [u8],
+    ) -> Result<Vec<u8>> {
+        let l = self.layout();
+        let bs = l.block_size;
+        let (b0, b1) = (offset / bs, (end - 1) / bs);
+        let last = (size - 1) / bs;
+        let file = f.raw_file();
+        let got = read_full(&file, sealed, l.block_offset(b0))?;
+        if sealed.len() >= READ_AHEAD_MIN && end < size {
+            // A large read is most likely sequential: have the disk fetch what comes next while
+            // this part is decrypted and sent.
+            prefetch(
+                &file,
+                l.block_offset(b0) + sealed.len() as u64,
+                2 * sealed.len(),
+            );
+        }
         let mut out = Vec::with_capacity((end - offset) as usize);
         let mut pos = 0usize;
         for b in b0..=b1 {
@@ -646,6 +689,19 @@ pub fn seal_blocks(
 /// Large writes (streaming) start the write-out of what they just wrote at once, so the disk
 /// works while the next request is encrypted and a later fsync finds little left to do.
 const WRITE_BEHIND_MIN: usize = 256 * 1024;
+
+/// Reads of this size or more prefetch the ciphertext that follows them.
+const READ_AHEAD_MIN: usize = 256 * 1024;
+
+/// Asks the kernel to start reading `[offset, offset + len)` of `file` into its cache.
+fn prefetch(file: &File, offset: u64, len: usize) {
+    let _ = nix::fcntl::posix_fadvise(
+        file.as_fd(),
+        offset as i64,
+        len as i64,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+    );
+}
 
 /// Asks the kernel to start writing `[offset, offset + len)` of `file` to disk, without waiting.
 fn start_writeback(file: &File, offset: u64, len: usize) {
