@@ -17,7 +17,7 @@ mod xattr;
 pub use attr::{Attr, FileKind};
 pub use dir::{Dir, DirEntry, Owner, TimeSet};
 pub use error::{Result, VolumeError, errno};
-pub use file::OpenFile;
+pub use file::{OpenFile, seal_blocks};
 pub use init::{InitOptions, InitReport, init_volume};
 pub use lock::{MountLock, lock_backing};
 pub use reencrypt::{ReencryptReport, Reencrypted};
