@@ -144,7 +144,7 @@ pub struct MountArgs {
     /// Append the daemon's log lines to FILE (a background daemon logs nowhere otherwise).
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
-    /// Threads serving FUSE requests (default: number of CPUs, at least 2).
+    /// Threads serving FUSE requests (default: twice the number of CPUs, at least 4).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Data-key cache capacity in entries (default 1024).

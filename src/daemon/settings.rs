@@ -71,12 +71,11 @@ impl MountSettings {
             (None, None, None) => None,
         };
         let o = &cli_opts;
-        let threads = a.threads.or(o.threads).or(file.threads).unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-                .max(2)
-        });
+        let threads = a
+            .threads
+            .or(o.threads)
+            .or(file.threads)
+            .unwrap_or_else(default_threads);
         Ok(MountSettings {
             name: file.name.clone(),
             backing: absolute(backing)?,
@@ -142,4 +141,16 @@ impl MountSettings {
             options,
         })
     }
+}
+
+/// Threads serving FUSE requests by default: twice the CPUs, at least 4. Requests that wait on
+/// the disk (an open reading a header, a mkdir's fsync) and the kernel's asynchronous ones
+/// (release, forget) then do not hold up the next request: on 2 CPUs, 4 threads untar a
+/// 31,000-file tree in 10.0-10.1 s against 12.2-14.2 s with 2 (see docs/performance.md).
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .saturating_mul(2)
+        .max(4)
 }
