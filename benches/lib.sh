@@ -156,8 +156,25 @@ drop_caches() {
   return 0
 }
 
-# Cold start for a workload: fresh daemon (remount) and empty page/dentry/inode caches.
-cold() { t_remount "$1" && drop_caches; }
+# Waits (at most 30 s) until the disk under the work dir is idle: its /proc-style I/O counters
+# (DISK_STAT, a /sys/class/block/DEV/stat file) unchanged for half a second. Deleting the
+# previous run's trees and files makes ext4 (mounted with `discard` here) keep the disk busy
+# for seconds, which would land on whichever target is timed next.
+settle_disk() {
+  local prev cur i
+  [ -n "${DISK_STAT:-}" ] && [ -r "$DISK_STAT" ] || return 0
+  prev=$(cat "$DISK_STAT")
+  for i in $(seq 60); do
+    sleep 0.5
+    cur=$(cat "$DISK_STAT")
+    [ "$cur" = "$prev" ] && return 0
+    prev=$cur
+  done
+  warn "the disk did not settle within 30 s"
+}
+
+# Cold start for a workload: fresh daemon (remount), empty page/dentry/inode caches, idle disk.
+cold() { t_remount "$1" && drop_caches && settle_disk; }
 
 # Peak RSS (VmHWM) and current RSS of the daemon of $1, in KiB: "HWM RSS" or "".
 t_rss() {
@@ -278,7 +295,7 @@ prep_seqread() {
 }
 prep_randread() { prep_seqread "$1"; }
 prep_randwrite() { prep_seqread "$1"; }
-prep_mount() { t_umount "$1" && drop_caches; }
+prep_mount() { t_umount "$1" && drop_caches && settle_disk; }
 prep_untar() {
   rm -rf "$(t_root "$1")/tree" || return 1
   cold "$1" || return 1

@@ -154,6 +154,10 @@ trap 'warn "interrupted"; exit 130' INT
 trap 'warn "terminated"; exit 143' TERM
 
 check_drop_caches
+# The block device under the work dir, for settle_disk.
+disk_dev=$(readlink -f "$(df -P "$WORK" | awk 'NR==2{print $1}')" 2>/dev/null || true)
+DISK_STAT="/sys/class/block/$(basename "${disk_dev:-none}")/stat"
+[ -r "$DISK_STAT" ] || { warn "no I/O counters for the work dir's disk (${disk_dev:-?}): workloads start without waiting for it to settle"; DISK_STAT=""; }
 
 # Disk space: per target the big file and an unpacked tree (gocryptfs/cmkfs add a little), plus the tarball.
 ntargets=$(printf '%s\n' $TARGETS | wc -l)
@@ -196,6 +200,7 @@ printf 'run\tworkload\ttarget\tvalue\n' > "$RES"
   printf 'workloads\t%s\n' "$WORKLOADS"
   printf 'targets\t%s\n' "$TARGETS"
   printf 'cold_caches\t%s\n' "$DROP_OK"
+  printf 'disk_settle\t%s\n' "${DISK_STAT:-none}"
   printf 'cmkfs_binary\t%s\n' "$CMKFS"
   printf 'cmkfs_git\t%s\n' "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo '+dirty')"
   command -v gocryptfs >/dev/null && printf 'gocryptfs_version\t%s\n' "$(gocryptfs -version 2>/dev/null | head -1)"
