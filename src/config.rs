@@ -123,44 +123,43 @@ impl ConfigFile {
         if self.revocation_check_interval == Some(0) {
             return bad("revocation_check_interval", "must be at least 1 second");
         }
-        if let Some(c) = &self.azure_credential {
-            if let Err(e) = crate::keys::azure::CredentialSpec::parse(c) {
-                return bad("azure_credential", &e);
-            }
+        if let Some(c) = &self.azure_credential
+            && let Err(e) = crate::keys::azure::CredentialSpec::parse(c)
+        {
+            return bad("azure_credential", &e);
         }
         if self.cache_max_age == Some(0) {
             return bad("cache_max_age", "must be at least 1 second");
         }
-        if let Some(l) = &self.log_level {
-            if tracing_subscriber::EnvFilter::try_new(l).is_err() {
-                return bad(
-                    "log_level",
-                    "is not a valid level or filter (try \"info\" or \"debug\")",
-                );
-            }
+        if let Some(l) = &self.log_level
+            && tracing_subscriber::EnvFilter::try_new(l).is_err()
+        {
+            return bad(
+                "log_level",
+                "is not a valid level or filter (try \"info\" or \"debug\")",
+            );
         }
-        if let Some(n) = &self.name {
-            if n.is_empty()
+        if let Some(n) = &self.name
+            && (n.is_empty()
                 || !n
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
-                || n.starts_with('.')
-            {
-                return bad("name", "may only use letters, digits, '-', '_', '.', '@'");
-            }
+                || n.starts_with('.'))
+        {
+            return bad("name", "may only use letters, digits, '-', '_', '.', '@'");
         }
-        if let Some(o) = &self.options {
-            if let Err(e) = crate::cli::MountOptions::parse(&o.to_vec()) {
-                return bad("options", &e);
-            }
+        if let Some(o) = &self.options
+            && let Err(e) = crate::cli::MountOptions::parse(&o.to_vec())
+        {
+            return bad("options", &e);
         }
-        if let Some(c) = &self.service_key_credential {
-            if c.is_empty() || c.contains('/') {
-                return bad(
-                    "service_key_credential",
-                    "must be a credential name without '/'",
-                );
-            }
+        if let Some(c) = &self.service_key_credential
+            && (c.is_empty() || c.contains('/'))
+        {
+            return bad(
+                "service_key_credential",
+                "must be a credential name without '/'",
+            );
         }
         Ok(())
     }

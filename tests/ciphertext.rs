@@ -215,7 +215,7 @@ fn same_content_different_ciphertext() {
     fs::create_dir(v.p("a")).unwrap();
     let dir_a = new_entry(&v.backing(), &[]);
     fs::create_dir(v.p("b")).unwrap();
-    let dir_b = new_entry(&v.backing(), &[dir_a.clone()]);
+    let dir_b = new_entry(&v.backing(), std::slice::from_ref(&dir_a));
     fs::write(v.p("a/f"), &data).unwrap();
     fs::write(v.p("b/f"), &data).unwrap();
     v.umount();

@@ -522,9 +522,7 @@ fn daemon_pids(mnt: &std::path::Path) -> Vec<i32> {
         let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
         let is_cmkfs = args.first().is_some_and(|a| a.ends_with(b"cmkfs"));
         let has_mount = args.iter().any(|a| *a == b"mount");
-        let has_mnt = args
-            .iter()
-            .any(|a| *a == mnt.as_os_str().as_encoded_bytes());
+        let has_mnt = args.contains(&mnt.as_os_str().as_encoded_bytes());
         if is_cmkfs && has_mount && has_mnt {
             pids.push(pid);
         }

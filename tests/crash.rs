@@ -64,7 +64,7 @@ fn content(tag: u32, ver: u32, from: u64, to: u64) -> Vec<u8> {
 
 /// Checks `data` read at file offset `off`: every record must be one a writer started.
 fn check_records(data: &[u8], off: u64, started: &HashSet<(u32, u32)>) -> Result<(), String> {
-    if data.len() % REC != 0 {
+    if !data.len().is_multiple_of(REC) {
         return Err(format!(
             "read {} bytes at {off}: not a whole number of records",
             data.len()
@@ -413,8 +413,11 @@ struct Verify {
     eio_files: Vec<String>,
 }
 
+/// Blocks read back: (block index, bytes) of each block that read.
+type BlocksRead = Vec<(u64, Vec<u8>)>;
+
 /// Reads `path` block by block; returns (bytes, EIO block count). Errors other than EIO fail.
-fn read_blocks(path: &Path) -> Result<(Vec<u8>, usize, Vec<(u64, Vec<u8>)>), String> {
+fn read_blocks(path: &Path) -> Result<(Vec<u8>, usize, BlocksRead), String> {
     let f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.raw_os_error() == Some(libc::EIO) => return Ok((Vec::new(), 1, Vec::new())),
@@ -523,10 +526,9 @@ fn verify(
         if fs::symlink_metadata(&e)
             .map(|m| m.is_dir())
             .unwrap_or(false)
+            && let Err(err) = fs::read_dir(&e).and_then(|mut d| d.try_for_each(|x| x.map(|_| ())))
         {
-            if let Err(err) = fs::read_dir(&e).and_then(|mut d| d.try_for_each(|x| x.map(|_| ()))) {
-                problems.push(format!("directory {} does not list: {err}", e.display()));
-            }
+            problems.push(format!("directory {} does not list: {err}", e.display()));
         }
     }
     problems

@@ -59,12 +59,12 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        if let Some(v) = self.v.as_mut() {
-            if v.is_mounted() || is_mounted(&v.mnt()) {
-                let _ = run(cmkfs().arg("umount").arg(v.mnt()));
-                force_unmount(&v.mnt());
-                v.forget_mounted();
-            }
+        if let Some(v) = self.v.as_mut()
+            && (v.is_mounted() || is_mounted(&v.mnt()))
+        {
+            let _ = run(cmkfs().arg("umount").arg(v.mnt()));
+            force_unmount(&v.mnt());
+            v.forget_mounted();
         }
         let _ = Command::new("umount").arg(&self.tmpfs).status();
         if is_mounted(&self.tmpfs) {

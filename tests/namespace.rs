@@ -283,6 +283,7 @@ fn directory_times_and_create_modes() {
     OpenOptions::new()
         .write(true)
         .create(true)
+        .truncate(false)
         .mode(0o604)
         .open(v.p("m604"))
         .unwrap();

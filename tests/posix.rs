@@ -734,7 +734,7 @@ fn long_names() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names, [n255.clone()]);
+    assert_eq!(names, std::slice::from_ref(&n255));
     assert_eq!(fs::read(v.p(&n255)).unwrap(), b"long name content");
     fs::rename(v.p(&n255), v.p(&n255b)).unwrap();
     assert_eq!(errno(&fs::metadata(v.p(&n255))), Some(libc::ENOENT));

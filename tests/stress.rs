@@ -200,6 +200,7 @@ fn worker_inner(
                 _ => OpenOptions::new()
                     .write(true)
                     .create(true)
+                    .truncate(false)
                     .open(&pa)
                     .map_err(|e| ctx(&format!("open for write: {e}")))?,
             };

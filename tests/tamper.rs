@@ -40,7 +40,7 @@ fn setup(seed: u64) -> Setup {
     let d = new_entry(&v.backing(), &[]);
     fs::create_dir(v.p("e")).unwrap();
     fs::write(v.p("e/other"), &other_data).unwrap();
-    let e = new_entry(&v.backing(), &[d.clone()]);
+    let e = new_entry(&v.backing(), std::slice::from_ref(&d));
     v.umount();
     // d holds two files; find the victim by its length (the other is short)
     let victim = visible_entries(&d)

@@ -140,18 +140,18 @@ fn check_mountpoint(s: &MountSettings) -> Result<(), String> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for line in mountinfo.lines() {
         let mut f = line.split(' ');
-        if let Some(point) = f.nth(4) {
-            if unescape_mount_path(point) == mp.as_os_str().as_encoded_bytes() {
-                let source = line
-                    .split(" - ")
-                    .nth(1)
-                    .map(|r| r.split(' ').take(2).collect::<Vec<_>>().join(" "))
-                    .unwrap_or_default();
-                return Err(format!(
-                    "{} is already a mount point ({source}); unmount it first",
-                    mp.display()
-                ));
-            }
+        if let Some(point) = f.nth(4)
+            && unescape_mount_path(point) == mp.as_os_str().as_encoded_bytes()
+        {
+            let source = line
+                .split(" - ")
+                .nth(1)
+                .map(|r| r.split(' ').take(2).collect::<Vec<_>>().join(" "))
+                .unwrap_or_default();
+            return Err(format!(
+                "{} is already a mount point ({source}); unmount it first",
+                mp.display()
+            ));
         }
     }
     if !s.options.nonempty {

@@ -101,23 +101,23 @@ impl InodeTable {
         open_dir: impl FnOnce() -> Option<Arc<Dir>>,
     ) -> u64 {
         if let Some(&ino) = self.by_backing.get(&backing_ino) {
-            if let Some(n) = self.nodes.get_mut(&ino) {
-                if n.kind == kind {
-                    n.nlookup += 1;
-                    if ino != ROOT_INO && (n.parent != parent || n.name != name) {
-                        let old = (
-                            n.parent,
-                            std::mem::replace(&mut n.name, name.to_os_string()),
-                        );
-                        n.parent = parent;
-                        n.other_links
-                            .retain(|(p, nm)| !(*p == parent && nm == name));
-                        if n.kind != FileKind::Dir && n.other_links.len() < 64 {
-                            n.other_links.push(old);
-                        }
+            if let Some(n) = self.nodes.get_mut(&ino)
+                && n.kind == kind
+            {
+                n.nlookup += 1;
+                if ino != ROOT_INO && (n.parent != parent || n.name != name) {
+                    let old = (
+                        n.parent,
+                        std::mem::replace(&mut n.name, name.to_os_string()),
+                    );
+                    n.parent = parent;
+                    n.other_links
+                        .retain(|(p, nm)| !(*p == parent && nm == name));
+                    if n.kind != FileKind::Dir && n.other_links.len() < 64 {
+                        n.other_links.push(old);
                     }
-                    return ino;
                 }
+                return ino;
             }
             // Same backing number, other type: the old object is gone.
             self.by_backing.remove(&backing_ino);
@@ -167,12 +167,11 @@ impl InodeTable {
             }
             None => false,
         };
-        if gone {
-            if let Some(node) = self.nodes.remove(&ino) {
-                if self.by_backing.get(&node.backing_ino) == Some(&ino) {
-                    self.by_backing.remove(&node.backing_ino);
-                }
-            }
+        if gone
+            && let Some(node) = self.nodes.remove(&ino)
+            && self.by_backing.get(&node.backing_ino) == Some(&ino)
+        {
+            self.by_backing.remove(&node.backing_ino);
         }
     }
 
@@ -191,28 +190,29 @@ impl InodeTable {
                 .retain(|(p, nm)| !(*p == parent && nm == name));
             if last_link {
                 n.linked = false;
-            } else if n.parent == parent && n.name == name {
-                if let Some((p, nm)) = n.other_links.pop() {
-                    n.parent = p;
-                    n.name = nm;
-                }
+            } else if n.parent == parent
+                && n.name == name
+                && let Some((p, nm)) = n.other_links.pop()
+            {
+                n.parent = p;
+                n.name = nm;
             }
         }
     }
 
     /// The entry with `backing_ino` moved from `from` to `name` in `parent`.
     pub fn moved(&mut self, backing_ino: u64, from: (u64, &OsStr), parent: u64, name: &OsStr) {
-        if let Some(&ino) = self.by_backing.get(&backing_ino) {
-            if let Some(n) = self.nodes.get_mut(&ino) {
-                n.other_links.retain(|(p, nm)| {
-                    !((*p == from.0 && nm == from.1) || (*p == parent && nm == name))
-                });
-                if !(n.parent == from.0 && n.name == from.1) && n.kind != FileKind::Dir {
-                    n.other_links.push((n.parent, n.name.clone()));
-                }
-                n.parent = parent;
-                n.name = name.to_os_string();
+        if let Some(&ino) = self.by_backing.get(&backing_ino)
+            && let Some(n) = self.nodes.get_mut(&ino)
+        {
+            n.other_links.retain(|(p, nm)| {
+                !((*p == from.0 && nm == from.1) || (*p == parent && nm == name))
+            });
+            if !(n.parent == from.0 && n.name == from.1) && n.kind != FileKind::Dir {
+                n.other_links.push((n.parent, n.name.clone()));
             }
+            n.parent = parent;
+            n.name = name.to_os_string();
         }
     }
 

@@ -209,10 +209,10 @@ impl CmkFs {
             return None;
         }
         let mut gid = req.gid();
-        if let Ok(pa) = self.vol.dir_attr(parent) {
-            if pa.perm & 0o2000 != 0 {
-                gid = pa.gid;
-            }
+        if let Ok(pa) = self.vol.dir_attr(parent)
+            && pa.perm & 0o2000 != 0
+        {
+            gid = pa.gid;
         }
         Some(Owner {
             uid: req.uid(),
@@ -256,10 +256,10 @@ impl CmkFs {
 
     /// The `OpenFile` of a regular-file inode (through a handle when given).
     fn open_file_of(&self, ino: u64, fh: Option<FileHandle>) -> Result<Arc<OpenFile>> {
-        if let Some(fh) = fh {
-            if let Ok((f, _)) = self.file_handle(fh.0) {
-                return Ok(f);
-            }
+        if let Some(fh) = fh
+            && let Ok((f, _)) = self.file_handle(fh.0)
+        {
+            return Ok(f);
         }
         match self.locate(ino)? {
             Location::Entry {
@@ -290,10 +290,10 @@ impl CmkFs {
     }
 
     fn attr_of(&self, ino: u64, fh: Option<FileHandle>) -> Result<Attr> {
-        if let Some(fh) = fh {
-            if let Ok((f, _)) = self.file_handle(fh.0) {
-                return self.vol.file_attr(&f);
-            }
+        if let Some(fh) = fh
+            && let Ok((f, _)) = self.file_handle(fh.0)
+        {
+            return self.vol.file_attr(&f);
         }
         match self.locate(ino)? {
             Location::Dir(d) => self.vol.dir_attr(&d),
@@ -390,6 +390,7 @@ impl CmkFs {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn do_setattr(
         &self,
         ino: u64,

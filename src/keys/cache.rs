@@ -125,10 +125,9 @@ impl DataKeyCache {
                 key: value,
                 inserted: Instant::now(),
             },
-        ) {
-            if old != key {
-                self.evictions.fetch_add(1, Ordering::Relaxed);
-            }
+        ) && old != key
+        {
+            self.evictions.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -322,19 +322,19 @@ impl KeyHierarchy {
         let record = Self::new_data_key_record(&self.providers, next, now, &self.audit)?;
         let mut updated = store.clone();
         updated.data_keys.push(record);
-        if let Some(path) = &self.store_path {
-            if let Err(e) = super::save_key_store(path, &updated) {
-                self.audit.record(
-                    AuditEvent::new(
-                        AuditOp::DataKeyRotate,
-                        format!("{next}"),
-                        AuditResult::Error,
-                    )
-                    .scope(scope)
-                    .detail(e.to_string()),
-                );
-                return Err(e);
-            }
+        if let Some(path) = &self.store_path
+            && let Err(e) = super::save_key_store(path, &updated)
+        {
+            self.audit.record(
+                AuditEvent::new(
+                    AuditOp::DataKeyRotate,
+                    format!("{next}"),
+                    AuditResult::Error,
+                )
+                .scope(scope)
+                .detail(e.to_string()),
+            );
+            return Err(e);
         }
         *store = updated;
         self.audit.record(

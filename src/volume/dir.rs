@@ -113,11 +113,11 @@ impl Volume {
 
     fn attr_of(&self, st: &FileStat) -> Result<Attr> {
         let mut a = Attr::from_stat(st, self.layout()).ok_or(errno(libc::EIO))?;
-        if a.kind == FileKind::File {
-            if let Some(size) = self.open_file_size(a.backing_ino) {
-                a.size = size;
-                a.blocks = size.div_ceil(4096) * 8;
-            }
+        if a.kind == FileKind::File
+            && let Some(size) = self.open_file_size(a.backing_ino)
+        {
+            a.size = size;
+            a.blocks = size.div_ceil(4096) * 8;
         }
         Ok(a)
     }
@@ -214,10 +214,10 @@ impl Volume {
     }
 
     fn remove_side_file(&self, dir: &Dir, b: &BackingName) {
-        if let BackingName::Long { side_file, .. } = b {
-            if let Err(e) = unlinkat(&dir.fd, side_file.as_str(), UnlinkatFlags::NoRemoveDir) {
-                tracing::warn!("cannot remove long-name side file {side_file}: {e}");
-            }
+        if let BackingName::Long { side_file, .. } = b
+            && let Err(e) = unlinkat(&dir.fd, side_file.as_str(), UnlinkatFlags::NoRemoveDir)
+        {
+            tracing::warn!("cannot remove long-name side file {side_file}: {e}");
         }
     }
 
@@ -270,18 +270,14 @@ impl Volume {
             }
         };
         let mut st = fstat(&fd)?;
-        if st.st_size == 0 && st.st_nlink == 1 {
-            if let Some(o) = owner {
-                if (o.uid, o.gid) != (st.st_uid, st.st_gid) {
-                    nix::unistd::fchown(
-                        &fd,
-                        Some(Uid::from_raw(o.uid)),
-                        Some(Gid::from_raw(o.gid)),
-                    )?;
-                    st.st_uid = o.uid;
-                    st.st_gid = o.gid;
-                }
-            }
+        if st.st_size == 0
+            && st.st_nlink == 1
+            && let Some(o) = owner
+            && (o.uid, o.gid) != (st.st_uid, st.st_gid)
+        {
+            nix::unistd::fchown(&fd, Some(Uid::from_raw(o.uid)), Some(Gid::from_raw(o.gid)))?;
+            st.st_uid = o.uid;
+            st.st_gid = o.gid;
         }
         let f = self.share_open_file_with(File::from(fd), st.st_ino, st.st_size as u64)?;
         let mut attr = self.attr_of(&st)?;
@@ -529,25 +525,25 @@ impl Volume {
             Err(VolumeError::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => None,
             Err(e) => return Err(e),
         };
-        if let Some(d) = &dst_st {
-            if d.st_ino == src_st.st_ino && d.st_dev == src_st.st_dev {
-                return Ok(None); // same inode: POSIX says do nothing
-            }
+        if let Some(d) = &dst_st
+            && d.st_ino == src_st.st_ino
+            && d.st_dev == src_st.st_dev
+        {
+            return Ok(None); // same inode: POSIX says do nothing
         }
         // A replaced directory must be empty; its id file goes first (restored on failure).
         let mut victim_dir = None;
-        if let Some(d) = &dst_st {
-            if !exchange
-                && !rflags.contains(RenameFlags::RENAME_NOREPLACE)
-                && FileKind::from_mode(d.st_mode) == Some(FileKind::Dir)
-            {
-                if FileKind::from_mode(src_st.st_mode) != Some(FileKind::Dir) {
-                    return Err(errno(libc::EISDIR));
-                }
-                let sub = openat(&dst_dir.fd, db.entry(), DIR_FLAGS, Mode::empty())?;
-                self.remove_dir_id(&sub)?;
-                victim_dir = Some(sub);
+        if let Some(d) = &dst_st
+            && !exchange
+            && !rflags.contains(RenameFlags::RENAME_NOREPLACE)
+            && FileKind::from_mode(d.st_mode) == Some(FileKind::Dir)
+        {
+            if FileKind::from_mode(src_st.st_mode) != Some(FileKind::Dir) {
+                return Err(errno(libc::EISDIR));
             }
+            let sub = openat(&dst_dir.fd, db.entry(), DIR_FLAGS, Mode::empty())?;
+            self.remove_dir_id(&sub)?;
+            victim_dir = Some(sub);
         }
         self.write_side_file(dst_dir, &db)?;
         if let Err(e) = renameat2(&src_dir.fd, sb.entry(), &dst_dir.fd, db.entry(), rflags) {
@@ -565,7 +561,7 @@ impl Volume {
         Ok(if exchange {
             None
         } else {
-            dst_st.map(|d| (d.st_ino, d.st_nlink as u64))
+            dst_st.map(|d| (d.st_ino, d.st_nlink))
         })
     }
 
@@ -636,6 +632,7 @@ impl Volume {
     }
 
     /// chmod/chown/utimens of `name` in `dir`, or of `dir` itself when `name` is None.
+    #[allow(clippy::too_many_arguments)]
     pub fn set_meta(
         &self,
         dir: &Dir,

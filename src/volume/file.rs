@@ -300,7 +300,7 @@ impl Volume {
             }
             let block = &mut sealed[pos..pos + slen];
             let plain = cipher
-                .open(&block_aad(&file_id, b, b == last), block)
+                .open(&block_aad(file_id, b, b == last), block)
                 .map_err(|_| self.integrity(f, format!("block {b} failed authentication")))?;
             let bstart = b * bs;
             let from = offset.saturating_sub(bstart) as usize;
@@ -390,22 +390,21 @@ impl Volume {
         let new_ct = l.ciphertext_len(new_size);
         if new_ct > old_ct {
             let file = f.raw_file();
-            match nix::fcntl::fallocate(
-                file.as_fd(),
-                nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
-                old_ct as i64,
-                (new_ct - old_ct) as i64,
-            ) {
-                Err(e @ (nix::errno::Errno::ENOSPC | nix::errno::Errno::EDQUOT)) => {
-                    return Err(e.into());
-                }
-                _ => {}
+            if let Err(e @ (nix::errno::Errno::ENOSPC | nix::errno::Errno::EDQUOT)) =
+                nix::fcntl::fallocate(
+                    file.as_fd(),
+                    nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+                    old_ct as i64,
+                    (new_ct - old_ct) as i64,
+                )
+            {
+                return Err(e.into());
             }
         }
         // A full final block that stays untouched stops being the final block: re-sealed
         // after the new blocks are written.
         let reseal_old_last =
-            new_size > old_size && old_size > 0 && old_size % bs == 0 && start >= old_size;
+            new_size > old_size && old_size > 0 && old_size.is_multiple_of(bs) && start >= old_size;
         let written = self.write_blocks(
             f, st, &cipher, &file_id, offset, data, start, end, old_size, new_size,
         );

@@ -75,8 +75,11 @@ pub struct Volume {
     read_only: bool,
     /// Told (old, new) when re-encryption replaces a backing inode, before the old inode can
     /// be released and its number reused (the FUSE layer rebinds its inode table).
-    on_replaced: std::sync::RwLock<Option<Box<dyn Fn(u64, u64) + Send + Sync>>>,
+    on_replaced: std::sync::RwLock<Option<ReplacedHook>>,
 }
+
+/// Called with (old, new) backing inode numbers when re-encryption replaces a file.
+type ReplacedHook = Box<dyn Fn(u64, u64) + Send + Sync>;
 
 pub fn volume_config_path(backing: &Path) -> PathBuf {
     backing.join(META_DIR).join("volume.json")

@@ -59,12 +59,11 @@ impl Volume {
         let mut n = 0;
         for e in self.read_dir(dir)? {
             n += 1;
-            if e.kind == Some(FileKind::Dir) {
-                if let Ok(sub) =
+            if e.kind == Some(FileKind::Dir)
+                && let Ok(sub) =
                     self.open_subdir(dir, std::os::unix::ffi::OsStrExt::from_bytes(&e.name[..]))
-                {
-                    n += self.count_entries(&sub)?;
-                }
+            {
+                n += self.count_entries(&sub)?;
             }
         }
         Ok(n)
@@ -102,7 +101,7 @@ impl Volume {
                 },
                 _ => report.already_current += 1,
             }
-            if *done % 64 == 0 {
+            if (*done).is_multiple_of(64) {
                 progress(*done, total);
             }
         }

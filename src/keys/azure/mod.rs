@@ -256,12 +256,11 @@ impl KeyProvider for AzureCmk {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()?;
-        let id = conn
-            .last_request_id
+
+        conn.last_request_id
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        id
+            .clone()
     }
 
     fn handles(&self, id: &WrapperId) -> bool {
