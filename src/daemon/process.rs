@@ -83,11 +83,14 @@ fn redirect_stdio(log_file: Option<&Path>) {
 }
 
 pub fn init_logging(log_file: Option<&Path>, level: Option<&str>) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level.unwrap_or("info")))
-        // fuser warns about its own second unmount attempt after a clean unmount: noise.
-        .map(|f| f.add_directive("fuser::session=error".parse().unwrap_or_default()))
-        .map_err(|e| format!("log level: {e}"))?;
+    let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
+    let filter = match &from_env {
+        Some(v) => crate::config::log_filter(v).map_err(|e| format!("RUST_LOG: {e}"))?,
+        None => crate::config::log_filter(level.unwrap_or("info"))
+            .map_err(|e| format!("log level: {e}"))?,
+    }
+    // fuser warns about its own second unmount attempt after a clean unmount: noise.
+    .add_directive("fuser::session=error".parse().unwrap_or_default());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
