@@ -25,7 +25,26 @@ thread_local! {
     static OPEN_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 /// A larger buffer (from an unusual block size) is given back after the request.
-const SEAL_BUFFER_KEEP: usize = 2 << 20;
+const BUFFER_KEEP: usize = 2 << 20;
+
+/// Runs `f` with this thread's reusable buffer `cell`. A failure zeroizes the buffer (it may
+/// hold plaintext); a buffer grown past `BUFFER_KEEP` is given back.
+fn with_thread_buffer<T>(
+    cell: &'static std::thread::LocalKey<std::cell::RefCell<Vec<u8>>>,
+    f: impl FnOnce(&mut Vec<u8>) -> Result<T>,
+) -> Result<T> {
+    cell.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let result = f(&mut buf);
+        if result.is_err() {
+            zeroize::Zeroize::zeroize(&mut *buf);
+        }
+        if buf.capacity() > BUFFER_KEEP {
+            *buf = Vec::new();
+        }
+        result
+    })
+}
 
 pub struct OpenFile {
     /// Swapped as a whole when `reencrypt` replaces the backing file.
@@ -246,17 +265,12 @@ impl Volume {
         let ct_start = l.block_offset(b0);
         let ct_end = l.block_offset(b1) + sealed_len(l, size, b1);
         let need = (ct_end - ct_start) as usize;
-        OPEN_BUFFER.with(|buf| {
-            let mut buf = buf.borrow_mut();
+        with_thread_buffer(&OPEN_BUFFER, |buf| {
+            // Grown only: what the buffer already holds needs no zero fill.
             if buf.len() < need {
                 buf.resize(need, 0);
             }
-            let result =
-                self.open_blocks(f, &cipher, &file_id, size, offset, end, &mut buf[..need]);
-            if buf.len() > SEAL_BUFFER_KEEP {
-                *buf = Vec::new();
-            }
-            result
+            self.open_blocks(f, &cipher, &file_id, size, offset, end, &mut buf[..need])
         })
     }
 
@@ -443,96 +457,67 @@ impl Volume {
         old_size: u64,
         new_size: u64,
     ) -> Result<()> {
-        SEAL_BUFFER.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            let result = self.write_batches(
-                f, cipher, file_id, offset, data, start, end, old_size, new_size, &mut buf,
-            );
-            if result.is_err() {
-                // A failed batch may have left plaintext behind.
-                zeroize::Zeroize::zeroize(&mut *buf);
-            }
-            buf.clear();
-            if buf.capacity() > SEAL_BUFFER_KEEP {
-                *buf = Vec::new();
-            }
-            result
-        })
-    }
-
-    /// [`Self::write_blocks`] with the thread's reusable buffer `sealed`.
-    #[allow(clippy::too_many_arguments)]
-    fn write_batches(
-        &self,
-        f: &OpenFile,
-        cipher: &BlockCipher,
-        file_id: &[u8; 16],
-        offset: u64,
-        data: &[u8],
-        start: u64,
-        end: u64,
-        old_size: u64,
-        new_size: u64,
-        sealed: &mut Vec<u8>,
-    ) -> Result<()> {
-        let l = self.layout();
-        let bs = l.block_size;
-        let new_last = (new_size - 1) / bs;
-        let (first, last) = (start / bs, (end.max(start + 1) - 1) / bs);
-        let mut b = first;
-        let mut spans = Vec::with_capacity(BLOCKS_PER_BATCH as usize);
-        while b <= last {
-            let batch_end = last.min(b + BLOCKS_PER_BATCH - 1);
-            sealed.clear();
-            spans.clear();
-            for blk in b..=batch_end {
-                let bstart = blk * bs;
-                let blen = bs.min(new_size - bstart) as usize;
-                let pos = sealed.len();
-                if offset <= bstart && bstart + blen as u64 <= end {
-                    // The data covers the whole block (the streaming case): no zero fill, no
-                    // old block, one copy of the caller's data.
-                    let d = (bstart - offset) as usize;
-                    sealed.extend_from_slice(&[0u8; NONCE_LEN]);
-                    sealed.extend_from_slice(&data[d..d + blen]);
-                    sealed.extend_from_slice(&[0u8; TAG_LEN]);
+        with_thread_buffer(&SEAL_BUFFER, |sealed| {
+            let l = self.layout();
+            let bs = l.block_size;
+            let new_last = (new_size - 1) / bs;
+            let (first, last) = (start / bs, (end.max(start + 1) - 1) / bs);
+            let mut b = first;
+            let mut spans = Vec::with_capacity(BLOCKS_PER_BATCH as usize);
+            while b <= last {
+                let batch_end = last.min(b + BLOCKS_PER_BATCH - 1);
+                sealed.clear();
+                spans.clear();
+                for blk in b..=batch_end {
+                    let bstart = blk * bs;
+                    let blen = bs.min(new_size - bstart) as usize;
+                    let pos = sealed.len();
+                    if offset <= bstart && bstart + blen as u64 <= end {
+                        // The data covers the whole block (the streaming case): no zero fill, no
+                        // old block, one copy of the caller's data.
+                        let d = (bstart - offset) as usize;
+                        sealed.extend_from_slice(&[0u8; NONCE_LEN]);
+                        sealed.extend_from_slice(&data[d..d + blen]);
+                        sealed.extend_from_slice(&[0u8; TAG_LEN]);
+                        spans.push((pos, NONCE_LEN + blen + TAG_LEN));
+                        continue;
+                    }
+                    sealed.resize(pos + NONCE_LEN + blen + TAG_LEN, 0);
+                    let plain = &mut sealed[pos + NONCE_LEN..pos + NONCE_LEN + blen];
+                    let cov_from = start.max(bstart);
+                    let cov_to = end.min(bstart + blen as u64);
+                    let covers_all = cov_from == bstart && cov_to == bstart + blen as u64;
+                    if !covers_all && bstart < old_size {
+                        let mut old = self.read_block(f, cipher, file_id, old_size, blk)?;
+                        plain[..old.len()].copy_from_slice(&old);
+                        zeroize::Zeroize::zeroize(&mut old);
+                    }
+                    // Zero fill of the gap between the old end and the write.
+                    let gap_from = old_size.max(bstart);
+                    let gap_to = offset.min(bstart + blen as u64);
+                    if gap_from < gap_to {
+                        plain[(gap_from - bstart) as usize..(gap_to - bstart) as usize].fill(0);
+                    }
+                    let d_from = offset.max(bstart);
+                    let d_to = end.min(bstart + blen as u64);
+                    if d_from < d_to {
+                        plain[(d_from - bstart) as usize..(d_to - bstart) as usize]
+                            .copy_from_slice(
+                                &data[(d_from - offset) as usize..(d_to - offset) as usize],
+                            );
+                    }
                     spans.push((pos, NONCE_LEN + blen + TAG_LEN));
-                    continue;
                 }
-                sealed.resize(pos + NONCE_LEN + blen + TAG_LEN, 0);
-                let plain = &mut sealed[pos + NONCE_LEN..pos + NONCE_LEN + blen];
-                let cov_from = start.max(bstart);
-                let cov_to = end.min(bstart + blen as u64);
-                let covers_all = cov_from == bstart && cov_to == bstart + blen as u64;
-                if !covers_all && bstart < old_size {
-                    let mut old = self.read_block(f, cipher, file_id, old_size, blk)?;
-                    plain[..old.len()].copy_from_slice(&old);
-                    zeroize::Zeroize::zeroize(&mut old);
+                seal_blocks(cipher, file_id, b, new_last, sealed, &spans)?;
+                let file = f.raw_file();
+                file.write_all_at(sealed, l.block_offset(b))?;
+                if sealed.len() >= WRITE_BEHIND_MIN {
+                    start_writeback(&file, l.block_offset(b), sealed.len());
                 }
-                // Zero fill of the gap between the old end and the write.
-                let gap_from = old_size.max(bstart);
-                let gap_to = offset.min(bstart + blen as u64);
-                if gap_from < gap_to {
-                    plain[(gap_from - bstart) as usize..(gap_to - bstart) as usize].fill(0);
-                }
-                let d_from = offset.max(bstart);
-                let d_to = end.min(bstart + blen as u64);
-                if d_from < d_to {
-                    plain[(d_from - bstart) as usize..(d_to - bstart) as usize].copy_from_slice(
-                        &data[(d_from - offset) as usize..(d_to - offset) as usize],
-                    );
-                }
-                spans.push((pos, NONCE_LEN + blen + TAG_LEN));
+                b = batch_end + 1;
             }
-            seal_blocks(cipher, file_id, b, new_last, sealed, &spans)?;
-            let file = f.raw_file();
-            file.write_all_at(sealed, l.block_offset(b))?;
-            if sealed.len() >= WRITE_BEHIND_MIN {
-                start_writeback(&file, l.block_offset(b), sealed.len());
-            }
-            b = batch_end + 1;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Decrypts block `b` of a file of plaintext size `size`.
