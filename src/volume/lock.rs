@@ -56,6 +56,22 @@ fn describe(backing: &Path, holder: &serde_json::Value) -> String {
     )
 }
 
+fn try_lock(file: &std::fs::File) -> bool {
+    // SAFETY: flock on an fd we own; no pointers.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+fn wait_for_lock(file: &std::fs::File, patience: std::time::Duration) -> bool {
+    let until = std::time::Instant::now() + patience;
+    while std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        if try_lock(file) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Takes the backing directory's mount lock, or says who holds it. A read-only mount of a
 /// backing directory on a read-only filesystem needs no lock (nothing can be written).
 pub fn lock_backing(backing: &Path, mountpoint: &Path, read_only: bool) -> Result<MountLock> {
@@ -85,9 +101,13 @@ pub fn lock_backing(backing: &Path, mountpoint: &Path, read_only: bool) -> Resul
     let mut text = String::new();
     let _ = file.read_to_string(&mut text);
     let holder: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    // SAFETY: flock on an fd we own; no pointers.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(VolumeError::Setup(describe(backing, &holder)));
+    if !try_lock(&file) {
+        // An empty lease: its holder unmounted cleanly and is exiting (a remount right after
+        // `cmkfs umount`). Wait for it briefly rather than refuse.
+        let exiting = holder.get("pid").is_none();
+        if !(exiting && wait_for_lock(&file, std::time::Duration::from_secs(5))) {
+            return Err(VolumeError::Setup(describe(backing, &holder)));
+        }
     }
     // Another host's live lease (flock does not see across hosts on every shared filesystem).
     let other_host = holder
