@@ -510,7 +510,16 @@ impl Volume {
                 }
                 seal_blocks(cipher, file_id, b, new_last, sealed, &spans)?;
                 let file = f.raw_file();
-                file.write_all_at(sealed, l.block_offset(b))?;
+                let at = l.block_offset(b);
+                if sealed.len() < WRITE_BEHIND_MIN {
+                    prefetch_partial_pages(
+                        &file,
+                        at,
+                        sealed.len() as u64,
+                        l.ciphertext_len(old_size),
+                    );
+                }
+                file.write_all_at(sealed, at)?;
                 if sealed.len() >= WRITE_BEHIND_MIN {
                     start_writeback(&file, l.block_offset(b), sealed.len());
                 }
@@ -668,6 +677,25 @@ fn prefetch(file: &File, offset: u64, len: usize) {
         len as i64,
         nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
     );
+}
+
+/// Page size of the backing page cache (x86-64, arm64 with 4 KiB pages).
+const PAGE: u64 = 4096;
+
+/// Before a small write of `[at, at + len)`: starts reading, in parallel, the first and last
+/// backing pages it covers only in part and that hold stored data (below `stored_len`). A
+/// ciphertext block is not page aligned, so the kernel must read those pages before it can
+/// update them; without this it reads them one after the other inside `pwrite`.
+fn prefetch_partial_pages(file: &File, at: u64, len: u64, stored_len: u64) {
+    let end = at + len;
+    let first = at - at % PAGE;
+    let last = end - end % PAGE;
+    if at % PAGE != 0 && first < stored_len {
+        prefetch(file, first, PAGE as usize);
+    }
+    if end % PAGE != 0 && last != first && last < stored_len {
+        prefetch(file, last, PAGE as usize);
+    }
 }
 
 /// Asks the kernel to start writing `[offset, offset + len)` of `file` to disk, without waiting.
