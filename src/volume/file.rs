@@ -690,10 +690,10 @@ fn prefetch_partial_pages(file: &File, at: u64, len: u64, stored_len: u64) {
     let end = at + len;
     let first = at - at % PAGE;
     let last = end - end % PAGE;
-    if at % PAGE != 0 && first < stored_len {
+    if !at.is_multiple_of(PAGE) && first < stored_len {
         prefetch(file, first, PAGE as usize);
     }
-    if end % PAGE != 0 && last != first && last < stored_len {
+    if !end.is_multiple_of(PAGE) && last != first && last < stored_len {
         prefetch(file, last, PAGE as usize);
     }
 }
