@@ -2,7 +2,8 @@
 //! (`mount -t tmpfs -o size=16m tmpfs DIR`). Writes must fail with `ENOSPC`, nothing already
 //! stored may be damaged (checksums unchanged, also after a remount), a key-store update
 //! (`cmkfs key rotate MOUNTPOINT --data-key`) either succeeds or fails cleanly leaving the old
-//! state usable, and once files are deleted, writes work again. The tmpfs is unmounted at the end.
+//! state usable, and once files are deleted, writes work again (at once, although deleted files
+//! are freed on a background thread). The tmpfs is unmounted at the end.
 
 mod common;
 
@@ -22,7 +23,16 @@ struct SmallDisk {
 
 impl SmallDisk {
     fn new(size: &str) -> SmallDisk {
-        let v = TestVolume::init_only();
+        Self::with_env(size, &[])
+    }
+
+    /// The same, with extra environment for the daemon.
+    fn with_env(size: &str, env: &[(&str, &str)]) -> SmallDisk {
+        let mut v = TestVolume::init_only();
+        v.env = env
+            .iter()
+            .map(|(k, x)| (k.to_string(), x.to_string()))
+            .collect();
         // Move the fresh volume onto a tmpfs mounted over the backing directory.
         let saved = v.root().join("saved-backing");
         run_ok(Command::new("cp").arg("-a").arg(v.backing()).arg(&saved));
@@ -289,5 +299,71 @@ fn enospc_during_append_does_not_damage_stored_blocks() {
         problems.is_empty(),
         "stored blocks damaged by ENOSPC: {problems:#?}\nlog:\n{}",
         d.v().log_contents()
+    );
+}
+
+/// Bytes the backing tmpfs has available, as the mount reports them.
+fn available(path: &Path) -> u64 {
+    let s = nix::sys::statvfs::statvfs(path).unwrap();
+    s.blocks_available() as u64 * s.fragment_size() as u64
+}
+
+/// Writes 1 MiB files until the disk is full; returns them (the one cut short is removed).
+fn fill_with_files(d: &SmallDisk, tag: &str, rng: &mut Rng) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for i in 0.. {
+        let p = d.v().p(&format!("{tag}-{i}"));
+        match fs::write(&p, rng.bytes(1 << 20)) {
+            Ok(()) => files.push(p),
+            Err(e) => {
+                assert_eq!(errno_of(&e), libc::ENOSPC, "filling failed with {e}");
+                let _ = fs::remove_file(&p);
+                return files;
+            }
+        }
+        assert!(i < 64, "wrote 64 MiB to a 16 MiB tmpfs without ENOSPC");
+    }
+    unreachable!()
+}
+
+/// Deleted files are freed on a background thread, yet their space is usable at once: statfs
+/// right after `rm` counts it, and a write that finds the disk full while files are still being
+/// freed waits for them and succeeds. The daemon holds each release back 200 ms here (the
+/// debug-build knob `CMKFS_TEST_RELEASE_DELAY_MS`), so without those waits both checks fail.
+#[test]
+fn space_of_deleted_files_is_usable_at_once() {
+    let d = SmallDisk::with_env("16m", &[("CMKFS_TEST_RELEASE_DELAY_MS", "200")]);
+    let mut rng = Rng::new(seed_from_env(0xF4EE));
+    let mnt = d.v().mnt();
+
+    let files = fill_with_files(&d, "a", &mut rng);
+    assert!(files.len() >= 8, "only {} MiB fitted", files.len());
+    let full = available(&mnt);
+    for p in &files {
+        fs::remove_file(p).unwrap();
+    }
+    let freed = available(&mnt) - full;
+    assert!(
+        freed >= files.len() as u64 * (1 << 20),
+        "statfs right after deleting {} MiB shows only {freed} bytes freed",
+        files.len()
+    );
+
+    let files = fill_with_files(&d, "b", &mut rng);
+    for p in &files {
+        fs::remove_file(p).unwrap();
+    }
+    // No statfs in between: the releases are still pending when this write finds the disk full.
+    let data = rng.bytes((files.len() - 1) << 20);
+    fs::write(d.v().p("after-delete"), &data).unwrap_or_else(|e| {
+        panic!(
+            "writing {} MiB right after deleting {} MiB: {e}",
+            data.len() >> 20,
+            files.len()
+        )
+    });
+    assert_eq!(
+        sha256_hex(&fs::read(d.v().p("after-delete")).unwrap()),
+        sha256_hex(&data)
     );
 }

@@ -519,6 +519,8 @@ impl Filesystem for CmkFs {
 
     fn destroy(&mut self) {
         self.handles().clear();
+        // Deleted files still being freed are freed before the unmount completes.
+        self.vol.release_deleted();
         self.vol.keys().cache().flush();
     }
 

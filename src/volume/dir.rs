@@ -243,6 +243,18 @@ impl Volume {
         owner: Option<Owner>,
         exclusive: bool,
     ) -> Result<(Arc<OpenFile>, Attr)> {
+        self.retry_when_full(|| self.create_file_once(dir, name, mode, owner, exclusive))
+    }
+
+    /// One attempt of [`Self::create_file`].
+    fn create_file_once(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        mode: u32,
+        owner: Option<Owner>,
+        exclusive: bool,
+    ) -> Result<(Arc<OpenFile>, Attr)> {
         self.check_writable()?;
         let b = self.backing_name(dir, name)?;
         self.write_side_file(dir, &b)?;
@@ -289,6 +301,11 @@ impl Volume {
     /// Creates a directory: built under a temporary name with its id file, then renamed into
     /// place, so a crash never leaves a directory without an id.
     pub fn mkdir(&self, dir: &Dir, name: &OsStr, mode: u32, owner: Option<Owner>) -> Result<Attr> {
+        self.retry_when_full(|| self.mkdir_once(dir, name, mode, owner))
+    }
+
+    /// One attempt of [`Self::mkdir`].
+    fn mkdir_once(&self, dir: &Dir, name: &OsStr, mode: u32, owner: Option<Owner>) -> Result<Attr> {
         self.check_writable()?;
         let b = self.backing_name(dir, name)?;
         let tmp = format!(".tmp.mkdir.{}", hex(&random_id()?[..8]));
@@ -348,6 +365,18 @@ impl Volume {
         rdev: u32,
         owner: Option<Owner>,
     ) -> Result<Attr> {
+        self.retry_when_full(|| self.mknod_once(dir, name, mode, rdev, owner))
+    }
+
+    /// One attempt of [`Self::mknod`].
+    fn mknod_once(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        mode: u32,
+        rdev: u32,
+        owner: Option<Owner>,
+    ) -> Result<Attr> {
         self.check_writable()?;
         let kind = FileKind::from_mode(mode).ok_or(errno(libc::EINVAL))?;
         if kind == FileKind::File {
@@ -384,6 +413,17 @@ impl Volume {
         target: &[u8],
         owner: Option<Owner>,
     ) -> Result<Attr> {
+        self.retry_when_full(|| self.symlink_once(dir, name, target, owner))
+    }
+
+    /// One attempt of [`Self::symlink`].
+    fn symlink_once(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        target: &[u8],
+        owner: Option<Owner>,
+    ) -> Result<Attr> {
         self.check_writable()?;
         let b = self.backing_name(dir, name)?;
         let stored = symlink::encrypt_target(self.keys(), self.current_key()?, target)?;
@@ -407,6 +447,11 @@ impl Volume {
     }
 
     pub fn link(&self, src_dir: &Dir, src: &OsStr, dst_dir: &Dir, dst: &OsStr) -> Result<Attr> {
+        self.retry_when_full(|| self.link_once(src_dir, src, dst_dir, dst))
+    }
+
+    /// One attempt of [`Self::link`].
+    fn link_once(&self, src_dir: &Dir, src: &OsStr, dst_dir: &Dir, dst: &OsStr) -> Result<Attr> {
         self.check_writable()?;
         let sb = self.backing_name(src_dir, src)?;
         let db = self.backing_name(dst_dir, dst)?;
@@ -434,8 +479,24 @@ impl Volume {
         if FileKind::from_mode(st.st_mode) == Some(FileKind::Dir) {
             return Err(errno(libc::EISDIR));
         }
+        // The last name of a file with data: a reference held across the unlink moves the
+        // freeing of its blocks out of this request, onto the release thread.
+        let last_ref = (st.st_nlink == 1 && st.st_blocks > 0)
+            .then(|| {
+                openat(
+                    &dir.fd,
+                    b.entry(),
+                    OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .ok()
+            })
+            .flatten();
         unlinkat(&dir.fd, b.entry(), UnlinkatFlags::NoRemoveDir)?;
         self.remove_side_file(dir, &b);
+        if let Some(fd) = last_ref {
+            self.reaper.release(fd, st.st_blocks as u64 * 512);
+        }
         self.attr_of(&st)
     }
 
@@ -462,13 +523,15 @@ impl Volume {
         self.check_writable()?;
         let b = self.backing_name(dir, name)?;
         let sub = openat(&dir.fd, b.entry(), DIR_FLAGS, Mode::empty())?;
-        let attr = self.attr_of(&fstat(&sub)?)?;
+        let st = fstat(&sub)?;
+        let attr = self.attr_of(&st)?;
         self.remove_dir_id(&sub)?;
         if let Err(e) = unlinkat(&dir.fd, b.entry(), UnlinkatFlags::RemoveDir) {
             self.restore_dir_id(&sub);
             return Err(e.into());
         }
         self.remove_side_file(dir, &b);
+        self.reaper.release(sub, st.st_blocks as u64 * 512);
         Ok(attr)
     }
 

@@ -38,6 +38,13 @@ impl From<crate::crypto::CryptoError> for VolumeError {
     }
 }
 
+impl VolumeError {
+    /// The backing filesystem is out of space or quota.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, VolumeError::Io(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)))
+    }
+}
+
 pub type Result<T> = std::result::Result<T, VolumeError>;
 
 pub fn errno(e: i32) -> VolumeError {

@@ -334,7 +334,7 @@ impl Volume {
             return Ok(0);
         }
         let mut st = f.write_state();
-        self.write_locked(f, &mut st, offset, data)?;
+        self.retry_when_full(|| self.write_locked(f, &mut st, offset, data))?;
         Ok(data.len())
     }
 
@@ -342,7 +342,7 @@ impl Volume {
     pub fn append(&self, f: &OpenFile, data: &[u8]) -> Result<u64> {
         let mut st = f.write_state();
         let off = st.size;
-        self.write_locked(f, &mut st, off, data)?;
+        self.retry_when_full(|| self.write_locked(f, &mut st, off, data))?;
         Ok(off)
     }
 
@@ -558,6 +558,11 @@ impl Volume {
     /// Sets the plaintext size: growing writes encrypted zeros, shrinking re-seals the new
     /// final block.
     pub fn truncate(&self, f: &OpenFile, new_size: u64) -> Result<()> {
+        self.retry_when_full(|| self.truncate_once(f, new_size))
+    }
+
+    /// One attempt of [`Self::truncate`].
+    fn truncate_once(&self, f: &OpenFile, new_size: u64) -> Result<()> {
         if self.read_only() {
             return Err(errno(libc::EROFS));
         }
@@ -601,6 +606,11 @@ impl Volume {
     /// zeros for mode 0); `ZERO_RANGE` and `PUNCH_HOLE` write encrypted zeros, since a hole
     /// in the ciphertext would be an unauthenticated way to erase data.
     pub fn fallocate(&self, f: &OpenFile, offset: u64, len: u64, mode: i32) -> Result<()> {
+        self.retry_when_full(|| self.fallocate_once(f, offset, len, mode))
+    }
+
+    /// One attempt of [`Self::fallocate`].
+    fn fallocate_once(&self, f: &OpenFile, offset: u64, len: u64, mode: i32) -> Result<()> {
         if self.read_only() {
             return Err(errno(libc::EROFS));
         }

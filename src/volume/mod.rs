@@ -9,6 +9,7 @@ mod file;
 mod init;
 mod lock;
 mod open_files;
+mod reaper;
 mod reencrypt;
 mod scan;
 mod symlink;
@@ -76,6 +77,8 @@ pub struct Volume {
     /// Told (old, new) when re-encryption replaces a backing inode, before the old inode can
     /// be released and its number reused (the FUSE layer rebinds its inode table).
     on_replaced: std::sync::RwLock<Option<ReplacedHook>>,
+    /// Frees deleted files in the background.
+    reaper: reaper::Reaper,
 }
 
 /// Called with (old, new) backing inode numbers when re-encryption replaces a file.
@@ -169,6 +172,7 @@ impl Volume {
             open_files: OpenFileTable::default(),
             read_only: opts.read_only,
             on_replaced: std::sync::RwLock::new(None),
+            reaper: reaper::Reaper::new(),
         })
     }
 
@@ -231,8 +235,25 @@ impl Volume {
         }
     }
 
-    /// Filesystem statistics of the backing filesystem.
+    /// Waits until the deleted files still being freed in the background are freed; returns
+    /// whether there were any.
+    pub fn release_deleted(&self) -> bool {
+        self.reaper.drain()
+    }
+
+    /// Runs `op`; if the backing filesystem is full while deleted files are still being freed,
+    /// waits for them and runs `op` once more. `op` must leave nothing behind when it fails.
+    pub(super) fn retry_when_full<T>(&self, mut op: impl FnMut() -> Result<T>) -> Result<T> {
+        match op() {
+            Err(e) if e.is_no_space() && self.release_deleted() => op(),
+            r => r,
+        }
+    }
+
+    /// Filesystem statistics of the backing filesystem (after deleted files are freed, so
+    /// `df` right after `rm` shows the space).
     pub fn statfs(&self) -> Result<nix::sys::statvfs::Statvfs> {
+        self.release_deleted();
         Ok(nix::sys::statvfs::fstatvfs(&self.root_fd)?)
     }
 }

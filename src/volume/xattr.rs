@@ -22,6 +22,7 @@ const BACKING_PREFIX: &str = "user.cmkfs.";
 const MAX_VALUE: usize = 65536;
 
 /// The object whose xattrs are meant.
+#[derive(Clone, Copy)]
 pub enum XattrTarget<'a> {
     File(&'a OpenFile),
     Dir(&'a Dir),
@@ -89,6 +90,17 @@ impl Volume {
     }
 
     pub fn set_xattr(
+        &self,
+        t: XattrTarget<'_>,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> Result<()> {
+        self.retry_when_full(|| self.set_xattr_once(t, name, value, flags))
+    }
+
+    /// One attempt of [`Self::set_xattr`].
+    fn set_xattr_once(
         &self,
         t: XattrTarget<'_>,
         name: &OsStr,

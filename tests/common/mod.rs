@@ -173,6 +173,8 @@ pub struct TestVolume {
     fg_child: Option<std::process::Child>,
     /// Extra `-o` options used by every (re)mount.
     pub opts: Vec<String>,
+    /// Extra environment of the daemon.
+    pub env: Vec<(String, String)>,
 }
 
 impl TestVolume {
@@ -204,6 +206,7 @@ impl TestVolume {
             mounted: false,
             fg_child: None,
             opts: Vec::new(),
+            env: Vec::new(),
         };
         run_ok(
             cmkfs()
@@ -266,6 +269,7 @@ impl TestVolume {
         if !self.opts.is_empty() {
             c.arg("-o").arg(self.opts.join(","));
         }
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 
