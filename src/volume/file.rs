@@ -76,6 +76,9 @@ impl OpenFile {
             damaged: None,
         };
         if len > 0 {
+            // One disk read for the header and the start of the content (the read that usually
+            // follows an open), instead of the header now and the rest of a small file later.
+            prefetch(&file, 0, len.min(PREFETCH_ON_OPEN) as usize);
             let mut buf = [0u8; HEADER_LEN];
             match file.read_exact_at(&mut buf, 0) {
                 Ok(()) => match FileHeader::decode(&buf) {
@@ -675,6 +678,9 @@ pub fn seal_blocks(
 /// Large writes (streaming) start the write-out of what they just wrote at once, so the disk
 /// works while the next request is encrypted and a later fsync finds little left to do.
 const WRITE_BEHIND_MIN: usize = 256 * 1024;
+
+/// How much of a file an open asks the kernel to read ahead, header included.
+const PREFETCH_ON_OPEN: u64 = 128 * 1024;
 
 /// Reads of this size or more prefetch the ciphertext that follows them.
 const READ_AHEAD_MIN: usize = 256 * 1024;
