@@ -479,25 +479,29 @@ impl Volume {
         if FileKind::from_mode(st.st_mode) == Some(FileKind::Dir) {
             return Err(errno(libc::EISDIR));
         }
-        // The last name of a file with data: a reference held across the unlink moves the
-        // freeing of its blocks out of this request, onto the release thread.
-        let last_ref = (st.st_nlink == 1 && st.st_blocks > 0)
-            .then(|| {
-                openat(
-                    &dir.fd,
-                    b.entry(),
-                    OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .ok()
-            })
-            .flatten();
+        let last_ref = self.last_reference(dir, b.entry(), &st);
         unlinkat(&dir.fd, b.entry(), UnlinkatFlags::NoRemoveDir)?;
         self.remove_side_file(dir, &b);
-        if let Some(fd) = last_ref {
+        self.release_later(last_ref, &st);
+        self.attr_of(&st)
+    }
+
+    /// For a file with data about to lose its last name: a reference to it, which, held across
+    /// the unlink (or the rename over it), moves the freeing of its blocks out of the request
+    /// and onto the release thread (`release_later`).
+    fn last_reference(&self, dir: &Dir, entry: &str, st: &FileStat) -> Option<OwnedFd> {
+        if st.st_nlink != 1 || st.st_blocks == 0 {
+            return None;
+        }
+        let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        openat(&dir.fd, entry, flags, Mode::empty()).ok()
+    }
+
+    /// Hands the last reference of a removed file (or directory) to the release thread.
+    fn release_later(&self, fd: Option<OwnedFd>, st: &FileStat) {
+        if let Some(fd) = fd {
             self.reaper.release(fd, st.st_blocks as u64 * 512);
         }
-        self.attr_of(&st)
     }
 
     /// Whether a backing directory holds nothing but its id file.
@@ -531,7 +535,7 @@ impl Volume {
             return Err(e.into());
         }
         self.remove_side_file(dir, &b);
-        self.reaper.release(sub, st.st_blocks as u64 * 512);
+        self.release_later(Some(sub), &st);
         Ok(attr)
     }
 
@@ -608,6 +612,13 @@ impl Volume {
             self.remove_dir_id(&sub)?;
             victim_dir = Some(sub);
         }
+        // A replaced file is freed on the release thread, like an unlinked one.
+        let victim_ref = match &dst_st {
+            Some(d) if !exchange && victim_dir.is_none() => {
+                self.last_reference(dst_dir, db.entry(), d)
+            }
+            _ => None,
+        };
         self.write_side_file(dst_dir, &db)?;
         if let Err(e) = renameat2(&src_dir.fd, sb.entry(), &dst_dir.fd, db.entry(), rflags) {
             if let Some(sub) = &victim_dir {
@@ -620,6 +631,9 @@ impl Volume {
         }
         if !exchange {
             self.remove_side_file(src_dir, &sb);
+        }
+        if let Some(d) = &dst_st {
+            self.release_later(victim_ref.or(victim_dir), d);
         }
         Ok(if exchange {
             None

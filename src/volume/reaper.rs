@@ -1,7 +1,8 @@
 //! Deferred release of deleted backing files. When the last name of a file goes, the backing
 //! filesystem frees its blocks and inode inside `unlink(2)` (ext4 on our test disk: ~75 µs of
-//! the ~80 µs an unlink takes), and a FUSE UNLINK would wait for it. Instead the volume holds
-//! an `O_PATH` descriptor of the file across the unlink and hands it here: a background thread
+//! the ~80 µs an unlink takes), and a FUSE UNLINK (or a RENAME over a file) would wait for it.
+//! Instead the volume holds an `O_PATH` descriptor of the file across the unlink or rename and
+//! hands it here: a background thread
 //! closes it, and that close does the freeing while the next request is served.
 //!
 //! Bounded (files and bytes, so at most a fraction of a second of freeing is ever pending), and
