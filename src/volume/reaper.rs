@@ -2,8 +2,8 @@
 //! filesystem frees its blocks and inode inside `unlink(2)` (ext4 on our test disk: ~75 µs of
 //! the ~80 µs an unlink takes), and a FUSE UNLINK (or a RENAME over a file) would wait for it.
 //! Instead the volume holds an `O_PATH` descriptor of the file across the unlink or rename and
-//! hands it here: a background thread
-//! closes it, and that close does the freeing while the next request is served.
+//! hands it here: a background thread closes it, and that close does the freeing while the
+//! next request is served.
 //!
 //! Bounded (files and bytes, so at most a fraction of a second of freeing is ever pending), and
 //! `drain` waits for everything handed over: the volume drains before statfs, before retrying an
