@@ -423,7 +423,7 @@ impl Volume {
         let reseal_old_last =
             new_size > old_size && old_size > 0 && old_size.is_multiple_of(bs) && start >= old_size;
         let written = self.write_blocks(
-            f, st, &cipher, &file_id, offset, data, start, end, old_size, new_size,
+            f, &cipher, &file_id, offset, data, start, end, old_size, new_size,
         );
         if let Err(e) = written {
             if new_ct > old_ct {
@@ -450,7 +450,6 @@ impl Volume {
     fn write_blocks(
         &self,
         f: &OpenFile,
-        _st: &FileState,
         cipher: &BlockCipher,
         file_id: &[u8; 16],
         offset: u64,
