@@ -697,18 +697,23 @@ fn prefetch(file: &File, offset: u64, len: usize) {
 /// Page size of the backing page cache (x86-64, arm64 with 4 KiB pages).
 const PAGE: u64 = 4096;
 
-/// Before a small write of `[at, at + len)`: starts reading, in parallel, the first and last
-/// backing pages it covers only in part and that hold stored data (below `stored_len`). A
-/// ciphertext block is not page aligned, so the kernel must read those pages before it can
-/// update them; without this it reads them one after the other inside `pwrite`.
+/// Before a small write of `[at, at + len)` that overwrites stored data (ends within
+/// `stored_len`): starts reading, in parallel, the first and last backing pages it covers only
+/// in part. A ciphertext block is not page aligned, so the kernel must read those pages before
+/// it can update them; without this it reads them one after the other inside `pwrite`. Appends
+/// are left out: the page before them was just written and is cached, so the call would be a
+/// syscall per write for nothing.
 fn prefetch_partial_pages(file: &File, at: u64, len: u64, stored_len: u64) {
     let end = at + len;
+    if end > stored_len {
+        return;
+    }
     let first = at - at % PAGE;
     let last = end - end % PAGE;
-    if !at.is_multiple_of(PAGE) && first < stored_len {
+    if !at.is_multiple_of(PAGE) {
         prefetch(file, first, PAGE as usize);
     }
-    if !end.is_multiple_of(PAGE) && last != first && last < stored_len {
+    if !end.is_multiple_of(PAGE) && last != first {
         prefetch(file, last, PAGE as usize);
     }
 }
