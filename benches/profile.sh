@@ -111,10 +111,11 @@ if [ "$TOOL" = callgrind ] && ! command -v valgrind >/dev/null; then
 fi
 
 if [ -z "$CMKFS" ]; then
-  CMKFS="$ROOT/target/release/cmkfs"
+  # The release build with line tables, so reports can name source lines.
+  CMKFS="$ROOT/target/profiling/cmkfs"
   if [ "$BUILD" = 1 ]; then
-    (cd "$ROOT" && cargo build --release -p cmkfs) >&2 \
-      || die "cargo build --release -p cmkfs failed; pass --cmkfs BIN or --no-build"
+    (cd "$ROOT" && cargo build --profile profiling -p cmkfs) >&2 \
+      || die "cargo build --profile profiling -p cmkfs failed; pass --cmkfs BIN or --no-build"
   fi
 fi
 case $CMKFS in /*) ;; *) CMKFS="$(pwd)/$CMKFS" ;; esac

@@ -1,12 +1,25 @@
-//! Atomic replacement of small metadata files: write a temp file, fsync it, rename it over
-//! the target, fsync the directory. A crash leaves either the old or the new file.
+//! Atomic replacement of small files: write a temp file, rename it over the target. Readers
+//! see the old or the new contents, never a partial file. `write_atomic` also makes the new
+//! file durable (fsync of the file, then of the directory), so a crash leaves either version;
+//! `write_volatile` skips the fsyncs, for runtime files that mean nothing after a crash.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+/// Replaces `path` with `contents`, durably: for volume metadata and keys.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    replace(path, contents, mode, true)
+}
+
+/// Replaces `path` with `contents` without waiting for the disk: for files such as a pid file
+/// under /run, which a crash makes stale anyway (two fsyncs cost milliseconds at mount).
+pub fn write_volatile(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    replace(path, contents, mode, false)
+}
+
+fn replace(path: &Path, contents: &[u8], mode: u32, durable: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -23,9 +36,14 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
             .mode(mode)
             .open(&tmp)?;
         f.write_all(contents)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
+        if durable {
+            fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

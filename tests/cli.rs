@@ -687,3 +687,28 @@ fn init_rejects_key_inside_backing_and_creates_missing_dir() {
         "init did not create the missing backing dir"
     );
 }
+
+/// MountStarted is written by the daemon after it reports ready (off the mount command's
+/// path), so an unmount right after the mount must still find it written, before MountStopped.
+#[test]
+fn mount_and_unmount_are_audited_in_order_even_back_to_back() {
+    let v = TestVolume::init_only();
+    let audit = v.root().join("audit.log");
+    for _ in 0..3 {
+        run_ok(v.mount_cmd().arg("--audit-log").arg(&audit));
+        let o = run(cmkfs().arg("umount").arg(v.mnt()));
+        if !o.success() {
+            force_unmount(&v.mnt());
+            panic!("cmkfs umount failed: {}", o.stderr);
+        }
+    }
+    let log = fs::read_to_string(&audit).unwrap();
+    let ops: Vec<String> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["op"].to_string())
+        .filter(|op| op.contains("Mount"))
+        .collect();
+    let expected = ["\"MountStarted\"", "\"MountStopped\""].repeat(3);
+    assert_eq!(ops, expected, "mount records in {audit:?}");
+    run_ok(cmkfs().args(["audit", "verify"]).arg(&audit));
+}

@@ -340,7 +340,7 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
     let runtime = RuntimeFiles {
         pid: pid_file(&s.mountpoint),
     };
-    let _ = crate::atomic_file::write_atomic(
+    let _ = crate::atomic_file::write_volatile(
         &runtime.pid,
         format!("{}\n", std::process::id()).as_bytes(),
         0o644,
@@ -393,11 +393,27 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
         .map_err(|e| format!("cannot start the signal thread: {e}"));
     or_report!(ready, signal_thread);
 
-    // Readiness: only once the mount answers a request served by the session loop.
+    // Readiness: only once the mount answers a request served by the session loop. The
+    // MountStarted record follows the report (its fdatasync is not on the mount command's
+    // path); `started` closes once it is written or the mount never served, and MountStopped
+    // waits for that, so the two stay in order.
     let mountpoint = s.mountpoint.clone();
     let (vol2, stats2) = (volume.clone(), stats.clone());
     let threads = s.threads;
     let read_ahead_kb = s.options.read_ahead_kb.unwrap_or(1024);
+    let audit = volume.keys().audit().clone();
+    let started_event = crate::audit::AuditEvent::new(
+        crate::audit::AuditOp::MountStarted,
+        volume.config().volume_id.clone(),
+        crate::audit::AuditResult::Ok,
+    )
+    .detail(format!(
+        "{} on {}",
+        s.backing.display(),
+        s.mountpoint.display()
+    ));
+    let (started, started_recorded) = std::sync::mpsc::channel::<()>();
+    let audit2 = audit.clone();
     std::thread::Builder::new()
         .name("ready".into())
         .spawn(move || {
@@ -409,6 +425,8 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
                     tracing::info!(mountpoint = %mountpoint.display(), threads, "mounted and serving");
                     ready.ready();
                     notify(&format!("READY=1\n{}", status_line(&vol2, &stats2)));
+                    audit2.record(started_event);
+                    drop(started);
                     if std::env::var_os("NOTIFY_SOCKET").is_some() {
                         loop {
                             std::thread::sleep(Duration::from_secs(10));
@@ -425,20 +443,10 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
         })
         .map_err(|e| format!("cannot start the readiness thread: {e}"))?;
 
-    let audit = volume.keys().audit().clone();
-    audit.record(
-        crate::audit::AuditEvent::new(
-            crate::audit::AuditOp::MountStarted,
-            volume.config().volume_id.clone(),
-            crate::audit::AuditResult::Ok,
-        )
-        .detail(format!(
-            "{} on {}",
-            s.backing.display(),
-            s.mountpoint.display()
-        )),
-    );
     let result = session.run();
+    // Returns once the ready thread wrote MountStarted or gave up (the sender is gone); the
+    // timeout only guards against a readiness check stuck on a dead connection.
+    let _ = started_recorded.recv_timeout(Duration::from_secs(10));
     drop(control);
     drop(runtime);
     let flushed = volume.keys().cache().flush();
