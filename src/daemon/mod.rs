@@ -413,7 +413,7 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
         s.mountpoint.display()
     ));
     let (started, started_recorded) = std::sync::mpsc::channel::<()>();
-    let audit2 = audit.clone();
+    let ready_audit = audit.clone();
     std::thread::Builder::new()
         .name("ready".into())
         .spawn(move || {
@@ -425,7 +425,7 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
                     tracing::info!(mountpoint = %mountpoint.display(), threads, "mounted and serving");
                     ready.ready();
                     notify(&format!("READY=1\n{}", status_line(&vol2, &stats2)));
-                    audit2.record(started_event);
+                    ready_audit.record(started_event);
                     drop(started);
                     if std::env::var_os("NOTIFY_SOCKET").is_some() {
                         loop {
