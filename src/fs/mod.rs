@@ -3,6 +3,7 @@
 
 mod errno;
 mod inodes;
+mod privileges;
 
 pub use errno::raw_errno;
 
@@ -78,6 +79,17 @@ pub struct CmkFs {
     want_writeback: bool,
     /// The kernel accepted the write-back cache: it then handles O_APPEND offsets itself.
     writeback: bool,
+    /// FUSE_HANDLE_KILLPRIV_V2 is on: truncate and fallocate clear set-ID bits here (writes
+    /// say so in their flags).
+    killpriv: bool,
+}
+
+fn caller(req: &Request) -> privileges::Caller {
+    privileges::Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
+    }
 }
 
 fn file_type(k: FileKind) -> FileType {
@@ -141,6 +153,7 @@ impl CmkFs {
             as_root: nix::unistd::geteuid().is_root(),
             want_writeback: false,
             writeback: false,
+            killpriv: false,
         })
     }
 
@@ -390,9 +403,36 @@ impl CmkFs {
         }
     }
 
+    /// Clears the set-ID bits of `f` that a modification by `req`'s caller (lacking
+    /// CAP_FSETID) takes away (see `privileges`).
+    fn drop_privileges(&self, req: &Request, f: &OpenFile) -> Result<()> {
+        let a = self.vol.file_attr(f)?;
+        match privileges::without_privileges(a.perm, a.gid, caller(req)) {
+            Some(perm) => self
+                .vol
+                .set_meta_file(f, Some(perm.into()), None, None, None, None),
+            None => Ok(()),
+        }
+    }
+
+    /// After a truncate or fallocate under FUSE_HANDLE_KILLPRIV_V2 (which then carries no
+    /// flag we can see): clears set-ID bits unless the caller holds CAP_FSETID.
+    fn drop_privileges_of_caller(&self, req: &Request, f: &OpenFile) -> Result<()> {
+        if !self.killpriv {
+            return Ok(());
+        }
+        let a = self.vol.file_attr(f)?;
+        let set_id = (libc::S_ISUID | libc::S_ISGID) as u16;
+        if a.perm & set_id != 0 && !privileges::caller_has_fsetid(caller(req)) {
+            self.drop_privileges(req, f)?;
+        }
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn do_setattr(
         &self,
+        req: &Request,
         ino: u64,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -405,6 +445,7 @@ impl CmkFs {
         if let Some(size) = size {
             let f = self.open_file_of(ino, fh)?;
             self.vol.truncate(&f, size)?;
+            self.drop_privileges_of_caller(req, &f)?;
         }
         let (at, mt) = (time_set(atime), time_set(mtime));
         if mode.is_some() || uid.is_some() || gid.is_some() || at.is_some() || mt.is_some() {
@@ -505,6 +546,10 @@ impl Filesystem for CmkFs {
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_background(64);
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_PARALLEL_DIROPS);
+        // Without it the kernel asks for `security.capability` before every write.
+        self.killpriv = config
+            .add_capabilities(fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2)
+            .is_ok();
         let _ = config.add_capabilities(
             fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
         );
@@ -513,7 +558,11 @@ impl Filesystem for CmkFs {
                 .add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE)
                 .is_ok();
         }
-        tracing::info!(writeback_cache = self.writeback, "FUSE session initialized");
+        tracing::info!(
+            writeback_cache = self.writeback,
+            killpriv_v2 = self.killpriv,
+            "FUSE session initialized"
+        );
         Ok(())
     }
 
@@ -565,7 +614,7 @@ impl Filesystem for CmkFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let res = self.do_setattr(ino.0, mode, uid, gid, size, atime, mtime, fh);
+        let res = self.do_setattr(req, ino.0, mode, uid, gid, size, atime, mtime, fh);
         reply_result!(self, req, "setattr", ino.0, reply, res, |a| reply
             .attr(&self.ttl, &fuse_attr(ino.0, &a)))
     }
@@ -781,12 +830,15 @@ impl Filesystem for CmkFs {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         let res = self.file_handle(fh.0).and_then(|(f, append)| {
+            if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+                self.drop_privileges(req, &f)?;
+            }
             // With the write-back cache the kernel already placed O_APPEND writes at the end.
             if append && !self.writeback {
                 self.vol.append(&f, data).map(|_| data.len())
@@ -1103,9 +1155,10 @@ impl Filesystem for CmkFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let res = self
-            .file_handle(fh.0)
-            .and_then(|(f, _)| self.vol.fallocate(&f, offset, length, mode));
+        let res = self.file_handle(fh.0).and_then(|(f, _)| {
+            self.vol.fallocate(&f, offset, length, mode)?;
+            self.drop_privileges_of_caller(req, &f)
+        });
         reply_result!(self, req, "fallocate", ino.0, reply, res, |_v| reply.ok())
     }
 }
