@@ -407,11 +407,20 @@ impl CmkFs {
     /// CAP_FSETID) takes away (see `privileges`).
     fn drop_privileges(&self, req: &Request, f: &OpenFile) -> Result<()> {
         let a = self.vol.file_attr(f)?;
-        match privileges::without_privileges(a.perm, a.gid, caller(req)) {
-            Some(perm) => self
-                .vol
-                .set_meta_file(f, Some(perm.into()), None, None, None, None),
-            None => Ok(()),
+        let Some(perm) = privileges::without_privileges(a.perm, a.gid, caller(req)) else {
+            return Ok(());
+        };
+        let set_perm = |p: u16| {
+            self.vol
+                .set_meta_file(f, Some(p.into()), None, None, None, None)
+        };
+        let set_gid = libc::S_ISGID as u16;
+        match set_perm(perm) {
+            // systemd's RestrictSUIDSGID refuses any mode that keeps a set-ID bit: clear both.
+            Err(e) if errno::raw_errno(&e) == libc::EPERM && perm & set_gid != 0 => {
+                set_perm(perm & !set_gid)
+            }
+            other => other,
         }
     }
 
