@@ -38,11 +38,9 @@ pub fn without_privileges(perm: u16, file_gid: u32, caller: Caller) -> Option<u1
 /// Whether `caller` belongs to group `gid` (primary or supplementary; unknown counts as no).
 fn in_group(caller: Caller, gid: u32) -> bool {
     caller.gid == gid
-        || proc_status(caller.pid)
-            .and_then(|s| {
-                field(&s, "Groups:").map(|g| g.split_whitespace().any(|x| x == gid.to_string()))
-            })
-            .unwrap_or(false)
+        || proc_status(caller.pid).is_some_and(|s| {
+            field(&s, "Groups:").is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
+        })
 }
 
 fn proc_status(pid: u32) -> Option<String> {
