@@ -364,8 +364,7 @@ fn backing_dir_unreadable_to_a_non_root_user() {
     fs::set_permissions(v.root(), fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(v.backing(), fs::Permissions::from_mode(0o700)).unwrap();
     std::os::unix::fs::chown(v.mnt(), Some(65534), Some(65534)).unwrap();
-    let o = run(Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+    let o = run(setpriv(65534, 65534)
         .arg(bin())
         .arg("mount")
         .arg(v.backing())

@@ -329,9 +329,7 @@ fn log_file_gets_lines() {
 
 /// Runs `args` as uid/gid 65534 (nobody) via setpriv; returns the outcome.
 fn as_nobody(args: &[&std::ffi::OsStr]) -> Outcome {
-    run(std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .args(args))
+    run(setpriv(65534, 65534).args(args))
 }
 
 #[test]

@@ -23,23 +23,12 @@ enum Actor {
 fn run_as(who: Actor, script: &str, file: &Path) -> Outcome {
     let mut c = match who {
         Actor::Root => Command::new("sh"),
-        Actor::Nobody | Actor::NobodyInRootGroup => {
-            let gid = if matches!(who, Actor::Nobody) {
-                65534
-            } else {
-                0
-            };
-            let mut c = Command::new("setpriv");
-            c.args([
-                "--reuid=65534",
-                &format!("--regid={gid}"),
-                "--clear-groups",
-                "--",
-                "sh",
-            ]);
-            c
-        }
+        Actor::Nobody => setpriv(65534, 65534),
+        Actor::NobodyInRootGroup => setpriv(65534, 0),
     };
+    if !matches!(who, Actor::Root) {
+        c.arg("sh");
+    }
     run(c.args(["-c", script, "sh"]).arg(file))
 }
 

@@ -403,13 +403,17 @@ impl CmkFs {
         }
     }
 
-    /// Clears the set-ID bits of `f` that a modification by `req`'s caller (lacking
-    /// CAP_FSETID) takes away (see `privileges`).
-    fn drop_privileges(&self, req: &Request, f: &OpenFile) -> Result<()> {
+    /// Clears the set-ID bits of `f` that a modification by `req`'s caller takes away (see
+    /// `privileges`). A flagged write has already told us the caller lacks CAP_FSETID;
+    /// with `check_caller` (truncate, fallocate) that is looked up, once bits are at stake.
+    fn drop_privileges(&self, req: &Request, f: &OpenFile, check_caller: bool) -> Result<()> {
         let a = self.vol.file_attr(f)?;
         let Some(perm) = privileges::without_privileges(a.perm, a.gid, caller(req)) else {
             return Ok(());
         };
+        if check_caller && privileges::caller_has_fsetid(caller(req)) {
+            return Ok(());
+        }
         let set_perm = |p: u16| {
             self.vol
                 .set_meta_file(f, Some(p.into()), None, None, None, None)
@@ -427,13 +431,8 @@ impl CmkFs {
     /// After a truncate or fallocate under FUSE_HANDLE_KILLPRIV_V2 (which then carries no
     /// flag we can see): clears set-ID bits unless the caller holds CAP_FSETID.
     fn drop_privileges_of_caller(&self, req: &Request, f: &OpenFile) -> Result<()> {
-        if !self.killpriv {
-            return Ok(());
-        }
-        let a = self.vol.file_attr(f)?;
-        let set_id = (libc::S_ISUID | libc::S_ISGID) as u16;
-        if a.perm & set_id != 0 && !privileges::caller_has_fsetid(caller(req)) {
-            self.drop_privileges(req, f)?;
+        if self.killpriv {
+            self.drop_privileges(req, f, true)?;
         }
         Ok(())
     }
@@ -846,7 +845,7 @@ impl Filesystem for CmkFs {
     ) {
         let res = self.file_handle(fh.0).and_then(|(f, append)| {
             if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
-                self.drop_privileges(req, &f)?;
+                self.drop_privileges(req, &f, false)?;
             }
             // With the write-back cache the kernel already placed O_APPEND writes at the end.
             if append && !self.writeback {

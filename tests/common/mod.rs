@@ -101,6 +101,15 @@ pub fn run_ok(cmd: &mut Command) -> Outcome {
 }
 
 /// Whether a program can be found on PATH.
+/// `setpriv` set up to run what follows as `uid`/`gid`, without supplementary groups.
+pub fn setpriv(uid: u32, gid: u32) -> Command {
+    let mut c = Command::new("setpriv");
+    c.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .args(["--clear-groups", "--"]);
+    c
+}
+
 pub fn have_program(name: &str) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
