@@ -5,11 +5,15 @@
 mod blocks;
 mod dirid;
 mod header;
+mod holes;
 mod records;
 
 pub use blocks::{BlockLayout, block_aad};
 pub use dirid::{DIRID_FILE_NAME, DIRID_LEN, DirIdFile};
 pub use header::{FileHeader, HEADER_LEN, MAGIC};
+pub use holes::{
+    HOLES_PREFIX_LEN, HoleList, MAX_HOLE_RANGES, check_holes_prefix, holes_aad, holes_prefix,
+};
 pub use records::{KeyStore, VolumeConfig, WrappedDataKey, WrapperId};
 
 /// The version byte written in every header, directory-id file and record.

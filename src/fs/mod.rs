@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime};
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
     Generation, INodeNo, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::audit::{AuditEvent, AuditOp, AuditResult};
@@ -326,8 +326,17 @@ impl CmkFs {
     }
 
     fn drop_handle(&self, fh: u64) {
-        if let Some(Handle::File { .. }) = self.handles().remove(&fh) {
+        let removed = self.handles().remove(&fh);
+        if let Some(Handle::File { file, .. }) = removed {
             self.stats.open_files.fetch_sub(1, Ordering::Relaxed);
+            // A close has no error to report to: a hole map that cannot be written stays
+            // stale (it then lists holes that were filled, which read as their data).
+            if let Err(e) = self.vol.file_closed(&file) {
+                tracing::warn!(
+                    ino = file.backing_ino(),
+                    "hole map not written on close: {e}"
+                );
+            }
         }
     }
 
@@ -895,7 +904,9 @@ impl Filesystem for CmkFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let res = self.file_handle(fh.0).and_then(|(f, _)| f.sync(datasync));
+        let res = self
+            .file_handle(fh.0)
+            .and_then(|(f, _)| self.vol.sync_file(&f, datasync));
         reply_result!(self, req, "fsync", ino.0, reply, res, |_v| reply.ok())
     }
 
@@ -1151,6 +1162,29 @@ impl Filesystem for CmkFs {
                 FileHandle(v.1),
                 self.open_flags()
             ))
+    }
+
+    fn lseek(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        let res = match (whence, u64::try_from(offset)) {
+            (libc::SEEK_DATA | libc::SEEK_HOLE, Ok(off)) => {
+                self.file_handle(fh.0).and_then(|(f, _)| {
+                    self.vol
+                        .seek_data_or_hole(&f, off, whence == libc::SEEK_DATA)
+                })
+            }
+            (libc::SEEK_DATA | libc::SEEK_HOLE, Err(_)) => Err(verr(libc::ENXIO)),
+            _ => Err(verr(libc::EINVAL)),
+        };
+        reply_result!(self, req, "lseek", ino.0, reply, res, |v| reply
+            .offset(v as i64))
     }
 
     fn fallocate(

@@ -52,6 +52,13 @@ pub struct Attr {
     pub ctime: SystemTime,
 }
 
+/// `st_blocks` (512-byte units) of a regular file of `size` plaintext bytes whose backing
+/// file has `backing_blocks` allocated: what the plaintext would take, or less for a sparse
+/// file (holes are unallocated in the backing file too).
+pub fn plain_blocks(size: u64, backing_blocks: u64) -> u64 {
+    (size.div_ceil(4096) * 8).min(backing_blocks)
+}
+
 fn time(sec: i64, nsec: i64) -> SystemTime {
     if sec >= 0 {
         UNIX_EPOCH + Duration::new(sec as u64, nsec as u32)
@@ -71,8 +78,9 @@ impl Attr {
             _ => st.st_size as u64,
         };
         let blocks = match kind {
-            FileKind::File if st.st_blocks == 0 => 0,
-            FileKind::File => size.div_ceil(4096) * 8,
+            // What the plaintext would take, or less for a sparse file (its backing
+            // allocation, holes being unallocated there).
+            FileKind::File => plain_blocks(size, st.st_blocks as u64),
             _ => st.st_blocks as u64,
         };
         Some(Attr {

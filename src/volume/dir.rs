@@ -117,7 +117,7 @@ impl Volume {
             && let Some(size) = self.open_file_size(a.backing_ino)
         {
             a.size = size;
-            a.blocks = size.div_ceil(4096) * 8;
+            a.blocks = super::attr::plain_blocks(size, st.st_blocks as u64);
         }
         Ok(a)
     }
@@ -140,9 +140,10 @@ impl Volume {
 
     /// Attributes of an open file.
     pub fn file_attr(&self, f: &OpenFile) -> Result<Attr> {
-        let mut a = self.attr_of(&fstat(f.raw_file())?)?;
+        let st = fstat(f.raw_file())?;
+        let mut a = self.attr_of(&st)?;
         a.size = f.size();
-        a.blocks = a.size.div_ceil(4096) * 8;
+        a.blocks = super::attr::plain_blocks(a.size, st.st_blocks as u64);
         Ok(a)
     }
 
@@ -294,7 +295,7 @@ impl Volume {
         let f = self.share_open_file_with(File::from(fd), st.st_ino, st.st_size as u64)?;
         let mut attr = self.attr_of(&st)?;
         attr.size = f.size();
-        attr.blocks = attr.size.div_ceil(4096) * 8;
+        attr.blocks = super::attr::plain_blocks(attr.size, st.st_blocks as u64);
         Ok((f, attr))
     }
 

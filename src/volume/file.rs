@@ -5,12 +5,16 @@
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::crypto::{BlockCipher, NONCE_LEN, TAG_LEN, random_id};
-use crate::format::{BlockLayout, FileHeader, HEADER_LEN, block_aad};
+use crate::format::{BlockLayout, FileHeader, HEADER_LEN, HoleList, block_aad};
 
+use super::holes::{HoleSlot, all_zero};
 use super::{Result, Volume, VolumeError, errno};
+
+/// Largest plaintext file size (the backing filesystem may allow less: then `EFBIG` too).
+pub const MAX_FILE_SIZE: u64 = i64::MAX as u64 / 2;
 
 /// Blocks processed per batch, bounding memory for large writes and zero fills.
 const BLOCKS_PER_BATCH: u64 = 256;
@@ -60,6 +64,14 @@ struct FileState {
     size: u64,
     /// Why the file cannot be used at all (bad header), if so.
     damaged: Option<String>,
+    /// The hole map (format 2), read on first need.
+    holes: Mutex<HoleSlot>,
+}
+
+impl FileState {
+    fn holes(&self) -> MutexGuard<'_, HoleSlot> {
+        self.holes.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl OpenFile {
@@ -74,6 +86,7 @@ impl OpenFile {
             cipher: None,
             size: 0,
             damaged: None,
+            holes: Mutex::new(HoleSlot::default()),
         };
         if len > 0 {
             // One disk read for the header and the start of the content (the read that usually
@@ -173,6 +186,11 @@ impl ReencryptGuard<'_> {
         self.0.size
     }
 
+    /// The file's hole map (read with `cipher`, the file's current content cipher).
+    pub(super) fn holes(&self, vol: &Volume, cipher: &BlockCipher) -> Result<HoleList> {
+        Ok(vol.holes_of(&self.0, cipher)?.list.clone())
+    }
+
     pub(super) fn switch_to(&mut self, header: FileHeader, cipher: Arc<BlockCipher>) {
         self.0.header = Some(header);
         self.0.cipher = Some(cipher);
@@ -196,6 +214,50 @@ impl Volume {
         let c = Arc::new(self.keys().data_key(h.key)?.content_cipher(&h.file_id)?);
         st.cipher = Some(c.clone());
         Ok(c)
+    }
+
+    /// The hole map of `st`, read from disk on first use.
+    fn holes_of<'a>(
+        &self,
+        st: &'a FileState,
+        cipher: &BlockCipher,
+    ) -> Result<MutexGuard<'a, HoleSlot>> {
+        let mut slot = st.holes();
+        if !slot.loaded {
+            if let Some(h) = st.header {
+                slot.list = self.load_holes(&h, cipher)?;
+            }
+            slot.loaded = true;
+        }
+        Ok(slot)
+    }
+
+    /// Authenticates and decrypts block `b` in place; an all-zero block is a hole (zeros)
+    /// only if the file's authenticated hole map says so, and fails authentication otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn open_block<'s>(
+        &self,
+        f: &OpenFile,
+        st: &FileState,
+        cipher: &BlockCipher,
+        file_id: &[u8; 16],
+        b: u64,
+        last: bool,
+        sealed: &'s mut [u8],
+    ) -> Result<&'s mut [u8]> {
+        let len = sealed.len();
+        if sealed[..NONCE_LEN] == [0u8; NONCE_LEN] && all_zero(sealed) {
+            if self.holes_of(st, cipher)?.list.contains(b) {
+                return Ok(&mut sealed[NONCE_LEN..len - TAG_LEN]);
+            }
+            return Err(self.integrity(
+                f,
+                format!("block {b} is all zeros (erased or punched) but is not a hole of the file"),
+            ));
+        }
+        cipher
+            .open(&block_aad(file_id, b, last), sealed)
+            .map_err(|_| self.integrity(f, format!("block {b} failed authentication")))
     }
 
     /// Opens the backing file of a regular file, sharing the `OpenFile` of its inode.
@@ -273,7 +335,7 @@ impl Volume {
             if buf.len() < need {
                 buf.resize(need, 0);
             }
-            self.open_blocks(f, &cipher, &file_id, size, offset, end, &mut buf[..need])
+            self.open_blocks(f, &st, &cipher, &file_id, offset, end, &mut buf[..need])
         })
     }
 
@@ -283,15 +345,16 @@ impl Volume {
     fn open_blocks(
         &self,
         f: &OpenFile,
+        st: &FileState,
         cipher: &BlockCipher,
         file_id: &[u8; 16],
-        size: u64,
         offset: u64,
         end: u64,
         sealed: &mut [u8],
     ) -> Result<Vec<u8>> {
         let l = self.layout();
         let bs = l.block_size;
+        let size = st.size;
         let (b0, b1) = (offset / bs, (end - 1) / bs);
         let last = (size - 1) / bs;
         let file = f.raw_file();
@@ -316,9 +379,7 @@ impl Volume {
                 ));
             }
             let block = &mut sealed[pos..pos + slen];
-            let plain = cipher
-                .open(&block_aad(file_id, b, b == last), block)
-                .map_err(|_| self.integrity(f, format!("block {b} failed authentication")))?;
+            let plain = self.open_block(f, st, cipher, file_id, b, b == last, block)?;
             let bstart = b * bs;
             let from = offset.saturating_sub(bstart) as usize;
             let to = ((end - bstart) as usize).min(plain.len());
@@ -365,6 +426,11 @@ impl Volume {
             }
             st.header = Some(h);
             st.cipher = None;
+            // A new file id has no hole map.
+            *st.holes() = HoleSlot {
+                loaded: true,
+                ..HoleSlot::default()
+            };
         }
         Ok(())
     }
@@ -387,19 +453,31 @@ impl Volume {
         let end = offset
             .checked_add(data.len() as u64)
             .ok_or(errno(libc::EFBIG))?;
-        if end > i64::MAX as u64 / 2 {
+        if end > MAX_FILE_SIZE {
             return Err(errno(libc::EFBIG));
         }
         self.ensure_header(f, st)?;
         let cipher = self.cipher(f, st)?;
-        let file_id = st.header.map(|h| h.file_id).unwrap_or_default();
-        let l = self.layout();
-        let bs = l.block_size;
-        let old_size = st.size;
-        let new_size = old_size.max(end);
-        if data.is_empty() && end <= old_size {
+        let bs = self.layout().block_size;
+        if data.is_empty() && end <= st.size {
             return Ok(());
         }
+        // Whole blocks between the old end and the data become holes: no space, no crypto.
+        let sparse_to = if data.is_empty() {
+            end
+        } else {
+            offset - offset % bs
+        };
+        if sparse_to > st.size && sparse_to.div_ceil(bs) > st.size.div_ceil(bs) {
+            self.grow_sparse(f, st, &cipher, sparse_to)?;
+            if data.is_empty() {
+                return Ok(());
+            }
+        }
+        let file_id = st.header.map(|h| h.file_id).unwrap_or_default();
+        let l = self.layout();
+        let old_size = st.size;
+        let new_size = old_size.max(end);
         let start = offset.min(old_size);
         // Growing: reserve the space first (without changing the length), so a full disk fails
         // the write before anything stored is touched.
@@ -419,11 +497,14 @@ impl Volume {
             }
         }
         // A full final block that stays untouched stops being the final block: re-sealed
-        // after the new blocks are written.
-        let reseal_old_last =
-            new_size > old_size && old_size > 0 && old_size.is_multiple_of(bs) && start >= old_size;
+        // after the new blocks are written (a hole has no final flag to change).
+        let reseal_old_last = new_size > old_size
+            && old_size > 0
+            && old_size.is_multiple_of(bs)
+            && start >= old_size
+            && !self.holes_of(st, &cipher)?.list.contains(old_size / bs - 1);
         let written = self.write_blocks(
-            f, &cipher, &file_id, offset, data, start, end, old_size, new_size,
+            f, st, &cipher, &file_id, offset, data, start, end, old_size, new_size,
         );
         if let Err(e) = written {
             if new_ct > old_ct {
@@ -433,15 +514,87 @@ impl Volume {
             return Err(e);
         }
         if reseal_old_last {
-            let b = old_size / bs - 1;
-            let mut block = self.read_block(f, &cipher, &file_id, old_size, b)?;
-            let mut sealed = vec![0u8; block.len() + NONCE_LEN + TAG_LEN];
-            sealed[NONCE_LEN..NONCE_LEN + block.len()].copy_from_slice(&block);
-            zeroize::Zeroize::zeroize(&mut block);
-            cipher.seal(&block_aad(&file_id, b, false), &mut sealed)?;
-            f.raw_file().write_all_at(&sealed, l.block_offset(b))?;
+            self.reseal_block(f, st, &cipher, &file_id, old_size, old_size / bs - 1, false)?;
         }
+        // The written blocks are data now.
+        let (first, last) = (start / bs, (end.max(start + 1) - 1) / bs);
+        let mut slot = self.holes_of(st, &cipher)?;
+        if slot.list.remove(first, last + 1) {
+            slot.dirty = true;
+        }
+        drop(slot);
         st.size = new_size;
+        Ok(())
+    }
+
+    /// Re-seals block `b` (plaintext as stored in a file of size `size`) with the given final
+    /// flag, padded with zeros to a full block when it stops being the final block.
+    #[allow(clippy::too_many_arguments)]
+    fn reseal_block(
+        &self,
+        f: &OpenFile,
+        st: &FileState,
+        cipher: &BlockCipher,
+        file_id: &[u8; 16],
+        size: u64,
+        b: u64,
+        last: bool,
+    ) -> Result<()> {
+        let bs = self.layout().block_size as usize;
+        let mut block = self.read_block(f, st, cipher, file_id, size, b)?;
+        let len = if last { block.len() } else { bs };
+        let mut sealed = vec![0u8; len + NONCE_LEN + TAG_LEN];
+        sealed[NONCE_LEN..NONCE_LEN + block.len()].copy_from_slice(&block);
+        zeroize::Zeroize::zeroize(&mut block);
+        cipher.seal(&block_aad(file_id, b, last), &mut sealed)?;
+        let r = f
+            .raw_file()
+            .write_all_at(&sealed, self.layout().block_offset(b));
+        zeroize::Zeroize::zeroize(&mut sealed);
+        Ok(r?)
+    }
+
+    /// Grows the file to `to` bytes (at least one whole new block) with holes: the new blocks
+    /// are recorded in the hole map, which is on disk before the backing file grows, so a
+    /// crash never leaves zeros that the map does not vouch for.
+    fn grow_sparse(
+        &self,
+        f: &OpenFile,
+        st: &mut FileState,
+        cipher: &BlockCipher,
+        to: u64,
+    ) -> Result<()> {
+        let l = self.layout();
+        let bs = l.block_size;
+        let old = st.size;
+        let header = st
+            .header
+            .ok_or_else(|| VolumeError::Integrity("no header".into()))?;
+        let old_last = (old > 0).then(|| (old - 1) / bs);
+        let old_last_is_data = match old_last {
+            Some(b) => !self.holes_of(st, cipher)?.list.contains(b),
+            None => false,
+        };
+        let mut slot = self.holes_of(st, cipher)?;
+        let before = slot.list.clone();
+        slot.list.insert(old.div_ceil(bs), to.div_ceil(bs));
+        if let Err(e) = self.store_holes(&header, cipher, &slot.list, true) {
+            slot.list = before;
+            return Err(e);
+        }
+        drop(slot);
+        if let Err(e) = f.raw_file().set_len(l.ciphertext_len(to)) {
+            // The map may list holes past the end; they are cut with the next store.
+            let mut slot = st.holes();
+            slot.list = before;
+            slot.dirty = true;
+            return Err(e.into());
+        }
+        if let (Some(b), true) = (old_last, old_last_is_data) {
+            // The old final block is no longer final (and a partial one becomes full).
+            self.reseal_block(f, st, cipher, &header.file_id, old, b, false)?;
+        }
+        st.size = to;
         Ok(())
     }
 
@@ -450,6 +603,7 @@ impl Volume {
     fn write_blocks(
         &self,
         f: &OpenFile,
+        st: &FileState,
         cipher: &BlockCipher,
         file_id: &[u8; 16],
         offset: u64,
@@ -490,7 +644,7 @@ impl Volume {
                     let cov_to = end.min(bstart + blen as u64);
                     let covers_all = cov_from == bstart && cov_to == bstart + blen as u64;
                     if !covers_all && bstart < old_size {
-                        let mut old = self.read_block(f, cipher, file_id, old_size, blk)?;
+                        let mut old = self.read_block(f, st, cipher, file_id, old_size, blk)?;
                         plain[..old.len()].copy_from_slice(&old);
                         zeroize::Zeroize::zeroize(&mut old);
                     }
@@ -535,6 +689,7 @@ impl Volume {
     fn read_block(
         &self,
         f: &OpenFile,
+        st: &FileState,
         cipher: &BlockCipher,
         file_id: &[u8; 16],
         size: u64,
@@ -551,14 +706,12 @@ impl Volume {
             ));
         }
         let last = (size - 1) / l.block_size;
-        let plain = cipher
-            .open(&block_aad(file_id, b, b == last), &mut sealed)
-            .map_err(|_| self.integrity(f, format!("block {b} failed authentication")))?;
+        let plain = self.open_block(f, st, cipher, file_id, b, b == last, &mut sealed)?;
         Ok(plain.to_vec())
     }
 
-    /// Sets the plaintext size: growing writes encrypted zeros, shrinking re-seals the new
-    /// final block.
+    /// Sets the plaintext size: growing adds holes (and zeros in the old final block),
+    /// shrinking re-seals the new final block.
     pub fn truncate(&self, f: &OpenFile, new_size: u64) -> Result<()> {
         self.retry_when_full(|| self.truncate_once(f, new_size))
     }
@@ -586,27 +739,42 @@ impl Volume {
             } else {
                 0
             })?;
+            let mut slot = st.holes();
+            if slot.list.cut(0) || !slot.loaded {
+                slot.dirty = true;
+            }
+            slot.loaded = true;
+            drop(slot);
             st.size = 0;
             return Ok(());
         }
         let cipher = self.cipher(f, &mut st)?;
         let file_id = st.header.map(|h| h.file_id).unwrap_or_default();
         let b = (new_size - 1) / l.block_size;
-        let keep = (new_size - b * l.block_size) as usize;
-        let mut plain = self.read_block(f, &cipher, &file_id, old_size, b)?;
-        let mut sealed = vec![0u8; keep + NONCE_LEN + TAG_LEN];
-        sealed[NONCE_LEN..NONCE_LEN + keep].copy_from_slice(&plain[..keep]);
-        zeroize::Zeroize::zeroize(&mut plain);
-        cipher.seal(&block_aad(&file_id, b, true), &mut sealed)?;
-        f.raw_file().write_all_at(&sealed, l.block_offset(b))?;
+        let mut slot = self.holes_of(&st, &cipher)?;
+        if slot.list.cut(b + 1) {
+            slot.dirty = true;
+        }
+        let final_is_hole = slot.list.contains(b);
+        drop(slot);
+        if !final_is_hole {
+            let keep = (new_size - b * l.block_size) as usize;
+            let mut plain = self.read_block(f, &st, &cipher, &file_id, old_size, b)?;
+            let mut sealed = vec![0u8; keep + NONCE_LEN + TAG_LEN];
+            sealed[NONCE_LEN..NONCE_LEN + keep].copy_from_slice(&plain[..keep]);
+            zeroize::Zeroize::zeroize(&mut plain);
+            cipher.seal(&block_aad(&file_id, b, true), &mut sealed)?;
+            f.raw_file().write_all_at(&sealed, l.block_offset(b))?;
+        }
         f.raw_file().set_len(l.ciphertext_len(new_size))?;
         st.size = new_size;
         Ok(())
     }
 
-    /// fallocate: mode 0 and `FALLOC_FL_KEEP_SIZE` reserve space (growing the file with
-    /// zeros for mode 0); `ZERO_RANGE` and `PUNCH_HOLE` write encrypted zeros, since a hole
-    /// in the ciphertext would be an unauthenticated way to erase data.
+    /// fallocate: mode 0 and `FALLOC_FL_KEEP_SIZE` reserve backing space (growing the file
+    /// with holes for mode 0); `PUNCH_HOLE` and `ZERO_RANGE` make the whole blocks of the range
+    /// holes (recorded in the hole map first, then punched in the backing file) and write
+    /// zeros into the partly covered blocks at its edges.
     pub fn fallocate(&self, f: &OpenFile, offset: u64, len: u64, mode: i32) -> Result<()> {
         self.retry_when_full(|| self.fallocate_once(f, offset, len, mode))
     }
@@ -617,6 +785,9 @@ impl Volume {
             return Err(errno(libc::EROFS));
         }
         let end = offset.checked_add(len).ok_or(errno(libc::EFBIG))?;
+        if end > MAX_FILE_SIZE {
+            return Err(errno(libc::EFBIG));
+        }
         let keep_size = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
         let zero = mode & (libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_PUNCH_HOLE) != 0;
         if mode
@@ -629,22 +800,213 @@ impl Volume {
             return Err(errno(libc::EINVAL));
         }
         let mut st = f.write_state();
-        let size = st.size;
+        if !keep_size && end > st.size {
+            self.write_locked(f, &mut st, end, &[])?;
+        }
         if zero {
-            let zero_end = if keep_size { end.min(size) } else { end };
-            let mut pos = offset;
-            let chunk = vec![0u8; (BLOCKS_PER_BATCH * self.layout().block_size) as usize];
-            while pos < zero_end {
-                let n = (zero_end - pos).min(chunk.len() as u64) as usize;
-                self.write_locked(f, &mut st, pos, &chunk[..n])?;
-                pos += n as u64;
+            let to = end.min(st.size);
+            if offset < to {
+                self.punch_locked(f, &mut st, offset, to)?;
             }
             return Ok(());
         }
-        if !keep_size && end > size {
-            self.write_locked(f, &mut st, end, &[])?;
+        // Reserve the backing space of the range (holes stay holes: they read as zeros).
+        if st.header.is_some() {
+            let l = self.layout();
+            let bs = l.block_size;
+            let from = l.block_offset(offset / bs);
+            let to = l.block_offset(end.div_ceil(bs));
+            nix::fcntl::fallocate(
+                f.raw_file().as_fd(),
+                nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+                from as i64,
+                (to - from) as i64,
+            )?;
         }
         Ok(())
+    }
+
+    /// Zeros `[offset, end)` (within the file): whole blocks become holes, the partly
+    /// covered blocks at the edges get zeros written.
+    fn punch_locked(&self, f: &OpenFile, st: &mut FileState, offset: u64, end: u64) -> Result<()> {
+        let l = self.layout();
+        let bs = l.block_size;
+        let size = st.size;
+        let h0 = offset.div_ceil(bs);
+        let h1 = if end >= size {
+            size.div_ceil(bs)
+        } else {
+            end / bs
+        };
+        if h0 >= h1 {
+            return self.zero_edge(f, st, offset, end);
+        }
+        self.zero_edge(f, st, offset, h0 * bs)?;
+        self.zero_edge(f, st, (h1 * bs).min(end), end)?;
+        self.ensure_header(f, st)?;
+        let cipher = self.cipher(f, st)?;
+        let header = st
+            .header
+            .ok_or_else(|| VolumeError::Integrity("no header".into()))?;
+        let mut slot = self.holes_of(st, &cipher)?;
+        let before = slot.list.clone();
+        slot.list.insert(h0, h1);
+        if slot.list != before {
+            if let Err(e) = self.store_holes(&header, &cipher, &slot.list, true) {
+                slot.list = before;
+                return Err(e);
+            }
+            slot.dirty = false;
+        }
+        drop(slot);
+        let from = l.block_offset(h0);
+        let to = l.block_offset(h1 - 1) + sealed_len(l, size, h1 - 1);
+        nix::fcntl::fallocate(
+            f.raw_file().as_fd(),
+            nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+                | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            from as i64,
+            (to - from) as i64,
+        )?;
+        Ok(())
+    }
+
+    /// Writes zeros over `[from, to)`, part of one block, unless that block is a hole.
+    fn zero_edge(&self, f: &OpenFile, st: &mut FileState, from: u64, to: u64) -> Result<()> {
+        if from >= to {
+            return Ok(());
+        }
+        let cipher = self.cipher(f, st)?;
+        if self
+            .holes_of(st, &cipher)?
+            .list
+            .contains(from / self.layout().block_size)
+        {
+            return Ok(());
+        }
+        let zeros = vec![0u8; (to - from) as usize];
+        self.write_locked(f, st, from, &zeros)
+    }
+
+    /// fsync: the content, then the hole map if holes were filled since it was written (the
+    /// map never claims data that is not on disk).
+    pub fn sync_file(&self, f: &OpenFile, data_only: bool) -> Result<()> {
+        f.sync(data_only)?;
+        self.store_dirty_holes(f, true)
+    }
+
+    /// On close: writes a hole map whose holes were filled, after the content is on disk.
+    pub fn file_closed(&self, f: &OpenFile) -> Result<()> {
+        if self.read_only() || !f.read_state().holes().dirty {
+            return Ok(());
+        }
+        f.sync(true)?;
+        self.store_dirty_holes(f, false)
+    }
+
+    fn store_dirty_holes(&self, f: &OpenFile, durable: bool) -> Result<()> {
+        let st = f.read_state();
+        let (Some(h), Some(cipher)) = (st.header, st.cipher.clone()) else {
+            return Ok(());
+        };
+        let mut slot = st.holes();
+        if !slot.dirty {
+            return Ok(());
+        }
+        self.store_holes(&h, &cipher, &slot.list, durable)?;
+        slot.dirty = false;
+        Ok(())
+    }
+
+    /// `lseek` with `SEEK_DATA` (`data`) or `SEEK_HOLE`, at block granularity: the next
+    /// offset at or after `offset` in data or in a hole; `ENXIO` at or past the end.
+    pub fn seek_data_or_hole(&self, f: &OpenFile, offset: u64, data: bool) -> Result<u64> {
+        let mut st = f.write_state();
+        let size = st.size;
+        if offset >= size {
+            return Err(errno(libc::ENXIO));
+        }
+        if st.header.is_none() {
+            return Ok(if data { offset } else { size });
+        }
+        let cipher = self.cipher(f, &mut st)?;
+        let bs = self.layout().block_size;
+        let mut b = offset / bs;
+        loop {
+            let Some((h0, h1)) = self.next_verified_hole(f, &st, &cipher, b)? else {
+                return Ok(if data { offset.max(b * bs) } else { size });
+            };
+            if data {
+                if h0 > b {
+                    return Ok(offset.max(b * bs));
+                }
+                if h1 * bs >= size {
+                    return Err(errno(libc::ENXIO));
+                }
+                b = h1;
+            } else {
+                return Ok(offset.max(h0 * bs).min(size));
+            }
+        }
+    }
+
+    /// The next hole `[h0, h1)` ending after block `b` whose blocks really read as holes: a
+    /// block the map lists but that holds ciphertext (written since the map was last stored)
+    /// is data, and dropped from the map.
+    fn next_verified_hole(
+        &self,
+        f: &OpenFile,
+        st: &FileState,
+        cipher: &BlockCipher,
+        mut b: u64,
+    ) -> Result<Option<(u64, u64)>> {
+        let l = self.layout();
+        let file = f.raw_file();
+        loop {
+            let Some((s, e)) = self.holes_of(st, cipher)?.list.next_hole(b) else {
+                return Ok(None);
+            };
+            let s = s.max(b);
+            // Find stored bytes inside [s, e) and check the blocks they belong to.
+            let mut k = s;
+            let mut stale = None;
+            while k < e {
+                let at = l.block_offset(k);
+                let pos = match nix::unistd::lseek(
+                    file.as_fd(),
+                    at as i64,
+                    nix::unistd::Whence::SeekData,
+                ) {
+                    Ok(p) => p as u64,
+                    Err(nix::errno::Errno::ENXIO) => break,
+                    Err(e) => return Err(e.into()),
+                };
+                if pos >= l.block_offset(e) {
+                    break;
+                }
+                let blk = ((pos - HEADER_LEN as u64) / l.sealed_block_size()).max(k);
+                let mut sealed = vec![0u8; sealed_len(l, st.size, blk) as usize];
+                let got = read_full(&file, &mut sealed, l.block_offset(blk))?;
+                if !all_zero(&sealed[..got]) {
+                    stale = Some(blk);
+                    break;
+                }
+                k = blk + 1;
+            }
+            match stale {
+                None => return Ok(Some((s, e))),
+                Some(d) => {
+                    let mut slot = st.holes();
+                    slot.list.remove(d, d + 1);
+                    slot.dirty = true;
+                    drop(slot);
+                    if d > s {
+                        return Ok(Some((s, d)));
+                    }
+                    b = d + 1;
+                }
+            }
+        }
     }
 }
 

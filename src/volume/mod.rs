@@ -6,6 +6,7 @@ mod attr;
 mod dir;
 mod error;
 mod file;
+mod holes;
 mod init;
 mod lock;
 mod open_files;

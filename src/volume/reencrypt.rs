@@ -233,6 +233,7 @@ impl Volume {
             let l = self.layout();
             let blocks = l.block_count(size);
             let last = blocks.saturating_sub(1);
+            let holes = st.holes(self, &old_cipher)?;
             let mut sealed = Vec::new();
             for b in 0..blocks {
                 let slen = (l.block_size.min(size - b * l.block_size)
@@ -244,6 +245,9 @@ impl Volume {
                             "block {b} is missing (ciphertext file truncated)"
                         ))
                     })?;
+                if holes.contains(b) && super::holes::all_zero(&sealed) {
+                    continue; // a hole stays a hole
+                }
                 let plain_len = old_cipher
                     .open(&block_aad(&old.file_id, b, b == last), &mut sealed)
                     .map_err(|_| {
@@ -253,6 +257,10 @@ impl Volume {
                 debug_assert_eq!(plain_len + NONCE_LEN + TAG_LEN, slen);
                 new_cipher.seal(&block_aad(&old.file_id, b, b == last), &mut sealed)?;
                 out.write_all_at(&sealed, l.block_offset(b))?;
+            }
+            out.set_len(l.ciphertext_len(size))?;
+            if !holes.is_empty() {
+                self.store_holes(&new_header, &new_cipher, &holes, true)?;
             }
             self.rekey_xattrs(
                 src.as_raw_fd(),
@@ -288,6 +296,7 @@ impl Volume {
             let _ = unlinkat(dir.fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
             return Err(e);
         }
+        self.remove_holes(&old);
         let new_ino = out.metadata()?.ino();
         st.switch_to(new_header, std::sync::Arc::new(new_cipher));
         // Re-key before the old inode is released (`src` holds it): its number may be reused

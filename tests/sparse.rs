@@ -1,0 +1,383 @@
+//! Sparse files (format 2): holes cost no backing space and no crypto, `SEEK_DATA`/`SEEK_HOLE`
+//! report them, punch hole and zero range free space, and holes are authenticated: zeroing or
+//! punching the ciphertext of a data block still gives EIO. Every behaviour is compared with a
+//! plain directory on the same disk (the oracle) where it can be.
+
+mod common;
+
+use common::*;
+use std::fs::{self, File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const BS: u64 = 4096;
+const SEALED: u64 = BS + 28;
+const HEADER: u64 = 32;
+const TIB: u64 = 1 << 40;
+
+/// Bytes allocated under `dir` (st_blocks of every entry, like `du`).
+fn allocated(dir: &Path) -> u64 {
+    walk(dir)
+        .iter()
+        .filter_map(|p| fs::symlink_metadata(p).ok())
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
+fn seek(f: &File, off: u64, whence: i32) -> std::io::Result<u64> {
+    let r = unsafe { libc::lseek(f.as_raw_fd(), off as libc::off_t, whence) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r as u64)
+    }
+}
+
+fn fallocate(f: &File, mode: i32, off: u64, len: u64) -> std::io::Result<()> {
+    cvt(unsafe { libc::fallocate(f.as_raw_fd(), mode, off as i64, len as i64) }).map(|_| ())
+}
+
+fn rw(p: &Path) -> File {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(p)
+        .unwrap()
+}
+
+/// The backing file of the only regular file the volume holds.
+fn only_backing_file(v: &TestVolume) -> PathBuf {
+    let files: Vec<PathBuf> = v
+        .backing_files()
+        .into_iter()
+        .filter(|p| p.is_file() && !p.to_string_lossy().contains("/.cmkfs"))
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].clone()
+}
+
+#[test]
+fn truncate_to_a_tebibyte_is_instant_and_takes_no_space() {
+    let v = TestVolume::new();
+    let before = allocated(&v.backing());
+    let t = Instant::now();
+    let f = rw(&v.p("big"));
+    f.set_len(TIB).unwrap();
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "truncate -s 1T took {took:?}"
+    );
+    assert!(
+        allocated(&v.backing()) - before < 1 << 20,
+        "truncate -s 1T used {} bytes of backing space",
+        allocated(&v.backing()) - before
+    );
+    let m = fs::metadata(v.p("big")).unwrap();
+    assert_eq!(m.len(), TIB);
+    assert!(
+        m.blocks() < 64,
+        "st_blocks {} for an empty sparse file",
+        m.blocks()
+    );
+    // Reads anywhere are zeros: start, middle, the partial end.
+    for off in [0, TIB / 2 + 123, TIB - 5000] {
+        let mut buf = vec![1u8; 8192];
+        let n = f.read_at(&mut buf, off).unwrap();
+        assert_eq!(n as u64, 8192.min(TIB - off));
+        assert!(buf[..n].iter().all(|&b| b == 0), "non-zero at {off}");
+    }
+    assert_eq!(seek(&f, 0, libc::SEEK_HOLE).unwrap(), 0);
+    assert_eq!(errno(&seek(&f, 0, libc::SEEK_DATA)), Some(libc::ENXIO));
+    // Shrinking back keeps working, and growing by a few bytes too.
+    f.set_len(10).unwrap();
+    f.set_len(5000).unwrap();
+    let mut buf = vec![1u8; 5000];
+    f.read_exact_at(&mut buf, 0).unwrap();
+    assert!(buf.iter().all(|&b| b == 0));
+}
+
+#[test]
+fn write_at_a_tebibyte_offset_is_instant_and_takes_no_space() {
+    let v = TestVolume::new();
+    let before = allocated(&v.backing());
+    let data = Rng::new(7).bytes(4096);
+    let t = Instant::now();
+    let f = rw(&v.p("far"));
+    f.write_all_at(&data, TIB).unwrap();
+    f.sync_all().unwrap();
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "write at 1 TiB took {took:?}"
+    );
+    assert!(allocated(&v.backing()) - before < 1 << 20);
+    assert_eq!(fs::metadata(v.p("far")).unwrap().len(), TIB + 4096);
+    let mut back = vec![0u8; 4096];
+    f.read_exact_at(&mut back, TIB).unwrap();
+    assert_bytes_eq(&back, &data, "block at 1 TiB");
+    assert_eq!(seek(&f, 0, libc::SEEK_DATA).unwrap(), TIB);
+    assert_eq!(seek(&f, 0, libc::SEEK_HOLE).unwrap(), 0);
+    assert_eq!(seek(&f, TIB, libc::SEEK_HOLE).unwrap(), TIB + 4096);
+    assert_eq!(
+        errno(&seek(&f, TIB + 4096, libc::SEEK_DATA)),
+        Some(libc::ENXIO)
+    );
+    // After a remount (the map comes from disk) the same.
+    drop(f);
+    let mut v = v;
+    v.remount();
+    let f = rw(&v.p("far"));
+    f.read_exact_at(&mut back, TIB).unwrap();
+    assert_bytes_eq(&back, &data, "block at 1 TiB after remount");
+    let mut zeros = vec![1u8; 4096];
+    f.read_exact_at(&mut zeros, TIB - 4096).unwrap();
+    assert!(zeros.iter().all(|&b| b == 0));
+    assert_eq!(seek(&f, 0, libc::SEEK_DATA).unwrap(), TIB);
+}
+
+#[test]
+fn truncate_beyond_the_maximum_size_is_efbig_and_changes_nothing() {
+    let v = TestVolume::new();
+    fs::write(v.p("f"), b"keep me").unwrap();
+    let huge = 999_999_999_999_999u64;
+    let f = rw(&v.p("f"));
+    let e = f.set_len(huge).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EFBIG), "ftruncate: {e}");
+    let c = cstr(&v.p("f"));
+    let r = cvt(unsafe { libc::truncate(c.as_ptr(), huge as libc::off_t) });
+    assert_eq!(errno(&r), Some(libc::EFBIG), "truncate");
+    assert_eq!(fs::read(v.p("f")).unwrap(), b"keep me");
+    // The oracle (ext4 here) says the same.
+    let plain = tempfile::tempdir().unwrap();
+    let o = rw(&plain.path().join("f"));
+    assert_eq!(
+        o.set_len(huge).unwrap_err().raw_os_error(),
+        Some(libc::EFBIG)
+    );
+}
+
+/// The same operations on the mount and on a plain file: contents, SEEK_DATA/SEEK_HOLE at
+/// block granularity, and space freed by punching.
+#[test]
+fn punch_hole_and_zero_range_match_a_plain_file() {
+    let v = TestVolume::new();
+    let plain = tempfile::tempdir().unwrap();
+    let m = rw(&v.p("f"));
+    let o = rw(&plain.path().join("f"));
+    let data = Rng::new(11).bytes(64 * BS as usize);
+    for f in [&m, &o] {
+        f.write_all_at(&data, 0).unwrap();
+        f.sync_all().unwrap();
+    }
+    let full = allocated(&v.backing());
+    let keep = libc::FALLOC_FL_KEEP_SIZE;
+    let punch = libc::FALLOC_FL_PUNCH_HOLE | keep;
+    let zero = libc::FALLOC_FL_ZERO_RANGE;
+    let apply = |ops: &[(i32, u64, u64)]| {
+        for &(mode, off, len) in ops {
+            for f in [&m, &o] {
+                fallocate(f, mode, off, len).unwrap();
+            }
+            let a = fs::read(v.p("f")).unwrap();
+            let b = fs::read(plain.path().join("f")).unwrap();
+            assert_bytes_eq(&a, &b, &format!("after fallocate({mode:#x}, {off}, {len})"));
+        }
+    };
+    // Punching: whole blocks, unaligned edges, to past the end.
+    apply(&[
+        (punch, 8 * BS, 16 * BS),
+        (punch, 30 * BS + 100, 3 * BS),
+        (punch, 60 * BS, 100 * BS),
+    ]);
+    // Holes at block granularity: the data and hole offsets agree with a plain file (ext4
+    // answers in 4 KiB pages, which are our blocks here).
+    for start in (0..64 * BS).step_by(BS as usize / 2) {
+        for whence in [libc::SEEK_DATA, libc::SEEK_HOLE] {
+            let a = seek(&m, start, whence).map_err(|e| e.raw_os_error());
+            let b = seek(&o, start, whence).map_err(|e| e.raw_os_error());
+            assert_eq!(a, b, "lseek({start}, {whence})");
+        }
+    }
+    // Zero range: inside two blocks, whole blocks (ext4 keeps those allocated as unwritten
+    // extents, cmkfs makes them holes), and growing the file.
+    apply(&[
+        (zero, 40 * BS + 7, 5000),
+        (zero | keep, 50 * BS, 4 * BS),
+        (zero, 70 * BS, 2 * BS),
+    ]);
+    assert_eq!(seek(&m, 50 * BS, libc::SEEK_HOLE).unwrap(), 50 * BS);
+    assert_eq!(seek(&m, 50 * BS, libc::SEEK_DATA).unwrap(), 54 * BS);
+    assert_eq!(
+        seek(&m, 60 * BS, libc::SEEK_DATA).map_err(|e| e.raw_os_error()),
+        Err(Some(libc::ENXIO))
+    );
+    m.sync_all().unwrap();
+    let punched = allocated(&v.backing());
+    assert!(
+        full - punched >= 16 * BS,
+        "punching ~30 blocks freed only {} bytes",
+        full - punched
+    );
+    // The same after a remount, with the map read from disk.
+    drop(m);
+    let mut v = v;
+    v.remount();
+    let a = fs::read(v.p("f")).unwrap();
+    let b = fs::read(plain.path().join("f")).unwrap();
+    assert_bytes_eq(&a, &b, "after remount");
+}
+
+#[test]
+fn writes_into_holes_fill_them_and_survive_a_remount() {
+    let mut v = TestVolume::new();
+    let plain = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(5);
+    let size = 256 * 1024 * 1024u64;
+    {
+        let m = rw(&v.p("f"));
+        let o = rw(&plain.path().join("f"));
+        m.set_len(size).unwrap();
+        o.set_len(size).unwrap();
+        for _ in 0..200 {
+            let off = rng.below(size - 10_000);
+            let n = rng.range(1, 9000) as usize;
+            let d = rng.bytes(n);
+            m.write_all_at(&d, off).unwrap();
+            o.write_all_at(&d, off).unwrap();
+        }
+    }
+    let cmp = |v: &TestVolume| {
+        let m = File::open(v.p("f")).unwrap();
+        let o = File::open(plain.path().join("f")).unwrap();
+        let mut a = vec![0u8; 1 << 20];
+        let mut b = vec![0u8; 1 << 20];
+        let mut off = 0;
+        while off < size {
+            m.read_exact_at(&mut a, off).unwrap();
+            o.read_exact_at(&mut b, off).unwrap();
+            assert_bytes_eq(&a, &b, &format!("MiB at {off}"));
+            off += 1 << 20;
+        }
+    };
+    cmp(&v);
+    assert!(
+        allocated(&v.backing()) < 8 << 20,
+        "200 small writes took more than 8 MiB"
+    );
+    v.remount();
+    cmp(&v);
+}
+
+/// Unmounted, an attacker zeroes or punches the ciphertext of data blocks, or damages the hole
+/// map: data blocks give EIO, never zeros; holes still read as zeros only with a valid map.
+#[test]
+fn zeroed_or_punched_data_blocks_are_eio_not_zeros() {
+    let mut v = TestVolume::new();
+    let data = Rng::new(3).bytes(8 * BS as usize);
+    {
+        let f = rw(&v.p("f"));
+        f.write_all_at(&data, 0).unwrap();
+        f.set_len(32 * BS).unwrap(); // blocks 8.. are holes
+    }
+    v.umount();
+    let b = only_backing_file(&v);
+    let bf = OpenOptions::new().read(true).write(true).open(&b).unwrap();
+    // Zero block 2, punch block 5.
+    bf.write_all_at(&vec![0u8; SEALED as usize], HEADER + 2 * SEALED)
+        .unwrap();
+    fallocate(
+        &bf,
+        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+        HEADER + 5 * SEALED,
+        SEALED,
+    )
+    .unwrap();
+    drop(bf);
+    v.mount();
+    let f = File::open(v.p("f")).unwrap();
+    let mut buf = vec![0u8; BS as usize];
+    for blk in [2u64, 5] {
+        let r = f.read_exact_at(&mut buf, blk * BS);
+        assert_eq!(errno(&r), Some(libc::EIO), "block {blk}");
+    }
+    for blk in [0u64, 1, 3, 4, 6, 7] {
+        f.read_exact_at(&mut buf, blk * BS).unwrap();
+        assert_bytes_eq(
+            &buf,
+            &data[(blk * BS) as usize..((blk + 1) * BS) as usize],
+            "untouched block",
+        );
+    }
+    f.read_exact_at(&mut buf, 20 * BS).unwrap();
+    assert!(buf.iter().all(|&x| x == 0), "a hole reads as zeros");
+    let log = v.log_contents();
+    assert!(
+        log.contains("block 2 is all zeros") && log.contains("block 5 is all zeros"),
+        "log names the blocks: {log}"
+    );
+    drop(f);
+    // A damaged map: holes can no longer be vouched for (EIO), data still reads.
+    v.umount();
+    let maps: Vec<PathBuf> = fs::read_dir(v.backing().join(".cmkfs/holes"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(maps.len(), 1, "{maps:?}");
+    let mut m = fs::read(&maps[0]).unwrap();
+    let last = m.len() - 1;
+    m[last] ^= 1;
+    fs::write(&maps[0], &m).unwrap();
+    v.mount();
+    let f = File::open(v.p("f")).unwrap();
+    assert_eq!(
+        errno(&f.read_exact_at(&mut buf, 20 * BS)),
+        Some(libc::EIO),
+        "hole with a damaged map"
+    );
+    f.read_exact_at(&mut buf, 0).unwrap();
+    assert_bytes_eq(&buf, &data[..BS as usize], "data with a damaged map");
+    // Removing the map is no way around it either.
+    drop(f);
+    v.umount();
+    fs::remove_file(&maps[0]).unwrap();
+    v.mount();
+    let f = File::open(v.p("f")).unwrap();
+    assert_eq!(errno(&f.read_exact_at(&mut buf, 20 * BS)), Some(libc::EIO));
+}
+
+#[test]
+fn reencrypt_keeps_holes() {
+    let mut v = TestVolume::new();
+    let data = Rng::new(9).bytes(3 * BS as usize);
+    {
+        let f = rw(&v.p("f"));
+        f.write_all_at(&data, 1 << 30).unwrap();
+    }
+    let before = allocated(&v.backing());
+    run_ok(cmkfs().args(["key", "rotate", "--data-key"]).arg(v.mnt()));
+    run_ok(cmkfs().arg("reencrypt").arg(v.mnt()));
+    assert!(
+        allocated(&v.backing()) < before + (1 << 20),
+        "re-encryption filled the holes"
+    );
+    v.remount();
+    let f = File::open(v.p("f")).unwrap();
+    let mut back = vec![0u8; data.len()];
+    f.read_exact_at(&mut back, 1 << 30).unwrap();
+    assert_bytes_eq(&back, &data, "data after reencrypt");
+    let mut z = vec![1u8; 8192];
+    f.read_exact_at(&mut z, 1 << 29).unwrap();
+    assert!(z.iter().all(|&b| b == 0));
+    assert_eq!(seek(&f, 0, libc::SEEK_DATA).unwrap(), 1 << 30);
+    // One map, under the new key.
+    let maps = fs::read_dir(v.backing().join(".cmkfs/holes"))
+        .unwrap()
+        .count();
+    assert_eq!(maps, 1);
+}
