@@ -1,10 +1,12 @@
 //! Crash safety: SIGKILL the daemon at random moments while writer threads create, write,
-//! append, overwrite, truncate, rename, unlink and fsync files (and a key rotation may be
-//! rewriting the key store), then remount and check:
+//! append, overwrite, truncate (down, and up with holes), punch holes, write past the end,
+//! rename, unlink and fsync files (and a key rotation may be rewriting the key store), then
+//! remount and check:
 //!
-//! - every file whose last operation was a completed `fsync` reads back exactly;
+//! - every file whose last operation was a completed `fsync` reads back exactly (holes too);
 //! - every other file reads back only bytes that some writer really wrote at that offset
-//!   (self-describing 64-byte records), or fails with `EIO` on a few specific blocks;
+//!   (self-describing 64-byte records) or zeros (a hole, or a gap whose write did not reach
+//!   the disk: never another write's bytes), or fails with `EIO` on a few specific blocks;
 //! - every directory lists; `.cmkfs/volume.json` and `.cmkfs/keystore.json` parse;
 //! - the volume mounts again at once.
 //!
@@ -72,6 +74,9 @@ fn check_records(data: &[u8], off: u64, started: &HashSet<(u32, u32)>) -> Result
     }
     for (i, r) in data.chunks(REC).enumerate() {
         let pos = off + (i * REC) as u64;
+        if r.iter().all(|&b| b == 0) {
+            continue; // a hole, or a gap that was never written
+        }
         if &r[..4] != b"CMKR" {
             return Err(format!("record at {pos} has no magic: {:02x?}", &r[..16]));
         }
@@ -165,6 +170,18 @@ fn check<T>(sh: &Shared, what: &str, r: io::Result<T>) -> Result<T, ()> {
             }
             Err(())
         }
+    }
+}
+
+fn punch_hole(f: &File, off: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: plain syscall on an open descriptor.
+    let r = unsafe { libc::fallocate(f.as_raw_fd(), mode, off as i64, len as i64) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
     }
 }
 
@@ -314,6 +331,53 @@ fn writer(sh: &Shared, m: &mut WriterModel, seed: u64) {
                 check(sh, "unlink", fs::remove_file(&path))?;
                 m.slots[s] = State::Absent;
                 m.slot_obj[s] = None;
+            } else if op < 85 {
+                // sparse: grow with a hole, punch a hole, or write past the end over a gap
+                if matches!(m.slots[s], State::Absent) {
+                    return Ok(());
+                }
+                let Some((tag, _)) = m.slot_obj[s] else {
+                    return Ok(());
+                };
+                m.slots[s] = State::Dirty;
+                let f = check(
+                    sh,
+                    "open for sparse op",
+                    OpenOptions::new().read(true).write(true).open(&path),
+                )?;
+                let size = check(sh, "fstat", f.metadata())?.len();
+                let kind = rng.below(3);
+                if kind == 0 {
+                    let to = size
+                        + rng.range(1, 64) * BLOCK
+                        + rng.below(BLOCK / REC as u64) * REC as u64;
+                    check(sh, "truncate up", f.set_len(to))?;
+                } else if kind == 1 {
+                    let from = rng.below(size / REC as u64 + 1) * REC as u64;
+                    let len = rng.range(1, 256) * REC as u64;
+                    check(sh, "punch hole", punch_hole(&f, from, len))?;
+                } else {
+                    let ver = m.next_ver;
+                    m.next_ver += 1;
+                    sh.start(tag, ver);
+                    let from = size
+                        + rng.range(1, 40) * BLOCK
+                        + rng.below(BLOCK / REC as u64) * REC as u64;
+                    let data = content(tag, ver, from, from + rng.range(1, 40) * REC as u64);
+                    check(
+                        sh,
+                        "write past the end",
+                        write_all_chunks(&f, &data, from, &mut rng),
+                    )?;
+                }
+                if rng.chance(50) {
+                    check(sh, "fsync", f.sync_all())?;
+                    let all = check(sh, "read back", fs::read(&path))?;
+                    m.slots[s] = State::Synced {
+                        sha: sha256_hex(&all),
+                        len: all.len() as u64,
+                    };
+                }
             } else {
                 // write-once durable file, fsync'd, never touched again
                 let tag = m.tag();
