@@ -871,21 +871,20 @@ impl Volume {
         Ok(())
     }
 
-    /// Writes zeros over `[from, to)`, part of one block, unless that block is a hole.
+    /// Writes zeros over `[from, to)` (partly covered blocks), skipping blocks that are holes.
     fn zero_edge(&self, f: &OpenFile, st: &mut FileState, from: u64, to: u64) -> Result<()> {
-        if from >= to {
-            return Ok(());
+        let bs = self.layout().block_size;
+        let mut pos = from;
+        while pos < to {
+            let stop = to.min((pos / bs + 1) * bs);
+            let cipher = self.cipher(f, st)?;
+            if !self.holes_of(st, &cipher)?.list.contains(pos / bs) {
+                let zeros = vec![0u8; (stop - pos) as usize];
+                self.write_locked(f, st, pos, &zeros)?;
+            }
+            pos = stop;
         }
-        let cipher = self.cipher(f, st)?;
-        if self
-            .holes_of(st, &cipher)?
-            .list
-            .contains(from / self.layout().block_size)
-        {
-            return Ok(());
-        }
-        let zeros = vec![0u8; (to - from) as usize];
-        self.write_locked(f, st, from, &zeros)
+        Ok(())
     }
 
     /// fsync: the content, then the hole map if holes were filled since it was written (the
