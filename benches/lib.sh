@@ -307,6 +307,24 @@ _small() {
     || { warn "$t: smallfiles $phase failed (see $LOGDIR/op.log)"; return 1; }
   T_ELAPSED=$out
 }
+# Sparse file: a 10 GiB file made by truncate, 1,000 random 4 KiB blocks written into it, fsync.
+# Also records the backing space the file took (KiB, du of the backing directory before/after).
+SPARSE_KIB=""
+body_sparse() {
+  local t=$1 r before after out
+  r=$(t_root "$t")
+  rm -f "$r/sparse"
+  before=$(du -sk "$(t_backing "$t")" | cut -f1)
+  oplog "sparse $t"
+  out=$(python3 "$BENCH_DIR/sparse.py" "$r/sparse" 10 1000 2>>"$LOGDIR/op.log") \
+    || { warn "$t: sparse.py failed (see $LOGDIR/op.log)"; return 1; }
+  T_ELAPSED=$out
+  sync
+  after=$(du -sk "$(t_backing "$t")" | cut -f1)
+  SPARSE_KIB=$((after - before))
+}
+prep_sparse() { rm -f "$(t_root "$1")/sparse" && cold "$1"; }
+
 body_small_create() { _small create "$1"; }
 body_small_stat() { _small stat "$1"; }
 body_small_delete() { _small delete "$1"; }

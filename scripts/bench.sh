@@ -11,6 +11,7 @@
 #                    [--no-build] [--json]
 #
 # Workloads (--only): seqwrite seqread randread randwrite mount untar lsR readall rm smallfiles
+#                     sparse
 # Needs root (FUSE mounts, drop_caches) and /dev/fuse. Installs gocryptfs, bindfs and fio with
 # apt-get when missing. Performance targets are checked here, never as timed assertions in tests.
 set -eu
@@ -37,7 +38,7 @@ CMKFS=""
 BUILD=1
 SEED=20240601
 ARGS="$*"
-ALL_WORKLOADS="seqwrite seqread randread randwrite mount untar lsR readall rm smallfiles"
+ALL_WORKLOADS="seqwrite seqread randread randwrite mount untar lsR readall rm smallfiles sparse"
 
 need_arg() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value (see --help)"; }
 posint() { case $2 in ''|*[!0-9]*) die "$1 must be a positive integer, got '$2'";; esac; [ "$2" -ge 1 ] || die "$1 must be >= 1"; }
@@ -242,6 +243,7 @@ for run in $(seq "$RUNS"); do
         if "prep_$ph" "$t" && "body_$ph" "$t"; then
           record "$run" "$ph" "$t" "$T_ELAPSED"
           log "run $run $ph $t: ${T_ELAPSED}s"
+          [ "$ph" != sparse ] || record "$run" sparse_space "$t" "$SPARSE_KIB"
         else
           record "$run" "$ph" "$t" ERR
           warn "run $run $ph $t FAILED (see $LOGDIR/op.log and $LOGDIR/$t*.log)"
