@@ -88,11 +88,12 @@ case " $WORKLOADS " in *" untar "*|*" lsR "*|*" readall "*|*" rm "*) needs_tree=
 # ---- environment ---------------------------------------------------------------------------
 [ "$(id -u)" = 0 ] || die "run as root: FUSE mounts of gocryptfs/bindfs/cmkfs and drop_caches need it"
 [ -c /dev/fuse ] || die "/dev/fuse is missing (modprobe fuse, or run the container with --device /dev/fuse)"
-for c in python3 dd tar find fusermount sha256sum pgrep timeout; do
+for c in python3 dd tar find sha256sum pgrep timeout; do
   command -v "$c" >/dev/null || die "'$c' is not installed"
 done
 
 missing=""
+command -v fusermount >/dev/null || missing="$missing fuse3"
 [ "$SKIP_GOCRYPTFS" = 1 ] || command -v gocryptfs >/dev/null || missing="$missing gocryptfs"
 [ "$SKIP_BINDFS" = 1 ] || command -v bindfs >/dev/null || missing="$missing bindfs"
 case " $WORKLOADS " in *" randread "*|*" randwrite "*) command -v fio >/dev/null || missing="$missing fio" ;; esac
@@ -103,6 +104,7 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y $missing >/dev/null 2>&1 || true
   fi
 fi
+command -v fusermount >/dev/null || die "fusermount is not installed and 'apt-get install -y fuse3' failed"
 case " $WORKLOADS " in *" randread "*|*" randwrite "*)
   command -v fio >/dev/null || die "fio is not installed and 'apt-get install -y fio' failed; fix that or leave out randread,randwrite (--only)" ;;
 esac

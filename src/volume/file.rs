@@ -888,10 +888,11 @@ impl Volume {
     }
 
     /// fsync: the content, then the hole map if holes were filled since it was written (the
-    /// map never claims data that is not on disk).
+    /// map never claims data that is not on disk). The map's rename need not be durable here:
+    /// if it is lost, the old map lists more holes than there are, which reads correctly.
     pub fn sync_file(&self, f: &OpenFile, data_only: bool) -> Result<()> {
         f.sync(data_only)?;
-        self.store_dirty_holes(f, true)
+        self.store_dirty_holes(f)
     }
 
     /// On close: writes a hole map whose holes were filled, after the content is on disk.
@@ -900,10 +901,10 @@ impl Volume {
             return Ok(());
         }
         f.sync(true)?;
-        self.store_dirty_holes(f, false)
+        self.store_dirty_holes(f)
     }
 
-    fn store_dirty_holes(&self, f: &OpenFile, durable: bool) -> Result<()> {
+    fn store_dirty_holes(&self, f: &OpenFile) -> Result<()> {
         let st = f.read_state();
         let (Some(h), Some(cipher)) = (st.header, st.cipher.clone()) else {
             return Ok(());
@@ -912,7 +913,7 @@ impl Volume {
         if !slot.dirty {
             return Ok(());
         }
-        self.store_holes(&h, &cipher, &slot.list, durable)?;
+        self.store_holes(&h, &cipher, &slot.list, false)?;
         slot.dirty = false;
         Ok(())
     }
