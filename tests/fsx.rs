@@ -56,7 +56,7 @@ fn fsx_random_operations_match_a_plain_file() {
     let mut log: Vec<String> = Vec::new();
     for i in 0..ops {
         let size = o.metadata().unwrap().len();
-        let bound = size.max(4096).min(MAX_LEN);
+        let bound = size.clamp(4096, MAX_LEN);
         let off = rng.below(bound + 4096);
         let len = if rng.chance(80) {
             rng.range(1, 16 * 1024)
@@ -161,6 +161,14 @@ fn fsx_random_operations_match_a_plain_file() {
     assert_bytes_eq(&read_all(&m), &read_all(&o), "at the end");
     eprintln!(
         "fsx: {ops} ops: {} writes, {} reads, {} truncates, {} punches, {} zero ranges, {} fallocates, {} fdatasyncs, {} reopens, {} full compares",
-        counts[0], counts[1], counts[2], counts[3], counts[4], counts[5], counts[6], counts[7], counts[8]
+        counts[0],
+        counts[1],
+        counts[2],
+        counts[3],
+        counts[4],
+        counts[5],
+        counts[6],
+        counts[7],
+        counts[8]
     );
 }

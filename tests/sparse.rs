@@ -381,3 +381,61 @@ fn reencrypt_keeps_holes() {
         .count();
     assert_eq!(maps, 1);
 }
+
+#[test]
+fn deleting_or_replacing_a_sparse_file_removes_its_hole_map() {
+    let v = TestVolume::new();
+    let maps = || {
+        fs::read_dir(v.backing().join(".cmkfs/holes"))
+            .map(|d| {
+                d.filter(|e| {
+                    !e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with('.')
+                })
+                .count()
+            })
+            .unwrap_or(0)
+    };
+    // The kernel sends RELEASE after close returns: wait (bounded) for the count to settle.
+    let wait_maps = |want: usize, what: &str| {
+        let t = Instant::now();
+        while maps() != want && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(maps(), want, "{what}");
+    };
+    for name in ["a", "b", "c"] {
+        rw(&v.p(name)).write_all_at(b"x", 1 << 30).unwrap();
+    }
+    wait_maps(3, "three sparse files");
+    fs::remove_file(v.p("a")).unwrap();
+    wait_maps(2, "unlink");
+    fs::write(v.p("d"), b"dense").unwrap();
+    fs::rename(v.p("d"), v.p("b")).unwrap();
+    wait_maps(1, "rename over");
+    // A hard link keeps the map; the last name takes it.
+    fs::hard_link(v.p("c"), v.p("c2")).unwrap();
+    fs::remove_file(v.p("c")).unwrap();
+    wait_maps(1, "one link left");
+    let mut z = vec![1u8; 4096];
+    File::open(v.p("c2"))
+        .unwrap()
+        .read_exact_at(&mut z, 4096)
+        .unwrap();
+    assert!(z.iter().all(|&b| b == 0));
+    fs::remove_file(v.p("c2")).unwrap();
+    wait_maps(0, "last link");
+    // Deleted while open: the holes still read as zeros; the map goes with the last close.
+    let e = rw(&v.p("e"));
+    e.write_all_at(b"x", 1 << 30).unwrap();
+    fs::remove_file(v.p("e")).unwrap();
+    let mut z = vec![1u8; 4096];
+    e.read_exact_at(&mut z, 4096).unwrap();
+    assert!(z.iter().all(|&b| b == 0));
+    assert_eq!(maps(), 1, "still open");
+    drop(e);
+    wait_maps(0, "after the last close");
+}

@@ -491,7 +491,11 @@ impl Volume {
     /// the unlink (or the rename over it), moves the freeing of its blocks out of the request
     /// and onto the release thread (`release_later`).
     fn last_reference(&self, dir: &Dir, entry: &str, st: &FileStat) -> Option<OwnedFd> {
-        if st.st_nlink != 1 || st.st_blocks == 0 {
+        if st.st_nlink != 1 {
+            return None;
+        }
+        self.forget_hole_map(dir, entry, st);
+        if st.st_blocks == 0 {
             return None;
         }
         let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;

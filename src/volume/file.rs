@@ -55,6 +55,8 @@ pub struct OpenFile {
     file: std::sync::RwLock<Arc<File>>,
     backing_ino: std::sync::atomic::AtomicU64,
     state: RwLock<FileState>,
+    /// Lost its last name while open here and may have a hole map: removed on the last close.
+    pub(super) forget_holes_on_close: std::sync::atomic::AtomicBool,
 }
 
 struct FileState {
@@ -111,6 +113,7 @@ impl OpenFile {
             file: std::sync::RwLock::new(Arc::new(file)),
             backing_ino: std::sync::atomic::AtomicU64::new(backing_ino),
             state: RwLock::new(state),
+            forget_holes_on_close: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -895,9 +898,24 @@ impl Volume {
         self.store_dirty_holes(f)
     }
 
-    /// On close: writes a hole map whose holes were filled, after the content is on disk.
-    pub fn file_closed(&self, f: &OpenFile) -> Result<()> {
-        if self.read_only() || !f.read_state().holes().dirty {
+    /// On close (`f` is the closed handle's reference): writes a hole map whose holes were
+    /// filled, after the content is on disk; removes the map of a deleted file on its last
+    /// close.
+    pub fn file_closed(&self, f: &Arc<OpenFile>) -> Result<()> {
+        if self.read_only() {
+            return Ok(());
+        }
+        if f.forget_holes_on_close
+            .load(std::sync::atomic::Ordering::Relaxed)
+            && Arc::strong_count(f) == 1
+            && f.raw_file().metadata()?.nlink() == 0
+        {
+            if let Some(h) = f.read_state().header {
+                self.remove_holes(&h);
+            }
+            return Ok(());
+        }
+        if !f.read_state().holes().dirty {
             return Ok(());
         }
         f.sync(true)?;

@@ -152,6 +152,45 @@ impl Volume {
         Ok(())
     }
 
+    /// A regular file is about to lose its last name: removes its hole map, if it may have
+    /// one (fewer bytes allocated than its length). A file open here still reads its holes:
+    /// its map goes with its last close instead.
+    pub(super) fn forget_hole_map(
+        &self,
+        dir: &super::Dir,
+        entry: &str,
+        st: &nix::sys::stat::FileStat,
+    ) {
+        let sparse = st.st_mode & libc::S_IFMT == libc::S_IFREG
+            && st.st_size > crate::format::HEADER_LEN as i64
+            && st.st_blocks * 512 < st.st_size;
+        if !sparse {
+            return;
+        }
+        if let Some(f) = self.open_files.get(st.st_ino) {
+            f.forget_holes_on_close
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NOATIME;
+        let fd = match openat(dir.fd(), entry, flags, Mode::empty()) {
+            // O_NOATIME needs the file's owner or CAP_FOWNER.
+            Err(nix::errno::Errno::EPERM) => {
+                openat(dir.fd(), entry, flags - OFlag::O_NOATIME, Mode::empty())
+            }
+            r => r,
+        };
+        let Ok(fd) = fd else {
+            return;
+        };
+        let mut buf = [0u8; crate::format::HEADER_LEN];
+        if std::os::unix::fs::FileExt::read_exact_at(&File::from(fd), &mut buf, 0).is_ok()
+            && let Ok(h) = FileHeader::decode(&buf)
+        {
+            self.remove_holes(&h);
+        }
+    }
+
     /// Removes the hole map of the file with header `h`, if any.
     pub(super) fn remove_holes(&self, h: &FileHeader) {
         if let Ok(dir) = self.holes_dir(false) {
