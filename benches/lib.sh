@@ -19,6 +19,9 @@ warn() { printf '%s bench: WARNING: %s\n' "$(date +%T)" "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 
 is_fuse() { [ "$1" != plain ]; }
+is_cmkfs() { [ "$1" = cmkfs ] || [ "$1" = cmkfs-base ]; }
+# The binary of a cmkfs target: the one under test, or the --baseline one (A/B).
+t_bin() { if [ "$1" = cmkfs-base ]; then printf '%s' "$CMKFS_BASE"; else printf '%s' "$CMKFS"; fi; }
 t_base() { printf '%s/%s' "$FSDIR" "$1"; }
 t_backing() { printf '%s/%s/backing' "$FSDIR" "$1"; }
 t_mnt() { printf '%s/%s/mnt' "$FSDIR" "$1"; }
@@ -38,7 +41,7 @@ t_pid() {
   local t=$1 m b id pid=""
   m=$(t_mnt "$t"); b=$(t_backing "$t")
   case $t in
-    cmkfs)
+    cmkfs|cmkfs-base)
       id=$(printf '%s' "$(realpath "$m")" | sha256sum | cut -c1-16)
       for f in "/run/cmkfs/$id.pid" "${XDG_RUNTIME_DIR:-/nonexistent}/cmkfs/$id.pid"; do
         if [ -r "$f" ]; then pid=$(tr -dc 0-9 < "$f"); break; fi
@@ -78,11 +81,11 @@ t_setup() {
       gocryptfs -init -q -nosyslog -extpass 'echo pw' -scryptn 10 "$(t_backing gocryptfs)" \
         >>"$LOGDIR/gocryptfs-init.log" 2>&1 \
         || { warn "gocryptfs -init failed, see $LOGDIR/gocryptfs-init.log"; return 1; } ;;
-    cmkfs)
-      mkdir -p "$(t_mnt cmkfs)"
-      "$CMKFS" init "$(t_backing cmkfs)" --service-key "$base/service.key" \
-        >>"$LOGDIR/cmkfs-init.log" 2>&1 \
-        || { warn "cmkfs init failed, see $LOGDIR/cmkfs-init.log"; return 1; } ;;
+    cmkfs|cmkfs-base)
+      mkdir -p "$(t_mnt "$t")"
+      "$(t_bin "$t")" init "$(t_backing "$t")" --service-key "$base/service.key" \
+        >>"$LOGDIR/$t-init.log" 2>&1 \
+        || { warn "$t init failed, see $LOGDIR/$t-init.log"; return 1; } ;;
   esac
 }
 
@@ -103,8 +106,8 @@ mount_only() {
   case $t in
     bindfs) bindfs "$b" "$m" >>"$LOGDIR/bindfs.log" 2>&1 ;;
     gocryptfs) gocryptfs -q -nosyslog -extpass 'echo pw' "$b" "$m" >>"$LOGDIR/gocryptfs.log" 2>&1 ;;
-    cmkfs) "$CMKFS" mount "$b" "$m" --service-key "$(t_base cmkfs)/service.key" \
-             --log-file "$LOGDIR/cmkfs-daemon.log" "${CMKFS_MOUNT_EXTRA[@]}" >>"$LOGDIR/cmkfs-mount.log" 2>&1 ;;
+    cmkfs|cmkfs-base) "$(t_bin "$t")" mount "$b" "$m" --service-key "$(t_base "$t")/service.key" \
+             --log-file "$LOGDIR/$t-daemon.log" "${CMKFS_MOUNT_EXTRA[@]}" >>"$LOGDIR/$t-mount.log" 2>&1 ;;
   esac || { warn "mounting $t failed (see $LOGDIR/$t*.log)"; return 1; }
 }
 
@@ -116,8 +119,8 @@ t_umount() {
   MOUNTED=("${rest[@]}")
   is_mounted "$m" || return 0
   pid=$(t_pid "$t")
-  if [ "$t" = cmkfs ]; then
-    timeout 120 "$CMKFS" umount "$m" >>"$LOGDIR/cmkfs-mount.log" 2>&1 || { warn "cmkfs umount $m failed"; return 1; }
+  if is_cmkfs "$t"; then
+    timeout 120 "$(t_bin "$t")" umount "$m" >>"$LOGDIR/$t-mount.log" 2>&1 || { warn "$t umount $m failed"; return 1; }
   else
     timeout 60 fusermount -u "$m" 2>>"$LOGDIR/$t.log" || timeout 60 umount "$m" 2>>"$LOGDIR/$t.log" \
       || { warn "unmounting $m failed"; return 1; }

@@ -14,7 +14,7 @@ import json
 import statistics
 import sys
 
-TARGETS = ["plain", "bindfs", "gocryptfs", "cmkfs"]
+TARGETS = ["plain", "bindfs", "gocryptfs", "cmkfs", "cmkfs-base"]
 # workload key, label template, ratio target (None: no ratio target)
 ROWS = [
     ("seqwrite", "seq write {size_mb} MiB + fsync (s)", 0.50),
@@ -114,6 +114,17 @@ def main():
         cells += [fmt(ratio), f"<= {target:.2f}" if target is not None else "-",
                   {True: "yes", False: "NO", None: "-"}[entry["met"]],
                   fmt(ratio_bindfs), fmt(ratio_plain)]
+        if "cmkfs-base" in present:
+            # A/B of two cmkfs builds in one run: medians and minimums.
+            cs, bs = row.get("cmkfs"), row.get("cmkfs-base")
+            ab_med = ab_min = None
+            if cs and bs and cs["median"] and bs["median"]:
+                ab_med = cs["median"] / bs["median"]
+            if cs and bs and cs["samples"] and bs["samples"] and min(bs["samples"]) > 0:
+                ab_min = min(cs["samples"]) / min(bs["samples"])
+            entry["ratio_cmkfs_base_median"] = ab_med
+            entry["ratio_cmkfs_base_min"] = ab_min
+            cells += [fmt(ab_med), fmt(ab_min)]
         table.append(cells)
         if key in ("randread", "randwrite") and meta.get("rand_mb"):
             ops = meta["rand_mb"] * 256
@@ -172,6 +183,9 @@ def main():
         json.dump(out, fh, indent=2)
 
     header = ["workload"] + present + ["cmkfs/gocryptfs", "target", "met", "cmkfs/bindfs", "cmkfs/plain"]
+    if "cmkfs-base" in present:
+        header += ["cmkfs/base", "min/min"]
+    table = [r + [""] * (len(header) - len(r)) for r in table]
     print()
     print(f"cmkfs benchmark, {meta.get('date', '?')}, {meta.get('cpus', '?')} CPUs, load {meta.get('loadavg_start', '?')} -> "
           f"{meta.get('loadavg_end', '?')}, median of {meta.get('runs', 1)} run(s), caches "

@@ -8,10 +8,12 @@
 #
 #   scripts/bench.sh [--size-mb N] [--rand-mb N] [--files N] [--small-files N] [--only W,...]
 #                    [--runs N] [--workdir DIR] [--skip-gocryptfs] [--skip-bindfs] [--cmkfs BIN]
-#                    [--no-build] [--json]
+#                    [--no-build] [--json] [--baseline BIN]
 #
 # Workloads (--only): seqwrite seqread randread randwrite mount untar lsR readall rm smallfiles
 #                     sparse
+# --baseline BIN adds a second cmkfs target, "cmkfs-base", run from BIN and interleaved with the
+# others in every workload: an A/B of two cmkfs builds in one run (column cmkfs/base).
 # Needs root (FUSE mounts, drop_caches) and /dev/fuse. Installs gocryptfs, bindfs and fio with
 # apt-get when missing. Performance targets are checked here, never as timed assertions in tests.
 set -eu
@@ -22,7 +24,7 @@ BENCH_DIR="$ROOT/benches"
 # shellcheck source=../benches/lib.sh
 . "$BENCH_DIR/lib.sh"
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 SIZE_MB=1024
 RAND_MB=64
@@ -35,6 +37,7 @@ SKIP_GOCRYPTFS=0
 SKIP_BINDFS=0
 RUNS=3
 CMKFS=""
+CMKFS_BASE=""
 BUILD=1
 SEED=20240601
 ARGS="$*"
@@ -56,6 +59,7 @@ while [ $# -gt 0 ]; do
     --skip-bindfs) SKIP_BINDFS=1; shift ;;
     --cmkfs) need_arg "$@"; CMKFS=$2; BUILD=0; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --baseline) need_arg "$@"; CMKFS_BASE=$2; shift 2 ;;
     -h|--help) usage 0 ;;
     *) printf 'bench: error: unknown option %s\n' "$1" >&2; usage 2 >&2 ;;
   esac
@@ -119,6 +123,11 @@ if [ "$SKIP_GOCRYPTFS" = 0 ]; then
   TARGETS="$TARGETS gocryptfs"
 fi
 TARGETS="$TARGETS cmkfs"
+if [ -n "$CMKFS_BASE" ]; then
+  case $CMKFS_BASE in /*) ;; *) CMKFS_BASE="$(pwd)/$CMKFS_BASE" ;; esac
+  [ -x "$CMKFS_BASE" ] || die "baseline binary $CMKFS_BASE does not exist"
+  TARGETS="$TARGETS cmkfs-base"
+fi
 
 if [ -z "$CMKFS" ]; then
   CMKFS="$ROOT/target/release/cmkfs"
@@ -205,6 +214,7 @@ printf 'run\tworkload\ttarget\tvalue\n' > "$RES"
   printf 'cold_caches\t%s\n' "$DROP_OK"
   printf 'disk_settle\t%s\n' "${DISK_STAT:-none}"
   printf 'cmkfs_binary\t%s\n' "$CMKFS"
+  [ -z "$CMKFS_BASE" ] || printf 'cmkfs_base_binary\t%s\n' "$CMKFS_BASE"
   printf 'cmkfs_git\t%s\n' "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo '+dirty')"
   command -v gocryptfs >/dev/null && printf 'gocryptfs_version\t%s\n' "$(gocryptfs -version 2>/dev/null | head -1)"
   command -v fio >/dev/null && printf 'fio_version\t%s\n' "$(fio --version 2>/dev/null | head -1)"
