@@ -439,3 +439,43 @@ fn deleting_or_replacing_a_sparse_file_removes_its_hole_map() {
     drop(e);
     wait_maps(0, "after the last close");
 }
+
+/// `cp` finds the holes (SEEK_DATA/SEEK_HOLE) and keeps them; `du` sees the allocation.
+#[test]
+fn cp_keeps_a_sparse_file_sparse() {
+    let v = TestVolume::new();
+    let data = Rng::new(21).bytes(3 * BS as usize);
+    {
+        let f = rw(&v.p("src"));
+        f.set_len(1 << 30).unwrap();
+        f.write_all_at(&data, 512 << 20).unwrap();
+    }
+    let before = allocated(&v.backing());
+    let t = Instant::now();
+    run_ok(
+        std::process::Command::new("cp")
+            .arg("--sparse=auto")
+            .arg(v.p("src"))
+            .arg(v.p("dst")),
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "cp of a 1 GiB file with 12 KiB of data took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        allocated(&v.backing()) - before < 1 << 20,
+        "the copy took {} bytes",
+        allocated(&v.backing()) - before
+    );
+    let f = File::open(v.p("dst")).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 1 << 30);
+    assert!(
+        f.metadata().unwrap().blocks() < 256,
+        "st_blocks of the copy"
+    );
+    let mut back = vec![0u8; data.len()];
+    f.read_exact_at(&mut back, 512 << 20).unwrap();
+    assert_bytes_eq(&back, &data, "copied data");
+    assert_eq!(seek(&f, 0, libc::SEEK_DATA).unwrap(), 512 << 20);
+}
