@@ -309,6 +309,7 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
         ready,
         CmkFs::new(volume.clone(), ATTR_TTL, stats.clone())
             .map(|f| f.with_writeback_cache(s.options.writeback_cache))
+            .map(|f| f.with_posix_acl(s.options.default_permissions))
             .map_err(|e| format!("cannot open the volume root: {e}"))
     );
     let inode_handle = fs.inode_handle();

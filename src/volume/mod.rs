@@ -2,6 +2,7 @@
 //! name operations, file content with block read-modify-write, xattrs, symlink targets and the
 //! open-file table with per-inode locks. Never names a FUSE type.
 
+mod acl;
 mod attr;
 mod dir;
 mod error;
@@ -15,6 +16,7 @@ mod scan;
 mod symlink;
 mod xattr;
 
+pub use acl::{Acl, AclKind, Inherited};
 pub use attr::{Attr, FileKind};
 pub use dir::{Dir, DirEntry, Owner, TimeSet};
 pub use error::{Result, VolumeError, errno};
