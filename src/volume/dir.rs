@@ -122,15 +122,28 @@ impl Volume {
         Ok(a)
     }
 
+    /// Attributes of the backing entry `entry` of `dir` as stat'ed in `st`: a symlink with a
+    /// long target has its length read from its marker.
+    fn attr_at(&self, dir: &Dir, entry: &str, st: &FileStat) -> Result<Attr> {
+        let mut a = self.attr_of(st)?;
+        if a.kind == FileKind::Symlink && st.st_size as usize == symlink::MARKER_LEN {
+            let stored = readlinkat(&dir.fd, entry)?;
+            if let Some(m) = symlink::parse_marker(stored.as_bytes()) {
+                a.size = m.len;
+            }
+        }
+        Ok(a)
+    }
+
     /// Attributes of `name` in `dir`.
     pub fn lookup(&self, dir: &Dir, name: &OsStr) -> Result<Attr> {
         let b = self.backing_name(dir, name)?;
-        self.attr_of(&self.stat_entry(dir, b.entry())?)
+        self.attr_at(dir, b.entry(), &self.stat_entry(dir, b.entry())?)
     }
 
     /// Attributes of a listed entry, by its backing entry name.
     pub fn entry_attr(&self, dir: &Dir, entry: &str) -> Result<Attr> {
-        self.attr_of(&self.stat_entry(dir, entry)?)
+        self.attr_at(dir, entry, &self.stat_entry(dir, entry)?)
     }
 
     /// Attributes of an open directory.
@@ -426,22 +439,30 @@ impl Volume {
     ) -> Result<Attr> {
         self.check_writable()?;
         let b = self.backing_name(dir, name)?;
-        let stored = symlink::encrypt_target(self.keys(), self.current_key()?, target)?;
-        self.write_side_file(dir, &b)?;
-        if let Err(e) = symlinkat(stored.as_str(), &dir.fd, b.entry()) {
-            if e != Errno::EEXIST {
-                self.remove_side_file(dir, &b);
+        let stored = self.seal_link(self.current_key()?, target)?;
+        let made = self.write_side_file(dir, &b).and_then(|()| {
+            match symlinkat(stored.as_str(), &dir.fd, b.entry()) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    if e != Errno::EEXIST {
+                        self.remove_side_file(dir, &b);
+                    }
+                    Err(e.into())
+                }
             }
-            return Err(e.into());
+        });
+        if let Err(e) = made {
+            self.forget_link(stored.as_bytes());
+            return Err(e);
         }
         self.chown_entry(dir, b.entry(), owner)?;
-        self.attr_of(&self.stat_entry(dir, b.entry())?)
+        self.attr_at(dir, b.entry(), &self.stat_entry(dir, b.entry())?)
     }
 
     pub fn readlink(&self, dir: &Dir, name: &OsStr) -> Result<Vec<u8>> {
         let b = self.backing_name(dir, name)?;
         let stored = readlinkat(&dir.fd, b.entry())?;
-        symlink::decrypt_target(self.keys(), stored.as_bytes()).inspect_err(|e| {
+        self.open_link(stored.as_bytes()).inspect_err(|e| {
             tracing::error!(entry = b.entry(), "symlink target: {e}");
         })
     }
@@ -468,7 +489,7 @@ impl Volume {
             }
             return Err(e.into());
         }
-        self.attr_of(&self.stat_entry(dst_dir, db.entry())?)
+        self.attr_at(dst_dir, db.entry(), &self.stat_entry(dst_dir, db.entry())?)
     }
 
     /// Removes a non-directory; returns the attributes it had.
@@ -480,9 +501,13 @@ impl Volume {
             return Err(errno(libc::EISDIR));
         }
         let last_ref = self.last_reference(dir, b.entry(), &st);
+        let long_link = self.last_long_link(dir, b.entry(), &st);
         unlinkat(&dir.fd, b.entry(), UnlinkatFlags::NoRemoveDir)?;
         self.remove_side_file(dir, &b);
         self.release_later(last_ref, &st);
+        if let Some(stored) = long_link {
+            self.forget_link(&stored);
+        }
         self.attr_of(&st)
     }
 
@@ -495,6 +520,20 @@ impl Volume {
         }
         let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         openat(&dir.fd, entry, flags, Mode::empty()).ok()
+    }
+
+    /// For a symlink with a long target about to lose its last name: its stored target, so
+    /// its side record can be removed after it.
+    fn last_long_link(&self, dir: &Dir, entry: &str, st: &FileStat) -> Option<Vec<u8>> {
+        if st.st_nlink != 1
+            || FileKind::from_mode(st.st_mode) != Some(FileKind::Symlink)
+            || st.st_size as usize != symlink::MARKER_LEN
+        {
+            return None;
+        }
+        let stored = readlinkat(&dir.fd, entry).ok()?;
+        let stored = stored.as_bytes().to_vec();
+        symlink::parse_marker(&stored).map(|_| stored)
     }
 
     /// Hands the last reference of a removed file (or directory) to the release thread.
@@ -619,6 +658,10 @@ impl Volume {
             }
             _ => None,
         };
+        let victim_link = match &dst_st {
+            Some(d) if !exchange => self.last_long_link(dst_dir, db.entry(), d),
+            _ => None,
+        };
         self.write_side_file(dst_dir, &db)?;
         if let Err(e) = renameat2(&src_dir.fd, sb.entry(), &dst_dir.fd, db.entry(), rflags) {
             if let Some(sub) = &victim_dir {
@@ -634,6 +677,9 @@ impl Volume {
         }
         if let Some(d) = &dst_st {
             self.release_later(victim_ref.or(victim_dir), d);
+        }
+        if let Some(stored) = victim_link {
+            self.forget_link(&stored);
         }
         Ok(if exchange {
             None

@@ -27,6 +27,7 @@ pub use reencrypt::{ReencryptReport, Reencrypted};
 pub use scan::{
     EntryName, HeaderState, ScanDir, ScanEntry, SymlinkScan, TMP_MKDIR_PREFIX, TMP_PREFIX,
 };
+pub use symlink::LINKS_DIR;
 pub use xattr::XattrTarget;
 
 use std::fs::File;

@@ -169,6 +169,8 @@ pub struct SymlinkScan {
     pub key: Option<DataKeyRef>,
     /// The decrypted target.
     pub target: Result<Vec<u8>>,
+    /// The side record of a long target (format 2), by file name in `.cmkfs/links/`.
+    pub long_record: Option<String>,
 }
 
 impl Volume {
@@ -378,17 +380,21 @@ impl Volume {
     pub fn scan_readlink(&self, dir: &ScanDir, entry: &OsStr) -> Result<SymlinkScan> {
         let stored = readlinkat(&dir.fd, entry)?;
         let stored = stored.as_bytes();
-        let key = URL_SAFE_NO_PAD
-            .decode(stored)
-            .ok()
-            .filter(|b| b.len() >= 9)
-            .map(|b| DataKeyRef {
-                scope: u32::from_le_bytes([b[1], b[2], b[3], b[4]]),
-                epoch: u32::from_le_bytes([b[5], b[6], b[7], b[8]]),
-            });
+        let key = match symlink::parse_marker(stored) {
+            Some(_) => self.link_key(stored),
+            None => URL_SAFE_NO_PAD
+                .decode(stored)
+                .ok()
+                .filter(|b| b.len() >= 9)
+                .map(|b| DataKeyRef {
+                    scope: u32::from_le_bytes([b[1], b[2], b[3], b[4]]),
+                    epoch: u32::from_le_bytes([b[5], b[6], b[7], b[8]]),
+                }),
+        };
         Ok(SymlinkScan {
             key,
-            target: symlink::decrypt_target(self.keys(), stored),
+            target: self.open_link(stored),
+            long_record: symlink::parse_marker(stored).map(|m| m.record),
         })
     }
 }
