@@ -79,6 +79,7 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
         audit: audit.clone(),
     };
     let volume = Volume::open(&s.backing, service_key, &open).map_err(|e| e.to_string())?;
+    volume.set_atime_policy(s.options.atime, !s.options.nodiratime);
     if s.foreground {
         init_logging(s.log_file.as_deref(), s.log_level.as_deref())?;
         lock.keep_renewing();

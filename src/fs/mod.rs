@@ -522,7 +522,7 @@ impl CmkFs {
 
     fn list_dir(&self, ino: u64) -> Result<Vec<Listed>> {
         let dir = self.dir_of(ino)?;
-        let entries = self.vol.read_dir(&dir)?;
+        let entries = self.vol.read_dir_for_user(&dir)?;
         let t = self.table();
         let parent = t.get(ino).map(|n| n.parent).unwrap_or(ROOT_INO);
         let mut out = Vec::with_capacity(entries.len() + 2);
@@ -872,13 +872,23 @@ impl Filesystem for CmkFs {
             if self.vol.read_only() && flags.acc_mode() != OpenAccMode::O_RDONLY {
                 return Err(verr(libc::EROFS));
             }
-            Ok(self.new_handle(Handle::File {
+            // A read that must update the atime has to reach the daemon: the kernel never
+            // updates a FUSE atime itself, and serves cached pages without asking.
+            let open_flags = if flags.acc_mode() != OpenAccMode::O_WRONLY
+                && self.vol.read_would_update_atime(&f)
+            {
+                self.open_flags() - FopenFlags::FOPEN_KEEP_CACHE
+            } else {
+                self.open_flags()
+            };
+            let fh = self.new_handle(Handle::File {
                 file: f,
                 append: flags.0 & libc::O_APPEND != 0,
-            }))
+            });
+            Ok((fh, open_flags))
         })();
-        reply_result!(self, req, "open", ino.0, reply, res, |fh| reply
-            .opened(FileHandle(fh), self.open_flags()))
+        reply_result!(self, req, "open", ino.0, reply, res, |v| reply
+            .opened(FileHandle(v.0), v.1))
     }
 
     fn read(
@@ -894,7 +904,7 @@ impl Filesystem for CmkFs {
     ) {
         let res = self
             .file_handle(fh.0)
-            .and_then(|(f, _)| self.vol.read(&f, offset, size as usize));
+            .and_then(|(f, _)| self.vol.read_for_user(&f, offset, size as usize));
         reply_result!(self, req, "read", ino.0, reply, res, |d| {
             self.stats
                 .bytes_read

@@ -21,6 +21,7 @@ use crate::crypto::random_id;
 use crate::format::{DIRID_FILE_NAME, DIRID_LEN, DirIdFile};
 use crate::names::{self, BackingName, EntryKind};
 
+use super::atime::{list_dir, openat_noatime};
 use super::{Attr, FileKind, OpenFile, Result, Volume, VolumeError, errno, symlink};
 
 /// An open backing directory.
@@ -77,7 +78,7 @@ const DIR_FLAGS: OFlag = OFlag::O_RDONLY
 
 impl Volume {
     fn load_dir(&self, fd: OwnedFd) -> Result<Dir> {
-        let idfd = openat(
+        let idfd = openat_noatime(
             &fd,
             DIRID_FILE_NAME,
             OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
@@ -185,8 +186,8 @@ impl Volume {
             OFlag::O_RDWR
         };
         let flags = acc | extra | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        match openat(&dir.fd, entry, flags, mode) {
-            Err(Errno::EACCES) if !self.read_only() => Ok(openat(
+        match openat_noatime(&dir.fd, entry, flags, mode) {
+            Err(Errno::EACCES) if !self.read_only() => Ok(openat_noatime(
                 &dir.fd,
                 entry,
                 (flags - OFlag::O_RDWR) | OFlag::O_RDONLY,
@@ -545,12 +546,7 @@ impl Volume {
 
     /// Whether a backing directory holds nothing but its id file.
     fn is_empty_dir(&self, fd: &OwnedFd) -> Result<bool> {
-        let mut d = nix::dir::Dir::openat(
-            fd,
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
+        let mut d = list_dir(fd, false)?;
         for e in d.iter() {
             let e = e?;
             let n = e.file_name().to_bytes();
@@ -688,16 +684,26 @@ impl Volume {
         })
     }
 
+    /// Lists `dir` for the daemon itself (the atime does not move).
+    pub fn read_dir(&self, dir: &Dir) -> Result<Vec<DirEntry>> {
+        self.read_dir_with(dir, false)
+    }
+
+    /// Lists `dir` for a program: the atime moves as the mount's policy says.
+    pub fn read_dir_for_user(&self, dir: &Dir) -> Result<Vec<DirEntry>> {
+        let touch = self.list_updates_atime();
+        let out = self.read_dir_with(dir, touch)?;
+        if touch {
+            self.after_user_read(dir.fd(), true);
+        }
+        Ok(out)
+    }
+
     /// Lists `dir`: decrypted names with their backing inodes. Undecryptable entries are
     /// logged and skipped.
-    pub fn read_dir(&self, dir: &Dir) -> Result<Vec<DirEntry>> {
+    fn read_dir_with(&self, dir: &Dir, touch: bool) -> Result<Vec<DirEntry>> {
         let dk = self.keys().data_key(dir.id.key)?;
-        let mut d = nix::dir::Dir::openat(
-            &dir.fd,
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
+        let mut d = list_dir(&dir.fd, touch)?;
         let mut out = Vec::new();
         for e in d.iter() {
             let e = e?;
@@ -743,7 +749,7 @@ impl Volume {
     }
 
     fn read_side_file(&self, dir: &Dir, side_file: &str) -> Result<String> {
-        let fd = openat(
+        let fd = openat_noatime(
             &dir.fd,
             side_file,
             OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,

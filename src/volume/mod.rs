@@ -3,6 +3,7 @@
 //! open-file table with per-inode locks. Never names a FUSE type.
 
 mod acl;
+mod atime;
 mod attr;
 mod dir;
 mod error;
@@ -17,6 +18,7 @@ mod symlink;
 mod xattr;
 
 pub use acl::{Acl, AclKind, Inherited};
+pub use atime::AtimePolicy;
 pub use attr::{Attr, FileKind};
 pub use dir::{Dir, DirEntry, Owner, TimeSet};
 pub use error::{Result, VolumeError, errno};
@@ -82,6 +84,8 @@ pub struct Volume {
     on_replaced: std::sync::RwLock<Option<ReplacedHook>>,
     /// Frees deleted files in the background.
     reaper: reaper::Reaper,
+    /// The mount's atime policy, and whether it applies to directories (`nodiratime`).
+    atime: std::sync::RwLock<atime::AtimeSettings>,
 }
 
 /// Called with (old, new) backing inode numbers when re-encryption replaces a file.
@@ -176,6 +180,7 @@ impl Volume {
             read_only: opts.read_only,
             on_replaced: std::sync::RwLock::new(None),
             reaper: reaper::Reaper::new(),
+            atime: std::sync::RwLock::new(atime::AtimeSettings::default()),
         })
     }
 

@@ -109,12 +109,7 @@ impl Volume {
     }
 
     fn remove_stale_temp_files(&self, dir: &Dir, report: &mut ReencryptReport) {
-        let Ok(mut d) = nix::dir::Dir::openat(
-            dir.fd(),
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) else {
+        let Ok(mut d) = super::atime::list_dir(dir.fd(), false) else {
             return;
         };
         let stale: Vec<String> = d
@@ -230,7 +225,12 @@ impl Volume {
         let fd = openat(
             dir.fd(),
             tmp.as_str(),
-            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            OFlag::O_RDWR
+                | OFlag::O_CREAT
+                | OFlag::O_EXCL
+                | OFlag::O_CLOEXEC
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_NOATIME,
             Mode::from_bits_truncate(meta.mode() & 0o7777),
         )?;
         let out = File::from(fd);

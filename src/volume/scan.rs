@@ -24,6 +24,7 @@ use crate::format::{
 use crate::keys::DataKey;
 use crate::names::{self, EntryKind, LONG_NAME_PREFIX, SIDE_FILE_PREFIX};
 
+use super::atime::{list_dir, openat_noatime};
 use super::{FileKind, OpenFile, Result, Volume, symlink};
 
 const DIR_FLAGS: OFlag = OFlag::O_RDONLY
@@ -205,12 +206,7 @@ impl Volume {
     /// says. Entries that vanish while listing (a mounted volume) are left out.
     #[allow(clippy::useless_conversion)] // nlink_t is u32 on some targets
     pub fn scan_entries(&self, dir: &ScanDir) -> Result<Vec<ScanEntry>> {
-        let mut d = nix::dir::Dir::openat(
-            &dir.fd,
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
+        let mut d = list_dir(&dir.fd, false)?;
         let mut raw: Vec<OsString> = Vec::new();
         for e in d.iter() {
             let e = e?;
@@ -330,7 +326,7 @@ impl Volume {
     /// Opens the regular file `entry` of `dir` read-only for content checks (shared with any
     /// open handle of the same inode, like `Volume::open_file`).
     pub fn scan_open_file(&self, dir: &ScanDir, entry: &OsStr) -> Result<Arc<OpenFile>> {
-        let fd = openat(
+        let fd = openat_noatime(
             &dir.fd,
             entry,
             OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
@@ -400,7 +396,7 @@ impl Volume {
 }
 
 fn read_dir_id(fd: &OwnedFd) -> std::result::Result<DirIdFile, String> {
-    let idfd = openat(
+    let idfd = openat_noatime(
         fd,
         DIRID_FILE_NAME,
         OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK,
@@ -425,7 +421,7 @@ fn read_dir_id(fd: &OwnedFd) -> std::result::Result<DirIdFile, String> {
 }
 
 fn read_side_file(dir: &OwnedFd, side_file: &str) -> std::result::Result<String, String> {
-    let fd = openat(
+    let fd = openat_noatime(
         dir,
         side_file,
         OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK,

@@ -241,22 +241,12 @@ impl Volume {
 
     fn read_link_record(&self, name: &str) -> Result<Vec<u8>> {
         let dir = self.links_dir(false)?;
-        let fd = openat(
+        let fd = super::atime::openat_noatime(
             &dir,
             name,
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NOATIME,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
             Mode::empty(),
-        )
-        .or_else(|e| match e {
-            // O_NOATIME needs ownership; the record's atime means nothing to users anyway.
-            Errno::EPERM => openat(
-                &dir,
-                name,
-                OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-                Mode::empty(),
-            ),
-            e => Err(e),
-        })?;
+        )?;
         let mut buf = Vec::new();
         File::from(fd)
             .take((OVERHEAD + MAX_TARGET + 1) as u64)
