@@ -90,6 +90,10 @@ mkdir priv; chmod 700 priv; echo in > priv/x; chmod 644 priv/x
 {NOBODY} cat priv/x 2>/dev/null; echo "nobody through 0700 dir: $?"
 setfacl -m u:nobody:x priv; {NOBODY} cat priv/x; echo "with x entry: $?"
 {NOBODY} ls priv >/dev/null 2>&1; echo "nobody lists: $?"
+echo "set-group-ID after an ACL change by a non-member:"
+touch sg; chown nobody:root sg; chmod 2775 sg; stat -c '%A' sg
+{NOBODY} setfacl -m u:daemon:r sg; echo "setfacl by owner: $?"; stat -c '%A' sg
+touch sg2; chmod 2775 sg2; setfacl -m u:daemon:r sg2; stat -c 'root keeps it %A' sg2
 "#
     )
 }

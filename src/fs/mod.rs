@@ -430,6 +430,25 @@ impl CmkFs {
         }
     }
 
+    /// After an access ACL was set: the set-group-ID bit goes unless the caller is in the
+    /// file's group or holds CAP_FSETID (the kernel would say so only through
+    /// FUSE_SETXATTR_EXT, which fuser does not speak).
+    fn drop_sgid_after_acl(&self, req: &Request, ino: u64) -> Result<()> {
+        let a = self.attr_of(ino, None)?;
+        let sgid = libc::S_ISGID as u16;
+        if a.perm & sgid == 0 || privileges::keeps_sgid_on_acl(a.gid, caller(req)) {
+            return Ok(());
+        }
+        let mode = Some((a.perm & !sgid) as u32);
+        match self.locate(ino)? {
+            Location::Dir(d) => self.vol.set_meta(&d, None, mode, None, None, None, None),
+            Location::Entry { parent, name, .. } => {
+                self.vol
+                    .set_meta(&parent, Some(&name), mode, None, None, None, None)
+            }
+        }
+    }
+
     /// False only when a regular file certainly has no xattrs (checked without opening it).
     fn may_have_xattrs(&self, ino: u64) -> bool {
         match self.locate(ino) {
@@ -1122,6 +1141,13 @@ impl Filesystem for CmkFs {
             Err(verr(libc::EOPNOTSUPP))
         } else {
             self.xattr_target(ino.0, true, |t| self.vol.set_xattr(t, name, value, flags))
+                .and_then(|()| {
+                    if AclKind::from_xattr_name(name.as_bytes()) == Some(AclKind::Access) {
+                        self.drop_sgid_after_acl(req, ino.0)
+                    } else {
+                        Ok(())
+                    }
+                })
         };
         reply_result!(self, req, "setxattr", ino.0, reply, res, |_v| reply.ok())
     }
