@@ -17,6 +17,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat};
@@ -142,25 +143,42 @@ impl Volume {
         self.atime.read().map(|p| *p).unwrap_or_default()
     }
 
-    /// Whether a read of `f` by a program would update its atime now. The FUSE layer then
-    /// drops the kernel's cached pages at open, so that the read reaches the daemon.
+    /// At an open for reading: whether the next read of `f` by a program must update its
+    /// atime (remembered for that read). The FUSE layer then drops the kernel's cached pages,
+    /// so that the read reaches the daemon.
     pub fn read_would_update_atime(&self, f: &OpenFile) -> bool {
         let policy = self.atime_settings().policy;
         if policy == AtimePolicy::Never {
             return false;
         }
-        match fstat(f.raw_file().as_fd()) {
+        let due = match fstat(f.raw_file().as_fd()) {
             Ok(st) => policy.read_updates(&st, now_secs()),
             Err(_) => false,
+        };
+        if due {
+            f.atime_due.store(true, Ordering::Relaxed);
         }
+        due
     }
 
-    /// The descriptor a program's read of `f` goes through: without `O_NOATIME` unless the
-    /// policy is `noatime`.
-    pub(super) fn reader_of(&self, f: &OpenFile) -> Arc<File> {
-        if self.atime_settings().policy == AtimePolicy::Never {
-            return f.raw_file();
+    /// The descriptor a program's read of `f` goes through when that read is to update the
+    /// atime (the first read after an open that found it due; every read under
+    /// `strictatime`); `None`: the file's own `O_NOATIME` descriptor will do.
+    pub(super) fn atime_reader(&self, f: &OpenFile) -> Option<Arc<File>> {
+        match self.atime_settings().policy {
+            AtimePolicy::Never => return None,
+            AtimePolicy::Strict => {}
+            AtimePolicy::Relative => {
+                if !f.atime_due.swap(false, Ordering::Relaxed) {
+                    return None;
+                }
+            }
         }
+        Some(self.reader_of(f))
+    }
+
+    /// `f`'s backing file opened without `O_NOATIME` (once per open file).
+    fn reader_of(&self, f: &OpenFile) -> Arc<File> {
         if let Some(r) = f.reader.read().ok().and_then(|r| r.clone()) {
             return r;
         }

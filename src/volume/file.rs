@@ -52,6 +52,8 @@ pub struct OpenFile {
     /// The same backing file opened without `O_NOATIME`, for reads programs ask for (see
     /// `atime`); opened on first use.
     pub(super) reader: std::sync::RwLock<Option<Arc<File>>>,
+    /// An open found that the next read by a program must update the atime.
+    pub(super) atime_due: std::sync::atomic::AtomicBool,
     backing_ino: std::sync::atomic::AtomicU64,
     state: RwLock<FileState>,
 }
@@ -100,6 +102,7 @@ impl OpenFile {
         Ok(OpenFile {
             file: std::sync::RwLock::new(Arc::new(file)),
             reader: std::sync::RwLock::new(None),
+            atime_due: std::sync::atomic::AtomicBool::new(false),
             backing_ino: std::sync::atomic::AtomicU64::new(backing_ino),
             state: RwLock::new(state),
         })
@@ -235,11 +238,16 @@ impl Volume {
     /// Reads up to `len` bytes at `offset` for a program: the atime moves as the mount's
     /// atime policy says (see `atime`).
     pub fn read_for_user(&self, f: &OpenFile, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let reader = self.reader_of(f);
+        let Some(reader) = self.atime_reader(f) else {
+            return self.read_through(f, offset, len, None);
+        };
         let out = self.read_through(f, offset, len, Some(reader.clone()))?;
-        if !out.is_empty() {
-            self.after_user_read(reader.as_fd(), false);
+        if out.is_empty() {
+            // A read at the end still counts as an access (as on ext4): one byte of the
+            // backing file through the same descriptor has the backing fs note it.
+            let _ = reader.read_at(&mut [0u8; 1], 0);
         }
+        self.after_user_read(reader.as_fd(), false);
         Ok(out)
     }
 
