@@ -763,11 +763,7 @@ impl Filesystem for CmkFs {
             let inh = self.inherit(&dir, mode & 0o7777, umask, true)?;
             let attr = self
                 .vol
-                .mkdir(&dir, name, inh.mode, self.owner(req, &dir))?;
-            if !inh.is_empty() {
-                let sub = self.vol.open_subdir(&dir, name)?;
-                self.vol.store_inherited(XattrTarget::Dir(&sub), &inh)?;
-            }
+                .mkdir(&dir, name, inh.mode, self.owner(req, &dir), Some(&inh))?;
             self.enter(parent.0, &dir, name, &attr)
         })();
         reply_result!(self, req, "mkdir", parent.0, reply, res, |a| reply.entry(

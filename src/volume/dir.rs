@@ -22,7 +22,9 @@ use crate::format::{DIRID_FILE_NAME, DIRID_LEN, DirIdFile};
 use crate::names::{self, BackingName, EntryKind};
 
 use super::atime::{list_dir, openat_noatime};
-use super::{Attr, FileKind, OpenFile, Result, Volume, VolumeError, errno, symlink};
+use super::{
+    Attr, FileKind, Inherited, OpenFile, Result, Volume, VolumeError, XattrTarget, errno, symlink,
+};
 
 /// An open backing directory.
 pub struct Dir {
@@ -312,14 +314,29 @@ impl Volume {
         Ok((f, attr))
     }
 
-    /// Creates a directory: built under a temporary name with its id file, then renamed into
-    /// place, so a crash never leaves a directory without an id.
-    pub fn mkdir(&self, dir: &Dir, name: &OsStr, mode: u32, owner: Option<Owner>) -> Result<Attr> {
-        self.retry_when_full(|| self.mkdir_once(dir, name, mode, owner))
+    /// Creates a directory: built under a temporary name with its id file (and the ACLs it
+    /// inherits, if any), then renamed into place, so a crash never leaves a directory
+    /// without an id and no entry is ever created in it before its default ACL is there.
+    pub fn mkdir(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        mode: u32,
+        owner: Option<Owner>,
+        acls: Option<&Inherited>,
+    ) -> Result<Attr> {
+        self.retry_when_full(|| self.mkdir_once(dir, name, mode, owner, acls))
     }
 
     /// One attempt of [`Self::mkdir`].
-    fn mkdir_once(&self, dir: &Dir, name: &OsStr, mode: u32, owner: Option<Owner>) -> Result<Attr> {
+    fn mkdir_once(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        mode: u32,
+        owner: Option<Owner>,
+        acls: Option<&Inherited>,
+    ) -> Result<Attr> {
         self.check_writable()?;
         let b = self.backing_name(dir, name)?;
         let tmp = format!(".tmp.mkdir.{}", hex(&random_id()?[..8]));
@@ -342,6 +359,10 @@ impl Volume {
             nix::sys::stat::fchmod(&sub, Mode::from_bits_truncate(mode & 0o7777))?;
             if let Some(o) = owner {
                 nix::unistd::fchown(&sub, Some(Uid::from_raw(o.uid)), Some(Gid::from_raw(o.gid)))?;
+            }
+            let sub = Dir { fd: sub, id };
+            if let Some(a) = acls.filter(|a| !a.is_empty()) {
+                self.store_inherited(XattrTarget::Dir(&sub), a)?;
             }
             self.write_side_file(dir, &b)?;
             if let Err(e) = renameat2(
