@@ -291,3 +291,10 @@ fn fsck_and_reencryption_keep_atime_and_mtime() {
         "re-encryption moved a directory atime"
     );
 }
+
+#[test]
+fn nodiratime_as_on_ext4() {
+    let t = compare(Some("nodiratime"));
+    expect(&t, "read, atime older than mtime", true);
+    expect(&t, "list directory, old atime", false);
+}
