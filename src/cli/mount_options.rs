@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::volume::AtimePolicy;
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MountOptions {
     pub read_only: bool,
@@ -10,6 +12,12 @@ pub struct MountOptions {
     pub default_permissions: bool,
     /// Kernel/FUSE flags passed through (nosuid, nodev, noatime, ...).
     pub kernel_flags: Vec<String>,
+    /// `noatime`, `relatime` (default), `strictatime` (and `atime`, `norelatime`,
+    /// `nostrictatime`, as mount(8) reads them): when reads update the atime. The kernel
+    /// leaves atimes of a FUSE mount to the daemon, so this is the daemon's policy.
+    pub atime: AtimePolicy,
+    /// `nodiratime`: listing a directory never updates its atime.
+    pub nodiratime: bool,
     pub fsname: Option<String>,
     /// `service_key=FILE`, the same as `--service-key`.
     pub service_key: Option<PathBuf>,
@@ -72,6 +80,18 @@ impl MountOptions {
                 ("allow_other", None) => o.allow_other = true,
                 ("allow_root", None) => o.allow_root = true,
                 ("default_permissions", None) => o.default_permissions = true,
+                ("noatime", None) => {
+                    o.atime = AtimePolicy::Never;
+                    o.kernel_flags.push(key.to_string());
+                }
+                ("atime", None) => {
+                    o.atime = AtimePolicy::Relative;
+                    o.kernel_flags.push(key.to_string());
+                }
+                ("relatime" | "nostrictatime", None) => o.atime = AtimePolicy::Relative,
+                ("strictatime" | "norelatime", None) => o.atime = AtimePolicy::Strict,
+                ("nodiratime", None) => o.nodiratime = true,
+                ("diratime", None) => o.nodiratime = false,
                 ("nonempty", None) => o.nonempty = true,
                 ("writeback_cache", None) => o.writeback_cache = true,
                 ("no_writeback_cache", None) => o.writeback_cache = false,
@@ -147,5 +167,18 @@ mod tests {
         );
         let e = MountOptions::parse(&["bogus".into()]).unwrap_err();
         assert!(e.contains("bogus"));
+        assert_eq!(
+            MountOptions::parse(&[]).unwrap().atime,
+            AtimePolicy::Relative
+        );
+        let o = MountOptions::parse(&["noatime".into()]).unwrap();
+        assert_eq!(
+            (o.atime, o.kernel_flags),
+            (AtimePolicy::Never, vec!["noatime".into()])
+        );
+        let o = MountOptions::parse(&["strictatime,nodiratime".into()]).unwrap();
+        assert!(o.atime == AtimePolicy::Strict && o.nodiratime && o.kernel_flags.is_empty());
+        let o = MountOptions::parse(&["noatime,relatime".into()]).unwrap();
+        assert_eq!(o.atime, AtimePolicy::Relative);
     }
 }

@@ -79,6 +79,7 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
         audit: audit.clone(),
     };
     let volume = Volume::open(&s.backing, service_key, &open).map_err(|e| e.to_string())?;
+    volume.set_atime_policy(s.options.atime, !s.options.nodiratime);
     if s.foreground {
         init_logging(s.log_file.as_deref(), s.log_level.as_deref())?;
         lock.keep_renewing();
@@ -309,6 +310,7 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
         ready,
         CmkFs::new(volume.clone(), ATTR_TTL, stats.clone())
             .map(|f| f.with_writeback_cache(s.options.writeback_cache))
+            .map(|f| f.with_posix_acl(s.options.default_permissions))
             .map_err(|e| format!("cannot open the volume root: {e}"))
     );
     let inode_handle = fs.inode_handle();

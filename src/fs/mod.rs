@@ -24,7 +24,8 @@ use fuser::{
 
 use crate::audit::{AuditEvent, AuditOp, AuditResult};
 use crate::volume::{
-    Attr, Dir, FileKind, OpenFile, Owner, TimeSet, Volume, VolumeError, XattrTarget, errno as verr,
+    AclKind, Attr, Dir, FileKind, Inherited, OpenFile, Owner, TimeSet, Volume, VolumeError,
+    XattrTarget, errno as verr,
 };
 
 use errno::to_errno;
@@ -82,6 +83,11 @@ pub struct CmkFs {
     /// FUSE_HANDLE_KILLPRIV_V2 is on: truncate and fallocate clear set-ID bits here (writes
     /// say so in their flags).
     killpriv: bool,
+    /// Ask the kernel for POSIX ACLs (set before `init`; needs `default_permissions`).
+    want_acl: bool,
+    /// FUSE_POSIX_ACL and FUSE_DONT_MASK are on: the kernel enforces ACLs and sends modes
+    /// unmasked; the umask or the parent's default ACL is applied here.
+    acl: bool,
 }
 
 fn caller(req: &Request) -> privileges::Caller {
@@ -124,6 +130,11 @@ fn fuse_attr(ino: u64, a: &Attr) -> FileAttr {
     }
 }
 
+/// `system.posix_acl_access` or `system.posix_acl_default`.
+fn is_acl_name(name: &OsStr) -> bool {
+    AclKind::from_xattr_name(name.as_bytes()).is_some()
+}
+
 fn time_set(t: Option<TimeOrNow>) -> Option<TimeSet> {
     t.map(|t| match t {
         TimeOrNow::Now => TimeSet::Now,
@@ -154,6 +165,8 @@ impl CmkFs {
             want_writeback: false,
             writeback: false,
             killpriv: false,
+            want_acl: false,
+            acl: false,
         })
     }
 
@@ -162,6 +175,26 @@ impl CmkFs {
     pub fn with_writeback_cache(mut self, on: bool) -> Self {
         self.want_writeback = on;
         self
+    }
+
+    /// Whether to offer POSIX ACLs (FUSE_POSIX_ACL makes the kernel check permissions itself,
+    /// so this is only asked for with `default_permissions`).
+    pub fn with_posix_acl(mut self, on: bool) -> Self {
+        self.want_acl = on;
+        self
+    }
+
+    /// The mode and ACLs of a new entry of `parent` (see `volume::acl`). Without ACLs the
+    /// kernel has already applied the umask.
+    fn inherit(&self, parent: &Dir, mode: u32, umask: u32, is_dir: bool) -> Result<Inherited> {
+        if !self.acl {
+            return Ok(Inherited {
+                mode,
+                access: None,
+                default: None,
+            });
+        }
+        self.vol.inherit_acl(parent, mode, umask, is_dir)
     }
 
     /// Open flags: the page cache is kept across opens (this daemon is the only writer of the
@@ -395,7 +428,33 @@ impl CmkFs {
                 let of = self.open_file_of(ino, None)?;
                 f(XattrTarget::File(&of))
             }
-            Location::Entry { .. } => Err(verr(if write { libc::EPERM } else { libc::ENODATA })),
+            // The backing FIFO, socket or device node cannot hold xattrs. The VFS refuses user
+            // xattrs there itself (EPERM); what reaches us are ACLs, which are not supported
+            // on these (`cp -a` then falls back to chmod).
+            Location::Entry { .. } => Err(verr(if write {
+                libc::EOPNOTSUPP
+            } else {
+                libc::ENODATA
+            })),
+        }
+    }
+
+    /// After an access ACL was set: the set-group-ID bit goes unless the caller is in the
+    /// file's group or holds CAP_FSETID (the kernel would say so only through
+    /// FUSE_SETXATTR_EXT, which fuser does not speak).
+    fn drop_sgid_after_acl(&self, req: &Request, ino: u64) -> Result<()> {
+        let a = self.attr_of(ino, None)?;
+        let sgid = libc::S_ISGID as u16;
+        if a.perm & sgid == 0 || privileges::keeps_sgid_on_acl(a.gid, caller(req)) {
+            return Ok(());
+        }
+        let mode = Some((a.perm & !sgid) as u32);
+        match self.locate(ino)? {
+            Location::Dir(d) => self.vol.set_meta(&d, None, mode, None, None, None, None),
+            Location::Entry { parent, name, .. } => {
+                self.vol
+                    .set_meta(&parent, Some(&name), mode, None, None, None, None)
+            }
         }
     }
 
@@ -475,13 +534,23 @@ impl CmkFs {
                         .set_meta(&parent, Some(&name), mode, uid, gid, at, mt)?
                 }
             }
+            if let Some(m) = mode
+                && self.acl
+                && self.may_have_xattrs(ino)
+            {
+                // The access ACL follows the mode, as `posix_acl_chmod` does on ext4.
+                match self.xattr_target(ino, true, |t| self.vol.acl_chmod(t, m)) {
+                    Err(e) if raw_errno(&e) == libc::EOPNOTSUPP => {}
+                    other => other?,
+                }
+            }
         }
         self.attr_of(ino, fh)
     }
 
     fn list_dir(&self, ino: u64) -> Result<Vec<Listed>> {
         let dir = self.dir_of(ino)?;
-        let entries = self.vol.read_dir(&dir)?;
+        let entries = self.vol.read_dir_for_user(&dir)?;
         let t = self.table();
         let parent = t.get(ino).map(|n| n.parent).unwrap_or(ROOT_INO);
         let mut out = Vec::with_capacity(entries.len() + 2);
@@ -570,6 +639,13 @@ impl Filesystem for CmkFs {
         let _ = config.add_capabilities(
             fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
         );
+        if self.want_acl {
+            self.acl = config
+                .add_capabilities(
+                    fuser::InitFlags::FUSE_POSIX_ACL | fuser::InitFlags::FUSE_DONT_MASK,
+                )
+                .is_ok();
+        }
         if self.want_writeback {
             self.writeback = config
                 .add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE)
@@ -578,6 +654,7 @@ impl Filesystem for CmkFs {
         tracing::info!(
             writeback_cache = self.writeback,
             killpriv_v2 = self.killpriv,
+            posix_acl = self.acl,
             "FUSE session initialized"
         );
         Ok(())
@@ -656,15 +733,22 @@ impl Filesystem for CmkFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         rdev: u32,
         reply: ReplyEntry,
     ) {
         let res = (|| {
             let dir = self.dir_of(parent.0)?;
+            let inh = self.inherit(&dir, mode & 0o7777, umask, false)?;
+            let mode = (mode & libc::S_IFMT) | inh.mode;
             let attr = self
                 .vol
                 .mknod(&dir, name, mode, rdev, self.owner(req, &dir))?;
+            // Special files cannot hold an ACL (see `xattr_target`): they keep the masked mode.
+            if attr.kind == FileKind::File && !inh.is_empty() {
+                let f = self.vol.open_file(&dir, name)?;
+                self.vol.store_inherited(XattrTarget::File(&f), &inh)?;
+            }
             self.enter(parent.0, &dir, name, &attr)
         })();
         reply_result!(self, req, "mknod", parent.0, reply, res, |a| reply.entry(
@@ -680,12 +764,15 @@ impl Filesystem for CmkFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
         let res = (|| {
             let dir = self.dir_of(parent.0)?;
-            let attr = self.vol.mkdir(&dir, name, mode, self.owner(req, &dir))?;
+            let inh = self.inherit(&dir, mode & 0o7777, umask, true)?;
+            let attr = self
+                .vol
+                .mkdir(&dir, name, inh.mode, self.owner(req, &dir), Some(&inh))?;
             self.enter(parent.0, &dir, name, &attr)
         })();
         reply_result!(self, req, "mkdir", parent.0, reply, res, |a| reply.entry(
@@ -809,13 +896,23 @@ impl Filesystem for CmkFs {
             if self.vol.read_only() && flags.acc_mode() != OpenAccMode::O_RDONLY {
                 return Err(verr(libc::EROFS));
             }
-            Ok(self.new_handle(Handle::File {
+            // A read that must update the atime has to reach the daemon: the kernel never
+            // updates a FUSE atime itself, and serves cached pages without asking.
+            let open_flags = if flags.acc_mode() != OpenAccMode::O_WRONLY
+                && self.vol.read_would_update_atime(&f)
+            {
+                self.open_flags() - FopenFlags::FOPEN_KEEP_CACHE
+            } else {
+                self.open_flags()
+            };
+            let fh = self.new_handle(Handle::File {
                 file: f,
                 append: flags.0 & libc::O_APPEND != 0,
-            }))
+            });
+            Ok((fh, open_flags))
         })();
-        reply_result!(self, req, "open", ino.0, reply, res, |fh| reply
-            .opened(FileHandle(fh), self.open_flags()))
+        reply_result!(self, req, "open", ino.0, reply, res, |v| reply
+            .opened(FileHandle(v.0), v.1))
     }
 
     fn read(
@@ -831,7 +928,7 @@ impl Filesystem for CmkFs {
     ) {
         let res = self
             .file_handle(fh.0)
-            .and_then(|(f, _)| self.vol.read(&f, offset, size as usize));
+            .and_then(|(f, _)| self.vol.read_for_user(&f, offset, size as usize));
         reply_result!(self, req, "read", ino.0, reply, res, |d| {
             self.stats
                 .bytes_read
@@ -1045,17 +1142,29 @@ impl Filesystem for CmkFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let res = self.xattr_target(ino.0, true, |t| self.vol.set_xattr(t, name, value, flags));
+        let res = if !self.acl && is_acl_name(name) {
+            // Without FUSE_POSIX_ACL nothing would enforce them: not supported, and tools fall
+            // back to chmod (cp -a, tar, rsync).
+            Err(verr(libc::EOPNOTSUPP))
+        } else {
+            self.xattr_target(ino.0, true, |t| self.vol.set_xattr(t, name, value, flags))
+                .and_then(|()| {
+                    if AclKind::from_xattr_name(name.as_bytes()) == Some(AclKind::Access) {
+                        self.drop_sgid_after_acl(req, ino.0)
+                    } else {
+                        Ok(())
+                    }
+                })
+        };
         reply_result!(self, req, "setxattr", ino.0, reply, res, |_v| reply.ok())
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let res =
-            if name.as_bytes().starts_with(b"system.posix_acl_") || !self.may_have_xattrs(ino.0) {
-                Err(verr(libc::ENODATA))
-            } else {
-                self.xattr_target(ino.0, false, |t| self.vol.get_xattr(t, name))
-            };
+        let res = if (!self.acl && is_acl_name(name)) || !self.may_have_xattrs(ino.0) {
+            Err(verr(libc::ENODATA))
+        } else {
+            self.xattr_target(ino.0, false, |t| self.vol.get_xattr(t, name))
+        };
         reply_result!(self, req, "getxattr", ino.0, reply, res, |v| {
             if size == 0 {
                 reply.size(v.len() as u32)
@@ -1128,19 +1237,31 @@ impl Filesystem for CmkFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
         let res = (|| {
             let dir = self.dir_of(parent.0)?;
-            let (f, attr) = self.vol.create_file(
-                &dir,
-                name,
-                mode,
-                self.owner(req, &dir),
-                flags & libc::O_EXCL != 0,
-            )?;
+            let inh = self.inherit(&dir, mode & 0o7777, umask, false)?;
+            let owner = self.owner(req, &dir);
+            let exclusive = flags & libc::O_EXCL != 0;
+            let (f, attr) = if inh.is_empty() {
+                self.vol
+                    .create_file(&dir, name, inh.mode, owner, exclusive)?
+            } else {
+                // Only a file this call creates gets the inherited ACL: an existing one keeps its.
+                match self.vol.create_file(&dir, name, inh.mode, owner, true) {
+                    Ok((f, attr)) => {
+                        self.vol.store_inherited(XattrTarget::File(&f), &inh)?;
+                        (f, attr)
+                    }
+                    Err(e) if !exclusive && raw_errno(&e) == libc::EEXIST => {
+                        self.vol.create_file(&dir, name, inh.mode, owner, false)?
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             let attr = if flags & libc::O_TRUNC != 0 && attr.size > 0 {
                 self.vol.truncate(&f, 0)?;
                 self.vol.file_attr(&f)?

@@ -35,6 +35,13 @@ pub fn without_privileges(perm: u16, file_gid: u32, caller: Caller) -> Option<u1
     (m != perm).then_some(m)
 }
 
+/// Whether setting an access ACL by `caller` keeps the set-group-ID bit of a file owned by
+/// group `file_gid` (`posix_acl_update_mode`: only for members of the group or holders of
+/// CAP_FSETID).
+pub fn keeps_sgid_on_acl(file_gid: u32, caller: Caller) -> bool {
+    in_group(caller, file_gid) || caller_has_fsetid(caller)
+}
+
 /// Whether `caller` belongs to group `gid` (primary or supplementary; unknown counts as no).
 fn in_group(caller: Caller, gid: u32) -> bool {
     caller.gid == gid

@@ -3,7 +3,7 @@
 //! `Volume::read`), every symlink target. Only reads; files to quarantine are collected as
 //! candidates for `quarantine`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -72,6 +72,8 @@ pub(super) struct Walker<'a> {
     keys: &'a mut KeyStates,
     inodes: HashMap<u64, Rc<Verdict>>,
     candidates: Vec<Candidate>,
+    /// Side records of long symlink targets that some symlink names.
+    long_links: HashSet<String>,
 }
 
 pub(super) fn kind_name(k: Option<FileKind>) -> &'static str {
@@ -122,6 +124,7 @@ impl<'a> Walker<'a> {
             keys,
             inodes: HashMap::new(),
             candidates: Vec::new(),
+            long_links: HashSet::new(),
         }
     }
 
@@ -194,6 +197,7 @@ impl<'a> Walker<'a> {
                 }
             }
         }
+        self.check_long_links();
         self.progress.finish();
         Ok(())
     }
@@ -335,6 +339,28 @@ impl<'a> Walker<'a> {
         stack.extend(subdirs.into_iter().rev());
     }
 
+    /// Side records of long symlink targets that no symlink names (a crash between writing
+    /// one and creating its symlink, or between removing the last link and the record).
+    fn check_long_links(&mut self) {
+        let records = match self.vol.long_link_records() {
+            Ok(r) => r,
+            Err(e) => {
+                let rel = Path::new(crate::volume::LINKS_DIR);
+                let msg = format!("cannot list long symlink target records: {e}");
+                self.problem(ProblemCode::Io, rel, None, "dir", msg);
+                return;
+            }
+        };
+        for r in records {
+            if self.long_links.contains(&r) {
+                continue;
+            }
+            let rel = Path::new(crate::volume::LINKS_DIR).join(&r);
+            let msg = "orphan: long symlink target record that no symlink names".to_string();
+            self.problem(ProblemCode::Orphan, &rel, None, "file", msg);
+        }
+    }
+
     /// The metadata directory: only leftovers of interrupted atomic writes are reported
     /// (`volume.json` and `keystore.json` were checked when the volume was opened).
     fn check_meta_dir(&mut self, rel: &Path) {
@@ -370,6 +396,9 @@ impl<'a> Walker<'a> {
                 return;
             }
         };
+        if let Some(r) = &s.long_record {
+            self.long_links.insert(r.clone());
+        }
         if let Some(k) = s.key
             && let Some((code, msg)) = self.keys.reference(k)
         {

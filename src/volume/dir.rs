@@ -21,7 +21,10 @@ use crate::crypto::random_id;
 use crate::format::{DIRID_FILE_NAME, DIRID_LEN, DirIdFile};
 use crate::names::{self, BackingName, EntryKind};
 
-use super::{Attr, FileKind, OpenFile, Result, Volume, VolumeError, errno, symlink};
+use super::atime::{list_dir, openat_noatime};
+use super::{
+    Attr, FileKind, Inherited, OpenFile, Result, Volume, VolumeError, XattrTarget, errno, symlink,
+};
 
 /// An open backing directory.
 pub struct Dir {
@@ -77,7 +80,7 @@ const DIR_FLAGS: OFlag = OFlag::O_RDONLY
 
 impl Volume {
     fn load_dir(&self, fd: OwnedFd) -> Result<Dir> {
-        let idfd = openat(
+        let idfd = openat_noatime(
             &fd,
             DIRID_FILE_NAME,
             OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
@@ -122,15 +125,28 @@ impl Volume {
         Ok(a)
     }
 
+    /// Attributes of the backing entry `entry` of `dir` as stat'ed in `st`: a symlink with a
+    /// long target has its length read from its marker.
+    fn attr_at(&self, dir: &Dir, entry: &str, st: &FileStat) -> Result<Attr> {
+        let mut a = self.attr_of(st)?;
+        if a.kind == FileKind::Symlink && st.st_size as usize == symlink::MARKER_LEN {
+            let stored = readlinkat(&dir.fd, entry)?;
+            if let Some(m) = symlink::parse_marker(stored.as_bytes()) {
+                a.size = m.len;
+            }
+        }
+        Ok(a)
+    }
+
     /// Attributes of `name` in `dir`.
     pub fn lookup(&self, dir: &Dir, name: &OsStr) -> Result<Attr> {
         let b = self.backing_name(dir, name)?;
-        self.attr_of(&self.stat_entry(dir, b.entry())?)
+        self.attr_at(dir, b.entry(), &self.stat_entry(dir, b.entry())?)
     }
 
     /// Attributes of a listed entry, by its backing entry name.
     pub fn entry_attr(&self, dir: &Dir, entry: &str) -> Result<Attr> {
-        self.attr_of(&self.stat_entry(dir, entry)?)
+        self.attr_at(dir, entry, &self.stat_entry(dir, entry)?)
     }
 
     /// Attributes of an open directory.
@@ -173,8 +189,8 @@ impl Volume {
             OFlag::O_RDWR
         };
         let flags = acc | extra | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        match openat(&dir.fd, entry, flags, mode) {
-            Err(Errno::EACCES) if !self.read_only() => Ok(openat(
+        match openat_noatime(&dir.fd, entry, flags, mode) {
+            Err(Errno::EACCES) if !self.read_only() => Ok(openat_noatime(
                 &dir.fd,
                 entry,
                 (flags - OFlag::O_RDWR) | OFlag::O_RDONLY,
@@ -299,14 +315,29 @@ impl Volume {
         Ok((f, attr))
     }
 
-    /// Creates a directory: built under a temporary name with its id file, then renamed into
-    /// place, so a crash never leaves a directory without an id.
-    pub fn mkdir(&self, dir: &Dir, name: &OsStr, mode: u32, owner: Option<Owner>) -> Result<Attr> {
-        self.retry_when_full(|| self.mkdir_once(dir, name, mode, owner))
+    /// Creates a directory: built under a temporary name with its id file (and the ACLs it
+    /// inherits, if any), then renamed into place, so a crash never leaves a directory
+    /// without an id and no entry is ever created in it before its default ACL is there.
+    pub fn mkdir(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        mode: u32,
+        owner: Option<Owner>,
+        acls: Option<&Inherited>,
+    ) -> Result<Attr> {
+        self.retry_when_full(|| self.mkdir_once(dir, name, mode, owner, acls))
     }
 
     /// One attempt of [`Self::mkdir`].
-    fn mkdir_once(&self, dir: &Dir, name: &OsStr, mode: u32, owner: Option<Owner>) -> Result<Attr> {
+    fn mkdir_once(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        mode: u32,
+        owner: Option<Owner>,
+        acls: Option<&Inherited>,
+    ) -> Result<Attr> {
         self.check_writable()?;
         let b = self.backing_name(dir, name)?;
         let tmp = format!(".tmp.mkdir.{}", hex(&random_id()?[..8]));
@@ -329,6 +360,10 @@ impl Volume {
             nix::sys::stat::fchmod(&sub, Mode::from_bits_truncate(mode & 0o7777))?;
             if let Some(o) = owner {
                 nix::unistd::fchown(&sub, Some(Uid::from_raw(o.uid)), Some(Gid::from_raw(o.gid)))?;
+            }
+            let sub = Dir { fd: sub, id };
+            if let Some(a) = acls.filter(|a| !a.is_empty()) {
+                self.store_inherited(XattrTarget::Dir(&sub), a)?;
             }
             self.write_side_file(dir, &b)?;
             if let Err(e) = renameat2(
@@ -427,22 +462,30 @@ impl Volume {
     ) -> Result<Attr> {
         self.check_writable()?;
         let b = self.backing_name(dir, name)?;
-        let stored = symlink::encrypt_target(self.keys(), self.current_key()?, target)?;
-        self.write_side_file(dir, &b)?;
-        if let Err(e) = symlinkat(stored.as_str(), &dir.fd, b.entry()) {
-            if e != Errno::EEXIST {
-                self.remove_side_file(dir, &b);
+        let stored = self.seal_link(self.current_key()?, target)?;
+        let made = self.write_side_file(dir, &b).and_then(|()| {
+            match symlinkat(stored.as_str(), &dir.fd, b.entry()) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    if e != Errno::EEXIST {
+                        self.remove_side_file(dir, &b);
+                    }
+                    Err(e.into())
+                }
             }
-            return Err(e.into());
+        });
+        if let Err(e) = made {
+            self.forget_link(stored.as_bytes());
+            return Err(e);
         }
         self.chown_entry(dir, b.entry(), owner)?;
-        self.attr_of(&self.stat_entry(dir, b.entry())?)
+        self.attr_at(dir, b.entry(), &self.stat_entry(dir, b.entry())?)
     }
 
     pub fn readlink(&self, dir: &Dir, name: &OsStr) -> Result<Vec<u8>> {
         let b = self.backing_name(dir, name)?;
         let stored = readlinkat(&dir.fd, b.entry())?;
-        symlink::decrypt_target(self.keys(), stored.as_bytes()).inspect_err(|e| {
+        self.open_link(stored.as_bytes()).inspect_err(|e| {
             tracing::error!(entry = b.entry(), "symlink target: {e}");
         })
     }
@@ -469,7 +512,7 @@ impl Volume {
             }
             return Err(e.into());
         }
-        self.attr_of(&self.stat_entry(dst_dir, db.entry())?)
+        self.attr_at(dst_dir, db.entry(), &self.stat_entry(dst_dir, db.entry())?)
     }
 
     /// Removes a non-directory; returns the attributes it had.
@@ -481,9 +524,13 @@ impl Volume {
             return Err(errno(libc::EISDIR));
         }
         let last_ref = self.last_reference(dir, b.entry(), &st);
+        let long_link = self.last_long_link(dir, b.entry(), &st);
         unlinkat(&dir.fd, b.entry(), UnlinkatFlags::NoRemoveDir)?;
         self.remove_side_file(dir, &b);
         self.release_later(last_ref, &st);
+        if let Some(stored) = long_link {
+            self.forget_link(&stored);
+        }
         self.attr_of(&st)
     }
 
@@ -502,6 +549,20 @@ impl Volume {
         openat(&dir.fd, entry, flags, Mode::empty()).ok()
     }
 
+    /// For a symlink with a long target about to lose its last name: its stored target, so
+    /// its side record can be removed after it.
+    fn last_long_link(&self, dir: &Dir, entry: &str, st: &FileStat) -> Option<Vec<u8>> {
+        if st.st_nlink != 1
+            || FileKind::from_mode(st.st_mode) != Some(FileKind::Symlink)
+            || st.st_size as usize != symlink::MARKER_LEN
+        {
+            return None;
+        }
+        let stored = readlinkat(&dir.fd, entry).ok()?;
+        let stored = stored.as_bytes().to_vec();
+        symlink::parse_marker(&stored).map(|_| stored)
+    }
+
     /// Hands the last reference of a removed file (or directory) to the release thread.
     fn release_later(&self, fd: Option<OwnedFd>, st: &FileStat) {
         if let Some(fd) = fd {
@@ -511,12 +572,7 @@ impl Volume {
 
     /// Whether a backing directory holds nothing but its id file.
     fn is_empty_dir(&self, fd: &OwnedFd) -> Result<bool> {
-        let mut d = nix::dir::Dir::openat(
-            fd,
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
+        let mut d = list_dir(fd, false)?;
         for e in d.iter() {
             let e = e?;
             let n = e.file_name().to_bytes();
@@ -624,6 +680,10 @@ impl Volume {
             }
             _ => None,
         };
+        let victim_link = match &dst_st {
+            Some(d) if !exchange => self.last_long_link(dst_dir, db.entry(), d),
+            _ => None,
+        };
         self.write_side_file(dst_dir, &db)?;
         if let Err(e) = renameat2(&src_dir.fd, sb.entry(), &dst_dir.fd, db.entry(), rflags) {
             if let Some(sub) = &victim_dir {
@@ -640,6 +700,9 @@ impl Volume {
         if let Some(d) = &dst_st {
             self.release_later(victim_ref.or(victim_dir), d);
         }
+        if let Some(stored) = victim_link {
+            self.forget_link(&stored);
+        }
         Ok(if exchange {
             None
         } else {
@@ -647,16 +710,26 @@ impl Volume {
         })
     }
 
+    /// Lists `dir` for the daemon itself (the atime does not move).
+    pub fn read_dir(&self, dir: &Dir) -> Result<Vec<DirEntry>> {
+        self.read_dir_with(dir, false)
+    }
+
+    /// Lists `dir` for a program: the atime moves as the mount's policy says.
+    pub fn read_dir_for_user(&self, dir: &Dir) -> Result<Vec<DirEntry>> {
+        let touch = self.list_updates_atime();
+        let out = self.read_dir_with(dir, touch)?;
+        if touch {
+            self.after_user_read(dir.fd(), true);
+        }
+        Ok(out)
+    }
+
     /// Lists `dir`: decrypted names with their backing inodes. Undecryptable entries are
     /// logged and skipped.
-    pub fn read_dir(&self, dir: &Dir) -> Result<Vec<DirEntry>> {
+    fn read_dir_with(&self, dir: &Dir, touch: bool) -> Result<Vec<DirEntry>> {
         let dk = self.keys().data_key(dir.id.key)?;
-        let mut d = nix::dir::Dir::openat(
-            &dir.fd,
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
+        let mut d = list_dir(&dir.fd, touch)?;
         let mut out = Vec::new();
         for e in d.iter() {
             let e = e?;
@@ -702,7 +775,7 @@ impl Volume {
     }
 
     fn read_side_file(&self, dir: &Dir, side_file: &str) -> Result<String> {
-        let fd = openat(
+        let fd = openat_noatime(
             &dir.fd,
             side_file,
             OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,

@@ -53,6 +53,11 @@ fn with_thread_buffer<T>(
 pub struct OpenFile {
     /// Swapped as a whole when `reencrypt` replaces the backing file.
     file: std::sync::RwLock<Arc<File>>,
+    /// The same backing file opened without `O_NOATIME`, for reads programs ask for (see
+    /// `atime`); opened on first use.
+    pub(super) reader: std::sync::RwLock<Option<Arc<File>>>,
+    /// An open found that the next read by a program must update the atime.
+    pub(super) atime_due: std::sync::atomic::AtomicBool,
     backing_ino: std::sync::atomic::AtomicU64,
     state: RwLock<FileState>,
     /// Lost its last name while open here and may have a hole map: removed on the last close.
@@ -111,6 +116,8 @@ impl OpenFile {
         }
         Ok(OpenFile {
             file: std::sync::RwLock::new(Arc::new(file)),
+            reader: std::sync::RwLock::new(None),
+            atime_due: std::sync::atomic::AtomicBool::new(false),
             backing_ino: std::sync::atomic::AtomicU64::new(backing_ino),
             state: RwLock::new(state),
             forget_holes_on_close: std::sync::atomic::AtomicBool::new(false),
@@ -174,6 +181,7 @@ impl OpenFile {
         self.backing_ino
             .store(new_ino, std::sync::atomic::Ordering::Relaxed);
         *self.file.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(file);
+        *self.reader.write().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
@@ -286,8 +294,36 @@ impl Volume {
         self.open_files.get(backing_ino).map(|f| f.size())
     }
 
-    /// Reads up to `len` bytes at `offset`.
+    /// Reads up to `len` bytes at `offset` for the daemon itself (fsck, re-encryption): the
+    /// atime does not move.
     pub fn read(&self, f: &OpenFile, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.read_through(f, offset, len, None)
+    }
+
+    /// Reads up to `len` bytes at `offset` for a program: the atime moves as the mount's
+    /// atime policy says (see `atime`).
+    pub fn read_for_user(&self, f: &OpenFile, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let Some(reader) = self.atime_reader(f) else {
+            return self.read_through(f, offset, len, None);
+        };
+        let out = self.read_through(f, offset, len, Some(reader.clone()))?;
+        if out.is_empty() {
+            // A read at the end still counts as an access (as on ext4): one byte of the
+            // backing file through the same descriptor has the backing fs note it.
+            let _ = reader.read_at(&mut [0u8; 1], 0);
+        }
+        self.after_user_read(reader.as_fd(), false);
+        Ok(out)
+    }
+
+    /// Reads through `via` (default: the file's own `O_NOATIME` descriptor).
+    fn read_through(
+        &self,
+        f: &OpenFile,
+        offset: u64,
+        len: usize,
+        via: Option<Arc<File>>,
+    ) -> Result<Vec<u8>> {
         let st = f.read_state();
         if let Some(why) = &st.damaged {
             return Err(self.integrity(f, why.clone()));
@@ -306,11 +342,11 @@ impl Volume {
                 let mut w = f.write_state();
                 let c = self.cipher(f, &mut w)?;
                 drop(w);
-                return self.read_with(f, c, offset, len);
+                return self.read_with(f, c, offset, len, via);
             }
         };
         drop(st);
-        self.read_with(f, cipher, offset, len)
+        self.read_with(f, cipher, offset, len, via)
     }
 
     fn read_with(
@@ -319,6 +355,7 @@ impl Volume {
         cipher: Arc<BlockCipher>,
         offset: u64,
         len: usize,
+        via: Option<Arc<File>>,
     ) -> Result<Vec<u8>> {
         let st = f.read_state();
         let size = st.size;
@@ -338,7 +375,17 @@ impl Volume {
             if buf.len() < need {
                 buf.resize(need, 0);
             }
-            self.open_blocks(f, &st, &cipher, &file_id, offset, end, &mut buf[..need])
+            let file = via.unwrap_or_else(|| f.raw_file());
+            self.open_blocks(
+                f,
+                &st,
+                &file,
+                &cipher,
+                &file_id,
+                offset,
+                end,
+                &mut buf[..need],
+            )
         })
     }
 
@@ -349,6 +396,7 @@ impl Volume {
         &self,
         f: &OpenFile,
         st: &FileState,
+        file: &File,
         cipher: &BlockCipher,
         file_id: &[u8; 16],
         offset: u64,
@@ -360,13 +408,12 @@ impl Volume {
         let size = st.size;
         let (b0, b1) = (offset / bs, (end - 1) / bs);
         let last = (size - 1) / bs;
-        let file = f.raw_file();
-        let got = read_full(&file, sealed, l.block_offset(b0))?;
+        let got = read_full(file, sealed, l.block_offset(b0))?;
         if sealed.len() >= READ_AHEAD_MIN && end < size {
             // A large read is most likely sequential: have the disk fetch what comes next while
             // this part is decrypted and sent.
             prefetch(
-                &file,
+                file,
                 l.block_offset(b0) + sealed.len() as u64,
                 2 * sealed.len(),
             );

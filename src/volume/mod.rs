@@ -2,6 +2,8 @@
 //! name operations, file content with block read-modify-write, xattrs, symlink targets and the
 //! open-file table with per-inode locks. Never names a FUSE type.
 
+mod acl;
+mod atime;
 mod attr;
 mod dir;
 mod error;
@@ -16,6 +18,8 @@ mod scan;
 mod symlink;
 mod xattr;
 
+pub use acl::{Acl, AclKind, Inherited};
+pub use atime::AtimePolicy;
 pub use attr::{Attr, FileKind};
 pub use dir::{Dir, DirEntry, Owner, TimeSet};
 pub use error::{Result, VolumeError, errno};
@@ -26,6 +30,7 @@ pub use reencrypt::{ReencryptReport, Reencrypted};
 pub use scan::{
     EntryName, HeaderState, ScanDir, ScanEntry, SymlinkScan, TMP_MKDIR_PREFIX, TMP_PREFIX,
 };
+pub use symlink::LINKS_DIR;
 pub use xattr::XattrTarget;
 
 use std::fs::File;
@@ -80,6 +85,8 @@ pub struct Volume {
     on_replaced: std::sync::RwLock<Option<ReplacedHook>>,
     /// Frees deleted files in the background.
     reaper: reaper::Reaper,
+    /// The mount's atime policy, and whether it applies to directories (`nodiratime`).
+    atime: std::sync::RwLock<atime::AtimeSettings>,
 }
 
 /// Called with (old, new) backing inode numbers when re-encryption replaces a file.
@@ -174,6 +181,7 @@ impl Volume {
             read_only: opts.read_only,
             on_replaced: std::sync::RwLock::new(None),
             reaper: reaper::Reaper::new(),
+            atime: std::sync::RwLock::new(atime::AtimeSettings::default()),
         })
     }
 

@@ -17,7 +17,7 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, symlinkat, unlinkat
 use crate::crypto::{NONCE_LEN, TAG_LEN, random_id};
 use crate::format::{FileHeader, block_aad};
 
-use super::{Dir, FileKind, Result, Volume, VolumeError, dir::hex, errno, symlink};
+use super::{Dir, FileKind, Result, Volume, VolumeError, dir::hex, errno};
 
 const TMP_PREFIX: &str = ".tmp.reenc.";
 
@@ -109,12 +109,7 @@ impl Volume {
     }
 
     fn remove_stale_temp_files(&self, dir: &Dir, report: &mut ReencryptReport) {
-        let Ok(mut d) = nix::dir::Dir::openat(
-            dir.fd(),
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) else {
+        let Ok(mut d) = super::atime::list_dir(dir.fd(), false) else {
             return;
         };
         let stale: Vec<String> = d
@@ -152,16 +147,18 @@ impl Volume {
         let b = self.backing_name(dir, name)?;
         let stored = readlinkat(dir.fd(), b.entry())?;
         let current = self.current_key()?;
-        if symlink::target_key(std::os::unix::ffi::OsStrExt::as_bytes(stored.as_os_str()))
-            == Some(current)
-        {
+        let stored = std::os::unix::ffi::OsStrExt::as_bytes(stored.as_os_str()).to_vec();
+        if self.link_key(&stored) == Some(current) {
             return Ok(Reencrypted::AlreadyCurrent);
         }
         let target = self.readlink(dir, name)?;
-        let sealed = symlink::encrypt_target(self.keys(), current, &target)?;
         let st = nix::sys::stat::fstatat(dir.fd(), b.entry(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        let sealed = self.seal_link(current, &target)?;
         let tmp = format!("{TMP_PREFIX}{}", hex(&random_id()?[..8]));
-        symlinkat(sealed.as_str(), dir.fd(), tmp.as_str())?;
+        if let Err(e) = symlinkat(sealed.as_str(), dir.fd(), tmp.as_str()) {
+            self.forget_link(sealed.as_bytes());
+            return Err(e.into());
+        }
         let _ = fchownat(
             dir.fd(),
             tmp.as_str(),
@@ -184,7 +181,12 @@ impl Volume {
             RenameFlags::empty(),
         ) {
             let _ = unlinkat(dir.fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+            self.forget_link(sealed.as_bytes());
             return Err(e.into());
+        }
+        // Other hard links (if any) still name the old record.
+        if st.st_nlink == 1 {
+            self.forget_link(&stored);
         }
         Ok(Reencrypted::Done)
     }
@@ -223,7 +225,12 @@ impl Volume {
         let fd = openat(
             dir.fd(),
             tmp.as_str(),
-            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            OFlag::O_RDWR
+                | OFlag::O_CREAT
+                | OFlag::O_EXCL
+                | OFlag::O_CLOEXEC
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_NOATIME,
             Mode::from_bits_truncate(meta.mode() & 0o7777),
         )?;
         let out = File::from(fd);

@@ -24,6 +24,7 @@ use crate::format::{
 use crate::keys::DataKey;
 use crate::names::{self, EntryKind, LONG_NAME_PREFIX, SIDE_FILE_PREFIX};
 
+use super::atime::{list_dir, openat_noatime};
 use super::{FileKind, OpenFile, Result, Volume, symlink};
 
 const DIR_FLAGS: OFlag = OFlag::O_RDONLY
@@ -169,6 +170,8 @@ pub struct SymlinkScan {
     pub key: Option<DataKeyRef>,
     /// The decrypted target.
     pub target: Result<Vec<u8>>,
+    /// The side record of a long target (format 2), by file name in `.cmkfs/links/`.
+    pub long_record: Option<String>,
 }
 
 impl Volume {
@@ -203,12 +206,7 @@ impl Volume {
     /// says. Entries that vanish while listing (a mounted volume) are left out.
     #[allow(clippy::useless_conversion)] // nlink_t is u32 on some targets
     pub fn scan_entries(&self, dir: &ScanDir) -> Result<Vec<ScanEntry>> {
-        let mut d = nix::dir::Dir::openat(
-            &dir.fd,
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
+        let mut d = list_dir(&dir.fd, false)?;
         let mut raw: Vec<OsString> = Vec::new();
         for e in d.iter() {
             let e = e?;
@@ -328,7 +326,7 @@ impl Volume {
     /// Opens the regular file `entry` of `dir` read-only for content checks (shared with any
     /// open handle of the same inode, like `Volume::open_file`).
     pub fn scan_open_file(&self, dir: &ScanDir, entry: &OsStr) -> Result<Arc<OpenFile>> {
-        let fd = openat(
+        let fd = openat_noatime(
             &dir.fd,
             entry,
             OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
@@ -378,23 +376,27 @@ impl Volume {
     pub fn scan_readlink(&self, dir: &ScanDir, entry: &OsStr) -> Result<SymlinkScan> {
         let stored = readlinkat(&dir.fd, entry)?;
         let stored = stored.as_bytes();
-        let key = URL_SAFE_NO_PAD
-            .decode(stored)
-            .ok()
-            .filter(|b| b.len() >= 9)
-            .map(|b| DataKeyRef {
-                scope: u32::from_le_bytes([b[1], b[2], b[3], b[4]]),
-                epoch: u32::from_le_bytes([b[5], b[6], b[7], b[8]]),
-            });
+        let key = match symlink::parse_marker(stored) {
+            Some(_) => self.link_key(stored),
+            None => URL_SAFE_NO_PAD
+                .decode(stored)
+                .ok()
+                .filter(|b| b.len() >= 9)
+                .map(|b| DataKeyRef {
+                    scope: u32::from_le_bytes([b[1], b[2], b[3], b[4]]),
+                    epoch: u32::from_le_bytes([b[5], b[6], b[7], b[8]]),
+                }),
+        };
         Ok(SymlinkScan {
             key,
-            target: symlink::decrypt_target(self.keys(), stored),
+            target: self.open_link(stored),
+            long_record: symlink::parse_marker(stored).map(|m| m.record),
         })
     }
 }
 
 fn read_dir_id(fd: &OwnedFd) -> std::result::Result<DirIdFile, String> {
-    let idfd = openat(
+    let idfd = openat_noatime(
         fd,
         DIRID_FILE_NAME,
         OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK,
@@ -419,7 +421,7 @@ fn read_dir_id(fd: &OwnedFd) -> std::result::Result<DirIdFile, String> {
 }
 
 fn read_side_file(dir: &OwnedFd, side_file: &str) -> std::result::Result<String, String> {
-    let fd = openat(
+    let fd = openat_noatime(
         dir,
         side_file,
         OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK,

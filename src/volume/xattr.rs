@@ -16,6 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::crypto::{NONCE_LEN, TAG_LEN};
 use crate::format::{DataKeyRef, FORMAT_VERSION};
 
+use super::acl::AclKind;
 use super::{Dir, OpenFile, Result, Volume, VolumeError, errno};
 
 const BACKING_PREFIX: &str = "user.cmkfs.";
@@ -89,6 +90,8 @@ impl Volume {
         a
     }
 
+    /// `setxattr` by a user. POSIX ACL names go through `acl` (which keeps the mode
+    /// consistent); every other name is stored as it is.
     pub fn set_xattr(
         &self,
         t: XattrTarget<'_>,
@@ -96,11 +99,28 @@ impl Volume {
         value: &[u8],
         flags: i32,
     ) -> Result<()> {
-        self.retry_when_full(|| self.set_xattr_once(t, name, value, flags))
+        if self.read_only() {
+            return Err(errno(libc::EROFS));
+        }
+        match AclKind::from_xattr_name(name.as_bytes()) {
+            Some(kind) => self.set_acl(t, kind, value, flags),
+            None => self.store_xattr(t, name, value, flags),
+        }
     }
 
-    /// One attempt of [`Self::set_xattr`].
-    fn set_xattr_once(
+    /// Stores an encrypted xattr value under `name`.
+    pub(super) fn store_xattr(
+        &self,
+        t: XattrTarget<'_>,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> Result<()> {
+        self.retry_when_full(|| self.store_xattr_once(t, name, value, flags))
+    }
+
+    /// One attempt of [`Self::store_xattr`].
+    fn store_xattr_once(
         &self,
         t: XattrTarget<'_>,
         name: &OsStr,
@@ -111,10 +131,6 @@ impl Volume {
             return Err(errno(libc::EROFS));
         }
         let name = name.as_bytes();
-        if name.starts_with(b"system.posix_acl_") {
-            // POSIX ACLs are not supported: tools then fall back to chmod (cp -a, tar, rsync).
-            return Err(errno(libc::EOPNOTSUPP));
-        }
         if name.is_empty() || name.len() > 255 {
             return Err(errno(libc::ERANGE));
         }
