@@ -694,7 +694,9 @@ impl Volume {
             }
             return Err(e.into());
         }
-        if !exchange {
+        // After an exchange both names still exist; after RENAME_WHITEOUT the old name holds
+        // the whiteout, which keeps the old name's side file (a long name).
+        if !exchange && !rflags.contains(RenameFlags::RENAME_WHITEOUT) {
             self.remove_side_file(src_dir, &sb);
         }
         if let Some(d) = &dst_st {
