@@ -7,7 +7,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::volume::{Dir, FileKind};
+use crate::volume::{Dir, FileKind, LastRef};
 
 pub const ROOT_INO: u64 = 1;
 /// Inode numbers handed out when the backing number is taken.
@@ -24,6 +24,10 @@ pub struct Node {
     nlookup: u64,
     /// False once its last name was removed.
     pub linked: bool,
+    /// Once its last name went (unlink, rename over it) while the kernel still knew it: a
+    /// reference to the removed file, so that an open or getattr of this inode still reaches
+    /// that file (never what took its name, nor a new file that reused its inode number).
+    pub pin: Option<Arc<LastRef>>,
 }
 
 pub struct InodeTable {
@@ -46,6 +50,7 @@ impl InodeTable {
                 backing_ino: root_backing_ino,
                 nlookup: 1,
                 linked: true,
+                pin: None,
             },
         );
         let mut by_backing = HashMap::new();
@@ -150,15 +155,18 @@ impl InodeTable {
                 backing_ino,
                 nlookup: 1,
                 linked: true,
+                pin: None,
             },
         );
         self.by_backing.insert(backing_ino, ino);
         ino
     }
 
-    pub fn forget(&mut self, ino: u64, n: u64) {
+    /// The kernel forgot `n` lookups of `ino`; returns the removed file it kept, when the
+    /// node goes (for the caller to free).
+    pub fn forget(&mut self, ino: u64, n: u64) -> Option<Arc<LastRef>> {
         if ino == ROOT_INO {
-            return;
+            return None;
         }
         let gone = match self.nodes.get_mut(&ino) {
             Some(node) => {
@@ -167,12 +175,42 @@ impl InodeTable {
             }
             None => false,
         };
-        if gone
-            && let Some(node) = self.nodes.remove(&ino)
-            && self.by_backing.get(&node.backing_ino) == Some(&ino)
-        {
+        if !gone {
+            return None;
+        }
+        let node = self.nodes.remove(&ino)?;
+        if self.by_backing.get(&node.backing_ino) == Some(&ino) {
             self.by_backing.remove(&node.backing_ino);
         }
+        node.pin
+    }
+
+    /// Keeps the removed file `last` for the inode of its backing number, if the kernel knows
+    /// one; otherwise gives it back (for the caller to free). Call before [`Self::removed`].
+    pub fn pin(&mut self, last: LastRef) -> Option<LastRef> {
+        let Some(n) = self
+            .by_backing
+            .get(&last.backing_ino)
+            .and_then(|i| self.nodes.get_mut(i))
+        else {
+            return Some(last);
+        };
+        if n.kind == FileKind::Dir || n.pin.is_some() {
+            return Some(last);
+        }
+        n.pin = Some(Arc::new(last));
+        None
+    }
+
+    /// Takes the removed files kept for inodes the kernel may still open but that no handle
+    /// has open (`is_open`): freeing them is worth more than answering a late open of a
+    /// deleted file (statfs, a full disk). Such inodes then give ENOENT.
+    pub fn release_pins(&mut self, is_open: impl Fn(u64) -> bool) -> Vec<Arc<LastRef>> {
+        self.nodes
+            .values_mut()
+            .filter(|n| !n.linked && !is_open(n.backing_ino))
+            .filter_map(|n| n.pin.take())
+            .collect()
     }
 
     /// The entry `name` in `parent` (a name of `backing_ino`) was removed. If it was the last

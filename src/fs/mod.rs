@@ -24,8 +24,8 @@ use fuser::{
 
 use crate::audit::{AuditEvent, AuditOp, AuditResult};
 use crate::volume::{
-    AclKind, Attr, Dir, FileKind, Inherited, OpenFile, Owner, TimeSet, Volume, VolumeError,
-    XattrTarget, errno as verr,
+    AclKind, Attr, Dir, FileKind, Inherited, LastRef, OpenFile, Owner, TimeSet, Volume,
+    VolumeError, XattrTarget, errno as verr,
 };
 
 use errno::to_errno;
@@ -55,6 +55,12 @@ enum Location {
         name: OsString,
         kind: FileKind,
         backing_ino: u64,
+    },
+    /// A non-directory whose last name was removed while the kernel still knew it: reached
+    /// through the reference kept for it, if it still is.
+    Removed {
+        pin: Option<Arc<LastRef>>,
+        kind: FileKind,
     },
 }
 
@@ -154,6 +160,22 @@ impl CmkFs {
                 .unwrap_or_else(|p| p.into_inner())
                 .rebind(old, new);
         }));
+        // A full disk: free the removed files that inodes keep but no handle has open.
+        let (for_space, weak_vol) = (inodes.clone(), Arc::downgrade(&vol));
+        vol.set_space_listener(Box::new(move || {
+            let Some(vol) = weak_vol.upgrade() else {
+                return;
+            };
+            // Skipped when the table is busy (an unlink or rename holds it across the
+            // volume call that found the disk full).
+            let pins = match for_space.try_write() {
+                Ok(mut t) => t.release_pins(|b| vol.live_open_file(b).is_some()),
+                Err(_) => return,
+            };
+            for last in pins.into_iter().filter_map(|p| Arc::try_unwrap(p).ok()) {
+                vol.release_later(last);
+            }
+        }));
         Ok(CmkFs {
             inodes,
             vol,
@@ -231,6 +253,12 @@ impl CmkFs {
         if n.kind == FileKind::Dir {
             return Err(verr(libc::ENOENT));
         }
+        if !n.linked {
+            return Ok(Location::Removed {
+                pin: n.pin.clone(),
+                kind: n.kind,
+            });
+        }
         let parent = t
             .get(n.parent)
             .and_then(|p| p.dir.clone())
@@ -246,7 +274,7 @@ impl CmkFs {
     fn dir_of(&self, ino: u64) -> Result<Arc<Dir>> {
         match self.locate(ino)? {
             Location::Dir(d) => Ok(d),
-            Location::Entry { .. } => Err(verr(libc::ENOTDIR)),
+            Location::Entry { .. } | Location::Removed { .. } => Err(verr(libc::ENOTDIR)),
         }
     }
 
@@ -315,24 +343,30 @@ impl CmkFs {
                 backing_ino,
             } => {
                 match self.vol.open_file(&parent, &name) {
-                    Ok(f) => Ok(f),
+                    Ok(f) if f.backing_ino() == backing_ino => Ok(f),
+                    // The name was renamed over since the kernel looked it up: this inode is
+                    // the file that was there. Still open here: that file; otherwise ESTALE,
+                    // on which the kernel looks the name up again and opens what it finds
+                    // (never the other file under this inode, which would mix two files).
+                    Ok(_) => self
+                        .vol
+                        .live_open_file(backing_ino)
+                        .ok_or(verr(libc::ESTALE)),
                     // The last name is gone but the file is still open: reuse it.
                     Err(e) if raw_errno(&e) == libc::ENOENT => {
-                        self.vol_open_by_backing(backing_ino).ok_or(e)
+                        self.vol.live_open_file(backing_ino).ok_or(e)
                     }
                     Err(e) => Err(e),
                 }
             }
+            Location::Removed {
+                pin: Some(pin),
+                kind: FileKind::File,
+            } => self.vol.open_pinned(&pin),
+            Location::Removed { pin: None, .. } => Err(verr(libc::ENOENT)),
             Location::Dir(_) => Err(verr(libc::EISDIR)),
-            Location::Entry { .. } => Err(verr(libc::EINVAL)),
+            Location::Entry { .. } | Location::Removed { .. } => Err(verr(libc::EINVAL)),
         }
-    }
-
-    fn vol_open_by_backing(&self, backing_ino: u64) -> Option<Arc<OpenFile>> {
-        self.handles().values().find_map(|h| match h {
-            Handle::File { file, .. } if file.backing_ino() == backing_ino => Some(file.clone()),
-            _ => None,
-        })
     }
 
     fn attr_of(&self, ino: u64, fh: Option<FileHandle>) -> Result<Attr> {
@@ -350,11 +384,23 @@ impl CmkFs {
                 ..
             } => match self.vol.lookup(&parent, &name) {
                 Ok(a) if a.backing_ino == backing_ino => Ok(a),
-                other => match self.vol_open_by_backing(backing_ino) {
+                other => match self.vol.live_open_file(backing_ino) {
                     Some(f) => self.vol.file_attr(&f),
+                    // Renamed over: ESTALE makes the kernel look the name up again.
+                    None if other.is_ok() => Err(verr(libc::ESTALE)),
                     None => other.and(Err(verr(libc::ENOENT))),
                 },
             },
+            Location::Removed { pin: Some(pin), .. } => self.vol.pinned_attr(&pin),
+            Location::Removed { pin: None, .. } => Err(verr(libc::ENOENT)),
+        }
+    }
+
+    /// Frees a removed file that an inode kept, unless a request still holds it (then the
+    /// last holder's drop closes it).
+    fn release_pin(&self, pin: Option<Arc<LastRef>>) {
+        if let Some(last) = pin.and_then(|p| Arc::try_unwrap(p).ok()) {
+            self.vol.release_later(last);
         }
     }
 
@@ -424,6 +470,10 @@ impl CmkFs {
             Location::Entry {
                 kind: FileKind::File,
                 ..
+            }
+            | Location::Removed {
+                kind: FileKind::File,
+                ..
             } => {
                 let of = self.open_file_of(ino, None)?;
                 f(XattrTarget::File(&of))
@@ -431,7 +481,7 @@ impl CmkFs {
             // The backing FIFO, socket or device node cannot hold xattrs. The VFS refuses user
             // xattrs there itself (EPERM); what reaches us are ACLs, which are not supported
             // on these (`cp -a` then falls back to chmod).
-            Location::Entry { .. } => Err(verr(if write {
+            Location::Entry { .. } | Location::Removed { .. } => Err(verr(if write {
                 libc::EOPNOTSUPP
             } else {
                 libc::ENODATA
@@ -454,6 +504,10 @@ impl CmkFs {
             Location::Entry { parent, name, .. } => {
                 self.vol
                     .set_meta(&parent, Some(&name), mode, None, None, None, None)
+            }
+            Location::Removed { .. } => {
+                let f = self.open_file_of(ino, None)?;
+                self.vol.set_meta_file(&f, mode, None, None, None, None)
             }
         }
     }
@@ -532,6 +586,10 @@ impl CmkFs {
                 (None, Location::Entry { parent, name, .. }) => {
                     self.vol
                         .set_meta(&parent, Some(&name), mode, uid, gid, at, mt)?
+                }
+                (None, Location::Removed { .. }) => {
+                    let f = self.open_file_of(ino, None)?;
+                    self.vol.set_meta_file(&f, mode, uid, gid, at, mt)?
                 }
             }
             if let Some(m) = mode
@@ -681,7 +739,8 @@ impl Filesystem for CmkFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.table_mut().forget(ino.0, nlookup);
+        let pin = self.table_mut().forget(ino.0, nlookup);
+        self.release_pin(pin);
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -721,6 +780,7 @@ impl Filesystem for CmkFs {
                 kind: FileKind::Symlink,
                 ..
             }) => self.vol.readlink(&parent, &name),
+            Ok(Location::Removed { .. }) => Err(verr(libc::ENOENT)),
             Ok(_) => Err(verr(libc::EINVAL)),
             Err(e) => Err(e),
         };
@@ -789,7 +849,10 @@ impl Filesystem for CmkFs {
             // on another thread could get the freed backing inode number and be bound to the
             // node being removed.
             let mut t = self.table_mut();
-            let attr = self.vol.unlink(&dir, name)?;
+            let (attr, last) = self.vol.unlink(&dir, name)?;
+            if let Some(last) = last.and_then(|l| t.pin(l)) {
+                self.vol.release_later(last);
+            }
             t.removed(attr.backing_ino, parent.0, name, attr.nlink <= 1);
             Ok(())
         })();
@@ -855,8 +918,11 @@ impl Filesystem for CmkFs {
             let mut t = self.table_mut();
             let replaced = self.vol.rename(&src, name, &dst, newname, flags.bits())?;
             tracing::debug!(moved, ?replaced, ?name, ?newname, "rename");
-            if let Some((ino, nlink)) = replaced {
-                t.removed(ino, newparent.0, newname, nlink <= 1);
+            if let Some(r) = replaced {
+                if let Some(last) = r.last_ref.and_then(|l| t.pin(l)) {
+                    self.vol.release_later(last);
+                }
+                t.removed(r.backing_ino, newparent.0, newname, r.nlink <= 1);
             }
             t.moved(moved, (parent.0, name), newparent.0, newname);
             if let Some(o) = other {
@@ -876,8 +942,10 @@ impl Filesystem for CmkFs {
         reply: ReplyEntry,
     ) {
         let res = (|| {
-            let Location::Entry { parent, name, .. } = self.locate(ino.0)? else {
-                return Err(verr(libc::EPERM));
+            let (parent, name) = match self.locate(ino.0)? {
+                Location::Entry { parent, name, .. } => (parent, name),
+                Location::Removed { .. } => return Err(verr(libc::ENOENT)),
+                Location::Dir(_) => return Err(verr(libc::EPERM)),
             };
             let dst = self.dir_of(newparent.0)?;
             let attr = self.vol.link(&parent, &name, &dst, newname)?;

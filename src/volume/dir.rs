@@ -4,13 +4,13 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, RenameFlags, openat, readlinkat, renameat2};
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, RenameFlags, openat, readlinkat, renameat2};
 use nix::sys::stat::{
     FileStat, Mode, SFlag, UtimensatFlags, fstat, fstatat, mkdirat, mknodat, utimensat,
 };
@@ -174,6 +174,36 @@ impl Volume {
         let b = self.backing_name(dir, name)?;
         let fd = self.open_backing_file(dir, b.entry(), OFlag::empty(), Mode::empty())?;
         self.share_open_file(File::from(fd))
+    }
+
+    /// Opens the removed file that `last` keeps (an inode whose name went while the kernel
+    /// still knew it): the same file, never what now has its name.
+    pub fn open_pinned(&self, last: &LastRef) -> Result<Arc<OpenFile>> {
+        if let Some(f) = self.live_open_file(last.backing_ino) {
+            return Ok(f);
+        }
+        let path = format!("/proc/self/fd/{}", last.fd.as_raw_fd());
+        let acc = if self.read_only() {
+            OFlag::O_RDONLY
+        } else {
+            OFlag::O_RDWR
+        };
+        let flags = acc | OFlag::O_CLOEXEC;
+        let fd = match openat_noatime(AT_FDCWD, path.as_str(), flags, Mode::empty()) {
+            Err(Errno::EACCES) if !self.read_only() => openat_noatime(
+                AT_FDCWD,
+                path.as_str(),
+                (flags - OFlag::O_RDWR) | OFlag::O_RDONLY,
+                Mode::empty(),
+            )?,
+            r => r?,
+        };
+        self.share_open_file(File::from(fd))
+    }
+
+    /// Attributes of the removed file that `last` keeps.
+    pub fn pinned_attr(&self, last: &LastRef) -> Result<Attr> {
+        self.attr_of(&fstat(&last.fd)?)
     }
 
     fn open_backing_file(
@@ -515,8 +545,11 @@ impl Volume {
         self.attr_at(dst_dir, db.entry(), &self.stat_entry(dst_dir, db.entry())?)
     }
 
-    /// Removes a non-directory; returns the attributes it had.
-    pub fn unlink(&self, dir: &Dir, name: &OsStr) -> Result<Attr> {
+    /// Removes a non-directory.
+    /// Returns the attributes the entry had and, when this was its last name, a reference
+    /// that keeps it allocated: the caller pins it to the inode the kernel may still open, or
+    /// hands it to [`Volume::release_later`].
+    pub fn unlink(&self, dir: &Dir, name: &OsStr) -> Result<(Attr, Option<LastRef>)> {
         self.check_writable()?;
         let b = self.backing_name(dir, name)?;
         let st = self.stat_entry(dir, b.entry())?;
@@ -527,26 +560,27 @@ impl Volume {
         let long_link = self.last_long_link(dir, b.entry(), &st);
         unlinkat(&dir.fd, b.entry(), UnlinkatFlags::NoRemoveDir)?;
         self.remove_side_file(dir, &b);
-        self.release_later(last_ref, &st);
         if let Some(stored) = long_link {
             self.forget_link(&stored);
         }
-        self.attr_of(&st)
+        Ok((self.attr_of(&st)?, last_ref))
     }
 
     /// For a file with data about to lose its last name: a reference to it, which, held across
     /// the unlink (or the rename over it), moves the freeing of its blocks out of the request
     /// and onto the release thread (`release_later`).
-    fn last_reference(&self, dir: &Dir, entry: &str, st: &FileStat) -> Option<OwnedFd> {
+    fn last_reference(&self, dir: &Dir, entry: &str, st: &FileStat) -> Option<LastRef> {
         if st.st_nlink != 1 {
             return None;
         }
-        self.forget_hole_map(dir, entry, st);
-        if st.st_blocks == 0 {
-            return None;
-        }
         let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        openat(&dir.fd, entry, flags, Mode::empty()).ok()
+        let fd = openat(&dir.fd, entry, flags, Mode::empty()).ok()?;
+        Some(LastRef {
+            fd,
+            backing_ino: st.st_ino,
+            bytes: st.st_blocks as u64 * 512,
+            maybe_sparse: super::holes::maybe_sparse(st),
+        })
     }
 
     /// For a symlink with a long target about to lose its last name: its stored target, so
@@ -564,10 +598,13 @@ impl Volume {
     }
 
     /// Hands the last reference of a removed file (or directory) to the release thread.
-    fn release_later(&self, fd: Option<OwnedFd>, st: &FileStat) {
-        if let Some(fd) = fd {
-            self.reaper.release(fd, st.st_blocks as u64 * 512);
+    /// Frees a removed file (or directory) on the release thread, once nothing needs it: its
+    /// hole map goes now (or with its last close, if it is open).
+    pub fn release_later(&self, last: LastRef) {
+        if last.maybe_sparse {
+            self.forget_hole_map(&last);
         }
+        self.reaper.release(last.fd, last.bytes);
     }
 
     /// Whether a backing directory holds nothing but its id file.
@@ -596,7 +633,12 @@ impl Volume {
             return Err(e.into());
         }
         self.remove_side_file(dir, &b);
-        self.release_later(Some(sub), &st);
+        self.release_later(LastRef {
+            fd: sub,
+            backing_ino: st.st_ino,
+            bytes: st.st_blocks as u64 * 512,
+            maybe_sparse: false,
+        });
         Ok(attr)
     }
 
@@ -632,8 +674,9 @@ impl Volume {
         }
     }
 
-    /// Renames with `renameat2` flags (RENAME_NOREPLACE, RENAME_EXCHANGE). Returns the
-    /// backing inode and link count of a replaced entry, if one was replaced.
+    /// Renames with `renameat2` flags (RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT).
+    /// Returns the entry it replaced, if any (a replaced directory is freed here; a replaced
+    /// file's last reference goes to the caller, as for [`Volume::unlink`]).
     pub fn rename(
         &self,
         src_dir: &Dir,
@@ -641,7 +684,7 @@ impl Volume {
         dst_dir: &Dir,
         dst: &OsStr,
         flags: u32,
-    ) -> Result<Option<(u64, u64)>> {
+    ) -> Result<Option<Replaced>> {
         self.check_writable()?;
         let sb = self.backing_name(src_dir, src)?;
         let db = self.backing_name(dst_dir, dst)?;
@@ -699,16 +742,30 @@ impl Volume {
         if !exchange && !rflags.contains(RenameFlags::RENAME_WHITEOUT) {
             self.remove_side_file(src_dir, &sb);
         }
-        if let Some(d) = &dst_st {
-            self.release_later(victim_ref.or(victim_dir), d);
-        }
+        let victim_ref = match (victim_ref, victim_dir, &dst_st) {
+            (Some(r), _, _) => Some(r),
+            (None, Some(fd), Some(d)) => {
+                self.release_later(LastRef {
+                    fd,
+                    backing_ino: d.st_ino,
+                    bytes: d.st_blocks as u64 * 512,
+                    maybe_sparse: false,
+                });
+                None
+            }
+            _ => None,
+        };
         if let Some(stored) = victim_link {
             self.forget_link(&stored);
         }
         Ok(if exchange {
             None
         } else {
-            dst_st.map(|d| (d.st_ino, d.st_nlink))
+            dst_st.map(|d| Replaced {
+                backing_ino: d.st_ino,
+                nlink: d.st_nlink,
+                last_ref: victim_ref,
+            })
         })
     }
 
@@ -877,4 +934,27 @@ impl Volume {
 
 pub(super) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A reference that keeps a removed file allocated: an `O_PATH` descriptor taken before its
+/// last name went. Pinned to a FUSE inode the kernel may still open, or freed on the release
+/// thread ([`Volume::release_later`]).
+#[derive(Debug)]
+pub struct LastRef {
+    pub fd: OwnedFd,
+    pub backing_ino: u64,
+    /// Allocated bytes (what freeing it gives back).
+    pub bytes: u64,
+    /// It may have a hole map to remove.
+    maybe_sparse: bool,
+}
+
+/// The entry a rename replaced.
+#[derive(Debug)]
+pub struct Replaced {
+    pub backing_ino: u64,
+    /// Its link count before the rename.
+    pub nlink: u64,
+    /// Its last reference, when the rename took its last name.
+    pub last_ref: Option<LastRef>,
 }

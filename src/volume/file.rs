@@ -289,6 +289,11 @@ impl Volume {
             .get_or_insert(ino, || OpenFile::load(file, ino, len, layout))
     }
 
+    /// The open file of backing inode `backing_ino`, if some handle has it open.
+    pub fn live_open_file(&self, backing_ino: u64) -> Option<Arc<OpenFile>> {
+        self.open_files.get(backing_ino)
+    }
+
     /// The plaintext size of a file that is open, if it is.
     pub fn open_file_size(&self, backing_ino: u64) -> Option<u64> {
         self.open_files.get(backing_ino).map(|f| f.size())

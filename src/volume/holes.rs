@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::fcntl::{OFlag, openat, renameat};
 use nix::sys::stat::Mode;
@@ -152,31 +152,20 @@ impl Volume {
         Ok(())
     }
 
-    /// A regular file is about to lose its last name: removes its hole map, if it may have
-    /// one (fewer bytes allocated than its length). A file open here still reads its holes:
-    /// its map goes with its last close instead.
-    pub(super) fn forget_hole_map(
-        &self,
-        dir: &super::Dir,
-        entry: &str,
-        st: &nix::sys::stat::FileStat,
-    ) {
-        let sparse = st.st_mode & libc::S_IFMT == libc::S_IFREG
-            && st.st_size > crate::format::HEADER_LEN as i64
-            && st.st_blocks * 512 < st.st_size;
-        if !sparse {
-            return;
-        }
-        if let Some(f) = self.open_files.get(st.st_ino) {
+    /// A removed file is being freed: removes its hole map. A file open here still reads its
+    /// holes: its map goes with its last close instead.
+    pub(super) fn forget_hole_map(&self, last: &super::dir::LastRef) {
+        if let Some(f) = self.open_files.get(last.backing_ino) {
             f.forget_holes_on_close
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             return;
         }
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NOATIME;
-        let fd = match openat(dir.fd(), entry, flags, Mode::empty()) {
+        let path = format!("/proc/self/fd/{}", last.fd.as_raw_fd());
+        let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOATIME;
+        let fd = match nix::fcntl::open(path.as_str(), flags, Mode::empty()) {
             // O_NOATIME needs the file's owner or CAP_FOWNER.
             Err(nix::errno::Errno::EPERM) => {
-                openat(dir.fd(), entry, flags - OFlag::O_NOATIME, Mode::empty())
+                nix::fcntl::open(path.as_str(), flags - OFlag::O_NOATIME, Mode::empty())
             }
             r => r,
         };
@@ -201,6 +190,13 @@ impl Volume {
             );
         }
     }
+}
+
+/// Whether a regular file may have holes (fewer bytes allocated than its length).
+pub(super) fn maybe_sparse(st: &nix::sys::stat::FileStat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFREG
+        && st.st_size > crate::format::HEADER_LEN as i64
+        && st.st_blocks * 512 < st.st_size
 }
 
 /// Whether every byte of `b` is zero (16 bytes at a time).

@@ -21,7 +21,7 @@ mod xattr;
 pub use acl::{Acl, AclKind, Inherited};
 pub use atime::AtimePolicy;
 pub use attr::{Attr, FileKind};
-pub use dir::{Dir, DirEntry, Owner, TimeSet};
+pub use dir::{Dir, DirEntry, LastRef, Owner, Replaced, TimeSet};
 pub use error::{Result, VolumeError, errno};
 pub use file::{OpenFile, seal_blocks};
 pub use init::{InitOptions, InitReport, init_volume};
@@ -83,6 +83,9 @@ pub struct Volume {
     /// Told (old, new) when re-encryption replaces a backing inode, before the old inode can
     /// be released and its number reused (the FUSE layer rebinds its inode table).
     on_replaced: std::sync::RwLock<Option<ReplacedHook>>,
+    /// Told when space is wanted (statfs, a full disk): the FUSE layer frees the removed files
+    /// its inodes keep (and that nothing has open) before the release thread is drained.
+    on_space: std::sync::RwLock<Option<SpaceHook>>,
     /// Frees deleted files in the background.
     reaper: reaper::Reaper,
     /// The mount's atime policy, and whether it applies to directories (`nodiratime`).
@@ -91,6 +94,9 @@ pub struct Volume {
 
 /// Called with (old, new) backing inode numbers when re-encryption replaces a file.
 type ReplacedHook = Box<dyn Fn(u64, u64) + Send + Sync>;
+
+/// Called when space is wanted (see `Volume::release_deleted`).
+pub type SpaceHook = Box<dyn Fn() + Send + Sync>;
 
 pub fn volume_config_path(backing: &Path) -> PathBuf {
     backing.join(META_DIR).join("volume.json")
@@ -180,6 +186,7 @@ impl Volume {
             open_files: OpenFileTable::default(),
             read_only: opts.read_only,
             on_replaced: std::sync::RwLock::new(None),
+            on_space: std::sync::RwLock::new(None),
             reaper: reaper::Reaper::new(),
             atime: std::sync::RwLock::new(atime::AtimeSettings::default()),
         })
@@ -244,9 +251,22 @@ impl Volume {
         }
     }
 
+    /// Registers the listener asked to give up removed files when space is wanted.
+    pub fn set_space_listener(&self, f: SpaceHook) {
+        *self.on_space.write().unwrap_or_else(|p| p.into_inner()) = Some(f);
+    }
+
     /// Waits until the deleted files still being freed in the background are freed; returns
     /// whether there were any.
     pub fn release_deleted(&self) -> bool {
+        if let Some(f) = self
+            .on_space
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            f();
+        }
         self.reaper.drain()
     }
 
