@@ -77,6 +77,7 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
         cache_max_age: s.cache_max_age,
         cmk,
         audit: audit.clone(),
+        repair_metadata: false,
     };
     let volume = Volume::open(&s.backing, service_key, &open).map_err(|e| e.to_string())?;
     if s.foreground {
