@@ -312,6 +312,31 @@ pub fn save(
     Ok(generation)
 }
 
+/// Copies the best valid copy of `record` from `from_meta` into both copies in `to_meta`
+/// (a version-1 record into copy 1 only), unless they already hold those bytes.
+pub fn copy_record(from_meta: &Path, to_meta: &Path, record: Record) -> Result<(), MetaError> {
+    let l = load(from_meta, record, None, false)?;
+    let bytes = match &l.volume_id {
+        Some(id) => SealedCopy {
+            record: record.tag().to_string(),
+            generation: l.generation,
+            volume_id: id.clone(),
+            content: l.content.clone(),
+        }
+        .encode(),
+        None => l.content.clone(),
+    };
+    let copies: &[u8] = if l.legacy { &[1] } else { &[1, 2] };
+    for n in copies {
+        let p = copy_path(to_meta, record, *n);
+        if std::fs::read(&p).ok().as_deref() != Some(&bytes[..]) {
+            write_atomic(&p, &bytes, 0o600)
+                .map_err(|e| MetaError::Io(format!("cannot write {}: {e}", p.display())))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

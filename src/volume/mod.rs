@@ -9,7 +9,7 @@ mod file;
 mod init;
 mod lock;
 mod meta;
-mod dirid_copies;
+pub mod dirid_copies;
 mod open_files;
 mod reaper;
 mod reencrypt;
@@ -24,7 +24,7 @@ pub use file::{OpenFile, seal_blocks};
 pub use init::{InitOptions, InitReport, init_volume};
 pub use dirid_copies::{DirIdCopies, DirIdCopy, ResolvedDirId};
 pub use lock::{MountLock, lock_backing};
-pub use meta::MetaEvent;
+pub use meta::{DirIdFinding, MetaEvent};
 pub use reencrypt::{ReencryptReport, Reencrypted};
 pub use scan::{
     EntryName, HeaderState, ScanDir, ScanEntry, SymlinkScan, TMP_MKDIR_PREFIX, TMP_PREFIX,
