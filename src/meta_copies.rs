@@ -378,9 +378,12 @@ mod tests {
         let l = load(m, Record::KeyStore, Some(ID), true).unwrap();
         assert_eq!(l.content, b"{\"a\":2}");
         assert!(
-            l.findings[0].message.starts_with(
-                "copy 1 of the key store (") && l.findings[0].message.ends_with(
-                "fails its checksum; using copy 2 and rewriting copy 1"),
+            l.findings[0]
+                .message
+                .starts_with("copy 1 of the key store (")
+                && l.findings[0]
+                    .message
+                    .ends_with("fails its checksum; using copy 2 and rewriting copy 1"),
             "{}",
             l.findings[0].message
         );
@@ -395,7 +398,10 @@ mod tests {
         let Err(MetaError::Damaged(msg)) = load(m, Record::KeyStore, Some(ID), true) else {
             panic!("both copies damaged must fail");
         };
-        assert!(msg.contains("both copies of the key store are damaged"), "{msg}");
+        assert!(
+            msg.contains("both copies of the key store are damaged"),
+            "{msg}"
+        );
         assert!(msg.contains("cmkfs key restore"), "{msg}");
     }
 

@@ -122,8 +122,14 @@ mod tests {
     #[test]
     fn round_trip() {
         let d = id();
-        assert_eq!(DirIdFile::decode_versioned(&d.encode()).unwrap(), (d, false));
-        assert_eq!(DirIdFile::decode_versioned(&d.encode_v1()).unwrap(), (d, true));
+        assert_eq!(
+            DirIdFile::decode_versioned(&d.encode()).unwrap(),
+            (d, false)
+        );
+        assert_eq!(
+            DirIdFile::decode_versioned(&d.encode_v1()).unwrap(),
+            (d, true)
+        );
         assert!(DirIdFile::decode(&d.encode()[..20]).is_err());
     }
 

@@ -20,8 +20,8 @@ use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 
 use crate::format::{DIRID_FILE_NAME, META_DIR};
-use crate::names::{LONG_NAME_PREFIX, SIDE_FILE_PREFIX};
 use crate::meta_copies::{self, Record};
+use crate::names::{LONG_NAME_PREFIX, SIDE_FILE_PREFIX};
 use crate::volume::{Volume, volume_config_path};
 use std::os::fd::AsFd;
 

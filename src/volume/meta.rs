@@ -184,7 +184,10 @@ impl super::Volume {
 
     /// Reads the directory id of `dir` from its two copies; rewrites a damaged one from the
     /// verified copy (and upgrades a version-1 file) when the volume repairs metadata.
-    pub(super) fn dir_id_of(&self, dir: std::os::fd::BorrowedFd<'_>) -> Result<crate::format::DirIdFile> {
+    pub(super) fn dir_id_of(
+        &self,
+        dir: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<crate::format::DirIdFile> {
         use super::dirid_copies::{DirIdCopy, read_copies};
         let copies = read_copies(dir);
         match (&copies.file, &copies.xattr) {

@@ -3,13 +3,14 @@
 //! open-file table with per-inode locks. Never names a FUSE type.
 
 mod attr;
+mod backup;
 mod dir;
+pub mod dirid_copies;
 mod error;
 mod file;
 mod init;
 mod lock;
 mod meta;
-pub mod dirid_copies;
 mod open_files;
 mod reaper;
 mod reencrypt;
@@ -18,11 +19,15 @@ mod symlink;
 mod xattr;
 
 pub use attr::{Attr, FileKind};
+pub use backup::{
+    BACKUP_RECORD, KeyBackup, RestoreReport, backup_volume, parse_backup, restore_volume,
+    surviving_volume_id,
+};
 pub use dir::{Dir, DirEntry, Owner, TimeSet};
+pub use dirid_copies::{DirIdCopies, DirIdCopy, ResolvedDirId};
 pub use error::{Result, VolumeError, errno};
 pub use file::{OpenFile, seal_blocks};
 pub use init::{InitOptions, InitReport, init_volume};
-pub use dirid_copies::{DirIdCopies, DirIdCopy, ResolvedDirId};
 pub use lock::{MountLock, lock_backing};
 pub use meta::{DirIdFinding, MetaEvent};
 pub use reencrypt::{ReencryptReport, Reencrypted};

@@ -18,9 +18,7 @@ use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
 use nix::sys::stat::{Mode, fstatat};
 
-use crate::format::{
-    DIRID_FILE_NAME, DataKeyRef, DirIdFile, FileHeader, HEADER_LEN, META_DIR,
-};
+use crate::format::{DIRID_FILE_NAME, DataKeyRef, DirIdFile, FileHeader, HEADER_LEN, META_DIR};
 use crate::keys::DataKey;
 use crate::names::{self, EntryKind, LONG_NAME_PREFIX, SIDE_FILE_PREFIX};
 
@@ -410,7 +408,6 @@ impl Volume {
         })
     }
 }
-
 
 fn read_side_file(dir: &OwnedFd, side_file: &str) -> std::result::Result<String, String> {
     let fd = openat(
