@@ -112,10 +112,16 @@ fn malformed_or_truncated_volume_json() {
         k
     };
     let sealed: Vec<(&str, serde_json::Value)> = vec![
-        ("missing fields", serde_json::json!({"format": 2, "volume_id": j["volume_id"]})),
+        (
+            "missing fields",
+            serde_json::json!({"format": 2, "volume_id": j["volume_id"]}),
+        ),
         ("format 3", with(&|k| k["format"] = 3.into())),
         ("block size 1000", with(&|k| k["block_size"] = 1000.into())),
-        ("unknown cipher", with(&|k| k["name_cipher"] = "ROT13".into())),
+        (
+            "unknown cipher",
+            with(&|k| k["name_cipher"] = "ROT13".into()),
+        ),
         ("unknown field", with(&|k| k["extra"] = true.into())),
     ];
     for (case, value) in sealed {
@@ -164,11 +170,18 @@ fn malformed_or_truncated_keystore_json() {
             &p.display().to_string(),
             &format!("keystore.json {case}"),
         );
-        assert!(err.contains("both copies of the key store are damaged"), "{case}: {err}");
+        assert!(
+            err.contains("both copies of the key store are damaged"),
+            "{case}: {err}"
+        );
     }
     write_json(&v, Record::KeyStore, &dup);
     let o = try_mount(&v);
-    assert_clean_failure(&o, &p.display().to_string(), "keystore.json duplicate record");
+    assert_clean_failure(
+        &o,
+        &p.display().to_string(),
+        "keystore.json duplicate record",
+    );
     fs::remove_file(&p).unwrap();
     fs::remove_file(meta(&v, "keystore.json.2")).unwrap();
     let o = try_mount(&v);

@@ -509,8 +509,8 @@ fn wrong_key_or_no_volume_cannot_be_checked() {
     // A key store record that no longer unwraps (the current key must: open fails).
     // (Both copies, sealed with valid checksums: the record itself is wrong.)
     let meta = v.backing().join(".cmkfs");
-    let ks = cmkfs::meta_copies::load(&meta, cmkfs::meta_copies::Record::KeyStore, None, false)
-        .unwrap();
+    let ks =
+        cmkfs::meta_copies::load(&meta, cmkfs::meta_copies::Record::KeyStore, None, false).unwrap();
     let mut store: Value = serde_json::from_slice(&ks.content).unwrap();
     store["data_keys"][0]["wrapped"] =
         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==".into();

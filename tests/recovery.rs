@@ -139,14 +139,23 @@ fn write_file(p: &Path, bytes: &[u8]) {
 
 /// A fresh copy of `src` (with xattrs) at `dst`.
 fn copy_backing(src: &Path, dst: &Path) {
-    let st = Command::new("cp").arg("-a").arg(src).arg(dst).status().unwrap();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(src)
+        .arg(dst)
+        .status()
+        .unwrap();
     assert!(st.success());
 }
 
 /// Opens the volume writable through the library and reads every file; returns the repairs.
 fn open_and_read_all(backing: &Path, key: &Path, case: &str) -> u64 {
-    let vol = Volume::open(backing, ServiceKey::load(key).unwrap(), &OpenOptions::default())
-        .unwrap_or_else(|e| panic!("{case}: volume does not open: {e}"));
+    let vol = Volume::open(
+        backing,
+        ServiceKey::load(key).unwrap(),
+        &OpenOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{case}: volume does not open: {e}"));
     let root = vol.root().unwrap();
     let sub = vol
         .open_subdir(&root, OsStr::new("sub"))
@@ -162,7 +171,12 @@ fn open_and_read_all(backing: &Path, key: &Path, case: &str) -> u64 {
         let got = vol.read(&f, 0, 1 << 20).unwrap();
         assert!(got == want, "{case}: {p} reads back different bytes");
     }
-    let mut names: Vec<Vec<u8>> = vol.read_dir(&sub).unwrap().into_iter().map(|e| e.name).collect();
+    let mut names: Vec<Vec<u8>> = vol
+        .read_dir(&sub)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     names.sort();
     assert_eq!(names, vec![b"b.bin".to_vec(), b"c.txt".to_vec()], "{case}");
     vol.metadata_repairs()
@@ -180,7 +194,10 @@ fn mount_and_read_all(backing: &Path, mnt: &Path, key: &Path, case: &str) {
     assert!(o.success(), "{case}: mount failed: {}", o.stderr);
     let check = std::panic::catch_unwind(|| {
         for (p, want) in expected() {
-            assert!(fs::read(mnt.join(p)).unwrap() == want, "{case}: {p} differs");
+            assert!(
+                fs::read(mnt.join(p)).unwrap() == want,
+                "{case}: {p} differs"
+            );
         }
         let mut names: Vec<String> = fs::read_dir(mnt.join("sub"))
             .unwrap()
@@ -254,7 +271,10 @@ fn a_truncated_or_deleted_copy_is_survived_and_repaired() {
             } else {
                 assert!(open_and_read_all(&b, &v.key(), &case) >= 1, "{case}");
             }
-            assert!(t.read(&b).as_deref() == Some(&good[..]), "{case}: not rewritten");
+            assert!(
+                t.read(&b).as_deref() == Some(&good[..]),
+                "{case}: not rewritten"
+            );
             fs::remove_dir_all(&b).unwrap();
         }
     }
@@ -267,7 +287,13 @@ fn a_stale_key_store_copy_is_replaced_by_the_newer_one() {
     let mut v = small_volume();
     let old2 = fs::read(v.backing().join(".cmkfs/keystore.json.2")).unwrap();
     v.mount();
-    run_ok(cmkfs().arg("key").arg("rotate").arg(v.mnt()).arg("--data-key"));
+    run_ok(
+        cmkfs()
+            .arg("key")
+            .arg("rotate")
+            .arg(v.mnt())
+            .arg("--data-key"),
+    );
     fs::write(v.p("new.txt"), b"after rotation").unwrap();
     v.umount();
     let new1 = fs::read(v.backing().join(".cmkfs/keystore.json")).unwrap();
@@ -275,11 +301,19 @@ fn a_stale_key_store_copy_is_replaced_by_the_newer_one() {
     v.mount();
     assert_eq!(fs::read(v.p("new.txt")).unwrap(), b"after rotation");
     v.umount();
-    assert_eq!(fs::read(v.backing().join(".cmkfs/keystore.json.2")).unwrap(), new1);
+    assert_eq!(
+        fs::read(v.backing().join(".cmkfs/keystore.json.2")).unwrap(),
+        new1
+    );
 }
 
 fn backup(target: &Path, out: &Path) -> Outcome {
-    run(cmkfs().arg("key").arg("backup").arg(target).arg("--out").arg(out))
+    run(cmkfs()
+        .arg("key")
+        .arg("backup")
+        .arg(target)
+        .arg("--out")
+        .arg(out))
 }
 
 fn restore(backing: &Path, from: &Path, key: &Path) -> Outcome {
@@ -311,13 +345,19 @@ fn both_copies_damaged_refuses_and_key_restore_brings_the_volume_back() {
     let o = backup(&v.mnt(), &file);
     assert!(o.success(), "backup via mountpoint: {}", o.stderr);
     v.umount();
-    assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let meta = v.backing().join(".cmkfs");
     for (record, files) in [
         ("key store", ["keystore.json", "keystore.json.2"]),
         ("volume config", ["volume.json", "volume.json.2"]),
     ] {
-        let saved: Vec<Vec<u8>> = files.iter().map(|f| fs::read(meta.join(f)).unwrap()).collect();
+        let saved: Vec<Vec<u8>> = files
+            .iter()
+            .map(|f| fs::read(meta.join(f)).unwrap())
+            .collect();
         let mut b = fs::read(meta.join(files[0])).unwrap();
         b[40] ^= 1;
         fs::write(meta.join(files[0]), &b).unwrap();
@@ -335,18 +375,32 @@ fn both_copies_damaged_refuses_and_key_restore_brings_the_volume_back() {
         assert!(o.success(), "restore: {}", o.stderr);
         for (f, s) in files.iter().zip(&saved) {
             // Restored as a new generation: sealed and valid, not necessarily the same bytes.
-            assert!(fs::read(meta.join(f)).unwrap().starts_with(b"cmkfs-meta 2 "));
+            assert!(
+                fs::read(meta.join(f))
+                    .unwrap()
+                    .starts_with(b"cmkfs-meta 2 ")
+            );
             assert!(!s.is_empty());
         }
         mount_and_read_all(&v.backing(), &v.mnt(), &v.key(), record);
     }
     // Everything lost in .cmkfs: the backup still brings it back (matched by the service key).
-    for f in ["keystore.json", "keystore.json.2", "volume.json", "volume.json.2"] {
+    for f in [
+        "keystore.json",
+        "keystore.json.2",
+        "volume.json",
+        "volume.json.2",
+    ] {
         fs::remove_file(meta.join(f)).unwrap();
     }
     let o = restore(&v.backing(), &file, &v.key());
     assert!(o.success(), "restore into an empty .cmkfs: {}", o.stderr);
-    mount_and_read_all(&v.backing(), &v.mnt(), &v.key(), "after total loss of .cmkfs");
+    mount_and_read_all(
+        &v.backing(),
+        &v.mnt(),
+        &v.key(),
+        "after total loss of .cmkfs",
+    );
     // A damaged backup file is refused.
     let mut b = fs::read(&file).unwrap();
     let n = b.len() - 5;
@@ -355,7 +409,11 @@ fn both_copies_damaged_refuses_and_key_restore_brings_the_volume_back() {
     fs::write(&bad, &b).unwrap();
     let o = restore(&v.backing(), &bad, &v.key());
     assert!(!o.success());
-    assert!(o.stderr.contains("not a valid cmkfs key backup"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("not a valid cmkfs key backup"),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]
@@ -364,10 +422,15 @@ fn another_volumes_backup_is_refused() {
     let w = TestVolume::init_only();
     let wfile = w.root().join("w.backup");
     assert!(backup(&w.backing(), &wfile).success());
-    let before: Vec<Vec<u8>> = ["keystore.json", "keystore.json.2", "volume.json", "volume.json.2"]
-        .iter()
-        .map(|f| fs::read(v.backing().join(".cmkfs").join(f)).unwrap())
-        .collect();
+    let before: Vec<Vec<u8>> = [
+        "keystore.json",
+        "keystore.json.2",
+        "volume.json",
+        "volume.json.2",
+    ]
+    .iter()
+    .map(|f| fs::read(v.backing().join(".cmkfs").join(f)).unwrap())
+    .collect();
     // With the volume id still readable: refused by id.
     let o = restore(&v.backing(), &wfile, &w.key());
     assert!(!o.success());
@@ -376,16 +439,29 @@ fn another_volumes_backup_is_refused() {
     let meta = v.backing().join(".cmkfs");
     let save = v.root().join("meta-save");
     copy_backing(&meta, &save);
-    for f in ["keystore.json", "keystore.json.2", "volume.json", "volume.json.2"] {
+    for f in [
+        "keystore.json",
+        "keystore.json.2",
+        "volume.json",
+        "volume.json.2",
+    ] {
         fs::remove_file(meta.join(f)).unwrap();
     }
     let o = restore(&v.backing(), &wfile, &v.key());
     assert!(!o.success(), "another volume's backup restored");
     assert!(o.stderr.contains("does not unwrap"), "{}", o.stderr);
-    assert!(!meta.join("keystore.json").exists(), "something was written");
-    for (f, b) in ["keystore.json", "keystore.json.2", "volume.json", "volume.json.2"]
-        .iter()
-        .zip(&before)
+    assert!(
+        !meta.join("keystore.json").exists(),
+        "something was written"
+    );
+    for (f, b) in [
+        "keystore.json",
+        "keystore.json.2",
+        "volume.json",
+        "volume.json.2",
+    ]
+    .iter()
+    .zip(&before)
     {
         fs::write(meta.join(f), b).unwrap();
     }
@@ -422,7 +498,11 @@ fn fsck_reports_damaged_copies_and_repair_rewrites_them() {
         "{:#}",
         j["problems"]
     );
-    assert_eq!(codes.iter().filter(|c| **c == "dir_id_copy").count(), 2, "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| **c == "dir_id_copy").count(),
+        2,
+        "{codes:?}"
+    );
     let msgs = j["problems"].to_string();
     assert!(msgs.contains("copy 2 of the key store"), "{msgs}");
     assert!(msgs.contains("fsck --repair"), "{msgs}");
@@ -433,7 +513,10 @@ fn fsck_reports_damaged_copies_and_repair_rewrites_them() {
     assert_eq!(o.status.code(), Some(0), "{}\n{}", o.stdout, o.stderr);
     let j: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(j["summary"]["repaired"], 3, "{j:#}");
-    assert_eq!(fs::read(b.join(".cmkfs/keystore.json.2")).unwrap(), good_ks2);
+    assert_eq!(
+        fs::read(b.join(".cmkfs/keystore.json.2")).unwrap(),
+        good_ks2
+    );
     assert_eq!(fs::read(b.join(".cmkfs.dirid")).unwrap(), good_root);
     assert_eq!(get_xattr(&sub_dir(&b)).unwrap(), good_x);
     // And the volume is clean afterwards.
@@ -448,8 +531,12 @@ fn two_intact_but_different_directory_ids_are_refused_not_guessed() {
     let sub = sub_dir(&b);
     // The root's id put on sub's xattr: both copies verify, they disagree.
     set_xattr(&sub, &fs::read(b.join(".cmkfs.dirid")).unwrap());
-    let vol = Volume::open(&b, ServiceKey::load(&v.key()).unwrap(), &OpenOptions::default())
-        .unwrap();
+    let vol = Volume::open(
+        &b,
+        ServiceKey::load(&v.key()).unwrap(),
+        &OpenOptions::default(),
+    )
+    .unwrap();
     let root = vol.root().unwrap();
     let Err(e) = vol.open_subdir(&root, OsStr::new("sub")) else {
         panic!("a directory with disagreeing ids opened");
@@ -467,7 +554,11 @@ fn status_counts_metadata_repairs() {
     assert_eq!(j["metadata_repairs"], 1, "{j:#}");
     assert!(v.backing().join(".cmkfs/volume.json.2").is_file());
     let o = run_ok(cmkfs().arg("status").arg(v.mnt()));
-    assert!(o.stdout.contains("1 damaged copies repaired"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("1 damaged copies repaired"),
+        "{}",
+        o.stdout
+    );
 }
 
 fn fixture() -> PathBuf {
@@ -504,14 +595,16 @@ fn a_version_1_volume_is_upgraded_on_the_first_writable_mount_only() {
     fs::create_dir(&mnt).unwrap();
     let before = tree(&backing);
     // Read-only: reads, writes nothing.
-    run_ok(cmkfs()
-        .arg("mount")
-        .arg(&backing)
-        .arg(&mnt)
-        .arg("--service-key")
-        .arg(&key)
-        .arg("-o")
-        .arg("ro"));
+    run_ok(
+        cmkfs()
+            .arg("mount")
+            .arg(&backing)
+            .arg(&mnt)
+            .arg("--service-key")
+            .arg(&key)
+            .arg("-o")
+            .arg("ro"),
+    );
     let hello = fs::read(mnt.join("hello.txt"));
     let docs = fs::read(mnt.join("docs/numbers.bin"));
     run_ok(cmkfs().arg("umount").arg(&mnt));
@@ -520,28 +613,42 @@ fn a_version_1_volume_is_upgraded_on_the_first_writable_mount_only() {
     assert_eq!(tree(&backing), before, "a read-only mount wrote");
     assert!(!backing.join(".cmkfs/keystore.json.2").exists());
     // Writable: upgraded (format 2, two sealed copies, directory ids with their xattr).
-    run_ok(cmkfs()
-        .arg("mount")
-        .arg(&backing)
-        .arg(&mnt)
-        .arg("--service-key")
-        .arg(&key));
+    run_ok(
+        cmkfs()
+            .arg("mount")
+            .arg(&backing)
+            .arg(&mnt)
+            .arg("--service-key")
+            .arg(&key),
+    );
     let hello = fs::read(mnt.join("hello.txt"));
     let docs = fs::read(mnt.join("docs/numbers.bin"));
     run_ok(cmkfs().arg("umount").arg(&mnt));
     assert!(hello.unwrap().starts_with(b"Hello"));
     assert_eq!(docs.unwrap().len(), 10_000);
-    for f in ["volume.json", "volume.json.2", "keystore.json", "keystore.json.2"] {
+    for f in [
+        "volume.json",
+        "volume.json.2",
+        "keystore.json",
+        "keystore.json.2",
+    ] {
         let b = fs::read(backing.join(".cmkfs").join(f)).unwrap();
         assert!(b.starts_with(b"cmkfs-meta 2 "), "{f} not upgraded");
     }
     assert_eq!(read_record(&backing, Record::VolumeConfig)["format"], 2);
     assert_eq!(read_record(&backing, Record::KeyStore)["format"], 2);
     assert_eq!(fs::read(backing.join(".cmkfs.dirid")).unwrap().len(), 48);
-    assert_eq!(get_xattr(&backing).unwrap(), fs::read(backing.join(".cmkfs.dirid")).unwrap());
+    assert_eq!(
+        get_xattr(&backing).unwrap(),
+        fs::read(backing.join(".cmkfs.dirid")).unwrap()
+    );
     // And it still reads, through the core too, and fsck finds it clean.
-    let vol = Volume::open(&backing, ServiceKey::load(&key).unwrap(), &OpenOptions::default())
-        .unwrap();
+    let vol = Volume::open(
+        &backing,
+        ServiceKey::load(&key).unwrap(),
+        &OpenOptions::default(),
+    )
+    .unwrap();
     assert_eq!(vol.config().format, 2);
     let root = vol.root().unwrap();
     let f = vol.open_file(&root, OsStr::new("hello.txt")).unwrap();
