@@ -519,6 +519,17 @@ fn fsck_reports_damaged_copies_and_repair_rewrites_them() {
     );
     assert_eq!(fs::read(b.join(".cmkfs.dirid")).unwrap(), good_root);
     assert_eq!(get_xattr(&sub_dir(&b)).unwrap(), good_x);
+    // Each rewrite is audited (fsck writes to the default audit log).
+    let log = fs::read_to_string(cmkfs::audit::default_audit_log_path()).unwrap();
+    let ours = log
+        .lines()
+        .filter(|l| l.contains("\"MetadataRepair\"") && l.contains(b.to_str().unwrap()))
+        .count();
+    assert!(
+        ours >= 2,
+        "MetadataRepair records for {}: {ours}",
+        b.display()
+    );
     // And the volume is clean afterwards.
     let o = fsck(&b, &v.key(), &[]);
     assert_eq!(o.status.code(), Some(0), "{}", o.stdout);

@@ -170,16 +170,13 @@ pub struct DirIdFinding {
 }
 
 impl super::Volume {
-    /// The backing path of an open directory relative to the backing root, for messages.
+    /// The backing path of an open directory, for messages.
     pub(super) fn describe_dir(&self, dir: std::os::fd::BorrowedFd<'_>) -> String {
         use std::os::fd::AsRawFd;
-        let p = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
-            .unwrap_or_else(|_| self.backing.join("?"));
-        match p.strip_prefix(&self.backing) {
-            Ok(r) if r.as_os_str().is_empty() => ".".into(),
-            Ok(r) => r.display().to_string(),
-            Err(_) => p.display().to_string(),
-        }
+        std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+            .unwrap_or_else(|_| self.backing.join("?"))
+            .display()
+            .to_string()
     }
 
     /// Reads the directory id of `dir` from its two copies; rewrites a damaged one from the
@@ -249,10 +246,15 @@ impl super::Volume {
             };
             let repaired = result.is_ok();
             let message = describe(where_, copy, problem, result);
+            let dir_rel = match std::path::Path::new(where_).strip_prefix(&self.backing) {
+                Ok(r) if r.as_os_str().is_empty() => ".".to_string(),
+                Ok(r) => r.display().to_string(),
+                Err(_) => where_.to_string(),
+            };
             let rel = if copy == 1 {
-                format!("{where_}/{}", crate::format::DIRID_FILE_NAME)
+                format!("{dir_rel}/{}", crate::format::DIRID_FILE_NAME)
             } else {
-                format!("{where_} (xattr {})", crate::format::DIRID_XATTR_NAME)
+                format!("{dir_rel} (xattr {})", crate::format::DIRID_XATTR_NAME)
             };
             self.meta_log.note(rel, message.clone(), repaired);
             out.push(DirIdFinding {
