@@ -526,6 +526,12 @@ impl Volume {
         if !self.is_empty_dir(sub)? {
             return Err(errno(libc::ENOTEMPTY));
         }
+        // Both copies go, so a concurrent open does not rewrite one from the other.
+        if let Err(e) = super::dirid_copies::remove_xattr(sub.as_fd())
+            && !matches!(e.raw_os_error(), Some(libc::ENODATA | libc::ENOTSUP))
+        {
+            return Err(e.into());
+        }
         match unlinkat(sub, DIRID_FILE_NAME, UnlinkatFlags::NoRemoveDir) {
             Ok(()) | Err(Errno::ENOENT) => Ok(()),
             Err(e) => Err(e.into()),

@@ -213,6 +213,16 @@ pub fn write_xattr(dir: BorrowedFd<'_>, id: &DirIdFile) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Removes the xattr copy (before `rmdir` of an empty directory).
+pub fn remove_xattr(dir: BorrowedFd<'_>) -> std::io::Result<()> {
+    let name = xattr_name();
+    // SAFETY: valid fd and NUL-terminated name.
+    if unsafe { libc::fremovexattr(dir.as_raw_fd(), name.as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Creates the file copy of `id` in a new directory (fails if one exists).
 pub fn create_file(dir: BorrowedFd<'_>, id: &DirIdFile) -> std::io::Result<()> {
     let fd = openat(
