@@ -307,8 +307,17 @@ pub fn save(
         content: content.to_vec(),
     }
     .encode();
-    write_atomic(&copy_path(meta_dir, record, 1), &bytes, 0o600)?;
-    write_atomic(&copy_path(meta_dir, record, 2), &bytes, 0o600)?;
+    let one = copy_path(meta_dir, record, 1);
+    let before = std::fs::read(&one).ok();
+    write_atomic(&one, &bytes, 0o600)?;
+    if let Err(e) = write_atomic(&copy_path(meta_dir, record, 2), &bytes, 0o600) {
+        // The write failed (ENOSPC, EIO): put copy 1 back, so the caller's "failed" means the
+        // record did not change. If that fails too, copy 1 is the newer valid copy and wins.
+        if let Some(b) = before {
+            let _ = write_atomic(&one, &b, 0o600);
+        }
+        return Err(e);
+    }
     Ok(generation)
 }
 
