@@ -12,6 +12,7 @@ pub mod format;
 pub mod fs;
 pub mod fsck;
 pub mod keys;
+pub mod meta_copies;
 pub mod names;
 pub mod runtime;
 pub mod volume;

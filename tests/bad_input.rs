@@ -12,6 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use cmkfs::meta_copies::Record;
 use common::*;
 
 /// Asserts `o` is a clean, one-sentence failure that mentions `names`.
@@ -68,11 +69,17 @@ fn try_mount(v: &TestVolume) -> Outcome {
 }
 
 fn keystore_json(v: &TestVolume) -> serde_json::Value {
-    serde_json::from_slice(&fs::read(meta(v, "keystore.json")).unwrap()).unwrap()
+    read_record(&v.backing(), Record::KeyStore)
 }
 
-fn write_json(p: &Path, j: &serde_json::Value) {
-    fs::write(p, serde_json::to_vec_pretty(j).unwrap()).unwrap();
+fn write_json(v: &TestVolume, record: Record, j: &serde_json::Value) {
+    write_record(&v.backing(), record, j);
+}
+
+/// Writes `bytes` over both copies of a record (`name` and `name.2`).
+fn damage_both(v: &TestVolume, name: &str, bytes: &[u8]) {
+    fs::write(meta(v, name), bytes).unwrap();
+    fs::write(meta(v, &format!("{name}.2")), bytes).unwrap();
 }
 
 #[test]
@@ -80,41 +87,50 @@ fn malformed_or_truncated_volume_json() {
     let v = TestVolume::init_only();
     let p = meta(&v, "volume.json");
     let good = fs::read(&p).unwrap();
-    let text = String::from_utf8(good.clone()).unwrap();
-    let cases: Vec<(&str, Vec<u8>)> = vec![
+    let good2 = fs::read(meta(&v, "volume.json.2")).unwrap();
+    let raw: Vec<(&str, Vec<u8>)> = vec![
         ("empty", Vec::new()),
         ("truncated to half", good[..good.len() / 2].to_vec()),
-        (
-            "truncated by one byte before the brace",
-            good[..good.iter().rposition(|&c| c == b'}').unwrap()].to_vec(),
-        ),
+        ("truncated by one byte", good[..good.len() - 1].to_vec()),
         ("binary garbage", vec![0xff, 0x00, 0xfe, 0x80, 0x01]),
         ("not an object", b"[1,2,3]".to_vec()),
-        ("missing fields", br#"{"format":1}"#.to_vec()),
+    ];
+    for (case, bytes) in raw {
+        damage_both(&v, "volume.json", &bytes);
+        let o = try_mount(&v);
+        let err =
+            assert_clean_failure(&o, &p.display().to_string(), &format!("volume.json {case}"));
+        assert!(err.contains("cmkfs key restore"), "{case}: {err}");
+    }
+    fs::write(&p, &good).unwrap();
+    fs::write(meta(&v, "volume.json.2"), &good2).unwrap();
+    // Sealed (valid checksums) but wrong content: the parser still refuses.
+    let j = read_record(&v.backing(), Record::VolumeConfig);
+    let with = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut k = j.clone();
+        f(&mut k);
+        k
+    };
+    let sealed: Vec<(&str, serde_json::Value)> = vec![
         (
-            "format 2",
-            text.replacen("\"format\": 1", "\"format\": 2", 1)
-                .into_bytes(),
+            "missing fields",
+            serde_json::json!({"format": 2, "volume_id": j["volume_id"]}),
         ),
-        (
-            "block size 1000",
-            text.replacen("4096", "1000", 1).into_bytes(),
-        ),
+        ("format 3", with(&|k| k["format"] = 3.into())),
+        ("block size 1000", with(&|k| k["block_size"] = 1000.into())),
         (
             "unknown cipher",
-            text.replacen("AES-256-GCM-SIV", "ROT13", 1).into_bytes(),
+            with(&|k| k["name_cipher"] = "ROT13".into()),
         ),
-        (
-            "unknown field",
-            text.replacen('{', "{\"extra\": true,", 1).into_bytes(),
-        ),
+        ("unknown field", with(&|k| k["extra"] = true.into())),
     ];
-    for (case, bytes) in cases {
-        fs::write(&p, &bytes).unwrap();
+    for (case, value) in sealed {
+        write_json(&v, Record::VolumeConfig, &value);
         let o = try_mount(&v);
         assert_clean_failure(&o, &p.display().to_string(), &format!("volume.json {case}"));
     }
     fs::remove_file(&p).unwrap();
+    fs::remove_file(meta(&v, "volume.json.2")).unwrap();
     let o = try_mount(&v);
     assert_clean_failure(&o, &p.display().to_string(), "volume.json missing");
     // Restored, the volume mounts: nothing above damaged anything.
@@ -142,21 +158,32 @@ fn malformed_or_truncated_keystore_json() {
             "format 9",
             String::from_utf8(good.clone())
                 .unwrap()
-                .replacen("\"format\": 1", "\"format\": 9", 1)
+                .replacen("\"format\": 2", "\"format\": 9", 1)
                 .into_bytes(),
         ),
-        ("duplicate record", serde_json::to_vec(&dup).unwrap()),
     ];
     for (case, bytes) in cases {
-        fs::write(&p, &bytes).unwrap();
+        damage_both(&v, "keystore.json", &bytes);
         let o = try_mount(&v);
-        assert_clean_failure(
+        let err = assert_clean_failure(
             &o,
             &p.display().to_string(),
             &format!("keystore.json {case}"),
         );
+        assert!(
+            err.contains("both copies of the key store are damaged"),
+            "{case}: {err}"
+        );
     }
+    write_json(&v, Record::KeyStore, &dup);
+    let o = try_mount(&v);
+    assert_clean_failure(
+        &o,
+        &p.display().to_string(),
+        "keystore.json duplicate record",
+    );
     fs::remove_file(&p).unwrap();
+    fs::remove_file(meta(&v, "keystore.json.2")).unwrap();
     let o = try_mount(&v);
     assert_clean_failure(&o, &p.display().to_string(), "keystore.json missing");
     fs::write(&p, &good).unwrap();
@@ -171,7 +198,7 @@ fn keystore_without_its_only_data_key() {
     let p = meta(&v, "keystore.json");
     let mut j = keystore_json(&v);
     j["data_keys"] = serde_json::json!([]);
-    write_json(&p, &j);
+    write_json(&v, Record::KeyStore, &j);
     let o = try_mount(&v);
     assert_clean_failure(
         &o,
@@ -190,7 +217,7 @@ fn keystore_with_extra_broken_record() {
     rec["epoch"] = serde_json::json!(1);
     rec["wrapped"] = serde_json::json!("AAAA");
     j["data_keys"].as_array_mut().unwrap().push(rec);
-    write_json(&p, &j);
+    write_json(&v, Record::KeyStore, &j);
     let o = try_mount(&v);
     assert_clean_failure(
         &o,
@@ -204,13 +231,13 @@ fn keystore_with_extra_broken_record() {
 #[test]
 fn keystore_with_extra_record_of_another_key() {
     let v = TestVolume::init_only();
-    let p = meta(&v, "keystore.json");
+    let _p = meta(&v, "keystore.json");
     let mut j = keystore_json(&v);
     let mut rec = j["data_keys"][0].clone();
     rec["epoch"] = serde_json::json!(1);
     rec["wrapped_by"][0]["fingerprint"] = serde_json::json!("0000000000000000");
     j["data_keys"].as_array_mut().unwrap().push(rec);
-    write_json(&p, &j);
+    write_json(&v, Record::KeyStore, &j);
     let o = try_mount(&v);
     let err = assert_clean_failure(
         &o,

@@ -24,11 +24,18 @@ fn init_creates_volume_and_key() {
         v.backing().join(".cmkfs.dirid").is_file(),
         "no root .cmkfs.dirid"
     );
-    // volume.json and keystore.json are JSON
+    // volume.json and keystore.json are two sealed copies each, holding JSON
     for f in ["volume.json", "keystore.json"] {
-        let s = fs::read(v.backing().join(".cmkfs").join(f)).unwrap();
-        serde_json::from_slice::<serde_json::Value>(&s)
-            .unwrap_or_else(|e| panic!("{f} is not JSON: {e}"));
+        let one = fs::read(v.backing().join(".cmkfs").join(f)).unwrap();
+        let two = fs::read(v.backing().join(".cmkfs").join(format!("{f}.2"))).unwrap();
+        assert_eq!(one, two, "the two copies of {f} differ");
+        assert!(one.starts_with(b"cmkfs-meta 2 "), "{f} is not sealed");
+    }
+    for r in [
+        cmkfs::meta_copies::Record::VolumeConfig,
+        cmkfs::meta_copies::Record::KeyStore,
+    ] {
+        assert_eq!(read_record(&v.backing(), r)["format"], 2);
     }
     let meta = fs::metadata(v.key()).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600, "key file mode");

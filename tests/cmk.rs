@@ -331,7 +331,7 @@ fn rotation_then_disabling_the_old_version_keeps_data_readable() {
     let r: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(r["rewrapped"], 1, "{r}");
     assert_eq!(r["versions_in_use"][0].as_str().unwrap(), new_kid);
-    let store = fs::read_to_string(v.backing().join(".cmkfs/keystore.json")).unwrap();
+    let store = common::read_record(&v.backing(), cmkfs::meta_copies::Record::KeyStore).to_string();
     assert!(
         store.contains(&new_kid) && !store.contains(&format!("/{old}\"")),
         "key store not re-wrapped: {store}"
@@ -437,10 +437,7 @@ fn set_cmk_and_remove_cmk_rewrap_without_reencrypting() {
             .arg(v.key())
             .args(&kv),
     );
-    let store: serde_json::Value = serde_json::from_str(
-        &fs::read_to_string(v.backing().join(".cmkfs/keystore.json")).unwrap(),
-    )
-    .unwrap();
+    let store = common::read_record(&v.backing(), cmkfs::meta_copies::Record::KeyStore);
     assert_eq!(store["cmk"].as_str().unwrap(), url);
     let chain = store["data_keys"][0]["wrapped_by"].as_array().unwrap();
     assert_eq!(chain.len(), 2, "service key then CMK: {store}");
@@ -487,10 +484,7 @@ fn set_cmk_and_remove_cmk_rewrap_without_reencrypting() {
             .arg(v.key())
             .args(&kv),
     );
-    let store: serde_json::Value = serde_json::from_str(
-        &fs::read_to_string(v.backing().join(".cmkfs/keystore.json")).unwrap(),
-    )
-    .unwrap();
+    let store = common::read_record(&v.backing(), cmkfs::meta_copies::Record::KeyStore);
     assert!(
         store.get("cmk").is_none()
             && store["data_keys"][0]["wrapped_by"]
@@ -634,9 +628,7 @@ fn managed_hsm_oct_key_wraps_with_a256kw() {
             .arg(&url)
             .args(&kv),
     );
-    let store: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(backing.join(".cmkfs/keystore.json")).unwrap())
-            .unwrap();
+    let store = common::read_record(&backing, cmkfs::meta_copies::Record::KeyStore);
     assert_eq!(
         store["data_keys"][0]["wrapped_by"][1]["algorithm"], "A256KW",
         "{store}"

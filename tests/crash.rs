@@ -599,25 +599,59 @@ fn verify(
 }
 
 fn check_metadata(backing: &Path) -> Vec<String> {
+    use cmkfs::meta_copies::{CopyState, Record, load, read_copy};
     let mut p = Vec::new();
     let meta = backing.join(".cmkfs");
-    match fs::read(meta.join("volume.json")) {
-        Ok(b) => {
-            if let Err(e) = cmkfs::format::VolumeConfig::parse(&b) {
-                p.push(format!("volume.json does not parse after the kill: {e}"));
+    for record in [Record::VolumeConfig, Record::KeyStore] {
+        // Each copy is replaced atomically: a kill leaves it old or new, never partial.
+        for n in [1, 2] {
+            if let CopyState::Damaged(why) = read_copy(&meta, record, n, None) {
+                p.push(format!(
+                    "copy {n} of the {} {why} after the kill",
+                    record.label()
+                ));
             }
         }
-        Err(e) => p.push(format!("volume.json unreadable: {e}")),
-    }
-    match fs::read(meta.join("keystore.json")) {
-        Ok(b) => match cmkfs::format::KeyStore::parse(&b) {
-            Ok(ks) if ks.current(0).is_some() => {}
-            Ok(_) => p.push("keystore.json has no data key for scope 0".into()),
-            Err(e) => p.push(format!("keystore.json does not parse after the kill: {e}")),
-        },
-        Err(e) => p.push(format!("keystore.json unreadable: {e}")),
+        let l = match load(&meta, record, None, false) {
+            Ok(l) => l,
+            Err(e) => {
+                p.push(format!(
+                    "no valid copy of the {} after the kill: {e}",
+                    record.label()
+                ));
+                continue;
+            }
+        };
+        match record {
+            Record::VolumeConfig => {
+                if let Err(e) = cmkfs::format::VolumeConfig::parse(&l.content) {
+                    p.push(format!("volume.json does not parse after the kill: {e}"));
+                }
+            }
+            Record::KeyStore => match cmkfs::format::KeyStore::parse(&l.content) {
+                Ok(ks) if ks.current(0).is_some() => {}
+                Ok(_) => p.push("keystore.json has no data key for scope 0".into()),
+                Err(e) => p.push(format!("keystore.json does not parse after the kill: {e}")),
+            },
+        }
     }
     p
+}
+
+/// The newest data-key epoch of scope 0 in the best copy of the key store.
+fn current_epoch(backing: &Path) -> u32 {
+    let l = cmkfs::meta_copies::load(
+        &backing.join(".cmkfs"),
+        cmkfs::meta_copies::Record::KeyStore,
+        None,
+        false,
+    )
+    .unwrap();
+    cmkfs::format::KeyStore::parse(&l.content)
+        .unwrap()
+        .current(0)
+        .unwrap()
+        .epoch
 }
 
 /// Removes (through the mount) the files that came back with EIO so the next round starts from
@@ -849,4 +883,151 @@ fn mount_after_sigkill_cleans_up_or_explains_stale_mount() {
     // And after the explained cleanup it mounts at once.
     v.mount();
     assert_eq!(fs::read(v.p("before")).unwrap(), b"kept");
+}
+
+/// Key rotations back to back (each rewrites both key-store copies), SIGKILL of the daemon at
+/// a random moment: a complete, valid copy always remains, it holds every rotation that was
+/// confirmed, and the volume mounts again with its files intact.
+#[test]
+fn sigkill_during_key_rotations_always_leaves_a_valid_key_store_copy() {
+    let seed = seed_from_env(0x5EED);
+    let mut rng = Rng::new(seed);
+    let mut v = TestVolume::new();
+    fs::write(v.p("kept"), b"kept across kills").unwrap();
+    v.umount();
+    let mut confirmed = 0u32;
+    let rounds = crash_iters().max(8);
+    for round in 0..rounds {
+        v.mount();
+        let pid = background_pid(&v.mnt());
+        let stop = Arc::new(AtomicBool::new(false));
+        let rot = {
+            let (stop, mnt) = (stop.clone(), v.mnt());
+            std::thread::spawn(move || {
+                let mut ok = 0u32;
+                while !stop.load(Ordering::SeqCst) {
+                    let o = run(cmkfs().arg("key").arg("rotate").arg(&mnt).arg("--data-key"));
+                    if o.success() {
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        };
+        std::thread::sleep(Duration::from_millis(rng.range(20, 400)));
+        // SAFETY: kill(2) on the daemon's pid.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+        stop.store(true, Ordering::SeqCst);
+        confirmed += rot.join().unwrap();
+        let start = Instant::now();
+        while Path::new(&format!("/proc/{pid}")).exists()
+            && start.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let problems = check_metadata(&v.backing());
+        assert!(problems.is_empty(), "round {round}: {problems:#?}");
+        assert!(
+            current_epoch(&v.backing()) >= confirmed,
+            "round {round}: a confirmed rotation was lost ({} < {confirmed})",
+            current_epoch(&v.backing())
+        );
+        force_unmount(&v.mnt());
+        v.forget_mounted();
+    }
+    eprintln!("{rounds} kills, {confirmed} rotations confirmed");
+    v.mount();
+    assert_eq!(fs::read(v.p("kept")).unwrap(), b"kept across kills");
+}
+
+/// `key set-cmk` / `key remove-cmk` (each rewrites every record and both key-store copies)
+/// killed at random moments: a valid copy always remains, every data key in it unwraps
+/// (`fsck --repair` exits 0), and the volume still reads.
+#[test]
+fn sigkill_during_cmk_changes_always_leaves_a_valid_key_store_copy() {
+    use kv_emulator::Emulator;
+    let seed = seed_from_env(0xC3C3);
+    let mut rng = Rng::new(seed);
+    let emu = Emulator::start();
+    emu.create_rsa_key("kek");
+    let mut v = TestVolume::new();
+    fs::write(v.p("kept"), b"kept across kills").unwrap();
+    v.umount();
+    emu.write_ca_file(v.root().join("ca.pem")).unwrap();
+    fs::write(v.root().join("token"), "test-token\n").unwrap();
+    let kv: Vec<String> = vec![
+        "--azure-credential".into(),
+        format!("access-token-file:{}", v.root().join("token").display()),
+        "--ca-file".into(),
+        v.root().join("ca.pem").display().to_string(),
+        "--no-verify-challenge-resource".into(),
+        "--key-vault-timeout".into(),
+        "5".into(),
+    ];
+    let url = format!("{}keys/kek", emu.url());
+    // How long one change takes when it runs to the end: kills land anywhere in 0..1.5x that.
+    let t = Instant::now();
+    for sub in [vec!["set-cmk", "--cmk", url.as_str()], vec!["remove-cmk"]] {
+        run_ok(
+            cmkfs()
+                .arg("key")
+                .args(&sub)
+                .arg(v.backing())
+                .arg("--service-key")
+                .arg(v.key())
+                .args(&kv),
+        );
+    }
+    let full = (t.elapsed().as_millis() as u64 / 2).max(2);
+    let rounds = crash_iters().max(8) * 2;
+    let mut killed = 0;
+    for round in 0..rounds {
+        let has_cmk = read_record(&v.backing(), cmkfs::meta_copies::Record::KeyStore)
+            .get("cmk")
+            .is_some();
+        let mut c = cmkfs();
+        c.arg("key");
+        if has_cmk {
+            c.arg("remove-cmk");
+        } else {
+            c.arg("set-cmk").arg("--cmk").arg(&url);
+        }
+        c.arg(v.backing())
+            .arg("--service-key")
+            .arg(v.key())
+            .args(&kv)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(rng.range(0, full * 3 / 2)));
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = child.kill();
+        child.wait().unwrap();
+        let problems = check_metadata(&v.backing());
+        assert!(problems.is_empty(), "round {round}: {problems:#?}");
+        let o = run(cmkfs()
+            .arg("fsck")
+            .arg(v.backing())
+            .arg("--service-key")
+            .arg(v.key())
+            .arg("--repair")
+            .args(&kv));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "round {round}: {}\n{}",
+            o.stdout,
+            o.stderr
+        );
+    }
+    eprintln!("{rounds} rounds, {killed} CMK changes killed in flight (one takes {full} ms)");
+    v.opts = Vec::new();
+    let mut m = v.mount_cmd();
+    m.args(&kv);
+    run_ok(&mut m);
+    let got = fs::read(v.p("kept"));
+    run_ok(cmkfs().arg("umount").arg(v.mnt()));
+    assert_eq!(got.unwrap(), b"kept across kills");
 }

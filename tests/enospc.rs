@@ -171,14 +171,28 @@ fn full_disk_gives_enospc_damages_nothing_and_recovers() {
     check_earlier("disk full", &earlier);
 
     // A key-store update on a full disk: succeeds, or fails cleanly.
-    let ks_path = d.v().backing().join(".cmkfs/keystore.json");
-    let ks_before = fs::read(&ks_path).unwrap();
+    // (Two sealed copies: the best valid one is what counts; neither may be left damaged.)
+    let meta = d.v().backing().join(".cmkfs");
+    let load_ks = || {
+        for n in [1, 2] {
+            let st =
+                cmkfs::meta_copies::read_copy(&meta, cmkfs::meta_copies::Record::KeyStore, n, None);
+            assert!(
+                !matches!(st, cmkfs::meta_copies::CopyState::Damaged(_)),
+                "key-store copy {n} damaged on a full disk: {st:?}"
+            );
+        }
+        cmkfs::meta_copies::load(&meta, cmkfs::meta_copies::Record::KeyStore, None, false)
+            .expect("a valid key-store copy on a full disk")
+            .content
+    };
+    let ks_before = load_ks();
     let o = run(cmkfs()
         .arg("key")
         .arg("rotate")
         .arg(d.v().mnt())
         .arg("--data-key"));
-    let ks_after = fs::read(&ks_path).unwrap();
+    let ks_after = load_ks();
     let ks = cmkfs::format::KeyStore::parse(&ks_after)
         .expect("keystore.json parses after rotate on a full disk");
     if o.success() {

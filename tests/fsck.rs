@@ -507,11 +507,20 @@ fn wrong_key_or_no_volume_cannot_be_checked() {
     ]);
     assert_eq!(o.code, 2, "{}", o.stderr);
     // A key store record that no longer unwraps (the current key must: open fails).
-    let ks = v.backing().join(".cmkfs/keystore.json");
-    let mut store: Value = serde_json::from_slice(&fs::read(&ks).unwrap()).unwrap();
+    // (Both copies, sealed with valid checksums: the record itself is wrong.)
+    let meta = v.backing().join(".cmkfs");
+    let ks =
+        cmkfs::meta_copies::load(&meta, cmkfs::meta_copies::Record::KeyStore, None, false).unwrap();
+    let mut store: Value = serde_json::from_slice(&ks.content).unwrap();
     store["data_keys"][0]["wrapped"] =
         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==".into();
-    fs::write(&ks, serde_json::to_vec(&store).unwrap()).unwrap();
+    cmkfs::meta_copies::save(
+        &meta,
+        cmkfs::meta_copies::Record::KeyStore,
+        ks.volume_id.as_deref().unwrap(),
+        &serde_json::to_vec(&store).unwrap(),
+    )
+    .unwrap();
     assert_eq!(v.fsck(&[]).code, 2);
 }
 
@@ -644,8 +653,13 @@ fn directory_ids_and_key_references_are_checked() {
         .map(|e| e.unwrap().path())
         .find(|p| p.symlink_metadata().unwrap().is_dir())
         .expect("backing dir of d/sub");
-    // d/sub loses its directory id: its names cannot be decrypted, its content is still checked.
+    // d/sub loses its directory id (both copies: the file and the xattr): its names cannot be
+    // decrypted, its content is still checked.
     fs::rename(sub.join(".cmkfs.dirid"), v.dir.path().join("dirid")).unwrap();
+    let c = std::ffi::CString::new(sub.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: valid NUL-terminated strings.
+    let r = unsafe { libc::removexattr(c.as_ptr(), c"user.cmkfs.dirid".as_ptr()) };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
     // /top.txt's header names a data key (epoch 7) that is not in the key store.
     let top = fs::read_dir(v.backing())
         .unwrap()

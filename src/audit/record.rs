@@ -40,10 +40,14 @@ pub enum AuditOp {
     KeyServiceUnreachable,
     MountStarted,
     MountStopped,
+    /// A damaged, missing or stale copy of volume metadata was rewritten from a valid one.
+    MetadataRepair,
+    /// The key store and volume config were put back from a backup (`cmkfs key restore`).
+    MetadataRestore,
 }
 
 impl AuditOp {
-    pub const ALL: [AuditOp; 12] = [
+    pub const ALL: [AuditOp; 14] = [
         AuditOp::KeyWrap,
         AuditOp::KeyUnwrap,
         AuditOp::KeyRotate,
@@ -56,6 +60,8 @@ impl AuditOp {
         AuditOp::KeyServiceUnreachable,
         AuditOp::MountStarted,
         AuditOp::MountStopped,
+        AuditOp::MetadataRepair,
+        AuditOp::MetadataRestore,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +78,8 @@ impl AuditOp {
             AuditOp::KeyServiceUnreachable => "KeyServiceUnreachable",
             AuditOp::MountStarted => "MountStarted",
             AuditOp::MountStopped => "MountStopped",
+            AuditOp::MetadataRepair => "MetadataRepair",
+            AuditOp::MetadataRestore => "MetadataRestore",
         }
     }
 }

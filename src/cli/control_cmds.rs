@@ -36,6 +36,12 @@ pub enum KeyCommand {
     /// Remove the customer-managed key layer of an unmounted volume (back to the service key
     /// alone; no data is re-encrypted).
     RemoveCmk(RemoveCmkArgs),
+    /// Write the key store and volume config (wrapped keys only) to FILE, with a checksum and
+    /// the volume id: `cmkfs key backup BACKING|MOUNTPOINT --out FILE`.
+    Backup(super::key_backup::BackupArgs),
+    /// Put back the key store and volume config from a backup, after checking the volume id
+    /// and that the backup's keys unwrap: `cmkfs key restore BACKING --from FILE`.
+    Restore(super::key_backup::RestoreArgs),
 }
 
 #[derive(Args)]
@@ -185,6 +191,11 @@ fn human_status(v: &Value) -> String {
     ));
     out.push_str(&format!("  open files:    {}\n", s("open_files")));
     out.push_str(&format!(
+        "  metadata:      {} damaged copies repaired, {} left damaged\n",
+        s("metadata_repairs"),
+        s("metadata_damaged")
+    ));
+    out.push_str(&format!(
         "  traffic:       {} bytes read, {} bytes written",
         s("bytes_read"),
         s("bytes_written")
@@ -274,6 +285,8 @@ pub(super) fn open_offline(
 
 pub fn key(c: KeyCommand) -> Result<(), String> {
     match c {
+        KeyCommand::Backup(a) => super::key_backup::backup(a)?,
+        KeyCommand::Restore(a) => super::key_backup::restore(a)?,
         KeyCommand::SetCmk(a) => {
             let (vol, _lock) = open_offline(&a.backing, a.service_key.as_deref(), &a.key_vault)?;
             let cmk = a.key_vault.connect(&a.cmk)? as std::sync::Arc<dyn crate::keys::CustomerKey>;

@@ -24,6 +24,10 @@ pub struct FsckArgs {
     /// their backing path, with a .json note each. Nothing is deleted.
     #[arg(long, value_name = "DIR")]
     pub quarantine: Option<PathBuf>,
+    /// Rewrite a damaged, missing or stale copy of the volume config, the key store or a
+    /// directory id from its verified twin (never guesses; each rewrite is audited).
+    #[arg(long)]
+    pub repair: bool,
     #[command(flatten)]
     pub key_vault: super::KeyVaultArgs,
 }
@@ -43,6 +47,7 @@ pub fn run(a: FsckArgs) -> Result<(), String> {
         service_key: a.service_key.clone(),
         quarantine: a.quarantine.clone(),
         cmk,
+        repair: a.repair,
     };
     let mut bar;
     let mut none = NoProgress;
@@ -117,6 +122,9 @@ fn print_human(r: &Report) {
             format!(", {bad_keys} do not unwrap")
         }
     );
+    for m in &r.repaired {
+        println!("repaired: {m}");
+    }
     if let Some(q) = &r.quarantine {
         for m in &q.moved {
             let what = m

@@ -39,6 +39,11 @@ pub fn run(a: InitArgs) -> Result<(), String> {
         println!(
             "Keep the service key outside the backing directory and back it up: without it the data cannot be read."
         );
+        println!(
+            "Back up the key store too: cmkfs key backup {} --out {}.cmkfs-keys",
+            a.backing.display(),
+            report.volume_id
+        );
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ mod audit;
 mod control_cmds;
 mod fsck;
 mod init;
+mod key_backup;
 mod mount_options;
 mod reencrypt;
 mod umount;

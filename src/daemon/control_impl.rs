@@ -97,6 +97,8 @@ impl ControlHandler for DaemonControl {
             "bytes_written": self.stats.bytes_written.load(Ordering::Relaxed),
             "failed_requests": self.stats.requests_failed.load(Ordering::Relaxed),
             "denied_requests": self.stats.requests_denied.load(Ordering::Relaxed),
+            "metadata_repairs": self.volume.metadata_repairs(),
+            "metadata_damaged": self.volume.metadata_events().iter().filter(|e| !e.repaired).count(),
         })
     }
 

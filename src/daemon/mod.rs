@@ -77,11 +77,13 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
         cache_max_age: s.cache_max_age,
         cmk,
         audit: audit.clone(),
+        repair_metadata: false,
     };
     let volume = Volume::open(&s.backing, service_key, &open).map_err(|e| e.to_string())?;
     volume.set_atime_policy(s.options.atime, !s.options.nodiratime);
     if s.foreground {
         init_logging(s.log_file.as_deref(), s.log_level.as_deref())?;
+        log_metadata_findings(&volume);
         lock.keep_renewing();
         let result = serve(volume, &s, ReadyPipe::none());
         drop(lock);
@@ -99,6 +101,7 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
                 pipe.failed(&msg);
                 std::process::exit(1);
             }
+            log_metadata_findings(&volume);
             lock.keep_renewing();
             let result = serve(volume, &s, pipe);
             if let Err(msg) = &result {
@@ -107,6 +110,14 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
             drop(lock);
             std::process::exit(if result.is_ok() { 0 } else { 1 });
         }
+    }
+}
+
+/// Logs the damaged metadata copies found (and repaired) while the volume was opened, which
+/// happened before logging was set up.
+fn log_metadata_findings(volume: &Volume) {
+    for ev in volume.metadata_events() {
+        tracing::warn!("{}", ev.message);
     }
 }
 

@@ -7,17 +7,26 @@ mod dirid;
 mod header;
 mod holes;
 mod records;
+mod sealed;
 
 pub use blocks::{BlockLayout, block_aad};
-pub use dirid::{DIRID_FILE_NAME, DIRID_LEN, DirIdFile};
+pub use dirid::{
+    DIRID_FILE_NAME, DIRID_LEN, DIRID_V1_LEN, DIRID_VERSION, DIRID_XATTR_NAME, DirIdFile,
+};
 pub use header::{FileHeader, HEADER_LEN, MAGIC};
 pub use holes::{
     HOLES_PREFIX_LEN, HoleList, MAX_HOLE_RANGES, check_holes_prefix, holes_aad, holes_prefix,
 };
 pub use records::{KeyStore, VolumeConfig, WrappedDataKey, WrapperId};
+pub use sealed::{SEALED_VERSION, SealedCopy, is_sealed};
 
 /// The version byte written in every header, directory-id file and record.
 pub const FORMAT_VERSION: u8 = 1;
+
+/// The `format` of `volume.json` and the key store since their copies are kept twice and
+/// self-checking (format 2); version-1 records are still read, and upgraded on the first
+/// writable mount.
+pub const META_FORMAT_VERSION: u8 = 2;
 
 /// Name of the reserved metadata directory in the backing root.
 pub const META_DIR: &str = ".cmkfs";

@@ -1,9 +1,10 @@
 //! JSON records in the metadata directory: the volume config (`volume.json`) and the key
-//! store (`keystore.json`). Both carry `"format": 1` and reject unknown fields.
+//! store (`keystore.json`). Both carry `"format": 1` (a version-1 volume) or `2` (stored in two
+//! sealed copies, see `sealed`) and reject unknown fields.
 
 use serde::{Deserialize, Serialize};
 
-use super::{DataKeyRef, FORMAT_VERSION, FormatError};
+use super::{DataKeyRef, FORMAT_VERSION, FormatError, META_FORMAT_VERSION};
 
 /// `volume.json`: the parameters fixed when the volume was created.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,7 +25,7 @@ impl VolumeConfig {
     pub fn parse(bytes: &[u8]) -> Result<Self, FormatError> {
         let c: VolumeConfig = serde_json::from_slice(bytes)
             .map_err(|_| FormatError::Field("volume.json is not valid"))?;
-        if c.format != FORMAT_VERSION {
+        if c.format != FORMAT_VERSION && c.format != META_FORMAT_VERSION {
             return Err(FormatError::Version(c.format));
         }
         if !c.block_size.is_power_of_two() || !(512..=1 << 20).contains(&c.block_size) {
@@ -95,7 +96,7 @@ impl KeyStore {
     pub fn parse(bytes: &[u8]) -> Result<Self, FormatError> {
         let s: KeyStore = serde_json::from_slice(bytes)
             .map_err(|_| FormatError::Field("keystore.json is not valid"))?;
-        if s.format != FORMAT_VERSION {
+        if s.format != FORMAT_VERSION && s.format != META_FORMAT_VERSION {
             return Err(FormatError::Version(s.format));
         }
         let mut refs: Vec<DataKeyRef> = s.data_keys.iter().map(|k| k.key_ref()).collect();

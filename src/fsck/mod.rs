@@ -11,7 +11,8 @@
 //!
 //! The volume is opened read-only and nothing in BACKING is written, except that
 //! `FsckOptions::quarantine` moves files whose content cannot be read in full into another
-//! directory (never deleting anything). See `docs/fsck.md`.
+//! directory (never deleting anything), and `FsckOptions::repair` rewrites a damaged copy of
+//! redundant metadata from its verified twin (never guessing; audited). See `docs/fsck.md`.
 
 mod keystore;
 mod progress;
@@ -39,6 +40,9 @@ pub struct FsckOptions {
     pub quarantine: Option<PathBuf>,
     /// The customer-managed key, for volumes whose key store names one.
     pub cmk: Option<std::sync::Arc<dyn crate::keys::CustomerKey>>,
+    /// Rewrite damaged, missing or stale copies of redundant metadata (volume config, key
+    /// store, directory ids) from a verified copy; nothing else is written.
+    pub repair: bool,
 }
 
 /// Opens the volume in `backing` read-only and checks it. `Err` means the volume could not
@@ -61,11 +65,26 @@ pub fn check(
         &OpenOptions {
             read_only: true,
             cmk: opts.cmk.clone(),
+            repair_metadata: opts.repair,
+            audit: repair_audit(opts.repair),
             ..Default::default()
         },
     )
     .map_err(|e| setup(&e))?;
     check_volume(&vol, opts.quarantine.as_deref(), progress)
+}
+
+/// The audit log that records `--repair`'s rewrites (the default log; none without repair).
+fn repair_audit(repair: bool) -> std::sync::Arc<crate::audit::AuditLog> {
+    let log = if repair {
+        crate::audit::AuditLog::open(&crate::audit::default_audit_log_path()).unwrap_or_else(|e| {
+            tracing::warn!("audit log unavailable, repairs are not audited: {e}");
+            crate::audit::AuditLog::disabled()
+        })
+    } else {
+        crate::audit::AuditLog::disabled()
+    };
+    std::sync::Arc::new(log)
 }
 
 /// Checks an already opened volume (read-only is enough, also with `quarantine`, which
@@ -98,6 +117,21 @@ pub fn check_volume(
         config.volume_id.clone(),
         config.block_size,
     );
+    for ev in vol.metadata_events() {
+        if ev.repaired {
+            report.repaired.push(ev.message);
+        } else {
+            report.push(Problem {
+                code: ProblemCode::MetadataCopy,
+                backing_path: ev.copy,
+                path: None,
+                kind: "metadata".into(),
+                blocks: Vec::new(),
+                key: None,
+                message: ev.message,
+            });
+        }
+    }
     let mut keys = keystore::check_key_store(vol, &mut report);
     let candidates = {
         let mut walker = walk::Walker::new(vol, &mut report, progress, &mut keys);

@@ -19,9 +19,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 
-use crate::format::{DIRID_FILE_NAME, META_DIR, VolumeConfig};
+use crate::format::{DIRID_FILE_NAME, META_DIR};
+use crate::meta_copies::{self, Record};
 use crate::names::{LONG_NAME_PREFIX, SIDE_FILE_PREFIX};
-use crate::volume::{Volume, key_store_path, volume_config_path};
+use crate::volume::{Volume, volume_config_path};
+use std::os::fd::AsFd;
 
 use super::report::{FsckError, QuarantineReport, QuarantinedFile};
 use super::walk::Candidate;
@@ -51,9 +53,7 @@ pub(super) fn check_dir(backing: &Path, dir: &Path, volume_id: &str) -> Result<(
     }
     let cfg = volume_config_path(&dir_c);
     if cfg.exists() {
-        let bytes =
-            fs::read(&cfg).map_err(|e| err(format!("cannot read {}: {e}", cfg.display())))?;
-        let c = VolumeConfig::parse(&bytes).map_err(|e| err(format!("{}: {e}", cfg.display())))?;
+        let c = Volume::read_config(&dir_c).map_err(|e| err(e.to_string()))?;
         if c.volume_id != volume_id {
             return Err(err(format!(
                 "holds files of another volume ({})",
@@ -242,16 +242,11 @@ fn copy_volume_meta(backing: &Path, qdir: &Path) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(&meta)?;
-    let cfg = volume_config_path(qdir);
-    if !cfg.exists() {
-        crate::atomic_file::write_atomic(&cfg, &fs::read(volume_config_path(backing))?, 0o600)?;
+    let from = backing.join(META_DIR);
+    for record in [Record::VolumeConfig, Record::KeyStore] {
+        meta_copies::copy_record(&from, &meta, record).map_err(std::io::Error::other)?;
     }
-    let store = fs::read(key_store_path(backing))?;
-    let qstore = key_store_path(qdir);
-    if fs::read(&qstore).ok().as_deref() != Some(&store[..]) {
-        crate::atomic_file::write_atomic(&qstore, &store, 0o600)?;
-    }
-    copy_if_missing(&backing.join(DIRID_FILE_NAME), &qdir.join(DIRID_FILE_NAME))?;
+    copy_dir_id(backing, qdir)?;
     Ok(())
 }
 
@@ -275,9 +270,32 @@ fn mirror_dirs(backing: &Path, qdir: &Path, rel: &Path) -> std::io::Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
-        copy_if_missing(&src.join(DIRID_FILE_NAME), &dst.join(DIRID_FILE_NAME))?;
+        copy_dir_id(&src, &dst)?;
     }
     Ok(())
+}
+
+/// Copies the directory id of `src` (its verified copy) into both copies in `dst`, unless
+/// `dst` has its id file already; a version-1 id file is copied as it is.
+fn copy_dir_id(src: &Path, dst: &Path) -> std::io::Result<()> {
+    use crate::volume::dirid_copies;
+    if dst.join(DIRID_FILE_NAME).symlink_metadata().is_ok() {
+        return Ok(());
+    }
+    let s = fs::File::open(src)?;
+    let Ok(r) = dirid_copies::read_copies(s.as_fd()).resolve(&src.display().to_string()) else {
+        // Nothing verified to copy: keep what there is, for a later look.
+        return copy_if_missing(&src.join(DIRID_FILE_NAME), &dst.join(DIRID_FILE_NAME));
+    };
+    if r.legacy {
+        return copy_if_missing(&src.join(DIRID_FILE_NAME), &dst.join(DIRID_FILE_NAME));
+    }
+    let d = fs::File::open(dst)?;
+    dirid_copies::create_file(d.as_fd(), &r.id)?;
+    match dirid_copies::write_xattr(d.as_fd(), &r.id) {
+        Err(e) if !dirid_copies::is_unsupported(&e) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Copies a small metadata file (a copy, the original stays). A missing source is skipped.

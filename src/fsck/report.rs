@@ -52,6 +52,12 @@ pub enum ProblemCode {
     Symlink,
     /// The backing filesystem refused to read an entry.
     Io,
+    /// One copy of the volume config or the key store is damaged, missing or stale (the
+    /// other copy is used; `--repair` rewrites it).
+    MetadataCopy,
+    /// One copy of a directory id (`.cmkfs.dirid` or xattr `user.cmkfs.dirid`) is damaged
+    /// or missing (the other copy is used; `--repair` rewrites it).
+    DirIdCopy,
 }
 
 /// One problem with one backing object.
@@ -116,6 +122,8 @@ pub struct Summary {
     pub keys: u64,
     pub problems: u64,
     pub quarantined: u64,
+    /// Metadata copies rewritten from a verified copy (`--repair`).
+    pub repaired: u64,
 }
 
 /// One file moved into the quarantine directory.
@@ -154,6 +162,9 @@ pub struct Report {
     pub summary: Summary,
     pub keys: Vec<KeyReport>,
     pub problems: Vec<Problem>,
+    /// What `--repair` rewrote: one sentence per metadata copy.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repaired: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quarantine: Option<QuarantineReport>,
 }
@@ -169,6 +180,7 @@ impl Report {
             summary: Summary::default(),
             keys: Vec::new(),
             problems: Vec::new(),
+            repaired: Vec::new(),
             quarantine: None,
         }
     }
@@ -181,6 +193,7 @@ impl Report {
     pub(super) fn finish(&mut self) {
         self.summary.problems = self.problems.len() as u64;
         self.summary.keys = self.keys.len() as u64;
+        self.summary.repaired = self.repaired.len() as u64;
         self.summary.quarantined = self
             .quarantine
             .as_ref()

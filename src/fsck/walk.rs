@@ -232,6 +232,19 @@ impl<'a> Walker<'a> {
                 ),
             });
         }
+        for f in d.id_copy_findings() {
+            if f.repaired {
+                self.report.repaired.push(f.message.clone());
+            } else {
+                self.problem(
+                    ProblemCode::DirIdCopy,
+                    &rel,
+                    plain.as_deref(),
+                    "dir",
+                    f.message.clone(),
+                );
+            }
+        }
         let mut subdirs = Vec::new();
         for e in entries {
             let rel_e = rel.join(&e.entry);

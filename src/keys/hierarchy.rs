@@ -18,7 +18,7 @@ use base64::engine::general_purpose::STANDARD;
 pub struct KeyHierarchy {
     store: RwLock<KeyStore>,
     /// Where the key store is persisted (None: in memory only).
-    store_path: Option<std::path::PathBuf>,
+    store_file: Option<super::KeyStoreFile>,
     /// Innermost (service key) first; the customer-managed key, if any, last.
     providers: Vec<Arc<dyn KeyProvider>>,
     cmk: Option<Arc<dyn CustomerKey>>,
@@ -42,7 +42,7 @@ impl KeyHierarchy {
     pub fn new(store: KeyStore, providers: Vec<Arc<dyn KeyProvider>>, cache: DataKeyCache) -> Self {
         KeyHierarchy {
             store: RwLock::new(store),
-            store_path: None,
+            store_file: None,
             providers,
             cmk: None,
             revoked: RwLock::new(None),
@@ -235,12 +235,16 @@ impl KeyHierarchy {
         let mut store = self.store.write().unwrap_or_else(|p| p.into_inner());
         if *store != *snapshot {
             return Err(KeyError::Store {
-                path: self.store_path.clone().unwrap_or_default(),
+                path: self
+                    .store_file
+                    .as_ref()
+                    .map(|f| f.path())
+                    .unwrap_or_default(),
                 reason: "changed concurrently; try again".into(),
             });
         }
-        if let Some(path) = &self.store_path {
-            super::save_key_store(path, &updated)?;
+        if let Some(file) = &self.store_file {
+            file.save(&updated)?;
         }
         *store = updated;
         Ok(())
@@ -302,9 +306,9 @@ impl KeyHierarchy {
         Ok(())
     }
 
-    /// Persist key-store changes (rotation) to `path`.
-    pub fn with_store_path(mut self, path: std::path::PathBuf) -> Self {
-        self.store_path = Some(path);
+    /// Persist key-store changes (rotation, CMK changes) to both copies of `file`.
+    pub fn with_store_file(mut self, file: super::KeyStoreFile) -> Self {
+        self.store_file = Some(file);
         self
     }
 
@@ -322,8 +326,8 @@ impl KeyHierarchy {
         let record = Self::new_data_key_record(&self.providers, next, now, &self.audit)?;
         let mut updated = store.clone();
         updated.data_keys.push(record);
-        if let Some(path) = &self.store_path
-            && let Err(e) = super::save_key_store(path, &updated)
+        if let Some(file) = &self.store_file
+            && let Err(e) = file.save(&updated)
         {
             self.audit.record(
                 AuditEvent::new(

@@ -16,7 +16,7 @@ pub use cmk::{CmkState, CustomerKey, parse_key_url};
 pub use hierarchy::KeyHierarchy;
 pub use provider::{KeyProvider, audit_key_id};
 pub use service::{ServiceKey, default_service_key_path};
-pub use store::{load_key_store, save_key_store};
+pub use store::KeyStoreFile;
 pub use watcher::{CheckReport, RevocationListener, RevocationWatcher};
 
 use std::path::PathBuf;

@@ -18,7 +18,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, linkat, symlinkat, unlinkat};
 
 use crate::crypto::random_id;
-use crate::format::{DIRID_FILE_NAME, DIRID_LEN, DirIdFile};
+use crate::format::{DIRID_FILE_NAME, DirIdFile};
 use crate::names::{self, BackingName, EntryKind};
 
 use super::atime::{list_dir, openat_noatime};
@@ -80,17 +80,7 @@ const DIR_FLAGS: OFlag = OFlag::O_RDONLY
 
 impl Volume {
     fn load_dir(&self, fd: OwnedFd) -> Result<Dir> {
-        let idfd = openat_noatime(
-            &fd,
-            DIRID_FILE_NAME,
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-            Mode::empty(),
-        )
-        .map_err(|e| VolumeError::Integrity(format!("directory id file unreadable: {e}")))?;
-        let mut buf = [0u8; DIRID_LEN + 1];
-        let n = nix::unistd::read(&idfd, &mut buf)?;
-        let id = DirIdFile::decode(&buf[..n])
-            .map_err(|e| VolumeError::Integrity(format!("directory id file: {e}")))?;
+        let id = self.dir_id_of(fd.as_fd())?;
         Ok(Dir { fd, id })
     }
 
@@ -378,15 +368,7 @@ impl Volume {
                 key: self.current_key()?,
                 dir_id: random_id()?,
             };
-            let idfd = openat(
-                &sub,
-                DIRID_FILE_NAME,
-                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o400),
-            )?;
-            let mut idf = File::from(idfd);
-            idf.write_all(&id.encode())?;
-            idf.sync_all()?;
+            self.write_new_dir_id(sub.as_fd(), &id)?;
             nix::sys::stat::fchmod(&sub, Mode::from_bits_truncate(mode & 0o7777))?;
             if let Some(o) = owner {
                 nix::unistd::fchown(&sub, Some(Uid::from_raw(o.uid)), Some(Gid::from_raw(o.gid)))?;
@@ -647,6 +629,12 @@ impl Volume {
         if !self.is_empty_dir(sub)? {
             return Err(errno(libc::ENOTEMPTY));
         }
+        // Both copies go, so a concurrent open does not rewrite one from the other.
+        if let Err(e) = super::dirid_copies::remove_xattr(sub.as_fd())
+            && !matches!(e.raw_os_error(), Some(libc::ENODATA | libc::ENOTSUP))
+        {
+            return Err(e.into());
+        }
         match unlinkat(sub, DIRID_FILE_NAME, UnlinkatFlags::NoRemoveDir) {
             Ok(()) | Err(Errno::ENOENT) => Ok(()),
             Err(e) => Err(e.into()),
@@ -660,14 +648,7 @@ impl Volume {
                 key: self.current_key()?,
                 dir_id: random_id()?,
             };
-            let fd = openat(
-                sub,
-                DIRID_FILE_NAME,
-                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o400),
-            )?;
-            File::from(fd).write_all(&id.encode())?;
-            Ok(())
+            self.write_new_dir_id(sub.as_fd(), &id)
         };
         if let Err(e) = restore() {
             tracing::error!("cannot restore a directory id file after a failed rmdir: {e}");

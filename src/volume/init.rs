@@ -2,22 +2,18 @@
 //! backing directory, the first data key wrapped by it, and the root directory id.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::fd::AsFd;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::atomic_file::write_atomic;
 use crate::crypto::random_id;
-use crate::format::{
-    DIRID_FILE_NAME, DataKeyRef, DirIdFile, FORMAT_VERSION, KeyStore, META_DIR, VolumeConfig,
-};
-use crate::keys::{
-    KeyHierarchy, KeyProvider, ServiceKey, default_service_key_path, save_key_store,
-};
+use crate::format::{DataKeyRef, DirIdFile, KeyStore, META_DIR, META_FORMAT_VERSION, VolumeConfig};
+use crate::keys::{KeyHierarchy, KeyProvider, KeyStoreFile, ServiceKey, default_service_key_path};
+use crate::meta_copies::{self, Record};
 
 use super::dir::hex;
-use super::{Result, VolumeError, key_store_path, volume_config_path};
+use super::{Result, VolumeError, dirid_copies};
 
 pub struct InitOptions {
     pub service_key: Option<PathBuf>,
@@ -105,7 +101,7 @@ pub fn init_volume(backing: &Path, opts: &InitOptions) -> Result<InitReport> {
         .create(&meta)
         .map_err(|e| setup(format!("cannot create {}: {e}", meta.display())))?;
     let config = VolumeConfig {
-        format: FORMAT_VERSION,
+        format: META_FORMAT_VERSION,
         volume_id: volume_id.clone(),
         block_size: opts.block_size,
         created: now(),
@@ -136,27 +132,28 @@ pub fn init_volume(backing: &Path, opts: &InitOptions) -> Result<InitReport> {
         }
     };
     let cmk = opts.cmk.as_ref().map(|c| c.key_url().to_string());
-    save_key_store(
-        &key_store_path(backing),
-        &KeyStore {
-            format: FORMAT_VERSION,
-            cmk,
-            data_keys: vec![record],
-        },
-    )?;
+    KeyStoreFile::new(backing, &volume_id).save(&KeyStore {
+        format: META_FORMAT_VERSION,
+        cmk,
+        data_keys: vec![record],
+    })?;
     let root_id = DirIdFile {
         key: first,
         dir_id: random_id()?,
     };
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o400)
-        .open(backing.join(DIRID_FILE_NAME))?;
-    f.write_all(&root_id.encode())?;
-    f.sync_all()?;
+    let root = fs::File::open(backing)?;
+    dirid_copies::create_file(root.as_fd(), &root_id)?;
+    if let Err(e) = dirid_copies::write_xattr(root.as_fd(), &root_id) {
+        if !dirid_copies::is_unsupported(&e) {
+            return Err(e.into());
+        }
+        tracing::warn!(
+            "{} has no user xattrs: directory ids are kept in one copy only",
+            backing.display()
+        );
+    }
     // volume.json last: its presence marks a complete volume.
-    write_atomic(&volume_config_path(backing), &config.to_json(), 0o600)?;
+    meta_copies::save(&meta, Record::VolumeConfig, &volume_id, &config.to_json())?;
     Ok(InitReport {
         volume_id,
         cmk: opts.cmk.as_ref().map(|c| c.key_url().to_string()),

@@ -5,12 +5,15 @@
 mod acl;
 mod atime;
 mod attr;
+mod backup;
 mod dir;
+pub mod dirid_copies;
 mod error;
 mod file;
 mod holes;
 mod init;
 mod lock;
+mod meta;
 mod open_files;
 mod reaper;
 mod reencrypt;
@@ -21,11 +24,17 @@ mod xattr;
 pub use acl::{Acl, AclKind, Inherited};
 pub use atime::AtimePolicy;
 pub use attr::{Attr, FileKind};
+pub use backup::{
+    BACKUP_RECORD, KeyBackup, RestoreReport, backup_volume, parse_backup, restore_volume,
+    surviving_volume_id,
+};
 pub use dir::{Dir, DirEntry, LastRef, Owner, Replaced, TimeSet};
+pub use dirid_copies::{DirIdCopies, DirIdCopy, ResolvedDirId};
 pub use error::{Result, VolumeError, errno};
 pub use file::{OpenFile, seal_blocks};
 pub use init::{InitOptions, InitReport, init_volume};
 pub use lock::{MountLock, lock_backing};
+pub use meta::{DirIdFinding, MetaEvent};
 pub use reencrypt::{ReencryptReport, Reencrypted};
 pub use scan::{
     EntryName, HeaderState, ScanDir, ScanEntry, SymlinkScan, TMP_MKDIR_PREFIX, TMP_PREFIX,
@@ -41,9 +50,7 @@ use std::time::Duration;
 use crate::format::{BlockLayout, DataKeyRef, META_DIR, VolumeConfig};
 use std::sync::Arc;
 
-use crate::keys::{
-    CustomerKey, DataKeyCache, KeyHierarchy, KeyProvider, ServiceKey, load_key_store,
-};
+use crate::keys::{CustomerKey, DataKeyCache, KeyHierarchy, KeyProvider, ServiceKey};
 
 use open_files::OpenFileTable;
 
@@ -57,6 +64,9 @@ pub struct OpenOptions {
     pub cmk: Option<Arc<dyn CustomerKey>>,
     /// Where key events are recorded.
     pub audit: Arc<crate::audit::AuditLog>,
+    /// Rewrite damaged copies of metadata (volume config, key store, directory ids) even
+    /// when `read_only` (for `fsck --repair`); a writable volume always repairs them.
+    pub repair_metadata: bool,
 }
 
 impl Default for OpenOptions {
@@ -67,6 +77,7 @@ impl Default for OpenOptions {
             cache_max_age: Duration::from_secs(3600),
             cmk: None,
             audit: Arc::new(crate::audit::AuditLog::disabled()),
+            repair_metadata: false,
         }
     }
 }
@@ -90,6 +101,12 @@ pub struct Volume {
     reaper: reaper::Reaper,
     /// The mount's atime policy, and whether it applies to directories (`nodiratime`).
     atime: std::sync::RwLock<atime::AtimeSettings>,
+    /// Whether damaged metadata copies are rewritten.
+    repair_metadata: bool,
+    /// Damaged metadata copies found, and repairs made.
+    meta_log: meta::MetaLog,
+    /// Set once the backing filesystem refused the directory-id xattr (warned once).
+    no_dirid_xattr: std::sync::atomic::AtomicBool,
 }
 
 /// Called with (old, new) backing inode numbers when re-encryption replaces a file.
@@ -98,41 +115,30 @@ type ReplacedHook = Box<dyn Fn(u64, u64) + Send + Sync>;
 /// Called when space is wanted (see `Volume::release_deleted`).
 pub type SpaceHook = Box<dyn Fn() + Send + Sync>;
 
+/// Copy 1 of `volume.json` (copy 2 is `volume.json.2`).
 pub fn volume_config_path(backing: &Path) -> PathBuf {
     backing.join(META_DIR).join("volume.json")
 }
 
+/// Copy 1 of the key store (copy 2 is `keystore.json.2`).
 pub fn key_store_path(backing: &Path) -> PathBuf {
     backing.join(META_DIR).join("keystore.json")
 }
 
 impl Volume {
-    /// Opens the volume in `backing` with the service key, and proves the key is right by
-    /// unwrapping the current data key before anything is served.
-    /// Reads and validates `volume.json` of the volume in `backing`.
+    /// Reads and validates `volume.json` of the volume in `backing` (the best valid copy;
+    /// nothing is written).
     pub fn read_config(backing: &Path) -> Result<VolumeConfig> {
-        let setup = |m: String| VolumeError::Setup(m);
-        let cfg_path = volume_config_path(backing);
-        let cfg_bytes = std::fs::read(&cfg_path).map_err(|e| {
-            setup(if e.kind() == std::io::ErrorKind::NotFound {
-                format!(
-                    "{} is not a cmkfs volume ({} is missing; run `cmkfs init` first)",
-                    backing.display(),
-                    cfg_path.display()
-                )
-            } else {
-                format!("cannot read {}: {e}", cfg_path.display())
-            })
-        })?;
-        VolumeConfig::parse(&cfg_bytes).map_err(|e| setup(format!("{}: {e}", cfg_path.display())))
+        meta::read_config_copies(backing, false).map(|(c, _)| c)
     }
 
     /// Opens the volume in `backing` with the service key, and proves the key is right by
     /// unwrapping the current data key before anything is served.
     pub fn open(backing: &Path, service_key: ServiceKey, opts: &OpenOptions) -> Result<Volume> {
         let setup = |m: String| VolumeError::Setup(m);
-        let config = Self::read_config(backing)?;
-        let store = load_key_store(&key_store_path(backing))?;
+        let repair_metadata = !opts.read_only || opts.repair_metadata;
+        let meta_log = meta::MetaLog::new(opts.audit.clone());
+        let (config, store, store_file) = meta::open_records(backing, repair_metadata, &meta_log)?;
         let root_fd: OwnedFd = File::open(backing)
             .map_err(|e| {
                 setup(format!(
@@ -148,7 +154,7 @@ impl Volume {
             providers,
             DataKeyCache::new(opts.cache_capacity, opts.cache_max_age),
         )
-        .with_store_path(key_store_path(backing))
+        .with_store_file(store_file.clone())
         .with_audit(opts.audit.clone());
         match (&wanted_cmk, &opts.cmk) {
             (Some(url), None) => {
@@ -159,7 +165,7 @@ impl Volume {
             (_, Some(cmk)) => keys = keys.with_cmk(cmk.clone()),
             (None, None) => {}
         }
-        let store_path = key_store_path(backing);
+        let store_path = store_file.path();
         let current = keys.current(0).map_err(|_| {
             setup(format!(
                 "key store {}: has no data key for scope 0",
@@ -189,6 +195,9 @@ impl Volume {
             on_space: std::sync::RwLock::new(None),
             reaper: reaper::Reaper::new(),
             atime: std::sync::RwLock::new(atime::AtimeSettings::default()),
+            repair_metadata,
+            meta_log,
+            no_dirid_xattr: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -224,7 +233,22 @@ impl Volume {
     /// The customer-managed key URL the key store names, if any (read before opening, to
     /// know whether Key Vault settings are needed).
     pub fn read_cmk_url(backing: &Path) -> Result<Option<String>> {
-        Ok(load_key_store(&key_store_path(backing))?.cmk)
+        let config = Self::read_config(backing)?;
+        Ok(crate::keys::KeyStoreFile::new(backing, &config.volume_id)
+            .load(false)?
+            .0
+            .cmk)
+    }
+
+    /// Damaged, missing or stale metadata copies found since the volume was opened (and
+    /// whether each was rewritten).
+    pub fn metadata_events(&self) -> Vec<MetaEvent> {
+        self.meta_log.events()
+    }
+
+    /// How many metadata copies were rewritten since the volume was opened.
+    pub fn metadata_repairs(&self) -> u64 {
+        self.meta_log.repairs()
     }
 
     /// Forgets the content keys derived into open files (after a revocation or flush), so

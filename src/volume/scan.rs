@@ -18,9 +18,7 @@ use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
 use nix::sys::stat::{Mode, fstatat};
 
-use crate::format::{
-    DIRID_FILE_NAME, DIRID_LEN, DataKeyRef, DirIdFile, FileHeader, HEADER_LEN, META_DIR,
-};
+use crate::format::{DIRID_FILE_NAME, DataKeyRef, DirIdFile, FileHeader, HEADER_LEN, META_DIR};
 use crate::keys::DataKey;
 use crate::names::{self, EntryKind, LONG_NAME_PREFIX, SIDE_FILE_PREFIX};
 
@@ -43,6 +41,8 @@ pub struct ScanDir {
     fd: OwnedFd,
     is_root: bool,
     id: std::result::Result<DirIdFile, String>,
+    /// Damaged copies of the directory id (and whether each was rewritten).
+    id_copies: Vec<super::meta::DirIdFinding>,
 }
 
 impl ScanDir {
@@ -53,6 +53,12 @@ impl ScanDir {
     /// The directory id file, if it is present and decodes.
     pub fn id(&self) -> Option<&DirIdFile> {
         self.id.as_ref().ok()
+    }
+
+    /// Damaged copies of the directory id found when it was opened, and whether each was
+    /// rewritten (only when the volume repairs metadata).
+    pub fn id_copy_findings(&self) -> &[super::meta::DirIdFinding] {
+        &self.id_copies
     }
 
     /// Why the directory id file is unusable, if it is.
@@ -192,8 +198,18 @@ impl Volume {
     }
 
     fn scan_dir_from_fd(&self, fd: OwnedFd, is_root: bool) -> ScanDir {
-        let id = read_dir_id(&fd);
-        ScanDir { fd, is_root, id }
+        let copies = super::dirid_copies::read_copies(fd.as_fd());
+        let where_ = self.describe_dir(fd.as_fd());
+        let (id, id_copies) = match copies.resolve(&where_) {
+            Ok(r) => (Ok(r.id), self.fix_dir_id(fd.as_fd(), &where_, &r)),
+            Err(e) => (Err(e), Vec::new()),
+        };
+        ScanDir {
+            fd,
+            is_root,
+            id,
+            id_copies,
+        }
     }
 
     /// The name cipher of a scanned directory, or why its names cannot be decrypted.
@@ -393,31 +409,6 @@ impl Volume {
             long_record: symlink::parse_marker(stored).map(|m| m.record),
         })
     }
-}
-
-fn read_dir_id(fd: &OwnedFd) -> std::result::Result<DirIdFile, String> {
-    let idfd = openat_noatime(
-        fd,
-        DIRID_FILE_NAME,
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK,
-        Mode::empty(),
-    )
-    .map_err(|e| match e {
-        Errno::ENOENT => format!("{DIRID_FILE_NAME} is missing"),
-        e => format!("{DIRID_FILE_NAME} is unreadable: {e}"),
-    })?;
-    let f = File::from(idfd);
-    let mut buf = [0u8; DIRID_LEN + 1];
-    let mut got = 0;
-    while got < buf.len() {
-        match f.read_at(&mut buf[got..], got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("{DIRID_FILE_NAME} is unreadable: {e}")),
-        }
-    }
-    DirIdFile::decode(&buf[..got]).map_err(|e| format!("{DIRID_FILE_NAME} is invalid: {e}"))
 }
 
 fn read_side_file(dir: &OwnedFd, side_file: &str) -> std::result::Result<String, String> {

@@ -568,3 +568,24 @@ pub fn assert_bytes_eq(got: &[u8], want: &[u8], what: &str) {
         first.or(Some(got.len().min(want.len())))
     );
 }
+
+/// The JSON content of a metadata record (`volume.json` or the key store) of the volume in
+/// `backing`, from its best valid copy.
+pub fn read_record(backing: &Path, record: cmkfs::meta_copies::Record) -> serde_json::Value {
+    let meta = backing.join(".cmkfs");
+    let l = cmkfs::meta_copies::load(&meta, record, None, false).expect("record readable");
+    serde_json::from_slice(&l.content).expect("record is JSON")
+}
+
+/// Replaces both copies of a metadata record with `value`, as a new generation with valid
+/// checksums (to test what the parser does with well-sealed but wrong content).
+pub fn write_record(backing: &Path, record: cmkfs::meta_copies::Record, value: &serde_json::Value) {
+    let meta = backing.join(".cmkfs");
+    let id = read_record(backing, cmkfs::meta_copies::Record::VolumeConfig)["volume_id"]
+        .as_str()
+        .expect("volume id")
+        .to_string();
+    let mut bytes = serde_json::to_vec_pretty(value).unwrap();
+    bytes.push(b'\n');
+    cmkfs::meta_copies::save(&meta, record, &id, &bytes).expect("record written");
+}
