@@ -16,6 +16,11 @@ pub fn run(a: InitArgs) -> Result<(), String> {
         block_size: a.block_size,
         cmk,
         audit_log: a.audit_log,
+        name_scheme: if a.fips {
+            crate::crypto::NameScheme::HmacSivCtr
+        } else {
+            crate::crypto::NameScheme::build_default()
+        },
     };
     let report = init_volume(&a.backing, &opts).map_err(|e| e.to_string())?;
     if a.json {
@@ -31,6 +36,7 @@ pub fn run(a: InitArgs) -> Result<(), String> {
             report.service_key.display(),
             report.service_key_fingerprint
         );
+        println!("Name encryption: {}", report.name_cipher);
         if let Some(cmk) = &report.cmk {
             println!(
                 "Customer-managed key: {cmk} (data keys are wrapped by the service key, then by this key)"

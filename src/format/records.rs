@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{DataKeyRef, FORMAT_VERSION, FormatError};
+use crate::crypto::NameScheme;
 
 /// `volume.json`: the parameters fixed when the volume was created.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,10 +31,17 @@ impl VolumeConfig {
         if !c.block_size.is_power_of_two() || !(512..=1 << 20).contains(&c.block_size) {
             return Err(FormatError::Field("block_size"));
         }
-        if c.content_cipher != "AES-256-GCM" || c.name_cipher != "AES-256-GCM-SIV" {
+        if c.content_cipher != "AES-256-GCM" {
             return Err(FormatError::Field("cipher"));
         }
+        c.name_scheme()?;
         Ok(c)
+    }
+
+    /// The name encryption scheme: `"AES-256-GCM-SIV"` (format 1) or
+    /// `"HMAC-SHA256-SIV-AES-256-CTR"` (the FIPS scheme, format 2).
+    pub fn name_scheme(&self) -> Result<NameScheme, FormatError> {
+        NameScheme::parse(&self.name_cipher).ok_or(FormatError::Field("name_cipher"))
     }
 
     pub fn block_shift(&self) -> u8 {
