@@ -17,6 +17,20 @@ pub fn check_crypto_module(policy: FipsPolicy) -> Result<ModuleInfo, String> {
     Ok(info)
 }
 
+/// A FIPS-mode mount of a volume whose names use AES-256-GCM-SIV (format 1): that mode is not
+/// NIST-approved, so say so once; the volume keeps working (docs/compliance.md, how to move).
+pub fn warn_on_legacy_names(name_cipher: &str) {
+    let approved = crate::crypto::NameScheme::parse(name_cipher)
+        .map(|n| n.fips_approved())
+        .unwrap_or(false);
+    if FIPS_BUILD && !approved {
+        tracing::warn!(
+            name_cipher,
+            "this volume's names use {name_cipher}, not a NIST-approved mode; contents, keys and TLS stay on approved algorithms. Copy the tree to a volume made by `cmkfs init --fips` to move (docs/compliance.md)"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -306,6 +306,7 @@ macro_rules! or_report {
 
 fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), String> {
     harden_process();
+    fips::warn_on_legacy_names(&volume.config().name_cipher);
     let signals = stop_signals();
     let volume = Arc::new(volume);
     let stats = Arc::new(FsStats::default());

@@ -1,0 +1,18 @@
+#!/bin/sh
+# The fips build's focused test subset (the default build runs the full suite, scripts/test.sh):
+# the dependency/symbol check, unit tests, the crypto known-answer tests, the format oracle, the
+# committed sample volumes, and the FIPS mount tests (tests/fips.rs; with CMKFS_OTHER_BUILD set
+# to the default build's binary, volumes cross between the builds both ways).
+# Needs cmake and golang-go (Debian) to build AWS-LC-FIPS; root and /dev/fuse for the mounts.
+set -eu
+cd "$(dirname "$0")/.."
+export RUST_BACKTRACE=1
+export CARGO_TARGET_DIR=target/fips
+scripts/check-fips-deps.sh
+if [ -z "${CMKFS_OTHER_BUILD:-}" ] && [ -x target/debug/cmkfs ]; then
+    CMKFS_OTHER_BUILD=$PWD/target/debug/cmkfs
+    export CMKFS_OTHER_BUILD
+fi
+cargo test --quiet --features fips --no-fail-fast --lib \
+    --test crypto_kat --test format_oracle --test sample_volume --test fips --test ciphertext \
+    -- --test-threads="${CMKFS_TEST_THREADS:-4}"
