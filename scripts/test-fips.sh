@@ -1,8 +1,10 @@
 #!/bin/sh
 # The fips build's focused test subset (the default build runs the full suite, scripts/test.sh):
 # the dependency/symbol check, unit tests, the crypto known-answer tests, the format oracle, the
-# committed sample volumes, and the FIPS mount tests (tests/fips.rs; with CMKFS_OTHER_BUILD set
-# to the default build's binary, volumes cross between the builds both ways).
+# committed sample volumes, the FIPS mount tests (tests/fips.rs; with CMKFS_OTHER_BUILD set
+# to the default build's binary, volumes cross between the builds both ways), and the mount
+# tests that exercise names and authentication hardest (ciphertext, namespace, posix, tamper,
+# fsck, reencrypt), on volumes that the fips build creates with the FIPS name scheme.
 # Needs cmake and golang-go (Debian) to build AWS-LC-FIPS; root and /dev/fuse for the mounts.
 set -eu
 cd "$(dirname "$0")/.."
@@ -15,4 +17,5 @@ if [ -z "${CMKFS_OTHER_BUILD:-}" ] && [ -x target/debug/cmkfs ]; then
 fi
 cargo test --quiet --features fips --no-fail-fast --lib \
     --test crypto_kat --test format_oracle --test sample_volume --test fips --test ciphertext \
+    --test namespace --test posix --test tamper --test fsck --test reencrypt \
     -- --test-threads="${CMKFS_TEST_THREADS:-4}"
