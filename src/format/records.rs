@@ -185,4 +185,29 @@ mod tests {
         bad.block_size = 1000;
         assert!(VolumeConfig::parse(&bad.to_json()).is_err());
     }
+
+    #[test]
+    fn volume_config_name_ciphers() {
+        let mut c = VolumeConfig {
+            format: 1,
+            volume_id: "ab".into(),
+            block_size: 4096,
+            created: 0,
+            content_cipher: "AES-256-GCM".into(),
+            name_cipher: "HMAC-SHA256-SIV-AES-256-CTR".into(),
+        };
+        let parsed = VolumeConfig::parse(&c.to_json()).unwrap();
+        assert_eq!(parsed.name_scheme(), Ok(NameScheme::HmacSivCtr));
+        c.name_cipher = "AES-256-GCM-SIV".into();
+        let parsed = VolumeConfig::parse(&c.to_json()).unwrap();
+        assert_eq!(parsed.name_scheme(), Ok(NameScheme::AesGcmSiv));
+        for bad in ["AES-256-SIV", "", "hmac-sha256-siv-aes-256-ctr"] {
+            c.name_cipher = bad.into();
+            assert_eq!(
+                VolumeConfig::parse(&c.to_json()),
+                Err(FormatError::Field("name_cipher")),
+                "{bad}"
+            );
+        }
+    }
 }
