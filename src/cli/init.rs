@@ -5,6 +5,11 @@ use crate::volume::{InitOptions, init_volume};
 use super::InitArgs;
 
 pub fn run(a: InitArgs) -> Result<(), String> {
+    // The fips build creates keys only in FIPS mode, self-tests passed (as mount does).
+    if crate::crypto::FIPS_BUILD {
+        crate::crypto::enter_fips_mode()
+            .map_err(|e| format!("refusing to create a volume: {e}"))?;
+    }
     let cmk = match &a.cmk {
         Some(url) => {
             Some(a.key_vault.connect(url)? as std::sync::Arc<dyn crate::keys::CustomerKey>)
