@@ -4,7 +4,8 @@
 # committed sample volumes, the FIPS mount tests (tests/fips.rs; with CMKFS_OTHER_BUILD set
 # to the default build's binary, volumes cross between the builds both ways), and the mount
 # tests that exercise names and authentication hardest (ciphertext, namespace, posix, tamper,
-# fsck, reencrypt), on volumes that the fips build creates with the FIPS name scheme.
+# fsck, reencrypt), on volumes that the fips build creates with the FIPS name scheme, and the
+# customer-managed-key tests (TLS to the Key Vault emulator on rustls' FIPS provider).
 # Needs cmake and golang-go (Debian) to build AWS-LC-FIPS; root and /dev/fuse for the mounts.
 set -eu
 cd "$(dirname "$0")/.."
@@ -17,5 +18,5 @@ if [ -z "${CMKFS_OTHER_BUILD:-}" ] && [ -x target/debug/cmkfs ]; then
 fi
 cargo test --quiet --features fips --no-fail-fast --lib \
     --test crypto_kat --test format_oracle --test sample_volume --test fips --test ciphertext \
-    --test namespace --test posix --test tamper --test fsck --test reencrypt \
+    --test namespace --test posix --test tamper --test fsck --test reencrypt --test cmk \
     -- --test-threads="${CMKFS_TEST_THREADS:-4}"

@@ -110,7 +110,10 @@ fn install_fips_tls_provider() -> Result<(), String> {
     // Err only when a provider is installed already; what counts is which one it is.
     let _ = rustls::crypto::default_fips_provider().install_default();
     match rustls::crypto::CryptoProvider::get_default() {
-        Some(p) if p.fips() => Ok(()),
+        Some(p) if p.fips() => {
+            tracing::debug!("TLS to Key Vault on rustls' FIPS provider (AWS-LC-FIPS)");
+            Ok(())
+        }
         _ => Err("TLS to Key Vault: the process's rustls provider is not the FIPS one".into()),
     }
 }
