@@ -11,7 +11,9 @@ set -eu
 cd "$(dirname "$0")/.."
 export RUST_BACKTRACE=1
 export CARGO_TARGET_DIR=target/fips
-scripts/check-fips-deps.sh
+# One build (the test profile) serves the dependency/symbol check and the tests.
+cargo build --quiet --features fips --all-targets
+scripts/check-fips-deps.sh target/fips/debug/cmkfs
 if [ -z "${CMKFS_OTHER_BUILD:-}" ] && [ -x target/debug/cmkfs ]; then
     CMKFS_OTHER_BUILD=$PWD/target/debug/cmkfs
     export CMKFS_OTHER_BUILD
