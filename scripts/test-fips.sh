@@ -14,6 +14,11 @@ export CARGO_TARGET_DIR=target/fips
 # One build (the test profile) serves the dependency/symbol check and the tests.
 cargo build --quiet --features fips --all-targets
 scripts/check-fips-deps.sh target/fips/debug/cmkfs
+# The check must be able to fail: the default build's binary (non-FIPS AWS-LC linked) is refused.
+if [ -x target/debug/cmkfs ] && scripts/check-fips-deps.sh target/debug/cmkfs >/dev/null 2>&1; then
+    echo "test-fips: check-fips-deps.sh accepted the default build's binary" >&2
+    exit 1
+fi
 if [ -z "${CMKFS_OTHER_BUILD:-}" ] && [ -x target/debug/cmkfs ]; then
     CMKFS_OTHER_BUILD=$PWD/target/debug/cmkfs
     export CMKFS_OTHER_BUILD
