@@ -2,14 +2,16 @@
 # Installs cmkfs: the binary, the mount helper convention (mount -t fuse.cmkfs runs
 # `cmkfs BACKING MOUNTPOINT -o ...` through mount.fuse3), the systemd template unit, an example
 # config and the man page. Idempotent. Usage:
-#   scripts/install.sh [--prefix DIR] [--destdir DIR] [--binary FILE] [--uninstall]
+#   scripts/install.sh [--prefix DIR] [--destdir DIR] [--binary FILE] [--fips] [--uninstall]
 # Defaults: binary in /usr/local/bin, units in /etc/systemd/system, mount helper link in /sbin.
+# --fips: build and install the fips build (AWS-LC-FIPS; needs Debian's cmake and golang-go).
 set -eu
 cd "$(dirname "$0")/.."
 PREFIX=/usr/local
 DESTDIR=""
 UNINSTALL=0
 BINARY=""
+FIPS=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --prefix) PREFIX=$2; shift 2 ;;
@@ -19,7 +21,8 @@ while [ $# -gt 0 ]; do
         --binary) BINARY=$2; shift 2 ;;
         --binary=*) BINARY=${1#--binary=}; shift ;;
         --uninstall) UNINSTALL=1; shift ;;
-        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        --fips) FIPS=1; shift ;;
+        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -37,6 +40,18 @@ if [ "$UNINSTALL" -eq 1 ]; then
     exit 0
 fi
 
+if [ -z "$BINARY" ] && [ "$FIPS" -eq 1 ]; then
+    for tool in cmake go; do
+        command -v $tool >/dev/null 2>&1 || {
+            echo "install.sh: the fips build needs $tool: apt-get install cmake golang-go" >&2
+            exit 1
+        }
+    done
+    # Its own target dir, so the default build is not rebuilt (and the reverse).
+    CARGO_TARGET_DIR=target/fips cargo build --release --quiet -p cmkfs --features fips
+    BINARY=target/fips/release/cmkfs
+    "$BINARY" --version | grep -qx 'FIPS mode: on' || { echo "install.sh: $BINARY is not in FIPS mode" >&2; exit 1; }
+fi
 if [ -z "$BINARY" ]; then
     [ -x target/release/cmkfs ] || cargo build --release --quiet -p cmkfs
     BINARY=target/release/cmkfs

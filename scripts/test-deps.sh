@@ -2,6 +2,7 @@
 # Installs (apt-get, Debian) what the test suite runs for real: FUSE's mount helper, the
 # programs the application tests drive (sqlite3, git, tar, attr, acl, rsync, fio), and
 # checks /dev/fuse. Used by scripts/test.sh and .ci/run; does nothing when all are present.
+# With --fips also what the fips build needs to compile AWS-LC-FIPS (cmake, Go).
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 need=""
@@ -13,6 +14,10 @@ have tar || need="$need tar"
 have getfattr || need="$need attr"
 have getfacl || need="$need acl"
 have rsync || need="$need rsync"
+if [ "${1:-}" = --fips ]; then
+    have cmake || need="$need cmake"
+    have go || need="$need golang-go"
+fi
 if [ -n "$need" ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "test-deps: missing:$need (install them as root: apt-get install -y$need)" >&2

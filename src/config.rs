@@ -37,6 +37,31 @@ pub struct ConfigFile {
     pub verify_challenge_resource: Option<bool>,
     /// Seconds.
     pub key_vault_timeout: Option<u64>,
+    /// `"required"`: refuse to mount unless this is the fips build in FIPS mode.
+    pub fips: Option<FipsPolicy>,
+}
+
+/// Whether a mount may run without a FIPS validated module in FIPS mode (`fips = "required"`
+/// in the config file, `--fips required`, `-o fips=required`). The fips build always enters
+/// FIPS mode and refuses to mount if it cannot, whatever the policy.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FipsPolicy {
+    /// FIPS mode in the fips build; the default build runs on AWS-LC without it.
+    #[default]
+    Auto,
+    /// Only the fips build in FIPS mode mounts (for fleets that must never run the other one).
+    Required,
+}
+
+impl FipsPolicy {
+    pub fn parse(s: &str) -> Result<FipsPolicy, String> {
+        match s {
+            "auto" => Ok(FipsPolicy::Auto),
+            "required" => Ok(FipsPolicy::Required),
+            _ => Err(format!("fips={s}: expected \"required\" or \"auto\"")),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -233,5 +258,22 @@ mod tests {
         // Once a panic inside tracing-subscriber's parser (fuzz/artifacts/config_file).
         let e = parse("log_level=\" \u{1a9}[ [\"\n").unwrap_err();
         assert!(e.contains("log_level"), "{e}");
+    }
+
+    #[test]
+    fn fips_policy() {
+        assert_eq!(
+            parse("fips = \"required\"\n").unwrap().fips,
+            Some(FipsPolicy::Required)
+        );
+        assert_eq!(
+            parse("fips = \"auto\"").unwrap().fips,
+            Some(FipsPolicy::Auto)
+        );
+        assert_eq!(parse("").unwrap().fips, None);
+        let e = parse("fips = \"yes\"\n").unwrap_err();
+        assert!(e.contains("line 1") && e.contains("fips"), "{e}");
+        assert_eq!(FipsPolicy::parse("required"), Ok(FipsPolicy::Required));
+        assert!(FipsPolicy::parse("on").is_err());
     }
 }

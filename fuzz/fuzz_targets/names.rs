@@ -2,7 +2,8 @@
 //! `names::decrypt_name` with a fixed `NameCipher` key (as readdir does with untrusted
 //! directory listings and side files). Input: dir id (16 bytes) || mode (1) || rest.
 //! Mode bit 0: treat the rest as a plaintext name, encrypt it and check that it decrypts back
-//! (reaches the success paths); otherwise the rest is an untrusted encoded name.
+//! (reaches the success paths); otherwise the rest is an untrusted encoded name. Mode bit 1:
+//! the FIPS name scheme (HMAC-SHA-256 SIV + AES-256-CTR) instead of AES-256-GCM-SIV.
 #![no_main]
 use cmkfs::crypto::{NameCipher, SecretKey};
 use cmkfs::names::{self, BackingName, EntryKind};
@@ -12,9 +13,13 @@ fuzz_target!(|data: &[u8]| {
     if data.len() < 17 {
         return;
     }
-    let cipher = NameCipher::new(&SecretKey::from_bytes([0x42; 32])).unwrap();
     let dir_id: [u8; 16] = data[..16].try_into().unwrap();
     let mode = data[16];
+    let cipher = if mode & 2 == 0 {
+        NameCipher::gcm_siv(&SecretKey::from_bytes([0x42; 32])).unwrap()
+    } else {
+        NameCipher::hmac_siv_ctr(&SecretKey::from_bytes([0x42; 32]), &SecretKey::from_bytes([0x43; 32])).unwrap()
+    };
     let rest = &data[17..];
     if mode & 1 == 1 {
         if let Ok(b) = names::encrypt_name(&cipher, &dir_id, rest) {

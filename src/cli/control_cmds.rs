@@ -121,6 +121,20 @@ fn human_status(v: &Value) -> String {
         s("volume_id")
     ));
     out.push_str(&format!("  backing:       {}\n", s("backing")));
+    if let Some(m) = v.get("crypto_module") {
+        let f = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+        out.push_str(&format!(
+            "  crypto:        {} {}, FIPS mode: {}; names {}\n",
+            f("module"),
+            f("version"),
+            if m.get("fips_mode") == Some(&Value::Bool(true)) {
+                "on"
+            } else {
+                "off"
+            },
+            s("name_cipher")
+        ));
+    }
     if let Some(n) = v.get("name").and_then(Value::as_str) {
         out.push_str(&format!("  instance:      {n}\n"));
     }

@@ -5,6 +5,11 @@ use crate::volume::{InitOptions, init_volume};
 use super::InitArgs;
 
 pub fn run(a: InitArgs) -> Result<(), String> {
+    // The fips build creates keys only in FIPS mode, self-tests passed (as mount does).
+    if crate::crypto::FIPS_BUILD {
+        crate::crypto::enter_fips_mode()
+            .map_err(|e| format!("refusing to create a volume: {e}"))?;
+    }
     let cmk = match &a.cmk {
         Some(url) => {
             Some(a.key_vault.connect(url)? as std::sync::Arc<dyn crate::keys::CustomerKey>)
@@ -16,6 +21,11 @@ pub fn run(a: InitArgs) -> Result<(), String> {
         block_size: a.block_size,
         cmk,
         audit_log: a.audit_log,
+        name_scheme: if a.fips {
+            crate::crypto::NameScheme::HmacSivCtr
+        } else {
+            crate::crypto::NameScheme::build_default()
+        },
     };
     let report = init_volume(&a.backing, &opts).map_err(|e| e.to_string())?;
     if a.json {
@@ -31,6 +41,7 @@ pub fn run(a: InitArgs) -> Result<(), String> {
             report.service_key.display(),
             report.service_key_fingerprint
         );
+        println!("Name encryption: {}", report.name_cipher);
         if let Some(cmk) = &report.cmk {
             println!(
                 "Customer-managed key: {cmk} (data keys are wrapped by the service key, then by this key)"

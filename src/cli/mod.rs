@@ -120,6 +120,10 @@ pub struct InitArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Encrypt names with the FIPS scheme (HMAC-SHA-256 synthetic IV + AES-256-CTR, approved
+    /// algorithms only). Always on in a build made with `--features fips`.
+    #[arg(long)]
+    pub fips: bool,
 }
 
 #[derive(Args, Clone, Default)]
@@ -162,6 +166,10 @@ pub struct MountArgs {
     pub audit_log: Option<PathBuf>,
     #[command(flatten)]
     pub key_vault: KeyVaultArgs,
+    /// `required`: refuse to mount unless this is the fips build (AWS-LC-FIPS) in FIPS mode
+    /// (config key `fips`, option `-o fips=required`).
+    #[arg(long, value_name = "POLICY")]
+    pub fips: Option<crate::config::FipsPolicy>,
 }
 
 #[derive(Args)]
@@ -175,7 +183,17 @@ pub struct UmountArgs {
 
 /// Runs the CLI; returns the process exit code.
 pub fn run() -> i32 {
-    let cli = Cli::parse_from(mount_helper_argv(std::env::args_os().collect()));
+    use clap::{CommandFactory, FromArgMatches};
+    // Computed once per process; clap keeps `&'static str` versions.
+    let version: &'static str = version_text().leak();
+    let matches = Cli::command()
+        .version(version)
+        .long_version(version)
+        .get_matches_from(mount_helper_argv(std::env::args_os().collect()));
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Init(a) => init::run(a),
         Command::Mount(a) => crate::daemon::mount(a),
@@ -194,6 +212,23 @@ pub fn run() -> i32 {
             1
         }
     }
+}
+
+/// `cmkfs --version`: the release, the crypto module and its version, and FIPS mode.
+fn version_text() -> String {
+    let m = crate::crypto::module_info();
+    format!(
+        "{}\ncrypto module: {} {} (aws-lc-rs{})\nFIPS mode: {}",
+        env!("CARGO_PKG_VERSION"),
+        m.module,
+        m.version,
+        if crate::crypto::FIPS_BUILD {
+            ", fips build"
+        } else {
+            ""
+        },
+        if m.fips_mode { "on" } else { "off" }
+    )
 }
 
 /// mount(8) runs `cmkfs BACKING MOUNTPOINT -o OPTIONS` (the mount.fuse3 convention, for

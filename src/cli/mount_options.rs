@@ -46,6 +46,8 @@ pub struct MountOptions {
     pub no_verify_challenge_resource: bool,
     pub key_vault_timeout: Option<u64>,
     pub foreground: bool,
+    /// `fips=required`: refuse to mount without a FIPS validated module in FIPS mode.
+    pub fips: Option<crate::config::FipsPolicy>,
 }
 
 fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
@@ -116,6 +118,7 @@ impl MountOptions {
                 ("ca_file", Some(v)) => o.ca_file = Some(PathBuf::from(v)),
                 ("no_verify_challenge_resource", None) => o.no_verify_challenge_resource = true,
                 ("foreground", None) => o.foreground = true,
+                ("fips", Some(v)) => o.fips = Some(crate::config::FipsPolicy::parse(v)?),
                 (k, None) if KERNEL_FLAGS.contains(&k) => o.kernel_flags.push(k.to_string()),
                 (k, _)
                     if IGNORED.contains(&k) || k.starts_with("x-") || k.starts_with("comment=") => {

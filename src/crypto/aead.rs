@@ -1,9 +1,15 @@
-//! AES-256-GCM for file blocks and xattr values (random nonces), and deterministic
-//! AES-256-GCM-SIV for names (the same name in the same directory encrypts the same way).
+//! AES-256-GCM for file blocks, xattr values, symlink targets and hole maps (random nonces).
+//! In the fips build every nonce is generated inside the module (aws-lc-rs
+//! `RandomizedNonceKey`), as FIPS 140-3 implementation guidance C.H asks for GCM; the default
+//! build draws them from the same DRBG in batches.
 
-use aws_lc_rs::aead::{AES_256_GCM, AES_256_GCM_SIV, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
+#[cfg(feature = "fips")]
+use aws_lc_rs::aead::RandomizedNonceKey;
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
-use super::{CryptoError, SecretKey, fill_random};
+#[cfg(not(feature = "fips"))]
+use super::fill_random;
+use super::{CryptoError, SecretKey};
 
 pub const NONCE_LEN: usize = 12;
 pub const TAG_LEN: usize = 16;
@@ -11,6 +17,9 @@ pub const TAG_LEN: usize = 16;
 /// Seals and opens sealed buffers laid out as `nonce (12) || ciphertext || tag (16)`.
 pub struct BlockCipher {
     key: LessSafeKey,
+    /// The fips build seals only through this key: the module draws the IV itself.
+    #[cfg(feature = "fips")]
+    sealer: RandomizedNonceKey,
 }
 
 impl BlockCipher {
@@ -19,22 +28,41 @@ impl BlockCipher {
             UnboundKey::new(&AES_256_GCM, key.expose()).map_err(|_| CryptoError::Length)?;
         Ok(BlockCipher {
             key: LessSafeKey::new(unbound),
+            #[cfg(feature = "fips")]
+            sealer: RandomizedNonceKey::new(&AES_256_GCM, key.expose())
+                .map_err(|_| CryptoError::Length)?,
         })
     }
 
     /// Encrypts in place. `sealed` holds the plaintext at `[NONCE_LEN .. len - TAG_LEN]`;
     /// a fresh random nonce and the tag are written around it.
     pub fn seal(&self, aad: &[u8], sealed: &mut [u8]) -> Result<(), CryptoError> {
-        if sealed.len() < NONCE_LEN + TAG_LEN {
+        let len = sealed.len();
+        if len < NONCE_LEN + TAG_LEN {
             return Err(CryptoError::Length);
         }
-        let mut nonce = [0u8; NONCE_LEN];
-        fill_random(&mut nonce)?;
-        self.seal_with_nonce(nonce, aad, sealed)
+        #[cfg(feature = "fips")]
+        {
+            let (nonce, tag) = self
+                .sealer
+                .seal_in_place_separate_tag(Aad::from(aad), &mut sealed[NONCE_LEN..len - TAG_LEN])
+                .map_err(|_| CryptoError::Length)?;
+            sealed[..NONCE_LEN].copy_from_slice(nonce.as_ref());
+            sealed[len - TAG_LEN..].copy_from_slice(tag.as_ref());
+            Ok(())
+        }
+        #[cfg(not(feature = "fips"))]
+        {
+            let mut nonce = [0u8; NONCE_LEN];
+            fill_random(&mut nonce)?;
+            self.seal_with_nonce(nonce, aad, sealed)
+        }
     }
 
     /// Like [`seal`](Self::seal) with a caller-chosen nonce. The caller must never reuse a
-    /// nonce with the same key: the volume draws them from the RNG in batches.
+    /// nonce with the same key: the volume draws them from the RNG in batches. Not in the fips
+    /// build, where every nonce comes from inside the module.
+    #[cfg(not(feature = "fips"))]
     pub fn seal_with_nonce(
         &self,
         nonce: [u8; NONCE_LEN],
@@ -46,7 +74,7 @@ impl BlockCipher {
             return Err(CryptoError::Length);
         }
         sealed[..NONCE_LEN].copy_from_slice(&nonce);
-        let tag: Tag = self
+        let tag = self
             .key
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
@@ -71,52 +99,6 @@ impl BlockCipher {
             .open_in_place(nonce, Aad::from(aad), rest)
             .map_err(|_| CryptoError::Authentication)?;
         Ok(plain)
-    }
-}
-
-/// Deterministic name encryption: AES-256-GCM-SIV with a nonce and associated data that
-/// are functions of the directory id, so a name encrypts the same way within a directory and
-/// differently across directories. Output is `ciphertext || tag`.
-pub struct NameCipher {
-    key: LessSafeKey,
-}
-
-impl NameCipher {
-    pub fn new(key: &SecretKey) -> Result<Self, CryptoError> {
-        let unbound =
-            UnboundKey::new(&AES_256_GCM_SIV, key.expose()).map_err(|_| CryptoError::Length)?;
-        Ok(NameCipher {
-            key: LessSafeKey::new(unbound),
-        })
-    }
-
-    fn nonce(dir_id: &[u8; 16]) -> Nonce {
-        let mut n = [0u8; NONCE_LEN];
-        n.copy_from_slice(&dir_id[..NONCE_LEN]);
-        Nonce::assume_unique_for_key(n)
-    }
-
-    pub fn encrypt(&self, dir_id: &[u8; 16], name: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let mut buf = Vec::with_capacity(name.len() + TAG_LEN);
-        buf.extend_from_slice(name);
-        self.key
-            .seal_in_place_append_tag(Self::nonce(dir_id), Aad::from(&dir_id[..]), &mut buf)
-            .map_err(|_| CryptoError::Length)?;
-        Ok(buf)
-    }
-
-    pub fn decrypt(&self, dir_id: &[u8; 16], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        if sealed.len() < TAG_LEN {
-            return Err(CryptoError::Length);
-        }
-        let mut buf = sealed.to_vec();
-        let len = self
-            .key
-            .open_in_place(Self::nonce(dir_id), Aad::from(&dir_id[..]), &mut buf)
-            .map_err(|_| CryptoError::Authentication)?
-            .len();
-        buf.truncate(len);
-        Ok(buf)
     }
 }
 
@@ -156,17 +138,5 @@ mod tests {
         c.seal(b"", &mut a).unwrap();
         c.seal(b"", &mut b).unwrap();
         assert_ne!(a, b);
-    }
-
-    #[test]
-    fn names_are_deterministic_per_directory() {
-        let c = NameCipher::new(&SecretKey::from_bytes([3u8; 32])).unwrap();
-        let d1 = [1u8; 16];
-        let d2 = [2u8; 16];
-        let a = c.encrypt(&d1, b"report.txt").unwrap();
-        assert_eq!(a, c.encrypt(&d1, b"report.txt").unwrap());
-        assert_ne!(a, c.encrypt(&d2, b"report.txt").unwrap());
-        assert_eq!(c.decrypt(&d1, &a).unwrap(), b"report.txt");
-        assert!(c.decrypt(&d2, &a).is_err());
     }
 }

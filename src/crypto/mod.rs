@@ -1,13 +1,18 @@
 //! Crypto primitives: AES-256-GCM blocks, deterministic name encryption, HKDF, AES key wrap,
-//! randomness and zeroizing key types. Owns no I/O and imports no other cmkfs module.
+//! randomness and zeroizing key types, and which module (AWS-LC or AWS-LC-FIPS) provides them.
+//! Owns no I/O and imports no other cmkfs module.
 
 mod aead;
 mod kdf;
+mod module;
+mod names;
 mod secret;
 mod wrap;
 
-pub use aead::{BlockCipher, NONCE_LEN, NameCipher, TAG_LEN};
+pub use aead::{BlockCipher, NONCE_LEN, TAG_LEN};
 pub use kdf::{derive_key, key_fingerprint};
+pub use module::{FIPS_BUILD, FipsError, ModuleInfo, enter_fips_mode, module_info};
+pub use names::{NAME_OVERHEAD, NameCipher, NameScheme};
 pub use secret::SecretKey;
 pub use wrap::{WRAPPED_KEY_LEN, unwrap_key, wrap_key};
 
@@ -22,7 +27,8 @@ pub enum CryptoError {
     Random,
 }
 
-/// Fills `out` with bytes from the OS-seeded CSPRNG.
+/// Fills `out` from the module's DRBG (AWS-LC's CTR-DRBG, seeded from the OS; in the fips build
+/// the SP 800-90A DRBG inside the validated module).
 pub fn fill_random(out: &mut [u8]) -> Result<(), CryptoError> {
     aws_lc_rs::rand::fill(out).map_err(|_| CryptoError::Random)
 }

@@ -86,6 +86,8 @@ impl ControlHandler for DaemonControl {
             "volume_id": self.volume.config().volume_id,
             "format": self.volume.config().format,
             "block_size": self.volume.config().block_size,
+            "name_cipher": self.volume.config().name_cipher,
+            "crypto_module": crate::crypto::module_info(),
             "read_only": self.volume.read_only(),
             "pid": std::process::id(),
             "uptime_seconds": self.started.elapsed().as_secs(),

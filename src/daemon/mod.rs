@@ -4,6 +4,7 @@
 //! cleanly on SIGTERM/SIGINT.
 
 mod control_impl;
+mod fips;
 mod key_events;
 mod notify;
 mod process;
@@ -33,6 +34,9 @@ use process::{ReadyPipe, daemonize, harden_process, init_logging};
 
 pub fn mount(a: MountArgs) -> Result<(), String> {
     let s = MountSettings::resolve(&a)?;
+    // Before anything touches the volume: a fips build that cannot enter FIPS mode, or a
+    // `fips = "required"` mount on the default build, stops here with one line.
+    fips::check_crypto_module(s.fips)?;
     // Before any thread exists (lease renewer, Key Vault runtime): every thread inherits the
     // mask, so SIGTERM/SIGINT/SIGHUP reach only the signal thread's sigwait and never kill
     // the daemon with the mount left behind.
@@ -314,6 +318,7 @@ macro_rules! or_report {
 
 fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), String> {
     harden_process();
+    fips::warn_on_legacy_names(&volume.config().name_cipher);
     let signals = stop_signals();
     let volume = Arc::new(volume);
     let stats = Arc::new(FsStats::default());
@@ -421,9 +426,11 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
         crate::audit::AuditResult::Ok,
     )
     .detail(format!(
-        "{} on {}",
+        "{} on {}; crypto module {}; names {}",
         s.backing.display(),
-        s.mountpoint.display()
+        s.mountpoint.display(),
+        crate::crypto::module_info().summary(),
+        volume.config().name_cipher
     ));
     let (started, started_recorded) = std::sync::mpsc::channel::<()>();
     let ready_audit = audit.clone();

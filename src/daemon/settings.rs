@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::{KeyVaultArgs, MountArgs, MountOptions};
-use crate::config::{ConfigFile, credential_path};
+use crate::config::{ConfigFile, FipsPolicy, credential_path};
 
 pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
 pub const DEFAULT_CACHE_MAX_AGE: u64 = 3600;
@@ -28,6 +28,7 @@ pub struct MountSettings {
     pub revocation_check_interval: Duration,
     pub audit_log: Option<PathBuf>,
     pub key_vault: KeyVaultArgs,
+    pub fips: FipsPolicy,
 }
 
 fn absolute(p: PathBuf) -> Result<PathBuf, String> {
@@ -138,6 +139,7 @@ impl MountSettings {
                     .or(o.key_vault_timeout)
                     .or(file.key_vault_timeout),
             },
+            fips: a.fips.or(options.fips).or(file.fips).unwrap_or_default(),
             options,
         })
     }

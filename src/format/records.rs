@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{DataKeyRef, FORMAT_VERSION, FormatError, META_FORMAT_VERSION};
+use crate::crypto::NameScheme;
 
 /// `volume.json`: the parameters fixed when the volume was created.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,10 +32,17 @@ impl VolumeConfig {
         if !c.block_size.is_power_of_two() || !(512..=1 << 20).contains(&c.block_size) {
             return Err(FormatError::Field("block_size"));
         }
-        if c.content_cipher != "AES-256-GCM" || c.name_cipher != "AES-256-GCM-SIV" {
+        if c.content_cipher != "AES-256-GCM" {
             return Err(FormatError::Field("cipher"));
         }
+        c.name_scheme()?;
         Ok(c)
+    }
+
+    /// The name encryption scheme: `"AES-256-GCM-SIV"` (format 1) or
+    /// `"HMAC-SHA256-SIV-AES-256-CTR"` (the FIPS scheme, format 2).
+    pub fn name_scheme(&self) -> Result<NameScheme, FormatError> {
+        NameScheme::parse(&self.name_cipher).ok_or(FormatError::Field("name_cipher"))
     }
 
     pub fn block_shift(&self) -> u8 {
@@ -177,5 +185,30 @@ mod tests {
         let mut bad = c.clone();
         bad.block_size = 1000;
         assert!(VolumeConfig::parse(&bad.to_json()).is_err());
+    }
+
+    #[test]
+    fn volume_config_name_ciphers() {
+        let mut c = VolumeConfig {
+            format: 1,
+            volume_id: "ab".into(),
+            block_size: 4096,
+            created: 0,
+            content_cipher: "AES-256-GCM".into(),
+            name_cipher: "HMAC-SHA256-SIV-AES-256-CTR".into(),
+        };
+        let parsed = VolumeConfig::parse(&c.to_json()).unwrap();
+        assert_eq!(parsed.name_scheme(), Ok(NameScheme::HmacSivCtr));
+        c.name_cipher = "AES-256-GCM-SIV".into();
+        let parsed = VolumeConfig::parse(&c.to_json()).unwrap();
+        assert_eq!(parsed.name_scheme(), Ok(NameScheme::AesGcmSiv));
+        for bad in ["AES-256-SIV", "", "hmac-sha256-siv-aes-256-ctr"] {
+            c.name_cipher = bad.into();
+            assert_eq!(
+                VolumeConfig::parse(&c.to_json()),
+                Err(FormatError::Field("name_cipher")),
+                "{bad}"
+            );
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
-use crate::crypto::{BlockCipher, CryptoError, NameCipher, SecretKey, derive_key};
+use crate::crypto::{BlockCipher, CryptoError, NameCipher, NameScheme, SecretKey, derive_key};
 use crate::format::DataKeyRef;
 
 /// An unwrapped data key and the name cipher derived from it.
@@ -19,12 +19,23 @@ pub struct DataKey {
 }
 
 impl DataKey {
+    /// A data key of a volume whose names use AES-256-GCM-SIV (format 1).
     pub fn new(key: SecretKey) -> Result<Self, CryptoError> {
-        let name_key = derive_key(&key, b"cmkfs names v1", b"")?;
-        Ok(DataKey {
-            names: NameCipher::new(&name_key)?,
-            key,
-        })
+        Self::with_name_scheme(key, NameScheme::AesGcmSiv)
+    }
+
+    /// A data key of a volume whose names use `scheme` (the volume's `"name_cipher"`).
+    pub fn with_name_scheme(key: SecretKey, scheme: NameScheme) -> Result<Self, CryptoError> {
+        let names = match scheme {
+            NameScheme::AesGcmSiv => {
+                NameCipher::gcm_siv(&derive_key(&key, b"cmkfs names v1", b"")?)?
+            }
+            NameScheme::HmacSivCtr => NameCipher::hmac_siv_ctr(
+                &derive_key(&key, b"cmkfs names v2", b"siv mac")?,
+                &derive_key(&key, b"cmkfs names v2", b"siv ctr")?,
+            )?,
+        };
+        Ok(DataKey { names, key })
     }
 
     /// The cipher for names in directories whose id file references this key.

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::crypto::SecretKey;
+use crate::crypto::{NameScheme, SecretKey};
 use crate::format::{DataKeyRef, KeyStore, WrappedDataKey};
 
 use crate::audit::{AuditEvent, AuditLog, AuditOp, AuditResult};
@@ -27,6 +27,8 @@ pub struct KeyHierarchy {
     revoked_flag: AtomicBool,
     cache: DataKeyCache,
     audit: Arc<AuditLog>,
+    /// The volume's name scheme, given to every data key unwrapped.
+    name_scheme: NameScheme,
 }
 
 fn result_of(e: &KeyError) -> AuditResult {
@@ -49,7 +51,14 @@ impl KeyHierarchy {
             revoked_flag: AtomicBool::new(false),
             cache,
             audit: Arc::new(AuditLog::disabled()),
+            name_scheme: NameScheme::AesGcmSiv,
         }
+    }
+
+    /// Names of this volume use `scheme` (its `volume.json` `"name_cipher"`).
+    pub fn with_name_scheme(mut self, scheme: NameScheme) -> Self {
+        self.name_scheme = scheme;
+        self
     }
 
     /// Writes every key event to `audit`.
@@ -378,7 +387,10 @@ impl KeyHierarchy {
             .find(key)
             .cloned()
             .ok_or(KeyError::UnknownDataKey(key))?;
-        let dk = Arc::new(DataKey::new(self.unwrap_record(&record)?)?);
+        let dk = Arc::new(DataKey::with_name_scheme(
+            self.unwrap_record(&record)?,
+            self.name_scheme,
+        )?);
         self.cache.insert(key, dk.clone());
         Ok(dk)
     }

@@ -1,5 +1,6 @@
 //! Name encryption: plaintext names <-> backing entry names. Names are encrypted
-//! deterministically with the directory id as associated data and encoded as unpadded
+//! deterministically with the directory id bound in (in the volume's scheme, see
+//! `crypto::NameScheme`: AES-256-GCM-SIV, or the FIPS scheme) and encoded as unpadded
 //! base64url; encodings longer than [`MAX_SHORT_NAME`] become a `.L<hash>` entry whose full
 //! encoding lives in a `.N<hash>` side file. Owns no I/O: callers read and write side files.
 
@@ -154,29 +155,47 @@ mod tests {
     use super::*;
     use crate::crypto::SecretKey;
 
-    fn cipher() -> NameCipher {
-        NameCipher::new(&SecretKey::from_bytes([4; 32])).unwrap()
+    /// Both schemes: AES-256-GCM-SIV (format 1) and the FIPS scheme.
+    fn ciphers() -> [NameCipher; 2] {
+        [
+            NameCipher::gcm_siv(&SecretKey::from_bytes([4; 32])).unwrap(),
+            NameCipher::hmac_siv_ctr(
+                &SecretKey::from_bytes([5; 32]),
+                &SecretKey::from_bytes([6; 32]),
+            )
+            .unwrap(),
+        ]
     }
 
     #[test]
     fn short_names_round_trip() {
-        let c = cipher();
+        for c in ciphers() {
+            short_round_trip(&c);
+        }
+    }
+
+    fn short_round_trip(c: &NameCipher) {
         let d = [1u8; 16];
-        let n = encrypt_name(&c, &d, b"hello.txt").unwrap();
+        let n = encrypt_name(c, &d, b"hello.txt").unwrap();
         let BackingName::Short(e) = &n else {
             panic!("short expected")
         };
         assert_eq!(classify(e), EntryKind::Short(e));
-        assert_eq!(decrypt_name(&c, &d, e, None).unwrap(), b"hello.txt");
+        assert_eq!(decrypt_name(c, &d, e, None).unwrap(), b"hello.txt");
         assert!(!e.contains("hello"));
     }
 
     #[test]
     fn long_names_use_side_files() {
-        let c = cipher();
+        for c in ciphers() {
+            long_side_files(&c);
+        }
+    }
+
+    fn long_side_files(c: &NameCipher) {
         let d = [1u8; 16];
         let plain = vec![b'x'; 255];
-        let n = encrypt_name(&c, &d, &plain).unwrap();
+        let n = encrypt_name(c, &d, &plain).unwrap();
         let BackingName::Long {
             entry,
             side_file,
@@ -193,10 +212,10 @@ mod tests {
             }
         );
         assert_eq!(classify(side_file), EntryKind::Reserved);
-        assert_eq!(decrypt_name(&c, &d, encoded, Some(entry)).unwrap(), plain);
+        assert_eq!(decrypt_name(c, &d, encoded, Some(entry)).unwrap(), plain);
         assert!(
             decrypt_name(
-                &c,
+                c,
                 &d,
                 encoded,
                 Some(".Lxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")
@@ -204,23 +223,25 @@ mod tests {
             .is_err()
         );
         assert_eq!(
-            encrypt_name(&c, &d, &[b'x'; 256]).unwrap_err(),
+            encrypt_name(c, &d, &[b'x'; 256]).unwrap_err(),
             NameError::TooLong
         );
     }
 
     #[test]
     fn bad_names() {
-        let c = cipher();
+        for c in ciphers() {
+            bad(&c);
+        }
+    }
+
+    fn bad(c: &NameCipher) {
         let d = [1u8; 16];
-        assert_eq!(encrypt_name(&c, &d, b"..").unwrap_err(), NameError::Invalid);
-        assert_eq!(
-            encrypt_name(&c, &d, b"a/b").unwrap_err(),
-            NameError::Invalid
-        );
+        assert_eq!(encrypt_name(c, &d, b"..").unwrap_err(), NameError::Invalid);
+        assert_eq!(encrypt_name(c, &d, b"a/b").unwrap_err(), NameError::Invalid);
         assert_eq!(classify(".cmkfs"), EntryKind::Reserved);
         assert_eq!(classify("plain name"), EntryKind::Reserved);
-        assert!(decrypt_name(&c, &d, "AAAA", None).is_err());
-        assert!(decrypt_name(&c, &d, "!!", None).is_err());
+        assert!(decrypt_name(c, &d, "AAAA", None).is_err());
+        assert!(decrypt_name(c, &d, "!!", None).is_err());
     }
 }

@@ -22,6 +22,8 @@ pub struct InitOptions {
     pub cmk: Option<std::sync::Arc<dyn crate::keys::CustomerKey>>,
     /// Where the first key wrap is recorded (default: the default audit log).
     pub audit_log: Option<PathBuf>,
+    /// How names are encrypted (default: the FIPS scheme in the fips build, GCM-SIV otherwise).
+    pub name_scheme: crate::crypto::NameScheme,
 }
 
 impl Default for InitOptions {
@@ -31,6 +33,7 @@ impl Default for InitOptions {
             block_size: 4096,
             cmk: None,
             audit_log: None,
+            name_scheme: crate::crypto::NameScheme::build_default(),
         }
     }
 }
@@ -41,6 +44,8 @@ pub struct InitReport {
     pub cmk: Option<String>,
     pub service_key: PathBuf,
     pub service_key_fingerprint: String,
+    /// The volume's `"name_cipher"`.
+    pub name_cipher: &'static str,
 }
 
 fn now() -> u64 {
@@ -106,7 +111,7 @@ pub fn init_volume(backing: &Path, opts: &InitOptions) -> Result<InitReport> {
         block_size: opts.block_size,
         created: now(),
         content_cipher: "AES-256-GCM".into(),
-        name_cipher: "AES-256-GCM-SIV".into(),
+        name_cipher: opts.name_scheme.as_str().into(),
     };
     let mut providers: Vec<std::sync::Arc<dyn KeyProvider>> =
         vec![std::sync::Arc::new(service_key)];
@@ -159,5 +164,6 @@ pub fn init_volume(backing: &Path, opts: &InitOptions) -> Result<InitReport> {
         cmk: opts.cmk.as_ref().map(|c| c.key_url().to_string()),
         service_key: key_path,
         service_key_fingerprint: fingerprint,
+        name_cipher: opts.name_scheme.as_str(),
     })
 }

@@ -155,7 +155,12 @@ impl Volume {
             DataKeyCache::new(opts.cache_capacity, opts.cache_max_age),
         )
         .with_store_file(store_file.clone())
-        .with_audit(opts.audit.clone());
+        .with_audit(opts.audit.clone())
+        .with_name_scheme(
+            config
+                .name_scheme()
+                .map_err(|e| setup(format!("{}: {e}", volume_config_path(backing).display())))?,
+        );
         match (&wanted_cmk, &opts.cmk) {
             (Some(url), None) => {
                 return Err(setup(format!(

@@ -102,6 +102,22 @@ fn version_of(key_id: &str) -> Option<String> {
     parse_key_url(key_id).ok().and_then(|(_, _, v)| v)
 }
 
+/// The fips build: TLS to Key Vault (and to the identity endpoints, same client) on rustls'
+/// FIPS provider, which runs on AWS-LC-FIPS. reqwest builds its rustls config from the process
+/// default provider, so it is installed before the first client is built.
+#[cfg(feature = "fips")]
+fn install_fips_tls_provider() -> Result<(), String> {
+    // Err only when a provider is installed already; what counts is which one it is.
+    let _ = rustls::crypto::default_fips_provider().install_default();
+    match rustls::crypto::CryptoProvider::get_default() {
+        Some(p) if p.fips() => {
+            tracing::debug!("TLS to Key Vault on rustls' FIPS provider (AWS-LC-FIPS)");
+            Ok(())
+        }
+        _ => Err("TLS to Key Vault: the process's rustls provider is not the FIPS one".into()),
+    }
+}
+
 impl AzureCmk {
     pub fn new(settings: AzureSettings) -> Result<AzureCmk, String> {
         let (endpoint, name, _) = parse_key_url(&settings.key_url)?;
@@ -125,6 +141,8 @@ impl AzureCmk {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the Key Vault runtime: {e}"))?;
+        #[cfg(feature = "fips")]
+        install_fips_tls_provider()?;
         let credential = self.settings.credential.build()?;
         let mut http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
