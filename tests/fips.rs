@@ -61,9 +61,7 @@ impl Vol {
         self.path("mnt")
     }
     fn name_cipher(&self) -> String {
-        let v: serde_json::Value =
-            serde_json::from_slice(&fs::read(self.backing().join(".cmkfs/volume.json")).unwrap())
-                .unwrap();
+        let v = common::read_record(&self.backing(), cmkfs::meta_copies::Record::VolumeConfig);
         v["name_cipher"].as_str().unwrap_or_default().to_string()
     }
     fn mount_cmd(&self, bin: &str) -> Command {

@@ -11,7 +11,7 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use cmkfs::crypto::{BlockCipher, SecretKey, derive_key};
 use cmkfs::format::{BlockLayout, FileHeader, HEADER_LEN, KeyStore, block_aad};
 use cmkfs::keys::ServiceKey;
-use cmkfs::volume::{InitOptions, OpenOptions, Volume, init_volume, key_store_path};
+use cmkfs::volume::{InitOptions, OpenOptions, Volume, init_volume};
 
 fn oracle_open(key: &[u8; 32], sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
     let c = Aes256Gcm::new_from_slice(key).ok()?;
@@ -99,7 +99,12 @@ fn file_written_by_volume_core_decrypts_with_oracle() {
     let header = FileHeader::decode(&ct).unwrap();
 
     // Unwrap the data key through the public key-store API and derive the content key.
-    let store = KeyStore::parse(&fs::read(key_store_path(&backing)).unwrap()).unwrap();
+    let meta = backing.join(".cmkfs");
+    let store_bytes =
+        cmkfs::meta_copies::load(&meta, cmkfs::meta_copies::Record::KeyStore, None, false)
+            .unwrap()
+            .content;
+    let store = KeyStore::parse(&store_bytes).unwrap();
     let record = store.find(header.key).unwrap();
     let dk = vol.keys().unwrap_record(record).unwrap();
     let content = derive_key(&dk, &header.file_id, b"cmkfs content v1").unwrap();
