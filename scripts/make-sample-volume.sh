@@ -36,7 +36,12 @@ if libc.fallocate(fd, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, ctypes.c_long(
 os.fsync(fd)
 os.close(fd)
 PY
+# A 4,003-byte symlink target (side record). Nothing that git cannot carry: no xattrs (so no
+# ACLs, and the directory ids' xattr copies are missing in a clone: mounts read the file copy),
+# no device nodes (whiteouts).
+ln -s "$(python3 -c 'print("t" * 3999, end="")')/end" "$TMP/long-link"
 "$BIN" umount "$TMP"
 rmdir "$TMP"
+rm -f "$OUT/.cmkfs/mount.lock"
 chmod 644 "$KEY"   # git does not keep modes; the test copies it and sets 0600
 echo "wrote $OUT"
