@@ -479,3 +479,45 @@ fn cp_keeps_a_sparse_file_sparse() {
     assert_bytes_eq(&back, &data, "copied data");
     assert_eq!(seek(&f, 0, libc::SEEK_DATA).unwrap(), 512 << 20);
 }
+
+/// fsck reads sparse files through their maps (no false alarm) and reports a hole map that
+/// belongs to no file, and a zeroed data block.
+#[test]
+fn fsck_knows_hole_maps() {
+    let mut v = TestVolume::new();
+    {
+        let f = rw(&v.p("sparse"));
+        f.set_len(64 * BS).unwrap();
+        f.write_all_at(&Rng::new(1).bytes(BS as usize), 10 * BS)
+            .unwrap();
+    }
+    v.umount();
+    let fsck = |v: &TestVolume| {
+        let o = run(cmkfs()
+            .arg("fsck")
+            .arg(v.backing())
+            .arg("--service-key")
+            .arg(v.key())
+            .arg("--json"));
+        let j: serde_json::Value = serde_json::from_str(&o.stdout)
+            .unwrap_or_else(|e| panic!("fsck --json: {e}: {}\n{}", o.stdout, o.stderr));
+        (o.status.code(), j)
+    };
+    let (code, j) = fsck(&v);
+    assert_eq!(code, Some(0), "clean sparse volume: {j}");
+    let holes = v.backing().join(".cmkfs/holes");
+    let map = fs::read_dir(&holes)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    fs::copy(&map, holes.join(format!("{}-0-0", "ab".repeat(16)))).unwrap();
+    let (code, j) = fsck(&v);
+    assert_eq!(code, Some(1), "{j}");
+    assert!(
+        j.to_string()
+            .contains("hole map of a file that no longer exists"),
+        "{j}"
+    );
+}

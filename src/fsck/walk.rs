@@ -74,6 +74,8 @@ pub(super) struct Walker<'a> {
     candidates: Vec<Candidate>,
     /// Side records of long symlink targets that some symlink names.
     long_links: HashSet<String>,
+    /// Hole map names of the files seen (`<file id>-<scope>-<epoch>`).
+    hole_maps: HashSet<String>,
 }
 
 pub(super) fn kind_name(k: Option<FileKind>) -> &'static str {
@@ -125,6 +127,7 @@ impl<'a> Walker<'a> {
             inodes: HashMap::new(),
             candidates: Vec::new(),
             long_links: HashSet::new(),
+            hole_maps: HashSet::new(),
         }
     }
 
@@ -198,6 +201,7 @@ impl<'a> Walker<'a> {
             }
         }
         self.check_long_links();
+        self.check_hole_maps();
         self.progress.finish();
         Ok(())
     }
@@ -371,6 +375,37 @@ impl<'a> Walker<'a> {
             let rel = Path::new(crate::volume::LINKS_DIR).join(&r);
             let msg = "orphan: long symlink target record that no symlink names".to_string();
             self.problem(ProblemCode::Orphan, &rel, None, "file", msg);
+        }
+    }
+
+    /// Hole maps that belong to no file (a crash between removing a sparse file's last name
+    /// and its map), and temp files of interrupted map writes. A damaged map is found with its
+    /// file (its holes fail to read).
+    fn check_hole_maps(&mut self) {
+        let rel_dir = Path::new(crate::format::META_DIR).join(crate::volume::HOLES_DIR);
+        let names = match self.vol.hole_map_names() {
+            Ok(n) => n,
+            Err(e) => {
+                let msg = format!("cannot list the hole maps: {e}");
+                self.problem(ProblemCode::Io, &rel_dir, None, "dir", msg);
+                return;
+            }
+        };
+        for n in names {
+            let msg = if n.starts_with(".tmp.") {
+                "orphan: leftover temporary file of an interrupted hole map write"
+            } else if !self.hole_maps.contains(&n) {
+                "orphan: hole map of a file that no longer exists"
+            } else {
+                continue;
+            };
+            self.problem(
+                ProblemCode::Orphan,
+                &rel_dir.join(&n),
+                None,
+                "file",
+                msg.to_string(),
+            );
         }
     }
 
@@ -548,6 +583,7 @@ impl<'a> Walker<'a> {
                 return v;
             }
             HeaderState::Valid(h) => {
+                self.hole_maps.insert(crate::volume::hole_map_name(&h));
                 if let Some((code, msg)) = self.keys.reference(h.key) {
                     v.add(
                         code,

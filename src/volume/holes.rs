@@ -192,6 +192,29 @@ impl Volume {
     }
 }
 
+impl Volume {
+    /// The names in `.cmkfs/holes/` (hole maps, and temp files of interrupted writes), sorted.
+    pub fn hole_map_names(&self) -> Result<Vec<String>> {
+        let dir = match self.holes_dir(false) {
+            Ok(d) => d,
+            Err(VolumeError::Io(e)) if e.raw_os_error() == Some(libc::ENOENT) => {
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
+        let mut d = nix::dir::Dir::from_fd(dir)?;
+        let mut out = Vec::new();
+        for e in d.iter() {
+            let n = e?.file_name().to_string_lossy().into_owned();
+            if n != "." && n != ".." {
+                out.push(n);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
 /// Whether a regular file may have holes (fewer bytes allocated than its length).
 pub(super) fn maybe_sparse(st: &nix::sys::stat::FileStat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFREG

@@ -32,6 +32,7 @@ pub use dir::{Dir, DirEntry, LastRef, Owner, Replaced, TimeSet};
 pub use dirid_copies::{DirIdCopies, DirIdCopy, ResolvedDirId};
 pub use error::{Result, VolumeError, errno};
 pub use file::{OpenFile, seal_blocks};
+pub use holes::{HOLES_DIR, hole_map_name};
 pub use init::{InitOptions, InitReport, init_volume};
 pub use lock::{MountLock, lock_backing};
 pub use meta::{DirIdFinding, MetaEvent};
