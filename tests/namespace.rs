@@ -441,6 +441,6 @@ fn odd_names_round_trip() {
         fs::metadata(v.backing().join(".cmkfs.dirid"))
             .unwrap()
             .len(),
-        32
+        cmkfs::format::DIRID_LEN as u64
     );
 }
