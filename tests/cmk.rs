@@ -329,7 +329,13 @@ fn rotation_then_disabling_the_old_version_keeps_data_readable() {
             .arg("--json"),
     );
     let r: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(r["rewrapped"], 1, "{r}");
+    // The daemon's watcher may have seen the new version first and re-wrapped already (then
+    // the request finds nothing left to do): either way one re-wrap, to the new version.
+    let by_request = r["rewrapped"].as_u64().unwrap();
+    let by_watcher = v
+        .log()
+        .contains("data keys re-wrapped to the newest key version");
+    assert!(by_request == 1 || (by_request == 0 && by_watcher), "{r}");
     assert_eq!(r["versions_in_use"][0].as_str().unwrap(), new_kid);
     let store = common::read_record(&v.backing(), cmkfs::meta_copies::Record::KeyStore).to_string();
     assert!(

@@ -29,6 +29,10 @@ pub struct KeyHierarchy {
     audit: Arc<AuditLog>,
     /// The volume's name scheme, given to every data key unwrapped.
     name_scheme: NameScheme,
+    /// Held by each key-store change from its snapshot to its replacement, so that two changes
+    /// in this daemon (the watcher re-wrapping to a new key version while `key rotate` does the
+    /// same) run one after the other instead of one failing as concurrent.
+    change_lock: std::sync::Mutex<()>,
 }
 
 fn result_of(e: &KeyError) -> AuditResult {
@@ -44,6 +48,7 @@ impl KeyHierarchy {
     pub fn new(store: KeyStore, providers: Vec<Arc<dyn KeyProvider>>, cache: DataKeyCache) -> Self {
         KeyHierarchy {
             store: RwLock::new(store),
+            change_lock: std::sync::Mutex::new(()),
             store_file: None,
             providers,
             cmk: None,
@@ -138,6 +143,7 @@ impl KeyHierarchy {
             .cmk
             .clone()
             .ok_or_else(|| KeyError::NoProvider("no customer-managed key".into()))?;
+        let _change = self.change_lock.lock().unwrap_or_else(|p| p.into_inner());
         let latest = cmk.latest_key_id()?;
         let snapshot = self.store_snapshot();
         let mut updated = snapshot.clone();
@@ -181,6 +187,7 @@ impl KeyHierarchy {
 
     /// Adds (`Some`) or removes (`None`) the customer-managed layer of every data key.
     pub fn set_cmk_layer(&self, cmk: Option<&Arc<dyn CustomerKey>>) -> Result<usize, KeyError> {
+        let _change = self.change_lock.lock().unwrap_or_else(|p| p.into_inner());
         let snapshot = self.store_snapshot();
         let mut updated = snapshot.clone();
         let mut changed = 0;
