@@ -521,3 +521,73 @@ fn fsck_knows_hole_maps() {
         "{j}"
     );
 }
+
+/// After a crash the stored hole map may still list blocks written since it was stored (the
+/// map is rewritten on fsync and close). Such a block is data: truncating onto it, growing past
+/// it or zeroing part of it must treat it as data (re-seal it as the final block, keep it).
+#[test]
+fn a_stale_hole_map_after_a_crash_never_hides_data() {
+    let mut v = TestVolume::new();
+    let data = Rng::new(8).bytes(3 * BS as usize);
+    {
+        let f = rw(&v.p("f"));
+        f.set_len(64 * BS).unwrap(); // the map, on disk: blocks 0..64 are holes
+        f.sync_all().unwrap();
+    }
+    let f = rw(&v.p("f"));
+    f.write_all_at(&data, 10 * BS).unwrap(); // blocks 10..13: data, map on disk not rewritten
+    // SIGKILL the daemon while the file is open: the map is not stored again.
+    let st = run_ok(cmkfs().arg("status").arg(v.mnt()).arg("--json"));
+    let pid = serde_json::from_str::<serde_json::Value>(&st.stdout).unwrap()["pid"]
+        .as_u64()
+        .unwrap();
+    run_ok(
+        std::process::Command::new("kill")
+            .arg("-9")
+            .arg(pid.to_string()),
+    );
+    drop(f);
+    force_unmount(&v.mnt());
+    v.forget_mounted();
+    v.mount();
+    let read = |v: &TestVolume, off: u64, len: usize| {
+        let mut b = vec![0u8; len];
+        File::open(v.p("f"))
+            .unwrap()
+            .read_exact_at(&mut b, off)
+            .unwrap();
+        b
+    };
+    assert_bytes_eq(
+        &read(&v, 10 * BS, 3 * BS as usize),
+        &data,
+        "data after the crash",
+    );
+    // Zero part of block 11 and cut the file inside block 12 (a middle block becomes final).
+    let f = rw(&v.p("f"));
+    fallocate(
+        &f,
+        libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
+        11 * BS + 100,
+        50,
+    )
+    .unwrap();
+    f.set_len(12 * BS + 7).unwrap();
+    drop(f);
+    let mut want = data[..(2 * BS + 7) as usize].to_vec();
+    want[(BS + 100) as usize..(BS + 150) as usize].fill(0);
+    assert_bytes_eq(
+        &read(&v, 10 * BS, want.len()),
+        &want,
+        "after zero range and truncate",
+    );
+    // Growing past it again keeps it.
+    rw(&v.p("f")).set_len(40 * BS).unwrap();
+    v.remount();
+    assert_bytes_eq(
+        &read(&v, 10 * BS, want.len()),
+        &want,
+        "after growing and a remount",
+    );
+    assert!(read(&v, 13 * BS, BS as usize).iter().all(|&b| b == 0));
+}

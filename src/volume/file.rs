@@ -243,6 +243,26 @@ impl Volume {
         Ok(slot)
     }
 
+    /// Whether block `b` (of a file of `st.size` bytes) is a hole: listed in the map *and* all
+    /// zeros on disk. A map read back after a crash may still list blocks that were written
+    /// since it was stored: such a block is data (and leaves the map), so a decision that
+    /// depends on it (re-sealing a final block, zeroing an edge) never skips real data.
+    fn is_hole(&self, f: &OpenFile, st: &FileState, cipher: &BlockCipher, b: u64) -> Result<bool> {
+        if !self.holes_of(st, cipher)?.list.contains(b) {
+            return Ok(false);
+        }
+        let l = self.layout();
+        let mut sealed = vec![0u8; sealed_len(l, st.size, b) as usize];
+        let got = read_full(&f.raw_file(), &mut sealed, l.block_offset(b))?;
+        if all_zero(&sealed[..got]) {
+            return Ok(true);
+        }
+        let mut slot = st.holes();
+        slot.list.remove(b, b + 1);
+        slot.dirty = true;
+        Ok(false)
+    }
+
     /// Authenticates and decrypts block `b` in place; an all-zero block is a hole (zeros)
     /// only if the file's authenticated hole map says so, and fails authentication otherwise.
     #[allow(clippy::too_many_arguments)]
@@ -557,7 +577,7 @@ impl Volume {
             && old_size > 0
             && old_size.is_multiple_of(bs)
             && start >= old_size
-            && !self.holes_of(st, &cipher)?.list.contains(old_size / bs - 1);
+            && !self.is_hole(f, st, &cipher, old_size / bs - 1)?;
         let written = self.write_blocks(
             f, st, &cipher, &file_id, offset, data, start, end, old_size, new_size,
         );
@@ -627,7 +647,7 @@ impl Volume {
             .ok_or_else(|| VolumeError::Integrity("no header".into()))?;
         let old_last = (old > 0).then(|| (old - 1) / bs);
         let old_last_is_data = match old_last {
-            Some(b) => !self.holes_of(st, cipher)?.list.contains(b),
+            Some(b) => !self.is_hole(f, st, cipher, b)?,
             None => false,
         };
         let mut slot = self.holes_of(st, cipher)?;
@@ -806,11 +826,11 @@ impl Volume {
         let cipher = self.cipher(f, &mut st)?;
         let file_id = st.header.map(|h| h.file_id).unwrap_or_default();
         let b = (new_size - 1) / l.block_size;
+        let final_is_hole = self.is_hole(f, &st, &cipher, b)?;
         let mut slot = self.holes_of(&st, &cipher)?;
         if slot.list.cut(b + 1) {
             slot.dirty = true;
         }
-        let final_is_hole = slot.list.contains(b);
         drop(slot);
         if !final_is_hole {
             let keep = (new_size - b * l.block_size) as usize;
@@ -933,7 +953,7 @@ impl Volume {
         while pos < to {
             let stop = to.min((pos / bs + 1) * bs);
             let cipher = self.cipher(f, st)?;
-            if !self.holes_of(st, &cipher)?.list.contains(pos / bs) {
+            if !self.is_hole(f, st, &cipher, pos / bs)? {
                 let zeros = vec![0u8; (stop - pos) as usize];
                 self.write_locked(f, st, pos, &zeros)?;
             }

@@ -381,6 +381,17 @@ impl Drop for TestVolume {
             if let Some(dest) = std::env::var_os("CMKFS_TEST_KEEP_LOG") {
                 let _ = fs::write(dest, &log);
             }
+            let errors: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+                .take(20)
+                .collect();
+            if !errors.is_empty() {
+                eprintln!(
+                    "---- daemon log: first errors and warnings ----\n{}",
+                    errors.join("\n")
+                );
+            }
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             eprintln!(
                 "---- daemon log tail ({}) ----\n{}",
