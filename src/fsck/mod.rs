@@ -71,7 +71,46 @@ pub fn check(
         },
     )
     .map_err(|e| setup(&e))?;
-    check_volume(&vol, opts.quarantine.as_deref(), progress)
+    let mut report = check_volume(&vol, opts.quarantine.as_deref(), progress)?;
+    if opts.repair {
+        remove_metadata_leftovers(&vol, &mut report);
+    }
+    Ok(report)
+}
+
+/// `--repair`: removes the temporary files that interrupted metadata writes left in the
+/// metadata directory (an atomic write renames its temp file into place or leaves the old
+/// copies as they were, so such a file holds nothing the volume needs). Audited. Refused
+/// (left reported) while the volume is mounted: the daemon may be writing that very file.
+fn remove_metadata_leftovers(vol: &Volume, report: &mut Report) {
+    let Ok(_lock) = lock_backing(vol.backing(), Path::new("(cmkfs fsck --repair)"), false) else {
+        return;
+    };
+    let meta = format!("{}/", crate::format::META_DIR);
+    let audit = repair_audit(true);
+    let mut kept = Vec::new();
+    for p in std::mem::take(&mut report.problems) {
+        let leftover = p.code == ProblemCode::Orphan
+            && p.backing_path.starts_with(&meta)
+            && p.message
+                .contains("leftover temporary file of an interrupted");
+        if leftover && std::fs::remove_file(vol.backing().join(&p.backing_path)).is_ok() {
+            let message = format!("removed {}: {}", p.backing_path, p.message);
+            audit.record(
+                crate::audit::AuditEvent::new(
+                    crate::audit::AuditOp::MetadataRepair,
+                    p.backing_path.clone(),
+                    crate::audit::AuditResult::Ok,
+                )
+                .detail(message.clone()),
+            );
+            report.repaired.push(message);
+        } else {
+            kept.push(p);
+        }
+    }
+    report.problems = kept;
+    report.finish();
 }
 
 /// The audit log that records `--repair`'s rewrites (the default log; none without repair).
