@@ -77,23 +77,18 @@ pub fn read_copies(dir: BorrowedFd<'_>) -> DirIdCopies {
         Err(e) => DirIdCopy::Damaged(format!("cannot be read ({e})")),
         Ok(fd) => {
             let f = File::from(fd);
+            // One read (this runs for every directory opened): a regular file's pread is short
+            // only at its end, so one byte more than a record tells an overlong file too.
             let mut buf = [0u8; DIRID_LEN + 1];
-            let mut got = 0;
-            let mut err = None;
-            while got < buf.len() {
-                match f.read_at(&mut buf[got..], got as u64) {
-                    Ok(0) => break,
-                    Ok(n) => got += n,
+            let read = loop {
+                match f.read_at(&mut buf, 0) {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        err = Some(e);
-                        break;
-                    }
+                    r => break r,
                 }
-            }
-            match err {
-                Some(e) => DirIdCopy::Damaged(format!("cannot be read ({e})")),
-                None => decode(&buf[..got]),
+            };
+            match read {
+                Err(e) => DirIdCopy::Damaged(format!("cannot be read ({e})")),
+                Ok(got) => decode(&buf[..got]),
             }
         }
     };
