@@ -7,30 +7,13 @@
 mod common;
 
 use common::*;
-use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
+use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 
 /// Largest size most operations work within (fsx's default is 256 KiB).
 const MAX_LEN: u64 = 1 << 20;
 /// Occasionally a truncate goes this far up (a hole of up to 64 MiB: no space, no crypto).
 const FAR_LEN: u64 = 64 << 20;
-
-fn open(p: &Path) -> File {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(p)
-        .unwrap()
-}
-
-fn fallocate(f: &File, mode: i32, off: u64, len: u64) -> std::io::Result<()> {
-    // SAFETY: plain syscall on an open descriptor.
-    cvt(unsafe { libc::fallocate(f.as_raw_fd(), mode, off as i64, len as i64) }).map(|_| ())
-}
 
 fn read_all(f: &File) -> Vec<u8> {
     let len = f.metadata().unwrap().len() as usize;
@@ -50,7 +33,7 @@ fn fsx_random_operations_match_a_plain_file() {
     let v = TestVolume::new();
     let plain = tempfile::tempdir().unwrap();
     let (mp, op_) = (v.p("fsx"), plain.path().join("fsx"));
-    let (mut m, mut o) = (open(&mp), open(&op_));
+    let (mut m, mut o) = (open_rw(&mp), open_rw(&op_));
     let keep = libc::FALLOC_FL_KEEP_SIZE;
     let mut counts = [0u64; 9];
     let mut log: Vec<String> = Vec::new();
@@ -127,8 +110,8 @@ fn fsx_random_operations_match_a_plain_file() {
             92..=95 => {
                 drop(m);
                 drop(o);
-                m = open(&mp);
-                o = open(&op_);
+                m = open_rw(&mp);
+                o = open_rw(&op_);
                 counts[7] += 1;
                 "close and reopen".into()
             }

@@ -35,20 +35,6 @@ fn seek(f: &File, off: u64, whence: i32) -> std::io::Result<u64> {
     }
 }
 
-fn fallocate(f: &File, mode: i32, off: u64, len: u64) -> std::io::Result<()> {
-    cvt(unsafe { libc::fallocate(f.as_raw_fd(), mode, off as i64, len as i64) }).map(|_| ())
-}
-
-fn rw(p: &Path) -> File {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(p)
-        .unwrap()
-}
-
 /// The backing file of the only regular file the volume holds.
 fn only_backing_file(v: &TestVolume) -> PathBuf {
     let files: Vec<PathBuf> = v
@@ -66,7 +52,7 @@ fn truncate_to_a_tebibyte_is_instant_and_takes_no_space() {
     let v = TestVolume::new();
     let before = allocated(&v.backing());
     let t = Instant::now();
-    let f = rw(&v.p("big"));
+    let f = open_rw(&v.p("big"));
     f.set_len(TIB).unwrap();
     let took = t.elapsed();
     assert!(
@@ -108,7 +94,7 @@ fn write_at_a_tebibyte_offset_is_instant_and_takes_no_space() {
     let before = allocated(&v.backing());
     let data = Rng::new(7).bytes(4096);
     let t = Instant::now();
-    let f = rw(&v.p("far"));
+    let f = open_rw(&v.p("far"));
     f.write_all_at(&data, TIB).unwrap();
     f.sync_all().unwrap();
     let took = t.elapsed();
@@ -132,7 +118,7 @@ fn write_at_a_tebibyte_offset_is_instant_and_takes_no_space() {
     drop(f);
     let mut v = v;
     v.remount();
-    let f = rw(&v.p("far"));
+    let f = open_rw(&v.p("far"));
     f.read_exact_at(&mut back, TIB).unwrap();
     assert_bytes_eq(&back, &data, "block at 1 TiB after remount");
     let mut zeros = vec![1u8; 4096];
@@ -146,7 +132,7 @@ fn truncate_beyond_the_maximum_size_is_efbig_and_changes_nothing() {
     let v = TestVolume::new();
     fs::write(v.p("f"), b"keep me").unwrap();
     let huge = 999_999_999_999_999u64;
-    let f = rw(&v.p("f"));
+    let f = open_rw(&v.p("f"));
     let e = f.set_len(huge).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EFBIG), "ftruncate: {e}");
     let c = cstr(&v.p("f"));
@@ -155,7 +141,7 @@ fn truncate_beyond_the_maximum_size_is_efbig_and_changes_nothing() {
     assert_eq!(fs::read(v.p("f")).unwrap(), b"keep me");
     // The oracle (ext4 here) says the same.
     let plain = tempfile::tempdir().unwrap();
-    let o = rw(&plain.path().join("f"));
+    let o = open_rw(&plain.path().join("f"));
     assert_eq!(
         o.set_len(huge).unwrap_err().raw_os_error(),
         Some(libc::EFBIG)
@@ -168,8 +154,8 @@ fn truncate_beyond_the_maximum_size_is_efbig_and_changes_nothing() {
 fn punch_hole_and_zero_range_match_a_plain_file() {
     let v = TestVolume::new();
     let plain = tempfile::tempdir().unwrap();
-    let m = rw(&v.p("f"));
-    let o = rw(&plain.path().join("f"));
+    let m = open_rw(&v.p("f"));
+    let o = open_rw(&plain.path().join("f"));
     let data = Rng::new(11).bytes(64 * BS as usize);
     for f in [&m, &o] {
         f.write_all_at(&data, 0).unwrap();
@@ -240,8 +226,8 @@ fn writes_into_holes_fill_them_and_survive_a_remount() {
     let mut rng = Rng::new(5);
     let size = 256 * 1024 * 1024u64;
     {
-        let m = rw(&v.p("f"));
-        let o = rw(&plain.path().join("f"));
+        let m = open_rw(&v.p("f"));
+        let o = open_rw(&plain.path().join("f"));
         m.set_len(size).unwrap();
         o.set_len(size).unwrap();
         for _ in 0..200 {
@@ -281,7 +267,7 @@ fn zeroed_or_punched_data_blocks_are_eio_not_zeros() {
     let mut v = TestVolume::new();
     let data = Rng::new(3).bytes(8 * BS as usize);
     {
-        let f = rw(&v.p("f"));
+        let f = open_rw(&v.p("f"));
         f.write_all_at(&data, 0).unwrap();
         f.set_len(32 * BS).unwrap(); // blocks 8.. are holes
     }
@@ -356,7 +342,7 @@ fn reencrypt_keeps_holes() {
     let mut v = TestVolume::new();
     let data = Rng::new(9).bytes(3 * BS as usize);
     {
-        let f = rw(&v.p("f"));
+        let f = open_rw(&v.p("f"));
         f.write_all_at(&data, 1 << 30).unwrap();
     }
     let before = allocated(&v.backing());
@@ -408,7 +394,7 @@ fn deleting_or_replacing_a_sparse_file_removes_its_hole_map() {
         assert_eq!(maps(), want, "{what}");
     };
     for name in ["a", "b", "c"] {
-        rw(&v.p(name)).write_all_at(b"x", 1 << 30).unwrap();
+        open_rw(&v.p(name)).write_all_at(b"x", 1 << 30).unwrap();
     }
     wait_maps(3, "three sparse files");
     fs::remove_file(v.p("a")).unwrap();
@@ -429,7 +415,7 @@ fn deleting_or_replacing_a_sparse_file_removes_its_hole_map() {
     fs::remove_file(v.p("c2")).unwrap();
     wait_maps(0, "last link");
     // Deleted while open: the holes still read as zeros; the map goes with the last close.
-    let e = rw(&v.p("e"));
+    let e = open_rw(&v.p("e"));
     e.write_all_at(b"x", 1 << 30).unwrap();
     fs::remove_file(v.p("e")).unwrap();
     let mut z = vec![1u8; 4096];
@@ -446,7 +432,7 @@ fn cp_keeps_a_sparse_file_sparse() {
     let v = TestVolume::new();
     let data = Rng::new(21).bytes(3 * BS as usize);
     {
-        let f = rw(&v.p("src"));
+        let f = open_rw(&v.p("src"));
         f.set_len(1 << 30).unwrap();
         f.write_all_at(&data, 512 << 20).unwrap();
     }
@@ -486,7 +472,7 @@ fn cp_keeps_a_sparse_file_sparse() {
 fn fsck_knows_hole_maps() {
     let mut v = TestVolume::new();
     {
-        let f = rw(&v.p("sparse"));
+        let f = open_rw(&v.p("sparse"));
         f.set_len(64 * BS).unwrap();
         f.write_all_at(&Rng::new(1).bytes(BS as usize), 10 * BS)
             .unwrap();
@@ -557,11 +543,11 @@ fn a_stale_hole_map_after_a_crash_never_hides_data() {
     let mut v = TestVolume::new();
     let data = Rng::new(8).bytes(3 * BS as usize);
     {
-        let f = rw(&v.p("f"));
+        let f = open_rw(&v.p("f"));
         f.set_len(64 * BS).unwrap(); // the map, on disk: blocks 0..64 are holes
         f.sync_all().unwrap();
     }
-    let f = rw(&v.p("f"));
+    let f = open_rw(&v.p("f"));
     f.write_all_at(&data, 10 * BS).unwrap(); // blocks 10..13: data, map on disk not rewritten
     // SIGKILL the daemon while the file is open: the map is not stored again.
     let st = run_ok(cmkfs().arg("status").arg(v.mnt()).arg("--json"));
@@ -591,7 +577,7 @@ fn a_stale_hole_map_after_a_crash_never_hides_data() {
         "data after the crash",
     );
     // Zero part of block 11 and cut the file inside block 12 (a middle block becomes final).
-    let f = rw(&v.p("f"));
+    let f = open_rw(&v.p("f"));
     fallocate(
         &f,
         libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
@@ -609,7 +595,7 @@ fn a_stale_hole_map_after_a_crash_never_hides_data() {
         "after zero range and truncate",
     );
     // Growing past it again keeps it.
-    rw(&v.p("f")).set_len(40 * BS).unwrap();
+    open_rw(&v.p("f")).set_len(40 * BS).unwrap();
     v.remount();
     assert_bytes_eq(
         &read(&v, 10 * BS, want.len()),

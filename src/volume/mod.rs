@@ -117,6 +117,20 @@ type ReplacedHook = Box<dyn Fn(u64, u64) + Send + Sync>;
 pub type SpaceHook = Box<dyn Fn() + Send + Sync>;
 
 /// Copy 1 of `volume.json` (copy 2 is `volume.json.2`).
+/// The entry names of the directory `dir` (a metadata subdirectory), sorted.
+fn sorted_names(dir: OwnedFd) -> Result<Vec<String>> {
+    let mut d = nix::dir::Dir::from_fd(dir)?;
+    let mut out = Vec::new();
+    for e in d.iter() {
+        let n = e?.file_name().to_string_lossy().into_owned();
+        if n != "." && n != ".." {
+            out.push(n);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 pub fn volume_config_path(backing: &Path) -> PathBuf {
     backing.join(META_DIR).join("volume.json")
 }

@@ -294,17 +294,7 @@ impl Volume {
             }
             Err(e) => return Err(e),
         };
-        let mut d = nix::dir::Dir::from_fd(dir)?;
-        let mut out = Vec::new();
-        for e in d.iter() {
-            let e = e?;
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n != "." && n != ".." {
-                out.push(n);
-            }
-        }
-        out.sort();
-        Ok(out)
+        super::sorted_names(dir)
     }
 }
 

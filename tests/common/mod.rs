@@ -600,3 +600,21 @@ pub fn write_record(backing: &Path, record: cmkfs::meta_copies::Record, value: &
     bytes.push(b'\n');
     cmkfs::meta_copies::save(&meta, record, &id, &bytes).expect("record written");
 }
+
+/// Opens `p` for reading and writing, creating it if missing (never truncating).
+pub fn open_rw(p: &Path) -> fs::File {
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(p)
+        .unwrap_or_else(|e| panic!("open {}: {e}", p.display()))
+}
+
+/// `fallocate(2)` on an open file.
+pub fn fallocate(f: &fs::File, mode: i32, off: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain syscall on an open descriptor.
+    cvt(unsafe { libc::fallocate(f.as_raw_fd(), mode, off as i64, len as i64) }).map(|_| ())
+}
