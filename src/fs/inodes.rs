@@ -185,6 +185,57 @@ impl InodeTable {
         node.pin
     }
 
+    /// Registers an unnamed file (`O_TMPFILE`) created in `parent`, kept by `last`; returns its
+    /// inode. It is found by no backing number until [`Self::named`] gives it a name.
+    pub fn add_unnamed(&mut self, parent: u64, last: LastRef) -> u64 {
+        let backing_ino = last.backing_ino;
+        let ino = if backing_ino > ROOT_INO
+            && backing_ino < HIGH_INO_BASE
+            && !self.nodes.contains_key(&backing_ino)
+        {
+            backing_ino
+        } else {
+            self.next_high += 1;
+            self.next_high
+        };
+        self.nodes.insert(
+            ino,
+            Node {
+                kind: FileKind::File,
+                parent,
+                name: OsString::new(),
+                other_links: Vec::new(),
+                dir: None,
+                backing_ino,
+                nlookup: 1,
+                linked: false,
+                pin: Some(Arc::new(last)),
+            },
+        );
+        ino
+    }
+
+    /// The unnamed (or removed) file of `ino` got the name `name` in `parent` (`linkat`): it is
+    /// an ordinary entry again. Returns the reference that kept it, no longer needed (drop it:
+    /// the file is named, nothing is to be freed).
+    pub fn named(&mut self, ino: u64, parent: u64, name: &OsStr) -> Option<Arc<LastRef>> {
+        let n = self.nodes.get_mut(&ino)?;
+        n.linked = true;
+        n.parent = parent;
+        n.name = name.to_os_string();
+        n.nlookup += 1;
+        let backing_ino = n.backing_ino;
+        let pin = n.pin.take();
+        if let Some(old) = self.by_backing.insert(backing_ino, ino)
+            && old != ino
+            && let Some(o) = self.nodes.get_mut(&old)
+        {
+            // A stale node for a reused backing number: the old object is gone.
+            o.linked = false;
+        }
+        pin
+    }
+
     /// Keeps the removed file `last` for the inode of its backing number, if the kernel knows
     /// one; otherwise gives it back (for the caller to free). Call before [`Self::removed`].
     pub fn pin(&mut self, last: LastRef) -> Option<LastRef> {

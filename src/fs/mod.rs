@@ -944,7 +944,15 @@ impl Filesystem for CmkFs {
         let res = (|| {
             let (parent, name) = match self.locate(ino.0)? {
                 Location::Entry { parent, name, .. } => (parent, name),
-                Location::Removed { .. } => return Err(verr(libc::ENOENT)),
+                // An unnamed file (O_TMPFILE) getting its name; the kernel has refused
+                // this already for a removed file that was not created unnamed.
+                Location::Removed { pin: Some(pin), .. } => {
+                    let dst = self.dir_of(newparent.0)?;
+                    let attr = self.vol.link_unnamed(&pin, &dst, newname)?;
+                    drop(self.table_mut().named(ino.0, newparent.0, newname));
+                    return Ok(fuse_attr(ino.0, &attr));
+                }
+                Location::Removed { pin: None, .. } => return Err(verr(libc::ENOENT)),
                 Location::Dir(_) => return Err(verr(libc::EPERM)),
             };
             let dst = self.dir_of(newparent.0)?;
@@ -1344,6 +1352,40 @@ impl Filesystem for CmkFs {
             Ok((fa, fh))
         })();
         reply_result!(self, req, "create", parent.0, reply, res, |v| reply
+            .created(
+                &self.ttl,
+                &v.0,
+                Generation(0),
+                FileHandle(v.1),
+                self.open_flags()
+            ))
+    }
+
+    fn tmpfile(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let res = (|| {
+            let dir = self.dir_of(parent.0)?;
+            let inh = self.inherit(&dir, mode & 0o7777, umask, false)?;
+            let owner = self.owner(req, &dir);
+            let (f, attr, last) = self.vol.create_unnamed(&dir, inh.mode, owner)?;
+            if !inh.is_empty() {
+                self.vol.store_inherited(XattrTarget::File(&f), &inh)?;
+            }
+            let ino = self.table_mut().add_unnamed(parent.0, last);
+            let fh = self.new_handle(Handle::File {
+                file: f,
+                append: flags & libc::O_APPEND != 0,
+            });
+            Ok((fuse_attr(ino, &attr), fh))
+        })();
+        reply_result!(self, req, "tmpfile", parent.0, reply, res, |v| reply
             .created(
                 &self.ttl,
                 &v.0,

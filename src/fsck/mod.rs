@@ -78,22 +78,29 @@ pub fn check(
     Ok(report)
 }
 
-/// `--repair`: removes the temporary files that interrupted metadata writes left in the
-/// metadata directory (an atomic write renames its temp file into place or leaves the old
-/// copies as they were, so such a file holds nothing the volume needs). Audited. Refused
-/// (left reported) while the volume is mounted: the daemon may be writing that very file.
+/// `--repair`: removes the orphans of the metadata directory: temporary files that
+/// interrupted metadata writes left (an atomic write renames its temp file into place or
+/// leaves the old copies as they were, so such a file holds nothing the volume needs), and
+/// hole maps and long-symlink records of files that no longer exist (an unnamed `O_TMPFILE`
+/// file's map after a crash, a removal cut short) when every file was read. Audited. Refused (left reported) while the
+/// volume is mounted: the daemon may be writing that very file, or creating its owner.
 fn remove_metadata_leftovers(vol: &Volume, report: &mut Report) {
     let Ok(_lock) = lock_backing(vol.backing(), Path::new("(cmkfs fsck --repair)"), false) else {
         return;
     };
     let meta = format!("{}/", crate::format::META_DIR);
+    // A map or record looks orphaned also when its file could not be read: removed only
+    // when every file was.
+    let owners_all_read = report
+        .problems
+        .iter()
+        .all(|p| matches!(p.code, ProblemCode::Orphan | ProblemCode::OrphanSideFile));
     let audit = repair_audit(true);
     let mut kept = Vec::new();
     for p in std::mem::take(&mut report.problems) {
         let leftover = p.code == ProblemCode::Orphan
             && p.backing_path.starts_with(&meta)
-            && p.message
-                .contains("leftover temporary file of an interrupted");
+            && (p.message.contains("leftover temporary file") || owners_all_read);
         if leftover && std::fs::remove_file(vol.backing().join(&p.backing_path)).is_ok() {
             let message = format!("removed {}: {}", p.backing_path, p.message);
             audit.record(

@@ -100,11 +100,11 @@ impl Volume {
         )?)
     }
 
-    fn stat_entry(&self, dir: &Dir, entry: &str) -> Result<FileStat> {
+    pub(super) fn stat_entry(&self, dir: &Dir, entry: &str) -> Result<FileStat> {
         Ok(fstatat(&dir.fd, entry, AtFlags::AT_SYMLINK_NOFOLLOW)?)
     }
 
-    fn attr_of(&self, st: &FileStat) -> Result<Attr> {
+    pub(super) fn attr_of(&self, st: &FileStat) -> Result<Attr> {
         let mut a = Attr::from_stat(st, self.layout()).ok_or(errno(libc::EIO))?;
         if a.kind == FileKind::File
             && let Some(size) = self.open_file_size(a.backing_ino)
@@ -117,7 +117,7 @@ impl Volume {
 
     /// Attributes of the backing entry `entry` of `dir` as stat'ed in `st`: a symlink with a
     /// long target has its length read from its marker.
-    fn attr_at(&self, dir: &Dir, entry: &str, st: &FileStat) -> Result<Attr> {
+    pub(super) fn attr_at(&self, dir: &Dir, entry: &str, st: &FileStat) -> Result<Attr> {
         let mut a = self.attr_of(st)?;
         if a.kind == FileKind::Symlink && st.st_size as usize == symlink::MARKER_LEN {
             let stored = readlinkat(&dir.fd, entry)?;
@@ -196,7 +196,7 @@ impl Volume {
         self.attr_of(&fstat(&last.fd)?)
     }
 
-    fn open_backing_file(
+    pub(super) fn open_backing_file(
         &self,
         dir: &Dir,
         entry: &str,
@@ -221,7 +221,7 @@ impl Volume {
         }
     }
 
-    fn check_writable(&self) -> Result<()> {
+    pub(super) fn check_writable(&self) -> Result<()> {
         if self.read_only() {
             Err(errno(libc::EROFS))
         } else {
@@ -230,7 +230,7 @@ impl Volume {
     }
 
     /// Writes the side file of a long name (no-op for short names).
-    fn write_side_file(&self, dir: &Dir, b: &BackingName) -> Result<()> {
+    pub(super) fn write_side_file(&self, dir: &Dir, b: &BackingName) -> Result<()> {
         if let BackingName::Long {
             side_file, encoded, ..
         } = b
@@ -250,7 +250,7 @@ impl Volume {
         Ok(())
     }
 
-    fn remove_side_file(&self, dir: &Dir, b: &BackingName) {
+    pub(super) fn remove_side_file(&self, dir: &Dir, b: &BackingName) {
         if let BackingName::Long { side_file, .. } = b
             && let Err(e) = unlinkat(&dir.fd, side_file.as_str(), UnlinkatFlags::NoRemoveDir)
         {
@@ -927,7 +927,7 @@ pub struct LastRef {
     /// Allocated bytes (what freeing it gives back).
     pub bytes: u64,
     /// It may have a hole map to remove.
-    maybe_sparse: bool,
+    pub(super) maybe_sparse: bool,
 }
 
 /// The entry a rename replaced.

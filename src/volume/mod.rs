@@ -19,6 +19,7 @@ mod reaper;
 mod reencrypt;
 mod scan;
 mod symlink;
+mod tmpfile;
 mod xattr;
 
 pub use acl::{Acl, AclKind, Inherited};
