@@ -13,6 +13,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn open_tmpfile(dir: &Path, extra: libc::c_int, mode: u32) -> std::io::Result<fs::File> {
     let c = cstr(dir);
@@ -191,23 +192,44 @@ fn tmpfile_is_unnamed_linkable_and_gone_when_closed_like_on_ext4() {
 
 #[test]
 fn tmpfile_inherits_default_acl_and_setgid_group_like_create() {
-    let v = TestVolume::new();
+    // allow_other turns on default_permissions and, with it, POSIX ACLs.
+    let v = TestVolume::with_opts(&["allow_other"]);
     let plain = tempfile::tempdir().unwrap();
+    let acls = have_program("setfacl") && have_program("getfacl");
+    let mut seen = Vec::new();
     for root in [plain.path().to_path_buf(), v.mnt()] {
         let d = root.join("g");
         fs::create_dir(&d).unwrap();
         std::os::unix::fs::chown(&d, None, Some(4242)).unwrap();
         fs::set_permissions(&d, fs::Permissions::from_mode(0o2775)).unwrap();
+        if acls {
+            run_ok(
+                Command::new("setfacl")
+                    .args(["-d", "-m", "u:nobody:rw,g::r,o::-"])
+                    .arg(&d),
+            );
+        }
         let f = open_tmpfile(&d, 0, 0o666).unwrap();
-        let m = f.metadata().unwrap();
         assert_eq!(
-            m.gid(),
+            f.metadata().unwrap().gid(),
             4242,
-            "{}: group of the setgid directory",
+            "{}: setgid directory",
             d.display()
         );
         link_by_proc(&f, &d.join("x")).unwrap();
-        assert_eq!(fs::metadata(d.join("x")).unwrap().gid(), 4242);
+        let m = fs::metadata(d.join("x")).unwrap();
+        let acl = if acls {
+            run_ok(Command::new("getfacl").arg("-cn").arg(d.join("x"))).stdout
+        } else {
+            String::new()
+        };
+        seen.push(format!("gid {} mode {:o} acl {acl}", m.gid(), m.mode()));
+    }
+    assert_eq!(seen[1], seen[0], "O_TMPFILE on cmkfs vs a plain directory");
+    if acls {
+        assert!(seen[1].contains("user:65534:rw-"), "{}", seen[1]);
+    } else {
+        eprintln!("setfacl/getfacl missing: default ACL inheritance not checked");
     }
 }
 
