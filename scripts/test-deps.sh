@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs (apt-get, Debian) what the test suite runs for real: FUSE's mount helper, the
-# programs the application tests drive (sqlite3, git, tar, attr, acl, rsync, fio), and
+# programs the application tests drive (sqlite3, git, tar, attr, acl, rsync), GlusterFS (the
+# distributed filesystem of the shared-mode tests, started by scripts/gluster.sh), and
 # checks /dev/fuse. Used by scripts/test.sh and .ci/run; does nothing when all are present.
 # With --fips also what the fips build needs to compile AWS-LC-FIPS (cmake, Go).
 set -eu
@@ -14,6 +15,8 @@ have tar || need="$need tar"
 have getfattr || need="$need attr"
 have getfacl || need="$need acl"
 have rsync || need="$need rsync"
+have glusterd || need="$need glusterfs-server"
+have mount.glusterfs || need="$need glusterfs-client"
 if [ "${1:-}" = --fips ]; then
     have cmake || need="$need cmake"
     have go || need="$need golang-go"

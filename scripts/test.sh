@@ -13,4 +13,8 @@ fi
 export RUST_BACKTRACE=1
 cargo build --quiet --all-targets
 # Mount tests are heavy; run test binaries in parallel but keep each one's threads modest.
-cargo test --quiet --no-fail-fast -- --test-threads="${CMKFS_TEST_THREADS:-4}"
+status=0
+cargo test --quiet --no-fail-fast -- --test-threads="${CMKFS_TEST_THREADS:-4}" || status=$?
+# The GlusterFS volume that tests/gluster.rs started (if any) goes with the run.
+scripts/gluster.sh down 2>/dev/null || true
+exit $status

@@ -346,10 +346,23 @@ fn sync_dir(dir: &Path) {
 /// Renames `src` to `dst` (never replacing); across filesystems copies content, mode,
 /// owner, times and xattrs, fsyncs, and removes `src` only once the copy is durable.
 fn move_file(src: &Path, dst: &Path) -> std::io::Result<()> {
-    match renameat2(AT_FDCWD, src, AT_FDCWD, dst, RenameFlags::RENAME_NOREPLACE) {
+    match rename_noreplace(src, dst) {
         Ok(()) => Ok(()),
         Err(Errno::EXDEV) => copy_then_remove(src, dst),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// `rename` that never replaces `dst`. On a filesystem without `renameat2` flags (EINVAL for
+/// a regular file can mean nothing else), checks first: fsck is the only writer of the
+/// quarantine directory.
+fn rename_noreplace(src: &Path, dst: &Path) -> nix::Result<()> {
+    match renameat2(AT_FDCWD, src, AT_FDCWD, dst, RenameFlags::RENAME_NOREPLACE) {
+        Err(Errno::EINVAL) => match dst.symlink_metadata() {
+            Ok(_) => Err(Errno::EEXIST),
+            Err(_) => renameat2(AT_FDCWD, src, AT_FDCWD, dst, RenameFlags::empty()),
+        },
+        r => r,
     }
 }
 
@@ -387,7 +400,7 @@ fn copy_then_remove(src: &Path, dst: &Path) -> std::io::Result<()> {
             .set_modified(md.modified()?);
         out.set_times(times)?;
         out.sync_all()?;
-        renameat2(AT_FDCWD, &tmp, AT_FDCWD, dst, RenameFlags::RENAME_NOREPLACE)?;
+        rename_noreplace(&tmp, dst)?;
         Ok(())
     })();
     if let Err(e) = result {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use nix::errno::Errno;
-use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, RenameFlags, openat, readlinkat, renameat2};
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, RenameFlags, openat, readlinkat};
 use nix::sys::stat::{
     FileStat, Mode, SFlag, UtimensatFlags, fstat, fstatat, mkdirat, mknodat, utimensat,
 };
@@ -378,7 +378,7 @@ impl Volume {
                 self.store_inherited(XattrTarget::Dir(&sub), a)?;
             }
             self.write_side_file(dir, &b)?;
-            if let Err(e) = renameat2(
+            if let Err(e) = self.renamer.rename(
                 &dir.fd,
                 tmp.as_str(),
                 &dir.fd,
@@ -709,7 +709,10 @@ impl Volume {
             _ => None,
         };
         self.write_side_file(dst_dir, &db)?;
-        if let Err(e) = renameat2(&src_dir.fd, sb.entry(), &dst_dir.fd, db.entry(), rflags) {
+        if let Err(e) =
+            self.renamer
+                .rename(&src_dir.fd, sb.entry(), &dst_dir.fd, db.entry(), rflags)
+        {
             if let Some(sub) = &victim_dir {
                 self.restore_dir_id(sub);
             }

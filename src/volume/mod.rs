@@ -17,6 +17,7 @@ mod meta;
 mod open_files;
 mod reaper;
 mod reencrypt;
+mod rename_compat;
 mod scan;
 mod symlink;
 mod tmpfile;
@@ -109,6 +110,8 @@ pub struct Volume {
     meta_log: meta::MetaLog,
     /// Set once the backing filesystem refused the directory-id xattr (warned once).
     no_dirid_xattr: std::sync::atomic::AtomicBool,
+    /// Renames with flags, emulated where the backing filesystem lacks them.
+    renamer: rename_compat::Renamer,
 }
 
 /// Called with (old, new) backing inode numbers when re-encryption replaces a file.
@@ -219,6 +222,7 @@ impl Volume {
             repair_metadata,
             meta_log,
             no_dirid_xattr: std::sync::atomic::AtomicBool::new(false),
+            renamer: rename_compat::Renamer::default(),
         })
     }
 
@@ -244,6 +248,12 @@ impl Volume {
 
     pub fn read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Whether `renameat2` flags are emulated because the backing filesystem lacks them
+    /// (found on the first rename that needed one).
+    pub fn emulates_rename_flags(&self) -> bool {
+        self.renamer.emulating()
     }
 
     /// The data key new files and directories get.
