@@ -26,6 +26,7 @@ pub fn run(a: InitArgs) -> Result<(), String> {
         } else {
             crate::crypto::NameScheme::build_default()
         },
+        shared: a.shared,
     };
     let report = init_volume(&a.backing, &opts).map_err(|e| e.to_string())?;
     if a.json {
@@ -42,6 +43,11 @@ pub fn run(a: InitArgs) -> Result<(), String> {
             report.service_key_fingerprint
         );
         println!("Name encryption: {}", report.name_cipher);
+        if a.shared {
+            println!(
+                "Shared mode: several hosts may mount it at once (see docs/shared.md for the backing filesystem's mount options)"
+            );
+        }
         if let Some(cmk) = &report.cmk {
             println!(
                 "Customer-managed key: {cmk} (data keys are wrapped by the service key, then by this key)"

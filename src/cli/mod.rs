@@ -9,6 +9,7 @@ mod key_backup;
 mod mount_options;
 mod reencrypt;
 mod umount;
+mod volume;
 
 use std::path::PathBuf;
 
@@ -51,6 +52,9 @@ enum Command {
     /// The tamper-evident audit log of key events: verify its hash chain, show its records.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Volume settings and the hosts that have a shared volume mounted.
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
 }
 
 /// How to reach a customer-managed key in Azure Key Vault (same flags for init, mount and
@@ -124,6 +128,10 @@ pub struct InitArgs {
     /// algorithms only). Always on in a build made with `--features fips`.
     #[arg(long)]
     pub fips: bool,
+    /// Shared mode: several daemons (on several hosts, backing directory on a network or
+    /// distributed filesystem) may mount the volume at once (docs/shared.md).
+    #[arg(long)]
+    pub shared: bool,
 }
 
 #[derive(Args, Clone, Default)]
@@ -196,6 +204,7 @@ pub fn run() -> i32 {
     };
     let result = match cli.command {
         Command::Init(a) => init::run(a),
+        Command::Volume(c) => volume::run(c),
         Command::Mount(a) => crate::daemon::mount(a),
         Command::Umount(a) => umount::run(a),
         Command::Status(a) => control_cmds::status(a),

@@ -25,7 +25,7 @@ use crate::fs::{CmkFs, FsStats, KernelCaches};
 use crate::keys::RevocationWatcher;
 use crate::keys::{ServiceKey, default_service_key_path};
 use crate::runtime::{control_socket, named_socket, pid_file, runtime_dir};
-use crate::volume::{OpenOptions, Volume, lock_backing};
+use crate::volume::{OpenOptions, Volume, lock_backing, lock_backing_shared};
 
 use control_impl::DaemonControl;
 use key_events::KeyEvents;
@@ -58,8 +58,12 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
     }
     check_mountpoint(&s)?;
     let config = Volume::read_config(&s.backing).map_err(|e| e.to_string())?;
-    let mut lock =
-        lock_backing(&s.backing, &s.mountpoint, s.options.read_only).map_err(|e| e.to_string())?;
+    let mut lock = if config.shared {
+        lock_backing_shared(&s.backing, &s.mountpoint)
+    } else {
+        lock_backing(&s.backing, &s.mountpoint, s.options.read_only)
+    }
+    .map_err(|e| e.to_string())?;
     let key_path = s
         .service_key
         .clone()

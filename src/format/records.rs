@@ -20,6 +20,10 @@ pub struct VolumeConfig {
     pub created: u64,
     pub content_cipher: String,
     pub name_cipher: String,
+    /// Shared mode: any number of daemons (on several hosts) may mount the volume at once
+    /// (docs/shared.md). Absent means false; binaries without shared mode refuse the field.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
 }
 
 impl VolumeConfig {
@@ -179,8 +183,14 @@ mod tests {
             created: 0,
             content_cipher: "AES-256-GCM".into(),
             name_cipher: "AES-256-GCM-SIV".into(),
+            shared: false,
         };
         assert_eq!(VolumeConfig::parse(&c.to_json()).unwrap(), c);
+        // Not shared: no field, so binaries without shared mode still read it.
+        assert!(!String::from_utf8_lossy(&c.to_json()).contains("shared"));
+        let mut shared = c.clone();
+        shared.shared = true;
+        assert_eq!(VolumeConfig::parse(&shared.to_json()).unwrap(), shared);
         assert_eq!(c.block_shift(), 12);
         let mut bad = c.clone();
         bad.block_size = 1000;
@@ -196,6 +206,7 @@ mod tests {
             created: 0,
             content_cipher: "AES-256-GCM".into(),
             name_cipher: "HMAC-SHA256-SIV-AES-256-CTR".into(),
+            shared: false,
         };
         let parsed = VolumeConfig::parse(&c.to_json()).unwrap();
         assert_eq!(parsed.name_scheme(), Ok(NameScheme::HmacSivCtr));

@@ -24,6 +24,8 @@ pub struct InitOptions {
     pub audit_log: Option<PathBuf>,
     /// How names are encrypted (default: the FIPS scheme in the fips build, GCM-SIV otherwise).
     pub name_scheme: crate::crypto::NameScheme,
+    /// Shared mode: several daemons (hosts) may mount it at once (docs/shared.md).
+    pub shared: bool,
 }
 
 impl Default for InitOptions {
@@ -34,6 +36,7 @@ impl Default for InitOptions {
             cmk: None,
             audit_log: None,
             name_scheme: crate::crypto::NameScheme::build_default(),
+            shared: false,
         }
     }
 }
@@ -112,6 +115,7 @@ pub fn init_volume(backing: &Path, opts: &InitOptions) -> Result<InitReport> {
         created: now(),
         content_cipher: "AES-256-GCM".into(),
         name_cipher: opts.name_scheme.as_str().into(),
+        shared: opts.shared,
     };
     let mut providers: Vec<std::sync::Arc<dyn KeyProvider>> =
         vec![std::sync::Arc::new(service_key)];

@@ -4,6 +4,10 @@
 //! heartbeat}`, renewed every `LEASE_RENEW` seconds by the holder; a mount from another host
 //! is refused while the lease is younger than `LEASE_EXPIRY`, and may take over a stale one.
 //! The holder is named in every refusal.
+//!
+//! A shared volume (docs/shared.md) is mounted with a shared `flock` instead, by any number of
+//! daemons, each with a lease file of its own (`shared`); an exclusive lock (a non-shared
+//! mount, `fsck --repair`, `key restore`, `volume set-shared`) then waits for all of them.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -25,15 +29,22 @@ pub const LEASE_EXPIRY: u64 = 45;
 pub struct MountLock {
     file: Option<File>,
     mountpoint: PathBuf,
+    /// Shared mode: this daemon's lease file (the lease is not in `mount.lock`).
+    shared: Option<SharedLease>,
 }
 
-fn hostname() -> String {
+struct SharedLease {
+    backing: PathBuf,
+    lease: super::shared::HostLease,
+}
+
+pub(super) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "?".into())
 }
 
-fn now() -> u64 {
+pub(super) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -59,6 +70,35 @@ fn describe(backing: &Path, holder: &serde_json::Value) -> String {
 fn try_lock(file: &std::fs::File) -> bool {
     // SAFETY: flock on an fd we own; no pointers.
     unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+fn try_lock_shared(file: &std::fs::File) -> bool {
+    // SAFETY: flock on an fd we own; no pointers.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) == 0 }
+}
+
+/// Who has the shared volume in `backing` mounted, for a refusal.
+fn describe_shared(backing: &Path) -> Option<String> {
+    let hosts = super::shared::list_hosts(backing).ok()?;
+    let live: Vec<String> = hosts
+        .iter()
+        .filter(|h| !h.stale)
+        .map(|h| {
+            format!(
+                "pid {} on host {} at {}",
+                h.pid,
+                h.host,
+                h.mountpoint.display()
+            )
+        })
+        .collect();
+    (!live.is_empty()).then(|| {
+        format!(
+            "{} is mounted in shared mode ({}); unmount it everywhere first",
+            backing.display(),
+            live.join(", ")
+        )
+    })
 }
 
 fn wait_for_lock(file: &std::fs::File, patience: std::time::Duration) -> bool {
@@ -89,6 +129,7 @@ pub fn lock_backing(backing: &Path, mountpoint: &Path, read_only: bool) -> Resul
             return Ok(MountLock {
                 file: None,
                 mountpoint: mountpoint.to_path_buf(),
+                shared: None,
             });
         }
         Err(e) => {
@@ -106,7 +147,11 @@ pub fn lock_backing(backing: &Path, mountpoint: &Path, read_only: bool) -> Resul
         // `cmkfs umount`). Wait for it briefly rather than refuse.
         let exiting = holder.get("pid").is_none();
         if !(exiting && wait_for_lock(&file, std::time::Duration::from_secs(5))) {
-            return Err(VolumeError::Setup(describe(backing, &holder)));
+            let why = match exiting.then(|| describe_shared(backing)).flatten() {
+                Some(shared) => shared,
+                None => describe(backing, &holder),
+            };
+            return Err(VolumeError::Setup(why));
         }
     }
     // Another host's live lease (flock does not see across hosts on every shared filesystem).
@@ -130,6 +175,44 @@ pub fn lock_backing(backing: &Path, mountpoint: &Path, read_only: bool) -> Resul
     let mut lock = MountLock {
         file: Some(file),
         mountpoint: mountpoint.to_path_buf(),
+        shared: None,
+    };
+    lock.renew();
+    Ok(lock)
+}
+
+/// Takes a shared mount lock on the shared volume in `backing` and writes this daemon's host
+/// lease, or says who holds the volume exclusively.
+pub fn lock_backing_shared(backing: &Path, mountpoint: &Path) -> Result<MountLock> {
+    let path = backing.join(META_DIR).join("mount.lock");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| VolumeError::Setup(format!("cannot open {}: {e}", path.display())))?;
+    if !try_lock_shared(&file) {
+        let mut text = String::new();
+        let _ = file.read_to_string(&mut text);
+        let holder: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if holder.get("pid").is_some() {
+            return Err(VolumeError::Setup(describe(backing, &holder)));
+        }
+        return Err(VolumeError::Setup(format!(
+            "{} is locked by a maintenance command (fsck --repair, key restore, volume set-shared); try again when it is done",
+            backing.display()
+        )));
+    }
+    super::shared::clear_dead_local_leases(backing);
+    let mut lock = MountLock {
+        file: Some(file),
+        mountpoint: mountpoint.to_path_buf(),
+        shared: Some(SharedLease {
+            backing: backing.to_path_buf(),
+            lease: super::shared::HostLease::mine(mountpoint, now()),
+        }),
     };
     lock.renew();
     Ok(lock)
@@ -139,6 +222,19 @@ impl MountLock {
     /// Rewrites the lease with the current pid and time (call every `LEASE_RENEW` seconds;
     /// also after the daemon forks).
     pub fn renew(&mut self) {
+        if let Some(s) = self.shared.as_mut() {
+            // After a fork the daemon's pid names the lease; the parent's goes.
+            let old = s.lease.clone();
+            s.lease.pid = std::process::id();
+            s.lease.heartbeat = now();
+            if let Err(e) = super::shared::write_lease(&s.backing, &s.lease) {
+                tracing::warn!("cannot renew the host lease: {e}");
+            }
+            if old.pid != s.lease.pid {
+                super::shared::remove_lease(&s.backing, &old);
+            }
+            return;
+        }
         let me = serde_json::json!({
             "pid": std::process::id(),
             "host": hostname(),
@@ -161,6 +257,10 @@ impl MountLock {
         let mut renewer = MountLock {
             file: Some(file),
             mountpoint: self.mountpoint.clone(),
+            shared: self.shared.as_ref().map(|s| SharedLease {
+                backing: s.backing.clone(),
+                lease: s.lease.clone(),
+            }),
         };
         let _ = std::thread::Builder::new()
             .name("mount-lease".into())
@@ -175,12 +275,22 @@ impl MountLock {
     /// Leaves the lease in place (the process that forked the daemon exits, the daemon keeps it).
     pub fn hand_over(mut self) {
         self.file = None;
+        self.shared = None;
+    }
+
+    /// Whether this is a shared-mode lock.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
     }
 }
 
 impl Drop for MountLock {
     /// A clean unmount leaves no lease behind.
     fn drop(&mut self) {
+        if let Some(s) = &self.shared {
+            super::shared::remove_lease(&s.backing, &s.lease);
+            return;
+        }
         if let Some(f) = self.file.as_mut() {
             let _ = f.set_len(0);
         }

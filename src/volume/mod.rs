@@ -19,6 +19,7 @@ mod reaper;
 mod reencrypt;
 mod rename_compat;
 mod scan;
+mod shared;
 mod symlink;
 mod tmpfile;
 mod xattr;
@@ -36,12 +37,13 @@ pub use error::{Result, VolumeError, errno};
 pub use file::{OpenFile, seal_blocks};
 pub use holes::{HOLES_DIR, hole_map_name};
 pub use init::{InitOptions, InitReport, init_volume};
-pub use lock::{MountLock, lock_backing};
+pub use lock::{MountLock, lock_backing, lock_backing_shared};
 pub use meta::{DirIdFinding, MetaEvent};
 pub use reencrypt::{ReencryptReport, Reencrypted};
 pub use scan::{
     EntryName, HeaderState, ScanDir, ScanEntry, SymlinkScan, TMP_MKDIR_PREFIX, TMP_PREFIX,
 };
+pub use shared::{HOSTS_DIR, HostLease, list_hosts, set_shared};
 pub use symlink::LINKS_DIR;
 pub use xattr::XattrTarget;
 
