@@ -44,6 +44,12 @@ up)
         gluster --mode=script volume create "$VOL" "$(hostname):$BRICK" force >/dev/null
         say "created volume $VOL on $(hostname):$BRICK"
     fi
+    # No client-side caching translators: each of them serves stale data or attributes to one
+    # client after the other changed a file (docs/shared.md).
+    for o in quick-read io-cache read-ahead stat-prefetch open-behind write-behind \
+        readdir-ahead nl-cache parallel-readdir; do
+        gluster --mode=script volume set "$VOL" "performance.$o" off >/dev/null
+    done
     if ! gluster --mode=script volume status "$VOL" >/dev/null 2>&1; then
         gluster --mode=script volume start "$VOL" >/dev/null
     fi
@@ -51,7 +57,11 @@ up)
         mkdir -p "$m"
         if ! mountpoint -q "$m"; then
             i=0
-            until mount -t glusterfs "127.0.0.1:/$VOL" "$m" 2>/dev/null && [ -d "$m" ] && ls "$m" >/dev/null 2>&1; do
+            # The client itself, not mount.glusterfs (whose fopen-keep-cache=VALUE is passed
+            # on as "==VALUE"): no kernel attribute, entry or page cache kept across opens.
+            until glusterfs --volfile-server=127.0.0.1 --volfile-id="$VOL" \
+                --attribute-timeout=0 --entry-timeout=0 --negative-timeout=0 \
+                --fopen-keep-cache=off "$m" 2>/dev/null && [ -d "$m" ] && ls "$m" >/dev/null 2>&1; do
                 i=$((i + 1))
                 [ $i -lt 50 ] || { say "cannot mount 127.0.0.1:/$VOL at $m"; exit 1; }
                 sleep 0.2

@@ -32,6 +32,10 @@ pub struct MountOptions {
     /// `read_ahead_kb=N`: the kernel's read-ahead for this mount (default 1024; FUSE's default
     /// of 128 KiB makes sequential reads 3x slower).
     pub read_ahead_kb: Option<u32>,
+    /// `shared_timeout_ms=N`: on a shared volume, how long the kernel may keep attributes and
+    /// names before asking again (default 1000): the delay within which another host's
+    /// changes of sizes, times and names are seen (docs/shared.md).
+    pub shared_timeout_ms: Option<u64>,
     /// Every other `cmkfs mount` flag as an option: `threads=N`, `cache_capacity=N`,
     /// `cache_max_age=S`, `revocation_check_interval=S`, `audit_log=FILE`,
     /// `azure_credential=SPEC`, `ca_file=PEM`, `no_verify_challenge_resource`,
@@ -101,6 +105,9 @@ impl MountOptions {
                 ("service_key" | "service-key", Some(v)) => o.service_key = Some(PathBuf::from(v)),
                 ("log_file" | "log-file", Some(v)) => o.log_file = Some(PathBuf::from(v)),
                 ("config", Some(v)) => o.config = Some(PathBuf::from(v)),
+                ("shared_timeout_ms", Some(v)) => {
+                    o.shared_timeout_ms = Some(number("shared_timeout_ms", v)?)
+                }
                 ("read_ahead_kb", Some(v)) => {
                     o.read_ahead_kb = Some(v.parse().map_err(|_| {
                         format!("mount option read_ahead_kb={v} is not a number of KiB")

@@ -273,6 +273,22 @@ fn set_read_ahead(mountpoint: &std::path::Path, kb: u32) {
 /// How long the kernel may cache attributes and entries: this daemon is the only writer of
 /// the backing directory, and revocation invalidates explicitly.
 const ATTR_TTL: Duration = Duration::from_secs(5);
+/// On a shared volume: the default delay within which other hosts' changes are seen.
+const SHARED_ATTR_TTL_MS: u64 = 1000;
+
+/// How long the kernel keeps attributes and names: bounded by `shared_timeout_ms` on a shared
+/// volume (other hosts change them), `ATTR_TTL` otherwise.
+fn attr_ttl(volume: &Volume, s: &MountSettings) -> Duration {
+    if !volume.shared() {
+        return ATTR_TTL;
+    }
+    if s.options.writeback_cache {
+        tracing::warn!(
+            "writeback_cache is off on a shared volume (other hosts would not see cached writes)"
+        );
+    }
+    Duration::from_millis(s.options.shared_timeout_ms.unwrap_or(SHARED_ATTR_TTL_MS))
+}
 
 /// Removes the runtime files of a mount when the daemon stops.
 struct RuntimeFiles {
@@ -328,8 +344,8 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
     let stats = Arc::new(FsStats::default());
     let fs = or_report!(
         ready,
-        CmkFs::new(volume.clone(), ATTR_TTL, stats.clone())
-            .map(|f| f.with_writeback_cache(s.options.writeback_cache))
+        CmkFs::new(volume.clone(), attr_ttl(&volume, s), stats.clone())
+            .map(|f| f.with_writeback_cache(s.options.writeback_cache && !volume.shared()))
             .map(|f| f.with_posix_acl(s.options.default_permissions))
             .map_err(|e| format!("cannot open the volume root: {e}"))
     );

@@ -225,7 +225,12 @@ impl CmkFs {
     fn open_flags(&self) -> FopenFlags {
         // No FLUSH on close: writes are never buffered here (each write reaches the backing
         // file before it is answered) and POSIX locks are left to the kernel.
-        FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
+        if self.vol.shared() {
+            // Close-to-open: each open drops the pages cached before another host's change.
+            FopenFlags::FOPEN_NOFLUSH
+        } else {
+            FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
+        }
     }
 
     /// A handle on the inode table for `KernelCaches` (taken before the session owns `self`).

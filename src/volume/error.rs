@@ -43,6 +43,11 @@ impl VolumeError {
     pub fn is_no_space(&self) -> bool {
         matches!(self, VolumeError::Io(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)))
     }
+
+    /// Ciphertext or metadata failed authentication.
+    pub fn is_integrity(&self) -> bool {
+        matches!(self, VolumeError::Integrity(_))
+    }
 }
 
 pub type Result<T> = std::result::Result<T, VolumeError>;

@@ -64,7 +64,7 @@ pub struct OpenFile {
     pub(super) forget_holes_on_close: std::sync::atomic::AtomicBool,
 }
 
-struct FileState {
+pub(super) struct FileState {
     header: Option<FileHeader>,
     cipher: Option<Arc<BlockCipher>>,
     /// Plaintext size.
@@ -73,6 +73,8 @@ struct FileState {
     damaged: Option<String>,
     /// The hole map (format 2), read on first need.
     holes: Mutex<HoleSlot>,
+    /// Shared mode: the backing file as this daemon last saw it (see `shared_io`).
+    pub(super) seen: Option<super::shared_io::Stamp>,
 }
 
 impl FileState {
@@ -94,25 +96,13 @@ impl OpenFile {
             size: 0,
             damaged: None,
             holes: Mutex::new(HoleSlot::default()),
+            seen: None,
         };
         if len > 0 {
             // One disk read for the header and the start of the content (the read that usually
             // follows an open), instead of the header now and the rest of a small file later.
             prefetch(&file, 0, len.min(PREFETCH_ON_OPEN) as usize);
-            let mut buf = [0u8; HEADER_LEN];
-            match file.read_exact_at(&mut buf, 0) {
-                Ok(()) => match FileHeader::decode(&buf) {
-                    Ok(h) if h.block_shift as u64 == layout.block_size.trailing_zeros() as u64 => {
-                        state.header = Some(h)
-                    }
-                    Ok(_) => state.damaged = Some("header has the wrong block size".into()),
-                    Err(e) => state.damaged = Some(format!("header: {e}")),
-                },
-                Err(_) => {
-                    state.damaged = Some(format!("file is {len} bytes, shorter than a header"))
-                }
-            }
-            state.size = layout.plaintext_size(len).unwrap_or_else(|s| s);
+            read_header(&mut state, &file, len, layout);
         }
         Ok(OpenFile {
             file: std::sync::RwLock::new(Arc::new(file)),
@@ -122,6 +112,23 @@ impl OpenFile {
             state: RwLock::new(state),
             forget_holes_on_close: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Shared mode: takes in the backing file of `len` bytes as another host left it (see
+    /// `shared_io`): its size, a header it created, its hole map (read again on next need).
+    pub(super) fn reload_state(&self, st: &mut FileState, file: &File, len: u64, l: BlockLayout) {
+        if st.header.is_none() || len == 0 {
+            st.header = None;
+            st.cipher = None;
+            st.damaged = None;
+            st.size = 0;
+            if len > 0 {
+                read_header(st, file, len, l);
+            }
+        } else {
+            st.size = l.plaintext_size(len).unwrap_or_else(|s| s);
+        }
+        *st.holes() = HoleSlot::default();
     }
 
     pub fn backing_ino(&self) -> u64 {
@@ -141,7 +148,7 @@ impl OpenFile {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write_state(&self) -> RwLockWriteGuard<'_, FileState> {
+    pub(super) fn write_state(&self) -> RwLockWriteGuard<'_, FileState> {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -210,7 +217,11 @@ impl ReencryptGuard<'_> {
 
 impl Volume {
     fn integrity(&self, f: &OpenFile, what: String) -> VolumeError {
-        tracing::error!(file = %f.backing_path(), "integrity check failed: {what}");
+        if super::shared_io::retrying() {
+            tracing::debug!(file = %f.backing_path(), "authentication failed, read again: {what}");
+        } else {
+            tracing::error!(file = %f.backing_path(), "integrity check failed: {what}");
+        }
         VolumeError::Integrity(what)
     }
 
@@ -316,7 +327,11 @@ impl Volume {
 
     /// The plaintext size of a file that is open, if it is.
     pub fn open_file_size(&self, backing_ino: u64) -> Option<u64> {
-        self.open_files.get(backing_ino).map(|f| f.size())
+        self.open_files.get(backing_ino).map(|f| {
+            // Shared mode: as the backing file is now (another host may have changed it).
+            let _ = self.refresh_for_read(&f);
+            f.size()
+        })
     }
 
     /// Reads up to `len` bytes at `offset` for the daemon itself (fsck, re-encryption): the
@@ -343,6 +358,17 @@ impl Volume {
 
     /// Reads through `via` (default: the file's own `O_NOATIME` descriptor).
     fn read_through(
+        &self,
+        f: &OpenFile,
+        offset: u64,
+        len: usize,
+        via: Option<Arc<File>>,
+    ) -> Result<Vec<u8>> {
+        self.read_retrying(f, || self.read_through_once(f, offset, len, via.clone()))
+    }
+
+    /// One attempt of [`Self::read_through`].
+    fn read_through_once(
         &self,
         f: &OpenFile,
         offset: u64,
@@ -473,15 +499,21 @@ impl Volume {
             return Ok(0);
         }
         let mut st = f.write_state();
-        self.retry_when_full(|| self.write_locked(f, &mut st, offset, data))?;
+        let lock = self.lock_for_change(f, &mut st)?;
+        let r = self.retry_when_full(|| self.write_locked(f, &mut st, offset, data));
+        self.changed_under(lock, &mut st);
+        r?;
         Ok(data.len())
     }
 
     /// Appends `data` at the current end of the file; returns the offset written at.
     pub fn append(&self, f: &OpenFile, data: &[u8]) -> Result<u64> {
         let mut st = f.write_state();
+        let lock = self.lock_for_change(f, &mut st)?;
         let off = st.size;
-        self.retry_when_full(|| self.write_locked(f, &mut st, off, data))?;
+        let r = self.retry_when_full(|| self.write_locked(f, &mut st, off, data));
+        self.changed_under(lock, &mut st);
+        r?;
         Ok(off)
     }
 
@@ -650,6 +682,7 @@ impl Volume {
             Some(b) => !self.is_hole(f, st, cipher, b)?,
             None => false,
         };
+        self.reload_holes_if_shared(st);
         let mut slot = self.holes_of(st, cipher)?;
         let before = slot.list.clone();
         slot.list.insert(old.div_ceil(bs), to.div_ceil(bs));
@@ -788,21 +821,24 @@ impl Volume {
     /// Sets the plaintext size: growing adds holes (and zeros in the old final block),
     /// shrinking re-seals the new final block.
     pub fn truncate(&self, f: &OpenFile, new_size: u64) -> Result<()> {
-        self.retry_when_full(|| self.truncate_once(f, new_size))
-    }
-
-    /// One attempt of [`Self::truncate`].
-    fn truncate_once(&self, f: &OpenFile, new_size: u64) -> Result<()> {
         if self.read_only() {
             return Err(errno(libc::EROFS));
         }
         let mut st = f.write_state();
+        let lock = self.lock_for_change(f, &mut st)?;
+        let r = self.retry_when_full(|| self.truncate_once(f, &mut st, new_size));
+        self.changed_under(lock, &mut st);
+        r
+    }
+
+    /// One attempt of [`Self::truncate`].
+    fn truncate_once(&self, f: &OpenFile, st: &mut FileState, new_size: u64) -> Result<()> {
         let old_size = st.size;
         if new_size == old_size {
             return Ok(());
         }
         if new_size > old_size {
-            return self.write_locked(f, &mut st, new_size, &[]);
+            return self.write_locked(f, st, new_size, &[]);
         }
         if let Some(why) = &st.damaged {
             return Err(self.integrity(f, why.clone()));
@@ -823,18 +859,18 @@ impl Volume {
             st.size = 0;
             return Ok(());
         }
-        let cipher = self.cipher(f, &mut st)?;
+        let cipher = self.cipher(f, st)?;
         let file_id = st.header.map(|h| h.file_id).unwrap_or_default();
         let b = (new_size - 1) / l.block_size;
-        let final_is_hole = self.is_hole(f, &st, &cipher, b)?;
-        let mut slot = self.holes_of(&st, &cipher)?;
+        let final_is_hole = self.is_hole(f, st, &cipher, b)?;
+        let mut slot = self.holes_of(st, &cipher)?;
         if slot.list.cut(b + 1) {
             slot.dirty = true;
         }
         drop(slot);
         if !final_is_hole {
             let keep = (new_size - b * l.block_size) as usize;
-            let mut plain = self.read_block(f, &st, &cipher, &file_id, old_size, b)?;
+            let mut plain = self.read_block(f, st, &cipher, &file_id, old_size, b)?;
             let mut sealed = vec![0u8; keep + NONCE_LEN + TAG_LEN];
             sealed[NONCE_LEN..NONCE_LEN + keep].copy_from_slice(&plain[..keep]);
             zeroize::Zeroize::zeroize(&mut plain);
@@ -851,14 +887,25 @@ impl Volume {
     /// holes (recorded in the hole map first, then punched in the backing file) and write
     /// zeros into the partly covered blocks at its edges.
     pub fn fallocate(&self, f: &OpenFile, offset: u64, len: u64, mode: i32) -> Result<()> {
-        self.retry_when_full(|| self.fallocate_once(f, offset, len, mode))
-    }
-
-    /// One attempt of [`Self::fallocate`].
-    fn fallocate_once(&self, f: &OpenFile, offset: u64, len: u64, mode: i32) -> Result<()> {
         if self.read_only() {
             return Err(errno(libc::EROFS));
         }
+        let mut st = f.write_state();
+        let lock = self.lock_for_change(f, &mut st)?;
+        let r = self.retry_when_full(|| self.fallocate_once(f, &mut st, offset, len, mode));
+        self.changed_under(lock, &mut st);
+        r
+    }
+
+    /// One attempt of [`Self::fallocate`].
+    fn fallocate_once(
+        &self,
+        f: &OpenFile,
+        st: &mut FileState,
+        offset: u64,
+        len: u64,
+        mode: i32,
+    ) -> Result<()> {
         let end = offset.checked_add(len).ok_or(errno(libc::EFBIG))?;
         if end > MAX_FILE_SIZE {
             return Err(errno(libc::EFBIG));
@@ -874,14 +921,13 @@ impl Volume {
         if mode & libc::FALLOC_FL_PUNCH_HOLE != 0 && !keep_size {
             return Err(errno(libc::EINVAL));
         }
-        let mut st = f.write_state();
         if !keep_size && end > st.size {
-            self.write_locked(f, &mut st, end, &[])?;
+            self.write_locked(f, st, end, &[])?;
         }
         if zero {
             let to = end.min(st.size);
             if offset < to {
-                self.punch_locked(f, &mut st, offset, to)?;
+                self.punch_locked(f, st, offset, to)?;
             }
             return Ok(());
         }
@@ -923,6 +969,7 @@ impl Volume {
         let header = st
             .header
             .ok_or_else(|| VolumeError::Integrity("no header".into()))?;
+        self.reload_holes_if_shared(st);
         let mut slot = self.holes_of(st, &cipher)?;
         let before = slot.list.clone();
         slot.list.insert(h0, h1);
@@ -994,7 +1041,20 @@ impl Volume {
         self.store_dirty_holes(f)
     }
 
+    /// Shared mode: the map is read again before holes are added (another host may have
+    /// added its own since), so a store never drops them.
+    fn reload_holes_if_shared(&self, st: &FileState) {
+        if self.shared() {
+            *st.holes() = HoleSlot::default();
+        }
+    }
+
     fn store_dirty_holes(&self, f: &OpenFile) -> Result<()> {
+        if self.shared() {
+            // Filled holes stay listed (see `shared_io`): a store here could drop holes that
+            // another host added since this daemon read the map.
+            return Ok(());
+        }
         let st = f.read_state();
         let (Some(h), Some(cipher)) = (st.header, st.cipher.clone()) else {
             return Ok(());
@@ -1011,6 +1071,7 @@ impl Volume {
     /// `lseek` with `SEEK_DATA` (`data`) or `SEEK_HOLE`, at block granularity: the next
     /// offset at or after `offset` in data or in a hole; `ENXIO` at or past the end.
     pub fn seek_data_or_hole(&self, f: &OpenFile, offset: u64, data: bool) -> Result<u64> {
+        self.refresh_for_read(f)?;
         let mut st = f.write_state();
         let size = st.size;
         if offset >= size {
@@ -1196,6 +1257,23 @@ fn start_writeback(file: &File, offset: u64, len: usize) {
 }
 
 /// Sealed length of block `b` of a file of plaintext size `size`.
+/// Reads and checks the header of a backing file of `len` (> 0) bytes into `state`, and its
+/// plaintext size.
+fn read_header(state: &mut FileState, file: &File, len: u64, layout: BlockLayout) {
+    let mut buf = [0u8; HEADER_LEN];
+    match file.read_exact_at(&mut buf, 0) {
+        Ok(()) => match FileHeader::decode(&buf) {
+            Ok(h) if h.block_shift as u64 == layout.block_size.trailing_zeros() as u64 => {
+                state.header = Some(h)
+            }
+            Ok(_) => state.damaged = Some("header has the wrong block size".into()),
+            Err(e) => state.damaged = Some(format!("header: {e}")),
+        },
+        Err(_) => state.damaged = Some(format!("file is {len} bytes, shorter than a header")),
+    }
+    state.size = layout.plaintext_size(len).unwrap_or_else(|s| s);
+}
+
 fn sealed_len(l: BlockLayout, size: u64, b: u64) -> u64 {
     l.block_size.min(size - b * l.block_size) + (NONCE_LEN + TAG_LEN) as u64
 }

@@ -20,6 +20,7 @@ mod reencrypt;
 mod rename_compat;
 mod scan;
 mod shared;
+mod shared_io;
 mod symlink;
 mod tmpfile;
 mod xattr;
@@ -114,6 +115,8 @@ pub struct Volume {
     no_dirid_xattr: std::sync::atomic::AtomicBool,
     /// Renames with flags, emulated where the backing filesystem lacks them.
     renamer: rename_compat::Renamer,
+    /// Shared mode (`volume.json`): other hosts' daemons change the same backing files.
+    shared: bool,
 }
 
 /// Called with (old, new) backing inode numbers when re-encryption replaces a file.
@@ -209,6 +212,7 @@ impl Volume {
             )),
         })?;
         let keys = Arc::new(keys);
+        let shared = config.shared;
         Ok(Volume {
             backing: backing.to_path_buf(),
             root_fd,
@@ -225,6 +229,7 @@ impl Volume {
             meta_log,
             no_dirid_xattr: std::sync::atomic::AtomicBool::new(false),
             renamer: rename_compat::Renamer::default(),
+            shared,
         })
     }
 
@@ -250,6 +255,11 @@ impl Volume {
 
     pub fn read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Shared mode: several daemons (hosts) have the volume mounted (docs/shared.md).
+    pub fn shared(&self) -> bool {
+        self.shared
     }
 
     /// Whether `renameat2` flags are emulated because the backing filesystem lacks them
