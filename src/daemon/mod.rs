@@ -9,6 +9,7 @@ mod key_events;
 mod notify;
 mod process;
 mod settings;
+mod shared_watch;
 
 pub use settings::MountSettings;
 
@@ -341,10 +342,11 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
     fips::warn_on_legacy_names(&volume.config().name_cipher);
     let signals = stop_signals();
     let volume = Arc::new(volume);
+    let ttl = attr_ttl(&volume, s);
     let stats = Arc::new(FsStats::default());
     let fs = or_report!(
         ready,
-        CmkFs::new(volume.clone(), attr_ttl(&volume, s), stats.clone())
+        CmkFs::new(volume.clone(), ttl, stats.clone())
             .map(|f| f.with_writeback_cache(s.options.writeback_cache && !volume.shared()))
             .map(|f| f.with_posix_acl(s.options.default_permissions))
             .map_err(|e| format!("cannot open the volume root: {e}"))
@@ -372,6 +374,14 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
             watcher
                 .spawn(s.revocation_check_interval)
                 .map_err(|e| format!("cannot start the revocation watcher: {e}"))
+        );
+    }
+    if volume.shared() {
+        let every = ttl.max(Duration::from_millis(100));
+        or_report!(
+            ready,
+            shared_watch::spawn(volume.clone(), every)
+                .map_err(|e| format!("cannot start the key-store watcher: {e}"))
         );
     }
     let _ = std::fs::create_dir_all(runtime_dir());

@@ -33,6 +33,8 @@ pub struct KeyHierarchy {
     /// in this daemon (the watcher re-wrapping to a new key version while `key rotate` does the
     /// same) run one after the other instead of one failing as concurrent.
     change_lock: std::sync::Mutex<()>,
+    /// Shared mode: other hosts' daemons change the key store too.
+    shared: bool,
 }
 
 fn result_of(e: &KeyError) -> AuditResult {
@@ -57,6 +59,7 @@ impl KeyHierarchy {
             cache,
             audit: Arc::new(AuditLog::disabled()),
             name_scheme: NameScheme::AesGcmSiv,
+            shared: false,
         }
     }
 
@@ -64,6 +67,50 @@ impl KeyHierarchy {
     pub fn with_name_scheme(mut self, scheme: NameScheme) -> Self {
         self.name_scheme = scheme;
         self
+    }
+
+    /// Shared mode: each change of the key store starts from the store on disk, under a lock
+    /// that every host's daemon takes (see `KeyStoreFile::lock_changes`).
+    pub fn with_shared(mut self, shared: bool) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// Shared mode: locks the key store against other hosts' changes and takes in theirs.
+    fn lock_shared_store(&self) -> Result<Option<std::fs::File>, KeyError> {
+        let (true, Some(file)) = (self.shared, &self.store_file) else {
+            return Ok(None);
+        };
+        let guard = file.lock_changes()?;
+        self.reload_store()?;
+        Ok(Some(guard))
+    }
+
+    /// The key store's newest generation on disk (0 without a store file).
+    pub fn store_generation(&self) -> u64 {
+        self.store_file
+            .as_ref()
+            .map(|f| f.generation())
+            .unwrap_or(0)
+    }
+
+    /// Takes in the key store as it is on disk, when another host changed it (a data-key
+    /// rotation, a re-wrap to a new customer-managed key version, `set-cmk`): the cached data
+    /// keys are flushed, so that every key is unwrapped again through its new wraps. Returns
+    /// whether it changed.
+    pub fn reload_store(&self) -> Result<bool, KeyError> {
+        let Some(file) = &self.store_file else {
+            return Ok(false);
+        };
+        let (fresh, _) = file.load(false)?;
+        let mut store = self.store.write().unwrap_or_else(|p| p.into_inner());
+        if *store == fresh {
+            return Ok(false);
+        }
+        *store = fresh;
+        drop(store);
+        self.flush_cache("the key store was changed by another host");
+        Ok(true)
     }
 
     /// Writes every key event to `audit`.
@@ -144,6 +191,7 @@ impl KeyHierarchy {
             .clone()
             .ok_or_else(|| KeyError::NoProvider("no customer-managed key".into()))?;
         let _change = self.change_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _hosts = self.lock_shared_store()?;
         let latest = cmk.latest_key_id()?;
         let snapshot = self.store_snapshot();
         let mut updated = snapshot.clone();
@@ -188,6 +236,7 @@ impl KeyHierarchy {
     /// Adds (`Some`) or removes (`None`) the customer-managed layer of every data key.
     pub fn set_cmk_layer(&self, cmk: Option<&Arc<dyn CustomerKey>>) -> Result<usize, KeyError> {
         let _change = self.change_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _hosts = self.lock_shared_store()?;
         let snapshot = self.store_snapshot();
         let mut updated = snapshot.clone();
         let mut changed = 0;
@@ -331,6 +380,8 @@ impl KeyHierarchy {
     /// Starts a new data-key epoch of `scope` for new files; existing files keep theirs.
     /// The key store on disk is replaced atomically before memory changes.
     pub fn rotate_data_key(&self, scope: u32, now: u64) -> Result<DataKeyRef, KeyError> {
+        let _change = self.change_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _hosts = self.lock_shared_store()?;
         let mut store = self.store.write().unwrap_or_else(|p| p.into_inner());
         let next = match store.current(scope) {
             Some(cur) => DataKeyRef {

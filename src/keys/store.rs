@@ -68,6 +68,39 @@ impl KeyStoreFile {
         Ok((store, loaded))
     }
 
+    /// The newest valid generation on disk: tells, cheaply, whether another host changed the
+    /// store (shared mode).
+    pub fn generation(&self) -> u64 {
+        meta_copies::current_generation(&self.meta_dir, Record::KeyStore, &self.volume_id)
+    }
+
+    /// Shared mode: serializes the key-store changes of every host (an exclusive `flock` on
+    /// `.cmkfs/keystore.lock`, which NFSv4, CephFS and GlusterFS carry between clients), held
+    /// until the returned file is dropped.
+    pub fn lock_changes(&self) -> Result<std::fs::File, KeyError> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.meta_dir.join("keystore.lock");
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| self.err(format!("cannot open {}: {e}", path.display())))?;
+        loop {
+            // SAFETY: flock on an fd we own; no pointers.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(f);
+            }
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                return Err(self.err(format!("cannot lock {}: {e}", path.display())));
+            }
+        }
+    }
+
     /// Writes `store` as a new generation of both copies (format 2), copy 1 first.
     pub fn save(&self, store: &KeyStore) -> Result<(), KeyError> {
         let mut s = store.clone();

@@ -179,6 +179,7 @@ impl Volume {
             DataKeyCache::new(opts.cache_capacity, opts.cache_max_age),
         )
         .with_store_file(store_file.clone())
+        .with_shared(config.shared)
         .with_audit(opts.audit.clone())
         .with_name_scheme(
             config

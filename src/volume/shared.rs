@@ -99,11 +99,23 @@ pub fn list_hosts(backing: &Path) -> Result<Vec<HostLease>> {
     Ok(out)
 }
 
+/// Whether process `pid` runs (a zombie, killed and not yet reaped, does not).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next()),
+            Some('Z' | 'X')
+        ),
+        Err(_) => false,
+    }
+}
+
 /// Removes the leases that daemons of this host left when they died (their pid is gone).
 pub(super) fn clear_dead_local_leases(backing: &Path) {
     let me = hostname();
     for l in list_hosts(backing).unwrap_or_default() {
-        if l.host == me && !Path::new(&format!("/proc/{}", l.pid)).exists() {
+        if l.host == me && !alive(l.pid) {
             tracing::info!(
                 "removing the lease of daemon {} (mounted at {}), which is gone",
                 l.pid,

@@ -618,3 +618,4 @@ pub fn fallocate(f: &fs::File, mode: i32, off: u64, len: u64) -> io::Result<()> 
     // SAFETY: plain syscall on an open descriptor.
     cvt(unsafe { libc::fallocate(f.as_raw_fd(), mode, off as i64, len as i64) }).map(|_| ())
 }
+pub mod gluster;

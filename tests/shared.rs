@@ -1,0 +1,369 @@
+//! Shared mode on a real distributed filesystem: two daemons ("hosts") on two GlusterFS mounts
+//! of one volume (`common::gluster`). Close-to-open consistency, concurrent writers to one
+//! file and appenders to their own files (checked against a model), a rename over a file the
+//! other host has open, key rotations and a customer-managed key re-wrap taken in by the other
+//! host without a remount, revocation seen by both, a killed daemon, host leases, and a
+//! non-shared volume that still admits one daemon.
+
+mod common;
+
+use common::gluster::SharedVolume;
+use common::*;
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn shared() -> Vec<String> {
+    vec!["--shared".into()]
+}
+
+/// No integrity error was logged by either daemon (another host's work is not tampering).
+fn assert_no_integrity_errors(v: &SharedVolume) {
+    for (h, tag) in v.hosts.iter().zip(["A", "B"]) {
+        let bad: Vec<String> = h
+            .log()
+            .lines()
+            .filter(|l| l.contains(" ERROR ") && !l.contains("customer-managed key revoked"))
+            .map(str::to_string)
+            .collect();
+        assert!(bad.is_empty(), "host {tag} logged errors: {bad:#?}");
+    }
+}
+
+/// Waits up to `limit` for `cond`.
+fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+#[test]
+fn close_to_open_and_concurrent_writers_across_hosts() {
+    let mut v = SharedVolume::init("c2o", &shared());
+    v.mount(0);
+    v.mount(1);
+    let (a, b) = (&v.hosts[0], &v.hosts[1]);
+
+    // Written and closed on A, opened on B: A's bytes and size. Then rewritten in place.
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(a.p("doc"), &data).unwrap();
+    assert_eq!(fs::read(b.p("doc")).unwrap(), data);
+    let f = open_rw(&a.p("doc"));
+    f.write_all_at(b"REWRITTEN", 4090).unwrap();
+    drop(f);
+    let mut want = data.clone();
+    want[4090..4099].copy_from_slice(b"REWRITTEN");
+    assert_eq!(fs::read(b.p("doc")).unwrap(), want, "after A's rewrite");
+    // Directory listings: a name made on B is seen on A.
+    fs::create_dir(b.p("from-b")).unwrap();
+    fs::write(b.p("from-b/x"), b"x").unwrap();
+    assert!(eventually(Duration::from_secs(3), || a
+        .p("from-b/x")
+        .exists()));
+
+    // Concurrent: each host writes 4 KiB-unaligned ranges of its own half of one file (blocks
+    // at the boundary are shared) and appends to a file of its own, for CMKFS_SHARED_SECS.
+    const N: usize = 400_000;
+    fs::write(a.p("shared.bin"), vec![0u8; N]).unwrap();
+    let secs: u64 = std::env::var("CMKFS_SHARED_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let model = Arc::new(Mutex::new(vec![0u8; N]));
+    let stop = Instant::now() + Duration::from_secs(secs);
+    let mut workers = Vec::new();
+    for (i, h) in v.hosts.iter().enumerate() {
+        let (file, log) = (h.p("shared.bin"), h.p(&format!("appends-{i}")));
+        let model = model.clone();
+        workers.push(std::thread::spawn(move || {
+            let mut rng = Rng::new(7 + i as u64);
+            let f = open_rw(&file);
+            let mut appended = Vec::new();
+            let mut app = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap();
+            let (lo, hi) = if i == 0 { (0, N / 2) } else { (N / 2, N) };
+            let mut n = 0;
+            while Instant::now() < stop {
+                let len = rng.range(1, 9000) as usize;
+                let off = rng.range(lo as u64, (hi - len) as u64) as usize;
+                let bytes = rng.bytes(len);
+                // The model is updated under its lock with the write, so it is exact.
+                let mut m = model.lock().unwrap();
+                f.write_all_at(&bytes, off as u64).unwrap();
+                m[off..off + len].copy_from_slice(&bytes);
+                drop(m);
+                let line_len = rng.range(1, 300) as usize;
+                let line = rng.bytes(line_len);
+                app.write_all(&line).unwrap();
+                appended.extend_from_slice(&line);
+                n += 1;
+            }
+            (n, appended)
+        }));
+    }
+    let results: Vec<(u64, Vec<u8>)> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let model = model.lock().unwrap().clone();
+    for h in &v.hosts {
+        assert_bytes_eq(&fs::read(h.p("shared.bin")).unwrap(), &model, "shared.bin");
+        for (i, (_, appended)) in results.iter().enumerate() {
+            assert_bytes_eq(
+                &fs::read(h.p(&format!("appends-{i}"))).unwrap(),
+                appended,
+                "appends",
+            );
+        }
+    }
+    eprintln!(
+        "writes per host in {secs} s: {:?}",
+        results.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    assert!(results.iter().all(|r| r.0 > 10), "both hosts wrote");
+    assert_no_integrity_errors(&v);
+}
+
+#[test]
+fn rename_over_a_file_the_other_host_has_open() {
+    let mut v = SharedVolume::init("rename", &shared());
+    v.mount(0);
+    v.mount(1);
+    let (a, b) = (&v.hosts[0], &v.hosts[1]);
+    fs::write(a.p("config.json"), b"old content".repeat(1000)).unwrap();
+    let mut open_on_b = fs::File::open(b.p("config.json")).unwrap();
+    let mut first = [0u8; 11];
+    open_on_b.read_exact(&mut first).unwrap();
+    fs::write(a.p("config.json.tmp"), b"new content").unwrap();
+    fs::rename(a.p("config.json.tmp"), a.p("config.json")).unwrap();
+    // B's open descriptor keeps reading the old file; a fresh open on B sees the new one.
+    let mut rest = Vec::new();
+    open_on_b.seek(SeekFrom::Start(0)).unwrap();
+    open_on_b.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"old content".repeat(1000));
+    assert!(eventually(Duration::from_secs(3), || fs::read(
+        b.p("config.json")
+    )
+    .map(|c| c == b"new content")
+    .unwrap_or(false)));
+    assert_no_integrity_errors(&v);
+}
+
+#[test]
+fn hosts_are_listed_and_a_non_shared_volume_admits_one_daemon() {
+    let mut v = SharedVolume::init("hosts", &shared());
+    v.mount(0);
+    v.mount(1);
+    let o = run_ok(
+        cmkfs()
+            .args(["volume", "hosts"])
+            .arg(&v.hosts[0].backing)
+            .arg("--json"),
+    );
+    let j: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(j["shared"], true);
+    let hosts = j["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 2, "{j}");
+    let mnts: Vec<&str> = hosts
+        .iter()
+        .map(|h| h["mountpoint"].as_str().unwrap())
+        .collect();
+    for h in &v.hosts {
+        assert!(mnts.contains(&h.mnt.to_str().unwrap()), "{j}");
+    }
+    assert!(
+        hosts
+            .iter()
+            .all(|h| h["stale"] == false && h["pid"].as_u64().is_some())
+    );
+    // Shared mode cannot be turned off while mounted; it can once both are unmounted.
+    let o = run(cmkfs()
+        .args(["volume", "set-shared"])
+        .arg(&v.hosts[0].backing)
+        .arg("off"));
+    assert!(
+        !o.success() && o.stderr.contains("mounted in shared mode"),
+        "{}",
+        o.stderr
+    );
+    v.umount(0);
+    v.umount(1);
+    run_ok(
+        cmkfs()
+            .args(["volume", "set-shared"])
+            .arg(&v.hosts[0].backing)
+            .arg("off"),
+    );
+    // Not shared: the second daemon is refused, naming the first.
+    v.mount(0);
+    let o = run(&mut v.hosts[1].mount_cmd(&v.key()));
+    assert!(
+        !o.success() && o.stderr.contains("already mounted"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn a_killed_daemon_leaves_the_other_host_serving_and_is_remountable() {
+    let mut v = SharedVolume::init("kill", &shared());
+    v.mount(0);
+    v.mount(1);
+    let st = run_ok(cmkfs().arg("status").arg(&v.hosts[0].mnt).arg("--json"));
+    let pid = serde_json::from_str::<serde_json::Value>(&st.stdout).unwrap()["pid"]
+        .as_u64()
+        .unwrap() as i32;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (p, stop) = (v.hosts[0].p("being-written"), stop.clone());
+        std::thread::spawn(move || {
+            let mut f = fs::File::create(p).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                if f.write_all(&[b'w'; 5000]).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: plain syscall.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    stop.store(true, Ordering::Relaxed);
+    let _ = writer.join();
+    // B keeps serving, reads what A wrote (whole blocks of 'w'), and writes.
+    let b = &v.hosts[1];
+    let got = fs::read(b.p("being-written")).unwrap();
+    assert!(got.iter().all(|c| *c == b'w'), "only A's bytes");
+    fs::write(b.p("after-kill"), b"b works").unwrap();
+    assert_eq!(fs::read(b.p("after-kill")).unwrap(), b"b works");
+    // A mounts again (its stale mount is cleared, its dead lease replaced).
+    force_unmount(&v.hosts[0].mnt);
+    v.hosts[0].mounted = false;
+    v.mount(0);
+    assert_eq!(fs::read(v.hosts[0].p("after-kill")).unwrap(), b"b works");
+    let o = run_ok(
+        cmkfs()
+            .args(["volume", "hosts"])
+            .arg(&v.hosts[0].backing)
+            .arg("--json"),
+    );
+    let j: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(
+        j["hosts"].as_array().unwrap().len(),
+        2,
+        "dead lease gone: {j}"
+    );
+    assert_no_integrity_errors(&v);
+}
+
+/// The data-key epoch in the header of the backing file of a new file `name`-N (in the volume
+/// root) made on `host`.
+fn epoch_of_new_file(v: &SharedVolume, host: usize, name: &str) -> u64 {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = format!("{name}-{}", N.fetch_add(1, Ordering::Relaxed));
+    let before = backing_files(&v.hosts[host].backing);
+    fs::write(v.hosts[host].p(&name), b"x").unwrap();
+    let p = new_entry(&v.hosts[host].backing, &before);
+    let bytes = fs::read(&p).unwrap();
+    let h = cmkfs::format::FileHeader::decode(&bytes[..cmkfs::format::HEADER_LEN]).unwrap();
+    h.key.epoch as u64
+}
+
+#[test]
+fn key_rotations_and_cmk_rewrap_on_one_host_are_taken_in_by_the_other() {
+    let emu = kv_emulator::Emulator::start();
+    emu.create_rsa_key("kek");
+    let dir = tempfile::tempdir().unwrap();
+    emu.write_ca_file(dir.path().join("ca.pem")).unwrap();
+    fs::write(dir.path().join("token"), "t").unwrap();
+    let kv: Vec<String> = vec![
+        "--azure-credential".into(),
+        format!("access-token-file:{}", dir.path().join("token").display()),
+        "--ca-file".into(),
+        dir.path().join("ca.pem").display().to_string(),
+        "--no-verify-challenge-resource".into(),
+    ];
+    let url = format!("{}keys/kek", emu.url());
+    let mut init = shared();
+    init.extend(["--cmk".into(), url.clone()]);
+    init.extend(kv.clone());
+    let mut v = SharedVolume::init("keys", &init);
+    for h in &mut v.hosts {
+        h.extra = kv.clone();
+        h.extra
+            .extend(["--revocation-check-interval".into(), "1".into()]);
+    }
+    v.mount(0);
+    v.mount(1);
+    fs::write(v.hosts[0].p("before"), b"written before the rotations").unwrap();
+    assert_eq!(epoch_of_new_file(&v, 1, "b-first"), 0);
+
+    // A starts a new data-key epoch: B's new files use it without a remount.
+    run_ok(
+        cmkfs()
+            .args(["key", "rotate"])
+            .arg(&v.hosts[0].mnt)
+            .arg("--data-key"),
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || epoch_of_new_file(
+            &v, 1, "b-probe"
+        ) == 1),
+        "B's new files did not move to epoch 1"
+    );
+
+    // A new version of the CMK; A re-wraps every data key to it; then the old version is
+    // disabled. B reads old and new files through the new wraps (its cache was flushed when it
+    // took in the new store), with no remount.
+    let old_version = emu.latest_version("kek").unwrap();
+    emu.rotate_key("kek").unwrap();
+    run_ok(cmkfs().args(["key", "rotate"]).arg(&v.hosts[0].mnt));
+    let b = &v.hosts[1];
+    assert!(eventually(Duration::from_secs(5), || b
+        .log()
+        .contains("took in the key store as changed by another host")));
+    emu.disable_version("kek", &old_version).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        fs::read(b.p("before")).unwrap(),
+        b"written before the rotations"
+    );
+    fs::write(b.p("after"), b"new").unwrap();
+    assert_eq!(fs::read(v.hosts[0].p("after")).unwrap(), b"new");
+
+    // Revocation: both hosts' own watchers see it within a check interval.
+    emu.disable_key("kek").unwrap();
+    for h in &v.hosts {
+        let p = h.p("before");
+        assert!(
+            eventually(Duration::from_secs(5), || errno(&fs::read(&p))
+                == Some(libc::EKEYREVOKED)),
+            "{} did not see the revocation",
+            h.mnt.display()
+        );
+    }
+    emu.enable_key("kek").unwrap();
+    for h in &v.hosts {
+        let p = h.p("before");
+        assert!(eventually(Duration::from_secs(5), || fs::read(&p).is_ok()));
+    }
+    // Every key event is in each host's audit log, chain intact.
+    for h in &v.hosts {
+        run_ok(
+            cmkfs()
+                .args(["audit", "verify"])
+                .arg(&h.audit)
+                .current_dir(Path::new("/")),
+        );
+    }
+    assert_no_integrity_errors(&v);
+}
