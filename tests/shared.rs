@@ -367,3 +367,52 @@ fn key_rotations_and_cmk_rewrap_on_one_host_are_taken_in_by_the_other() {
     }
     assert_no_integrity_errors(&v);
 }
+
+fn lockf(f: &fs::File, cmd: libc::c_int) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain syscall on an open descriptor.
+    cvt(unsafe { libc::lockf(f.as_raw_fd(), cmd, 0) }).map(|_| ())
+}
+
+fn flock(f: &fs::File, op: libc::c_int) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain syscall on an open descriptor.
+    cvt(unsafe { libc::flock(f.as_raw_fd(), op) }).map(|_| ())
+}
+
+#[test]
+fn fcntl_and_flock_locks_hold_across_hosts() {
+    let mut v = SharedVolume::init("locks", &shared());
+    v.mount(0);
+    v.mount(1);
+    let (a, b) = (&v.hosts[0], &v.hosts[1]);
+    fs::write(a.p("lk"), b"x").unwrap();
+    // POSIX (fcntl) locks: A holds, B is refused, A's close releases.
+    let fa = open_rw(&a.p("lk"));
+    let fb = open_rw(&b.p("lk"));
+    lockf(&fa, libc::F_LOCK).unwrap();
+    assert_eq!(errno(&lockf(&fb, libc::F_TLOCK)), Some(libc::EAGAIN));
+    drop(fa);
+    assert!(eventually(Duration::from_secs(3), || lockf(
+        &fb,
+        libc::F_TLOCK
+    )
+    .is_ok()));
+    drop(fb);
+    // flock: the same across hosts; a waiting LOCK_EX on B gets it once A unlocks.
+    let fa = open_rw(&a.p("lk"));
+    let fb = open_rw(&b.p("lk"));
+    flock(&fa, libc::LOCK_EX).unwrap();
+    assert_eq!(
+        errno(&flock(&fb, libc::LOCK_EX | libc::LOCK_NB)),
+        Some(libc::EWOULDBLOCK)
+    );
+    let waiter = std::thread::spawn(move || {
+        flock(&fb, libc::LOCK_EX).unwrap();
+        Instant::now()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let unlocked = Instant::now();
+    flock(&fa, libc::LOCK_UN).unwrap();
+    assert!(waiter.join().unwrap() >= unlocked, "B waited for A");
+}

@@ -3,6 +3,7 @@
 
 mod errno;
 mod inodes;
+mod locks;
 mod privileges;
 
 pub use errno::raw_errno;
@@ -19,13 +20,13 @@ use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
     Generation, INodeNo, IoctlFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags,
     ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-    WriteFlags,
+    ReplyIoctl, ReplyLock, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    TimeOrNow, WriteFlags,
 };
 
 use crate::audit::{AuditEvent, AuditOp, AuditResult};
 use crate::volume::{
-    AclKind, Attr, Dir, FileKind, Inherited, LastRef, OpenFile, Owner, TimeSet, Volume,
+    AclKind, Attr, Dir, FileKind, Inherited, LastRef, LockRange, OpenFile, Owner, TimeSet, Volume,
     VolumeError, XattrTarget, errno as verr,
 };
 
@@ -227,7 +228,8 @@ impl CmkFs {
         // file before it is answered) and POSIX locks are left to the kernel.
         if self.vol.shared() {
             // Close-to-open: each open drops the pages cached before another host's change.
-            FopenFlags::FOPEN_NOFLUSH
+            // FLUSH on close: it releases the closing process's forwarded POSIX locks.
+            FopenFlags::empty()
         } else {
             FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
         }
@@ -710,6 +712,17 @@ impl Filesystem for CmkFs {
                 )
                 .is_ok();
         }
+        if self.vol.shared() {
+            // Applications' locks go to the daemon, which takes them on the backing file
+            // (`locks`): they then hold across hosts.
+            if let Err(e) = config.add_capabilities(
+                fuser::InitFlags::FUSE_POSIX_LOCKS | fuser::InitFlags::FUSE_FLOCK_LOCKS,
+            ) {
+                tracing::warn!(
+                    "the kernel does not forward file locks ({e:?}): they stay local to this host"
+                );
+            }
+        }
         if self.want_writeback {
             self.writeback = config
                 .add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE)
@@ -1050,29 +1063,92 @@ impl Filesystem for CmkFs {
         })
     }
 
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _lock_owner: LockOwner,
-        reply: ReplyEmpty,
-    ) {
-        reply.ok();
-    }
-
     fn release(
         &self,
         _req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        if let (true, Some(owner), Ok(f)) = (self.vol.shared(), lock_owner, self.lock_file(fh)) {
+            self.vol.release_flock(&f, owner.0);
+        }
         self.drop_handle(fh.0);
         reply.ok();
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Writes are never buffered here. On a shared volume (the only one that asks for
+        // FLUSH), a process closing a descriptor of the file loses its POSIX locks on it.
+        if let (true, Ok(f)) = (self.vol.shared(), self.lock_file(fh)) {
+            self.vol.release_posix_locks(&f, lock_owner.0);
+        }
+        reply.ok();
+    }
+
+    fn getlk(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        _pid: u32,
+        reply: ReplyLock,
+    ) {
+        match self.lock_file(fh) {
+            Ok(f) => self.test_posix_lock(&f, lock_owner, LockRange { start, end, typ }, reply),
+            Err(e) => reply_result!(self, req, "getlk", ino.0, reply, Err::<(), _>(e), |_v| ()),
+        }
+    }
+
+    fn setlk(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        _pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.lock_file(fh) {
+            Ok(f) => {
+                self.set_posix_lock(f, lock_owner, LockRange { start, end, typ }, sleep, reply)
+            }
+            Err(e) => reply_result!(self, req, "setlk", ino.0, reply, Err::<(), _>(e), |_v| ()),
+        }
+    }
+
+    fn flock(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        typ: i32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.lock_file(fh) {
+            Ok(f) => self.set_flock(f, lock_owner, typ, sleep, reply),
+            Err(e) => reply_result!(self, req, "flock", ino.0, reply, Err::<(), _>(e), |_v| ()),
+        }
     }
 
     fn fsync(

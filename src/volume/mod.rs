@@ -3,6 +3,7 @@
 //! open-file table with per-inode locks. Never names a FUSE type.
 
 mod acl;
+mod app_locks;
 mod atime;
 mod attr;
 mod backup;
@@ -26,6 +27,7 @@ mod tmpfile;
 mod xattr;
 
 pub use acl::{Acl, AclKind, Inherited};
+pub use app_locks::LockRange;
 pub use atime::AtimePolicy;
 pub use attr::{Attr, FileKind};
 pub use backup::{
@@ -117,6 +119,8 @@ pub struct Volume {
     renamer: rename_compat::Renamer,
     /// Shared mode (`volume.json`): other hosts' daemons change the same backing files.
     shared: bool,
+    /// Applications' locks forwarded to the backing files (shared mode).
+    app_locks: app_locks::AppLocks,
 }
 
 /// Called with (old, new) backing inode numbers when re-encryption replaces a file.
@@ -231,6 +235,7 @@ impl Volume {
             no_dirid_xattr: std::sync::atomic::AtomicBool::new(false),
             renamer: rename_compat::Renamer::default(),
             shared,
+            app_locks: app_locks::AppLocks::default(),
         })
     }
 

@@ -873,6 +873,23 @@ pub trait Filesystem: Send + Sync + 'static {
         reply.error(Errno::ENOSYS);
     }
 
+    /// Acquire, change or release a BSD `flock` lock on the open file `fh` (cmkfs patch):
+    /// `typ` is `F_RDLCK` (LOCK_SH), `F_WRLCK` (LOCK_EX) or `F_UNLCK`; `sleep` unless
+    /// LOCK_NB. Called only when the filesystem asked for `FUSE_FLOCK_LOCKS`; the default
+    /// passes the request on to `setlk` over the whole file, as fuser 0.18.0 did.
+    fn flock(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        typ: i32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.setlk(req, ino, fh, lock_owner, 0, i64::MAX as u64, typ, 0, sleep, reply);
+    }
+
     /// Test for a POSIX file lock.
     fn getlk(
         &self,

@@ -409,6 +409,17 @@ impl<'a> RequestWithSender<'a> {
                     self.reply(),
                 );
             }
+            ll::Operation::SetLk(x) if x.is_flock() => {
+                filesystem.flock(
+                    self.request_header(),
+                    self.request.nodeid(),
+                    x.file_handle(),
+                    x.lock_owner(),
+                    x.lock().typ,
+                    x.sleep(),
+                    self.reply(),
+                );
+            }
             ll::Operation::SetLk(x) => {
                 filesystem.setlk(
                     self.request_header(),

@@ -1205,6 +1205,11 @@ mod op {
         pub(crate) fn sleep(&self) -> bool {
             self.wait
         }
+        /// cmkfs patch: a BSD `flock` (sent as SETLK with `FUSE_LK_FLOCK` when the filesystem
+        /// asked for `FUSE_FLOCK_LOCKS`), not a POSIX lock.
+        pub(crate) fn is_flock(&self) -> bool {
+            self.arg.lk_flags & crate::consts::FUSE_LK_FLOCK != 0
+        }
     }
 
     /// Check file access permissions.

@@ -1,0 +1,93 @@
+//! Applications' locks on a shared volume: `fcntl` POSIX locks and `flock` locks are passed on
+//! to the volume, which takes them on the backing file (`volume::app_locks`), so that they
+//! hold across hosts. A non-shared volume leaves locks to the kernel (the FUSE capabilities
+//! are not asked for), which is exact for one daemon and costs nothing.
+//!
+//! A lock that must wait is waited for on a thread of its own, so that waiting applications
+//! never hold the FUSE threads that the holder needs to release it.
+
+use std::sync::Arc;
+
+use fuser::{FileHandle, LockOwner, ReplyEmpty, ReplyLock};
+
+use crate::volume::{LockRange, OpenFile, Volume, VolumeError};
+
+use super::CmkFs;
+use super::errno::to_errno;
+
+impl CmkFs {
+    pub(super) fn lock_file(&self, fh: FileHandle) -> Result<Arc<OpenFile>, VolumeError> {
+        self.file_handle(fh.0).map(|(f, _)| f)
+    }
+
+    /// SETLK / SETLKW: done now, or (waiting) on a thread of its own that replies.
+    pub(super) fn set_posix_lock(
+        &self,
+        f: Arc<OpenFile>,
+        owner: LockOwner,
+        r: LockRange,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        if !sleep || r.typ == libc::F_UNLCK {
+            match self.vol.posix_lock(&f, owner.0, r, false) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(to_errno(&e)),
+            }
+            return;
+        }
+        let vol: Arc<Volume> = self.vol.clone();
+        let spawned = std::thread::Builder::new()
+            .name("lock-wait".into())
+            .spawn(move || match vol.posix_lock(&f, owner.0, r, true) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(to_errno(&e)),
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a thread to wait for a lock: {e}");
+        }
+    }
+
+    /// flock: done now, or (waiting) on a thread of its own that replies.
+    pub(super) fn set_flock(
+        &self,
+        f: Arc<OpenFile>,
+        owner: LockOwner,
+        typ: i32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        if !sleep || typ == libc::F_UNLCK {
+            match self.vol.flock(&f, owner.0, typ, false) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(to_errno(&e)),
+            }
+            return;
+        }
+        let vol: Arc<Volume> = self.vol.clone();
+        let spawned = std::thread::Builder::new()
+            .name("lock-wait".into())
+            .spawn(move || match vol.flock(&f, owner.0, typ, true) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(to_errno(&e)),
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a thread to wait for a lock: {e}");
+        }
+    }
+
+    /// GETLK: the conflicting lock of another owner (any host), or `F_UNLCK`.
+    pub(super) fn test_posix_lock(
+        &self,
+        f: &OpenFile,
+        owner: LockOwner,
+        r: LockRange,
+        reply: ReplyLock,
+    ) {
+        match self.vol.posix_test_lock(f, owner.0, r) {
+            // The holder may be on another host: no pid to name.
+            Ok(c) => reply.locked(c.start, c.end, c.typ, 0),
+            Err(e) => reply.error(to_errno(&e)),
+        }
+    }
+}
