@@ -69,8 +69,8 @@ pub fn run(c: VolumeCommand) -> Result<(), String> {
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
             println!(
-                "{:<20} {:>8}  {:<40} {}",
-                "HOST", "PID", "MOUNTPOINT", "LAST RENEWAL"
+                "{:<20} {:>8}  {:<40} LAST RENEWAL",
+                "HOST", "PID", "MOUNTPOINT"
             );
             for h in hosts {
                 println!(

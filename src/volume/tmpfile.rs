@@ -97,7 +97,7 @@ impl Volume {
         if let Err(e) = linkat(
             AT_FDCWD,
             path.as_str(),
-            &dir.fd(),
+            dir.fd(),
             b.entry(),
             AtFlags::AT_SYMLINK_FOLLOW,
         ) {
