@@ -474,6 +474,8 @@ fn install_script_is_idempotent_and_uninstalls() {
         "etc/systemd/system/cmkfs@.service",
         "sbin/mount.fuse.cmkfs",
         "usr/local/share/man/man8/cmkfs.8",
+        "usr/local/share/man/man8/cmkfs-mount.8",
+        "usr/local/share/bash-completion/completions/cmkfs",
     ] {
         assert!(dest.path().join(f).exists(), "{f} not installed");
     }
@@ -484,4 +486,10 @@ fn install_script_is_idempotent_and_uninstalls() {
             .arg("--uninstall"),
     );
     assert!(!dest.path().join("usr/local/bin/cmkfs").exists());
+    assert!(
+        !dest
+            .path()
+            .join("usr/local/share/man/man8/cmkfs-mount.8")
+            .exists()
+    );
 }
