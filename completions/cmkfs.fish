@@ -63,6 +63,8 @@ complete -c cmkfs -n "__fish_cmkfs_using_subcommand mount" -l ca-file -d 'PEM fi
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand mount" -l key-vault-timeout -d 'Bound on one Key Vault call, in seconds (default 10)' -r
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand mount" -l fips -d '`required`: refuse to mount unless this is the fips build (AWS-LC-FIPS) in FIPS mode (config key `fips`, option `-o fips=required`)' -r -f -a "auto\t'FIPS mode in the fips build; the default build runs on AWS-LC without it'
 required\t'Only the fips build in FIPS mode mounts (for fleets that must never run the other one)'"
+complete -c cmkfs -n "__fish_cmkfs_using_subcommand mount" -l metrics-listen -d 'Serve Prometheus metrics over HTTP at ADDR (HOST:PORT, e.g. 127.0.0.1:9464; a loopback address is recommended), path /metrics. Off by default' -r
+complete -c cmkfs -n "__fish_cmkfs_using_subcommand mount" -l metrics-socket -d 'Serve Prometheus metrics over HTTP on the Unix socket PATH (mode 0600), path /metrics' -r -F
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand mount" -s f -l foreground -d 'Stay in the foreground (for systemd); otherwise return once the mount is usable'
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand mount" -l no-verify-challenge-resource -d 'Accept a vault host that is not under the resource named by Key Vault\'s 401 challenge (private endpoints, emulators)'
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand mount" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -39,6 +39,10 @@ pub struct ConfigFile {
     pub key_vault_timeout: Option<u64>,
     /// `"required"`: refuse to mount unless this is the fips build in FIPS mode.
     pub fips: Option<FipsPolicy>,
+    /// As `--metrics-listen`: HOST:PORT serving Prometheus metrics.
+    pub metrics_listen: Option<String>,
+    /// As `--metrics-socket`: a Unix socket serving Prometheus metrics.
+    pub metrics_socket: Option<PathBuf>,
 }
 
 /// Whether a mount may run without a FIPS validated module in FIPS mode (`fips = "required"`

@@ -177,7 +177,7 @@ const SECTIONS: &[Section] = &[
                 "ro, allow_other (implies default_permissions), allow_root, default_permissions, nosuid, nodev, noexec, noatime, atime, relatime (default), strictatime, nodiratime, sync, dirsync, fsname=NAME, nonempty (mount over a non-empty directory), read_ahead_kb=N (kernel read-ahead of the mount, default 1024), writeback_cache (kernel write-back cache; opt-in: a write on a full disk then fails only at flush or fsync).",
             ),
             Item::Para(
-                "Every flag is also an option: service_key=FILE, config=FILE, log_file=FILE, threads=N, cache_capacity=N, cache_max_age=S, revocation_check_interval=S, audit_log=FILE, azure_credential=SPEC, ca_file=PEM, no_verify_challenge_resource, key_vault_timeout=S, foreground, fips=required (refuse to mount unless this is the fips build, AWS-LC-FIPS in FIPS mode). nofail, _netdev, x-* and the other fstab-only options are ignored.",
+                "Every flag is also an option: service_key=FILE, config=FILE, log_file=FILE, threads=N, cache_capacity=N, cache_max_age=S, revocation_check_interval=S, audit_log=FILE, azure_credential=SPEC, ca_file=PEM, no_verify_challenge_resource, key_vault_timeout=S, metrics_listen=ADDR, metrics_socket=PATH, foreground, fips=required (refuse to mount unless this is the fips build, AWS-LC-FIPS in FIPS mode). nofail, _netdev, x-* and the other fstab-only options are ignored.",
             ),
         ],
     },
@@ -210,6 +210,10 @@ const SECTIONS: &[Section] = &[
                 "as the Key Vault and audit flags (verify_challenge_resource = false is --no-verify-challenge-resource)",
             ),
             Item::Term(
+                "metrics_listen, metrics_socket",
+                "as --metrics-listen and --metrics-socket: where the Prometheus metrics are served",
+            ),
+            Item::Term(
                 "fips",
                 "\"required\": refuse to mount unless this is the fips build in FIPS mode; \"auto\" (default): the fips build enters FIPS mode, the default build runs without it.",
             ),
@@ -225,6 +229,12 @@ const SECTIONS: &[Section] = &[
                 "mount(8) runs /sbin/mount.fuse.cmkfs, which runs cmkfs BACKING MOUNTPOINT -o OPTIONS: without a subcommand, the arguments mean mount.",
             ),
         ],
+    },
+    Section {
+        title: "METRICS",
+        items: &[Item::Para(
+            "With --metrics-listen ADDR (HOST:PORT; a loopback address is recommended) or --metrics-socket PATH (a Unix socket, mode 0600) the daemon serves GET /metrics in the Prometheus text format: FUSE requests and errors per operation, bytes read and written, data-key cache hits, misses, evictions and entries, Key Vault calls and their latency by operation and outcome, the revocation state of the customer-managed key and the time since its last successful check, audit records written, open files and the daemon's resident memory. Off by default.",
+        )],
     },
     Section {
         title: "ERRORS SEEN BY APPLICATIONS",

@@ -194,6 +194,13 @@ pub struct MountArgs {
     /// (config key `fips`, option `-o fips=required`).
     #[arg(long, value_name = "POLICY")]
     pub fips: Option<crate::config::FipsPolicy>,
+    /// Serve Prometheus metrics over HTTP at ADDR (HOST:PORT, e.g. 127.0.0.1:9464; a loopback
+    /// address is recommended), path /metrics. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Serve Prometheus metrics over HTTP on the Unix socket PATH (mode 0600), path /metrics.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_socket: Option<PathBuf>,
 }
 
 #[derive(Args)]

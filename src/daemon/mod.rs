@@ -6,6 +6,7 @@
 mod control_impl;
 mod fips;
 mod key_events;
+mod metrics_server;
 mod notify;
 mod process;
 mod settings;
@@ -29,6 +30,7 @@ use crate::volume::{OpenOptions, Volume, lock_backing};
 
 use control_impl::DaemonControl;
 use key_events::KeyEvents;
+use metrics_server::{MetricsServer, ScrapeSource};
 use notify::notify;
 use process::{ReadyPipe, daemonize, harden_process, init_logging};
 
@@ -382,6 +384,21 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
         )
     );
 
+    let scrape = Arc::new(ScrapeSource {
+        volume: volume.clone(),
+        stats: stats.clone(),
+        mountpoint: s.mountpoint.clone(),
+        started: Instant::now(),
+    });
+    let mut metrics = Vec::new();
+    for endpoint in &s.metrics {
+        metrics.push(or_report!(
+            ready,
+            MetricsServer::start(endpoint, scrape.clone())
+                .map_err(|e| format!("cannot serve metrics at {endpoint}: {e}"))
+        ));
+    }
+
     let mut unmounter = session.unmount_callable();
     let mountpoint = s.mountpoint.clone();
     let signal_thread = std::thread::Builder::new()
@@ -468,6 +485,7 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
     // timeout only guards against a readiness check stuck on a dead connection.
     let _ = started_recorded.recv_timeout(Duration::from_secs(10));
     drop(control);
+    drop(metrics);
     drop(runtime);
     let flushed = volume.keys().cache().flush();
     audit.flush_denials();

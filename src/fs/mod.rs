@@ -420,6 +420,7 @@ impl CmkFs {
     }
 
     fn log_failure(&self, op: &str, ino: u64, e: &VolumeError, req: &Request) {
+        crate::metrics::fuse_error(op);
         match raw_errno(e) {
             libc::EIO => {
                 self.stats.requests_failed.fetch_add(1, Ordering::Relaxed);
@@ -673,7 +674,8 @@ impl KernelCaches {
 }
 
 macro_rules! reply_result {
-    ($self:ident, $req:ident, $op:literal, $ino:expr, $reply:ident, $res:expr, |$v:ident| $ok:expr) => {
+    ($self:ident, $req:ident, $op:literal, $ino:expr, $reply:ident, $res:expr, |$v:ident| $ok:expr) => {{
+        crate::metrics::fuse_request($op);
         match $res {
             Ok($v) => $ok,
             Err(e) => {
@@ -681,7 +683,7 @@ macro_rules! reply_result {
                 $reply.error(to_errno(&e))
             }
         }
-    };
+    }};
 }
 
 impl Filesystem for CmkFs {
@@ -739,6 +741,7 @@ impl Filesystem for CmkFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        crate::metrics::fuse_request("forget");
         let pin = self.table_mut().forget(ino.0, nlookup);
         self.release_pin(pin);
     }
@@ -1044,6 +1047,7 @@ impl Filesystem for CmkFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        crate::metrics::fuse_request("flush");
         reply.ok();
     }
 
@@ -1057,6 +1061,7 @@ impl Filesystem for CmkFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        crate::metrics::fuse_request("release");
         self.drop_handle(fh.0);
         reply.ok();
     }
@@ -1093,6 +1098,7 @@ impl Filesystem for CmkFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        crate::metrics::fuse_request("readdir");
         let entries = match self.handles().get(&fh.0) {
             Some(Handle::Dir { entries }) => entries.clone(),
             _ => return reply.error(Errno::from_i32(libc::EBADF)),
@@ -1116,6 +1122,7 @@ impl Filesystem for CmkFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        crate::metrics::fuse_request("readdirplus");
         let entries = match self.handles().get(&fh.0) {
             Some(Handle::Dir { entries }) => entries.clone(),
             _ => return reply.error(Errno::from_i32(libc::EBADF)),
@@ -1170,6 +1177,7 @@ impl Filesystem for CmkFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        crate::metrics::fuse_request("releasedir");
         self.handles().remove(&fh.0);
         reply.ok();
     }
