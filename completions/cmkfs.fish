@@ -53,6 +53,9 @@ complete -c cmkfs -n "__fish_cmkfs_using_subcommand mount" -l config -d 'A confi
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand mount" -l service-key -d 'The service key file (default: the location `cmkfs init` chose for this volume)' -r -F
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand mount" -s o -d 'Mount options, comma separated: ro, allow_other (implies default_permissions), allow_root, default_permissions, nosuid, nodev, noexec, noatime, ..., and every flag as an option: service_key=FILE, config=FILE, log_file=FILE. May be repeated' -r
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand mount" -l log-file -d 'Append the daemon\'s log lines to FILE (a background daemon logs nowhere otherwise)' -r -F
+complete -c cmkfs -n "__fish_cmkfs_using_subcommand mount" -l log-target -d 'Where log lines go: auto (the journal when stderr is systemd\'s journal stream and no --log-file is given, else as stderr), journald (structured fields: volume, mountpoint, key, errno, file), stderr (--log-file or stderr, as text)' -r -f -a "auto\t'The journal when stderr is the journal stream systemd set up (`JOURNAL_STREAM`) and no `--log-file` is given; otherwise `--log-file` or stderr'
+journald\t'The journal, with structured fields (fails if journald cannot be reached)'
+stderr\t'`--log-file` or stderr, as text lines'"
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand mount" -l threads -d 'Threads serving FUSE requests (default: twice the number of CPUs, at least 4)' -r
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand mount" -l cache-capacity -d 'Data-key cache capacity in entries (default 1024)' -r
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand mount" -l cache-max-age -d 'Maximum age of a cached data key in seconds (default 3600)' -r

@@ -23,6 +23,8 @@ pub struct ConfigFile {
     pub log_file: Option<PathBuf>,
     /// tracing filter, e.g. "info" or "cmkfs=debug" (RUST_LOG wins when set).
     pub log_level: Option<String>,
+    /// "auto" (default), "journald" or "stderr", as `--log-target`.
+    pub log_target: Option<crate::daemon::LogTarget>,
     pub threads: Option<usize>,
     pub cache_capacity: Option<usize>,
     /// Seconds.

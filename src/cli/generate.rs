@@ -177,7 +177,7 @@ const SECTIONS: &[Section] = &[
                 "ro, allow_other (implies default_permissions), allow_root, default_permissions, nosuid, nodev, noexec, noatime, atime, relatime (default), strictatime, nodiratime, sync, dirsync, fsname=NAME, nonempty (mount over a non-empty directory), read_ahead_kb=N (kernel read-ahead of the mount, default 1024), writeback_cache (kernel write-back cache; opt-in: a write on a full disk then fails only at flush or fsync).",
             ),
             Item::Para(
-                "Every flag is also an option: service_key=FILE, config=FILE, log_file=FILE, threads=N, cache_capacity=N, cache_max_age=S, revocation_check_interval=S, audit_log=FILE, azure_credential=SPEC, ca_file=PEM, no_verify_challenge_resource, key_vault_timeout=S, metrics_listen=ADDR, metrics_socket=PATH, foreground, fips=required (refuse to mount unless this is the fips build, AWS-LC-FIPS in FIPS mode). nofail, _netdev, x-* and the other fstab-only options are ignored.",
+                "Every flag is also an option: service_key=FILE, config=FILE, log_file=FILE, log_target=TARGET, threads=N, cache_capacity=N, cache_max_age=S, revocation_check_interval=S, audit_log=FILE, azure_credential=SPEC, ca_file=PEM, no_verify_challenge_resource, key_vault_timeout=S, metrics_listen=ADDR, metrics_socket=PATH, foreground, fips=required (refuse to mount unless this is the fips build, AWS-LC-FIPS in FIPS mode). nofail, _netdev, x-* and the other fstab-only options are ignored.",
             ),
         ],
     },
@@ -202,7 +202,7 @@ const SECTIONS: &[Section] = &[
                 "mount options, a list or one comma-separated string",
             ),
             Item::Term(
-                "foreground, log_file, log_level, threads, cache_capacity, cache_max_age",
+                "foreground, log_file, log_level, log_target, threads, cache_capacity, cache_max_age",
                 "as the flags (log_level is a tracing filter; RUST_LOG wins)",
             ),
             Item::Term(
@@ -229,6 +229,12 @@ const SECTIONS: &[Section] = &[
                 "mount(8) runs /sbin/mount.fuse.cmkfs, which runs cmkfs BACKING MOUNTPOINT -o OPTIONS: without a subcommand, the arguments mean mount.",
             ),
         ],
+    },
+    Section {
+        title: "LOGGING",
+        items: &[Item::Para(
+            "Under systemd (stderr is the journal stream named by JOURNAL_STREAM and no --log-file is given), or with --log-target journald, log records go to the journal with structured fields: CMKFS_VOLUME, CMKFS_MOUNTPOINT and CMKFS_BACKING on every record, CMKFS_KEY (key id) on key events, CMKFS_ERRNO and CMKFS_PATH (plaintext path) on failed requests, CMKFS_FILE (backing path) on integrity failures; SYSLOG_IDENTIFIER=cmkfs. For example: journalctl -t cmkfs CMKFS_ERRNO=5. Otherwise lines go to --log-file or stderr, as text. The level comes from RUST_LOG or log_level (default info).",
+        )],
     },
     Section {
         title: "METRICS",

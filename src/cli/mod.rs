@@ -173,6 +173,11 @@ pub struct MountArgs {
     /// Append the daemon's log lines to FILE (a background daemon logs nowhere otherwise).
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+    /// Where log lines go: auto (the journal when stderr is systemd's journal stream and no
+    /// --log-file is given, else as stderr), journald (structured fields: volume,
+    /// mountpoint, key, errno, file), stderr (--log-file or stderr, as text).
+    #[arg(long, value_name = "TARGET", value_enum)]
+    pub log_target: Option<crate::daemon::LogTarget>,
     /// Threads serving FUSE requests (default: twice the number of CPUs, at least 4).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,

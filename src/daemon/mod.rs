@@ -32,7 +32,8 @@ use control_impl::DaemonControl;
 use key_events::KeyEvents;
 use metrics_server::{MetricsServer, ScrapeSource};
 use notify::notify;
-use process::{ReadyPipe, daemonize, harden_process, init_logging};
+pub use process::LogTarget;
+use process::{LogSetup, ReadyPipe, daemonize, harden_process, init_logging};
 
 pub fn mount(a: MountArgs) -> Result<(), String> {
     let s = MountSettings::resolve(&a)?;
@@ -87,8 +88,16 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
     };
     let volume = Volume::open(&s.backing, service_key, &open).map_err(|e| e.to_string())?;
     volume.set_atime_policy(s.options.atime, !s.options.nodiratime);
+    let log_setup = LogSetup {
+        target: s.log_target,
+        log_file: s.log_file.as_deref(),
+        level: s.log_level.as_deref(),
+        volume_id: &config.volume_id,
+        mountpoint: &s.mountpoint,
+        backing: &s.backing,
+    };
     if s.foreground {
-        init_logging(s.log_file.as_deref(), s.log_level.as_deref())?;
+        init_logging(&log_setup)?;
         log_metadata_findings(&volume);
         lock.keep_renewing();
         let result = serve(volume, &s, ReadyPipe::none());
@@ -103,7 +112,7 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
         }
         Some(mut pipe) => {
             lock.renew();
-            if let Err(msg) = init_logging(s.log_file.as_deref(), s.log_level.as_deref()) {
+            if let Err(msg) = init_logging(&log_setup) {
                 pipe.failed(&msg);
                 std::process::exit(1);
             }

@@ -8,6 +8,7 @@ use crate::cli::{KeyVaultArgs, MountArgs, MountOptions};
 use crate::config::{ConfigFile, FipsPolicy, credential_path};
 
 use super::metrics_server::MetricsEndpoint;
+use super::process::LogTarget;
 
 pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
 pub const DEFAULT_CACHE_MAX_AGE: u64 = 3600;
@@ -24,6 +25,7 @@ pub struct MountSettings {
     pub options: MountOptions,
     pub log_file: Option<PathBuf>,
     pub log_level: Option<String>,
+    pub log_target: LogTarget,
     pub threads: usize,
     pub cache_capacity: usize,
     pub cache_max_age: Duration,
@@ -113,6 +115,11 @@ impl MountSettings {
                 .map(absolute)
                 .transpose()?,
             log_level: file.log_level.clone(),
+            log_target: a
+                .log_target
+                .or(options.log_target)
+                .or(file.log_target)
+                .unwrap_or_default(),
             threads,
             cache_capacity: a
                 .cache_capacity

@@ -425,13 +425,13 @@ impl CmkFs {
             libc::EIO => {
                 self.stats.requests_failed.fetch_add(1, Ordering::Relaxed);
                 let path = self.table().path(ino);
-                tracing::error!(path = %path.display(), "{op} failed: {e}");
+                tracing::error!(path = %path.display(), errno = libc::EIO, "{op} failed: {e}");
             }
             libc::EKEYREVOKED => {
                 // Every access is denied while revoked: counted, logged at debug level only.
                 self.stats.requests_denied.fetch_add(1, Ordering::Relaxed);
                 let path = self.table().path(ino);
-                tracing::debug!(path = %path.display(), "{op} denied: {e}");
+                tracing::debug!(path = %path.display(), errno = libc::EKEYREVOKED, "{op} denied: {e}");
                 let key = self
                     .vol
                     .keys()
