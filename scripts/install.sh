@@ -67,21 +67,15 @@ install -m 0644 docs/man/*.8 "$MANDIR"
 install -D -m 0644 completions/cmkfs "$BASHCOMP"
 install -D -m 0644 completions/_cmkfs "$ZSHCOMP"
 install -D -m 0644 completions/cmkfs.fish "$FISHCOMP"
-# The unit names /usr/local/bin/cmkfs; point it at the installed binary.
+# The unit names /usr/bin/cmkfs (where the Debian package puts it); point it at this binary.
 mkdir -p "$(dirname "$UNIT")"
-sed "s#/usr/local/bin/cmkfs#$PREFIX/bin/cmkfs#g" systemd/cmkfs@.service > "$UNIT.tmp"
+sed "s#/usr/bin/cmkfs#$PREFIX/bin/cmkfs#g" systemd/cmkfs@.service > "$UNIT.tmp"
 chmod 0644 "$UNIT.tmp"
 mv "$UNIT.tmp" "$UNIT"
 # mount -t fuse.cmkfs runs /sbin/mount.fuse.cmkfs SOURCE MOUNTPOINT -o OPTIONS; it hands over
 # to mount.fuse3 (with a PATH that finds cmkfs), which runs `cmkfs SOURCE MOUNTPOINT -o OPTIONS`.
 mkdir -p "$(dirname "$HELPER")"
-cat > "$HELPER.tmp" <<HELPER
-#!/bin/sh
-# mount helper for type fuse.cmkfs (installed by cmkfs scripts/install.sh)
-PATH=$PREFIX/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
-export PATH
-exec mount.fuse3 "\$@" -t fuse.cmkfs
-HELPER
+sed "s#^PATH=#PATH=$PREFIX/bin:#" packaging/mount.fuse.cmkfs > "$HELPER.tmp"
 chmod 0755 "$HELPER.tmp"
 mv "$HELPER.tmp" "$HELPER"
 install -d -m 0755 "$DESTDIR/etc/cmkfs" "$DESTDIR/etc/cmkfs/keys"

@@ -2,7 +2,8 @@
 # Installs (apt-get, Debian) what the test suite runs for real: FUSE's mount helper, the
 # programs the application tests drive (sqlite3, git, tar, attr, acl, rsync, fio), and
 # checks /dev/fuse. Used by scripts/test.sh and .ci/run; does nothing when all are present.
-# With --fips also what the fips build needs to compile AWS-LC-FIPS (cmake, Go).
+# With --fips also what the fips build needs to compile AWS-LC-FIPS (cmake, Go); with --package
+# what checks the Debian package (lintian; scripts/test-package.sh).
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 need=""
@@ -14,10 +15,15 @@ have tar || need="$need tar"
 have getfattr || need="$need attr"
 have getfacl || need="$need acl"
 have rsync || need="$need rsync"
-if [ "${1:-}" = --fips ]; then
-    have cmake || need="$need cmake"
-    have go || need="$need golang-go"
-fi
+for arg in "$@"; do
+    case "$arg" in
+        --fips)
+            have cmake || need="$need cmake"
+            have go || need="$need golang-go"
+            ;;
+        --package) have lintian || need="$need lintian" ;;
+    esac
+done
 if [ -n "$need" ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "test-deps: missing:$need (install them as root: apt-get install -y$need)" >&2

@@ -85,7 +85,7 @@ fn systemd_analyze_verify_passes() {
     }
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("cmkfs@ci.service");
-    fs::write(&unit, unit_text().replace("/usr/local/bin/cmkfs", bin())).unwrap();
+    fs::write(&unit, unit_text().replace("/usr/bin/cmkfs", bin())).unwrap();
     let out = Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
         .arg(&unit)
@@ -162,7 +162,7 @@ fn exec_start_notifies_ready_after_a_served_read_and_stops_cleanly_on_sigterm() 
         .lines()
         .find_map(|l| l.strip_prefix("ExecStart="))
         .unwrap()
-        .replace("/usr/local/bin/cmkfs", bin())
+        .replace("/usr/bin/cmkfs", bin())
         .replace("/etc/cmkfs/%i.toml", config.to_str().unwrap());
     let argv: Vec<&str> = exec.split_whitespace().collect();
     let notify = NotifySocket::new(dir);
