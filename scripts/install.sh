@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs cmkfs: the binary, the mount helper convention (mount -t fuse.cmkfs runs
 # `cmkfs BACKING MOUNTPOINT -o ...` through mount.fuse3), the systemd template unit, an example
-# config and the man page. Idempotent. Usage:
+# config, the man pages and the shell completions. Idempotent. (On Debian, the package built by
+# scripts/package.sh installs the same under /usr.) Usage:
 #   scripts/install.sh [--prefix DIR] [--destdir DIR] [--binary FILE] [--fips] [--uninstall]
 # Defaults: binary in /usr/local/bin, units in /etc/systemd/system, mount helper link in /sbin.
 # --fips: build and install the fips build (AWS-LC-FIPS; needs Debian's cmake and golang-go).
@@ -27,13 +28,17 @@ while [ $# -gt 0 ]; do
     esac
 done
 BIN=$DESTDIR$PREFIX/bin/cmkfs
-MAN=$DESTDIR$PREFIX/share/man/man8/cmkfs.8
+MANDIR=$DESTDIR$PREFIX/share/man/man8
+BASHCOMP=$DESTDIR$PREFIX/share/bash-completion/completions/cmkfs
+ZSHCOMP=$DESTDIR$PREFIX/share/zsh/vendor-completions/_cmkfs
+FISHCOMP=$DESTDIR$PREFIX/share/fish/vendor_completions.d/cmkfs.fish
 UNIT=$DESTDIR/etc/systemd/system/cmkfs@.service
 HELPER=$DESTDIR/sbin/mount.fuse.cmkfs
 EXAMPLE=$DESTDIR/etc/cmkfs/example.toml.sample
 
 if [ "$UNINSTALL" -eq 1 ]; then
-    rm -f "$BIN" "$MAN" "$UNIT" "$HELPER" "$EXAMPLE"
+    rm -f "$BIN" "$UNIT" "$HELPER" "$EXAMPLE" "$BASHCOMP" "$ZSHCOMP" "$FISHCOMP"
+    for page in docs/man/*.8; do rm -f "$MANDIR/$(basename "$page")"; done
     rmdir "$DESTDIR/etc/cmkfs" 2>/dev/null || true
     [ -z "$DESTDIR" ] && command -v systemctl >/dev/null 2>&1 && systemctl daemon-reload 2>/dev/null || true
     echo "cmkfs uninstalled (volumes, keys and /etc/cmkfs/*.toml are left alone)"
@@ -57,26 +62,24 @@ if [ -z "$BINARY" ]; then
     BINARY=target/release/cmkfs
 fi
 install -D -m 0755 "$BINARY" "$BIN"
-install -D -m 0644 docs/cmkfs.8 "$MAN"
-# The unit names /usr/local/bin/cmkfs; point it at the installed binary.
+install -d -m 0755 "$MANDIR"
+install -m 0644 docs/man/*.8 "$MANDIR"
+install -D -m 0644 completions/cmkfs "$BASHCOMP"
+install -D -m 0644 completions/_cmkfs "$ZSHCOMP"
+install -D -m 0644 completions/cmkfs.fish "$FISHCOMP"
+# The unit names /usr/bin/cmkfs (where the Debian package puts it); point it at this binary.
 mkdir -p "$(dirname "$UNIT")"
-sed "s#/usr/local/bin/cmkfs#$PREFIX/bin/cmkfs#g" systemd/cmkfs@.service > "$UNIT.tmp"
+sed "s#/usr/bin/cmkfs#$PREFIX/bin/cmkfs#g" systemd/cmkfs@.service > "$UNIT.tmp"
 chmod 0644 "$UNIT.tmp"
 mv "$UNIT.tmp" "$UNIT"
 # mount -t fuse.cmkfs runs /sbin/mount.fuse.cmkfs SOURCE MOUNTPOINT -o OPTIONS; it hands over
 # to mount.fuse3 (with a PATH that finds cmkfs), which runs `cmkfs SOURCE MOUNTPOINT -o OPTIONS`.
 mkdir -p "$(dirname "$HELPER")"
-cat > "$HELPER.tmp" <<HELPER
-#!/bin/sh
-# mount helper for type fuse.cmkfs (installed by cmkfs scripts/install.sh)
-PATH=$PREFIX/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
-export PATH
-exec mount.fuse3 "\$@" -t fuse.cmkfs
-HELPER
+sed "s#^PATH=#PATH=$PREFIX/bin:#" packaging/mount.fuse.cmkfs > "$HELPER.tmp"
 chmod 0755 "$HELPER.tmp"
 mv "$HELPER.tmp" "$HELPER"
 install -d -m 0755 "$DESTDIR/etc/cmkfs" "$DESTDIR/etc/cmkfs/keys"
 chmod 0700 "$DESTDIR/etc/cmkfs/keys"
 install -m 0644 systemd/examples/data.toml "$EXAMPLE"
 [ -z "$DESTDIR" ] && command -v systemctl >/dev/null 2>&1 && systemctl daemon-reload 2>/dev/null || true
-echo "installed: $BIN $UNIT $HELPER $MAN"
+echo "installed: $BIN $UNIT $HELPER $MANDIR/cmkfs.8 (and the completions)"

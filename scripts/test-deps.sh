@@ -3,7 +3,8 @@
 # programs the application tests drive (sqlite3, git, tar, attr, acl, rsync), GlusterFS (the
 # distributed filesystem of the shared-mode tests, started by scripts/gluster.sh), and
 # checks /dev/fuse. Used by scripts/test.sh and .ci/run; does nothing when all are present.
-# With --fips also what the fips build needs to compile AWS-LC-FIPS (cmake, Go).
+# With --fips also what the fips build needs to compile AWS-LC-FIPS (cmake, Go); with --package
+# what checks the Debian package (lintian; scripts/test-package.sh).
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 need=""
@@ -17,10 +18,15 @@ have getfacl || need="$need acl"
 have rsync || need="$need rsync"
 have glusterd || need="$need glusterfs-server"
 have mount.glusterfs || need="$need glusterfs-client"
-if [ "${1:-}" = --fips ]; then
-    have cmake || need="$need cmake"
-    have go || need="$need golang-go"
-fi
+for arg in "$@"; do
+    case "$arg" in
+        --fips)
+            have cmake || need="$need cmake"
+            have go || need="$need golang-go"
+            ;;
+        --package) have lintian || need="$need lintian" ;;
+    esac
+done
 if [ -n "$need" ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "test-deps: missing:$need (install them as root: apt-get install -y$need)" >&2

@@ -23,6 +23,8 @@ pub struct ConfigFile {
     pub log_file: Option<PathBuf>,
     /// tracing filter, e.g. "info" or "cmkfs=debug" (RUST_LOG wins when set).
     pub log_level: Option<String>,
+    /// "auto" (default), "journald" or "stderr", as `--log-target`.
+    pub log_target: Option<crate::daemon::LogTarget>,
     pub threads: Option<usize>,
     pub cache_capacity: Option<usize>,
     /// Seconds.
@@ -39,6 +41,10 @@ pub struct ConfigFile {
     pub key_vault_timeout: Option<u64>,
     /// `"required"`: refuse to mount unless this is the fips build in FIPS mode.
     pub fips: Option<FipsPolicy>,
+    /// As `--metrics-listen`: HOST:PORT serving Prometheus metrics.
+    pub metrics_listen: Option<String>,
+    /// As `--metrics-socket`: a Unix socket serving Prometheus metrics.
+    pub metrics_socket: Option<PathBuf>,
 }
 
 /// Whether a mount may run without a FIPS validated module in FIPS mode (`fips = "required"`

@@ -13,6 +13,7 @@ pub mod fs;
 pub mod fsck;
 pub mod keys;
 pub mod meta_copies;
+pub mod metrics;
 pub mod names;
 pub mod runtime;
 pub mod volume;

@@ -85,7 +85,7 @@ fn systemd_analyze_verify_passes() {
     }
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("cmkfs@ci.service");
-    fs::write(&unit, unit_text().replace("/usr/local/bin/cmkfs", bin())).unwrap();
+    fs::write(&unit, unit_text().replace("/usr/bin/cmkfs", bin())).unwrap();
     let out = Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
         .arg(&unit)
@@ -162,7 +162,7 @@ fn exec_start_notifies_ready_after_a_served_read_and_stops_cleanly_on_sigterm() 
         .lines()
         .find_map(|l| l.strip_prefix("ExecStart="))
         .unwrap()
-        .replace("/usr/local/bin/cmkfs", bin())
+        .replace("/usr/bin/cmkfs", bin())
         .replace("/etc/cmkfs/%i.toml", config.to_str().unwrap());
     let argv: Vec<&str> = exec.split_whitespace().collect();
     let notify = NotifySocket::new(dir);
@@ -474,6 +474,8 @@ fn install_script_is_idempotent_and_uninstalls() {
         "etc/systemd/system/cmkfs@.service",
         "sbin/mount.fuse.cmkfs",
         "usr/local/share/man/man8/cmkfs.8",
+        "usr/local/share/man/man8/cmkfs-mount.8",
+        "usr/local/share/bash-completion/completions/cmkfs",
     ] {
         assert!(dest.path().join(f).exists(), "{f} not installed");
     }
@@ -484,4 +486,10 @@ fn install_script_is_idempotent_and_uninstalls() {
             .arg("--uninstall"),
     );
     assert!(!dest.path().join("usr/local/bin/cmkfs").exists());
+    assert!(
+        !dest
+            .path()
+            .join("usr/local/share/man/man8/cmkfs-mount.8")
+            .exists()
+    );
 }

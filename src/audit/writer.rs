@@ -131,7 +131,9 @@ impl AuditLog {
             return Ok(());
         };
         let mut chain = lock(&inner.state);
-        chain.append(&inner.path, event)
+        let result = chain.append(&inner.path, event);
+        crate::metrics::global().audit_record(result.is_ok());
+        result
     }
 
     /// Records a denial, at most one per `key` (e.g. a path or an inode number) per

@@ -4,9 +4,9 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::fsck::{self, EXIT_CANNOT_CHECK, FsckOptions, NoProgress, Progress, Report};
 
@@ -178,76 +178,26 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-/// A one-line progress bar on stderr, redrawn at most ten times a second.
+/// The check's progress bar on stderr (indicatif; only used on a terminal): bytes checked
+/// against the total, problems found so far, the object being checked.
 struct Bar {
-    total: Option<u64>,
-    done: u64,
+    bar: ProgressBar,
     problems: u64,
-    current: String,
-    last: Option<Instant>,
-    drawn: bool,
 }
 
 impl Bar {
     fn new() -> Self {
-        Bar {
-            total: None,
-            done: 0,
-            problems: 0,
-            current: String::new(),
-            last: None,
-            drawn: false,
-        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(Self::style("{binary_bytes} checked, {prefix} {wide_msg}"));
+        bar.set_prefix(plural(0, "problem", "problems"));
+        Bar { bar, problems: 0 }
     }
 
-    fn width() -> usize {
-        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-        let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
-        if ok && ws.ws_col > 20 {
-            ws.ws_col as usize
-        } else {
-            80
-        }
-    }
-
-    fn draw(&mut self, force: bool) {
-        if !force
-            && self
-                .last
-                .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
-        {
-            return;
-        }
-        self.last = Some(Instant::now());
-        let width = Self::width();
-        let head = match self.total {
-            Some(total) if total > 0 => {
-                let frac = (self.done as f64 / total as f64).min(1.0);
-                let cells = 24;
-                let full = (frac * cells as f64) as usize;
-                format!(
-                    "[{}{}] {:>3}% {}/{}",
-                    "#".repeat(full),
-                    "-".repeat(cells - full),
-                    (frac * 100.0) as u32,
-                    human_bytes(self.done),
-                    human_bytes(total)
-                )
-            }
-            _ => format!("{} checked", human_bytes(self.done)),
-        };
-        let head = format!("{head}, {} ", plural(self.problems, "problem", "problems"));
-        let room = width.saturating_sub(head.chars().count() + 1);
-        let cur: String = if self.current.chars().count() > room {
-            let skip = self.current.chars().count() - room.saturating_sub(1);
-            format!("…{}", self.current.chars().skip(skip).collect::<String>())
-        } else {
-            self.current.clone()
-        };
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[K{head}{cur}");
-        let _ = err.flush();
-        self.drawn = true;
+    fn style(template: &str) -> ProgressStyle {
+        // The templates are constants; a bad one would only lose the bar's layout.
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("#>-")
     }
 }
 
@@ -257,30 +207,27 @@ impl Progress for Bar {
     }
 
     fn start(&mut self, total_bytes: u64) {
-        self.total = Some(total_bytes);
-        self.draw(true);
+        self.bar.set_length(total_bytes);
+        self.bar.set_style(Self::style(
+            "[{bar:24}] {percent:>3}% {binary_bytes}/{binary_total_bytes}, {prefix} {wide_msg}",
+        ));
     }
 
     fn entry(&mut self, name: &str) {
-        self.current.clear();
-        self.current.push_str(name);
-        self.draw(false);
+        self.bar.set_message(name.to_string());
     }
 
     fn advance(&mut self, bytes: u64) {
-        self.done += bytes;
-        self.draw(false);
+        self.bar.inc(bytes);
     }
 
     fn problem(&mut self) {
         self.problems += 1;
+        self.bar
+            .set_prefix(plural(self.problems, "problem", "problems"));
     }
 
     fn finish(&mut self) {
-        if self.drawn {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[K");
-            let _ = err.flush();
-        }
+        self.bar.finish_and_clear();
     }
 }

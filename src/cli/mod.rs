@@ -4,6 +4,7 @@
 mod audit;
 mod control_cmds;
 mod fsck;
+mod generate;
 mod init;
 mod key_backup;
 mod mount_options;
@@ -21,7 +22,16 @@ pub use mount_options::MountOptions;
 #[command(
     name = "cmkfs",
     version,
-    about = "Transparent encrypted filesystem with envelope encryption and customer-managed keys"
+    about = "Transparent encrypted filesystem with envelope encryption and customer-managed keys",
+    long_about = "\
+cmkfs presents a plaintext view (the mount) of a backing directory whose contents, names, \
+symlink targets and extended attributes are encrypted. Each file's blocks are AES-256-GCM \
+sealed with a per-file key derived from a data key; data keys are stored only wrapped by the \
+service key (a 32-byte file kept outside the backing directory), and optionally wrapped again \
+by a customer-managed key in Azure Key Vault. Tampered, swapped, truncated or extended \
+ciphertext reads as EIO, never as wrong data.\n\n\
+`cmkfs BACKING MOUNTPOINT -o OPTIONS` (the form mount.fuse3 uses for fstab type fuse.cmkfs) \
+means `cmkfs mount`."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -33,10 +43,19 @@ enum Command {
     /// Create a new volume in an empty backing directory, with a fresh service key.
     Init(InitArgs),
     /// Mount a volume (runs the daemon; in the background unless --foreground).
+    ///
+    /// Without --foreground the command returns once the mount answers requests; with it the
+    /// daemon stays in the foreground (systemd Type=notify: READY=1 after the mount served a
+    /// request, STATUS= lines, STOPPING=1 on stop). SIGTERM or SIGINT unmounts and exits 0. A
+    /// wrong or missing service key fails before anything is mounted, with one line naming the
+    /// key file and the reason.
     Mount(MountArgs),
     /// Unmount a cmkfs mount and wait for its daemon to exit.
     Umount(UmountArgs),
     /// Show the state of one mount (or all): keys, cache, open files, traffic, uptime.
+    ///
+    /// Asks the mount's control socket (/run/cmkfs/ID.sock, mode 0600, root or the daemon's
+    /// user only).
     Status(control_cmds::StatusArgs),
     /// Data-key cache operations on a running mount.
     #[command(subcommand)]
@@ -55,6 +74,11 @@ enum Command {
     /// Volume settings and the hosts that have a shared volume mounted.
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Print the shell completion script for bash, zsh or fish.
+    Completions(generate::CompletionsArgs),
+    /// Write the man pages (cmkfs.8 and one per subcommand) to DIR.
+    #[command(hide = true)]
+    GenerateMan(generate::GenerateManArgs),
 }
 
 /// How to reach a customer-managed key in Azure Key Vault (same flags for init, mount and
@@ -157,6 +181,11 @@ pub struct MountArgs {
     /// Append the daemon's log lines to FILE (a background daemon logs nowhere otherwise).
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+    /// Where log lines go: auto (the journal when stderr is systemd's journal stream and no
+    /// --log-file is given, else as stderr), journald (structured fields: volume,
+    /// mountpoint, key, errno, file), stderr (--log-file or stderr, as text).
+    #[arg(long, value_name = "TARGET", value_enum)]
+    pub log_target: Option<crate::daemon::LogTarget>,
     /// Threads serving FUSE requests (default: twice the number of CPUs, at least 4).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -178,6 +207,13 @@ pub struct MountArgs {
     /// (config key `fips`, option `-o fips=required`).
     #[arg(long, value_name = "POLICY")]
     pub fips: Option<crate::config::FipsPolicy>,
+    /// Serve Prometheus metrics over HTTP at ADDR (HOST:PORT, e.g. 127.0.0.1:9464; a loopback
+    /// address is recommended), path /metrics. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Serve Prometheus metrics over HTTP on the Unix socket PATH (mode 0600), path /metrics.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_socket: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -213,6 +249,8 @@ pub fn run() -> i32 {
         Command::Reencrypt(a) => reencrypt::run(a),
         Command::Fsck(a) => fsck::run(a),
         Command::Audit(c) => audit::run(c),
+        Command::Completions(a) => generate::completions(a),
+        Command::GenerateMan(a) => generate::man_pages(a),
     };
     match result {
         Ok(()) => 0,

@@ -52,6 +52,11 @@ pub struct MountOptions {
     pub foreground: bool,
     /// `fips=required`: refuse to mount without a FIPS validated module in FIPS mode.
     pub fips: Option<crate::config::FipsPolicy>,
+    /// `metrics_listen=ADDR`, `metrics_socket=PATH`: as `--metrics-listen`, `--metrics-socket`.
+    pub metrics_listen: Option<String>,
+    pub metrics_socket: Option<PathBuf>,
+    /// `log_target=auto|journald|stderr`, as `--log-target`.
+    pub log_target: Option<crate::daemon::LogTarget>,
 }
 
 fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
@@ -126,6 +131,9 @@ impl MountOptions {
                 ("no_verify_challenge_resource", None) => o.no_verify_challenge_resource = true,
                 ("foreground", None) => o.foreground = true,
                 ("fips", Some(v)) => o.fips = Some(crate::config::FipsPolicy::parse(v)?),
+                ("metrics_listen", Some(v)) => o.metrics_listen = Some(v.to_string()),
+                ("metrics_socket", Some(v)) => o.metrics_socket = Some(PathBuf::from(v)),
+                ("log_target", Some(v)) => o.log_target = Some(crate::daemon::LogTarget::parse(v)?),
                 (k, None) if KERNEL_FLAGS.contains(&k) => o.kernel_flags.push(k.to_string()),
                 (k, _)
                     if IGNORED.contains(&k) || k.starts_with("x-") || k.starts_with("comment=") => {

@@ -2,10 +2,11 @@
 //! through the daemon (MOUNTPOINT) or offline (BACKING, not mounted). Resumable: run it again
 //! after an interruption; files already on the newest key are skipped.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::control::{ControlClient, Request, find_socket};
 
@@ -23,25 +24,34 @@ pub struct ReencryptArgs {
     pub json: bool,
 }
 
-/// A one-line progress bar on stderr, only on a terminal.
+/// A progress bar of entries on stderr (indicatif), only on a terminal; left drawn at the end.
 fn progress_printer(enabled: bool) -> impl FnMut(u64, u64) {
+    let mut bar_slot: Option<ProgressBar> = None;
+    let mut finished = false;
     move |done, total| {
-        if !enabled || total == 0 {
+        if !enabled || total == 0 || finished {
             return;
         }
-        let width = 40;
-        let filled = (done.min(total) * width / total) as usize;
-        let mut err = std::io::stderr();
-        let _ = write!(
-            err,
-            "\r[{}{}] {done}/{total} entries",
-            "#".repeat(filled),
-            ".".repeat(width as usize - filled)
-        );
+        let bar = bar_slot.get_or_insert_with(|| {
+            let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            // A constant template; a bad one would only lose the bar's layout.
+            b.set_style(
+                ProgressStyle::with_template("[{bar:40}] {pos}/{len} entries")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("#>."),
+            );
+            b
+        });
+        bar.set_length(total);
+        bar.set_position(done.min(total));
         if done >= total {
-            let _ = writeln!(err);
+            finished = true;
+            // Left drawn; the line ends so the report starts on its own.
+            if let Some(b) = bar_slot.take() {
+                b.finish();
+                eprintln!();
+            }
         }
-        let _ = err.flush();
     }
 }
 

@@ -6,6 +6,7 @@
 mod control_impl;
 mod fips;
 mod key_events;
+mod metrics_server;
 mod notify;
 mod process;
 mod settings;
@@ -30,8 +31,10 @@ use crate::volume::{OpenOptions, Volume, lock_backing, lock_backing_shared};
 
 use control_impl::DaemonControl;
 use key_events::KeyEvents;
+use metrics_server::{MetricsServer, ScrapeSource};
 use notify::notify;
-use process::{ReadyPipe, daemonize, harden_process, init_logging};
+pub use process::LogTarget;
+use process::{LogSetup, ReadyPipe, daemonize, harden_process, init_logging};
 
 pub fn mount(a: MountArgs) -> Result<(), String> {
     let s = MountSettings::resolve(&a)?;
@@ -90,8 +93,16 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
     };
     let volume = Volume::open(&s.backing, service_key, &open).map_err(|e| e.to_string())?;
     volume.set_atime_policy(s.options.atime, !s.options.nodiratime);
+    let log_setup = LogSetup {
+        target: s.log_target,
+        log_file: s.log_file.as_deref(),
+        level: s.log_level.as_deref(),
+        volume_id: &config.volume_id,
+        mountpoint: &s.mountpoint,
+        backing: &s.backing,
+    };
     if s.foreground {
-        init_logging(s.log_file.as_deref(), s.log_level.as_deref())?;
+        init_logging(&log_setup)?;
         log_metadata_findings(&volume);
         lock.keep_renewing();
         let result = serve(volume, &s, ReadyPipe::none());
@@ -106,7 +117,7 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
         }
         Some(mut pipe) => {
             lock.renew();
-            if let Err(msg) = init_logging(s.log_file.as_deref(), s.log_level.as_deref()) {
+            if let Err(msg) = init_logging(&log_setup) {
                 pipe.failed(&msg);
                 std::process::exit(1);
             }
@@ -412,6 +423,21 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
         )
     );
 
+    let scrape = Arc::new(ScrapeSource {
+        volume: volume.clone(),
+        stats: stats.clone(),
+        mountpoint: s.mountpoint.clone(),
+        started: Instant::now(),
+    });
+    let mut metrics = Vec::new();
+    for endpoint in &s.metrics {
+        metrics.push(or_report!(
+            ready,
+            MetricsServer::start(endpoint, scrape.clone())
+                .map_err(|e| format!("cannot serve metrics at {endpoint}: {e}"))
+        ));
+    }
+
     let mut unmounter = session.unmount_callable();
     let mountpoint = s.mountpoint.clone();
     let signal_thread = std::thread::Builder::new()
@@ -498,6 +524,7 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
     // timeout only guards against a readiness check stuck on a dead connection.
     let _ = started_recorded.recv_timeout(Duration::from_secs(10));
     drop(control);
+    drop(metrics);
     drop(runtime);
     let flushed = volume.keys().cache().flush();
     audit.flush_denials();

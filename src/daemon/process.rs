@@ -82,19 +82,113 @@ fn redirect_stdio(log_file: Option<&Path>) {
     }
 }
 
-pub fn init_logging(log_file: Option<&Path>, level: Option<&str>) -> Result<(), String> {
+/// Where the daemon's log lines go (`--log-target`, config `log_target`, `-o log_target=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    /// The journal when stderr is the journal stream systemd set up (`JOURNAL_STREAM`) and no
+    /// `--log-file` is given; otherwise `--log-file` or stderr.
+    #[default]
+    Auto,
+    /// The journal, with structured fields (fails if journald cannot be reached).
+    Journald,
+    /// `--log-file` or stderr, as text lines.
+    Stderr,
+}
+
+impl LogTarget {
+    pub fn parse(s: &str) -> Result<LogTarget, String> {
+        match s {
+            "auto" => Ok(LogTarget::Auto),
+            "journald" => Ok(LogTarget::Journald),
+            "stderr" => Ok(LogTarget::Stderr),
+            other => Err(format!(
+                "log target {other:?} is not one of auto, journald, stderr"
+            )),
+        }
+    }
+}
+
+/// How the daemon logs, and the mount it logs for (sent as journal fields on every record).
+pub struct LogSetup<'a> {
+    pub target: LogTarget,
+    pub log_file: Option<&'a Path>,
+    pub level: Option<&'a str>,
+    pub volume_id: &'a str,
+    pub mountpoint: &'a Path,
+    pub backing: &'a Path,
+}
+
+/// Whether stderr is the stream systemd connected to the journal: `JOURNAL_STREAM` names its
+/// device and inode (systemd.exec(5)); a daemon that redirected stderr elsewhere no longer is.
+fn stderr_is_journal_stream() -> bool {
+    use std::os::fd::AsFd;
+    let Some(v) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = v.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    match nix::sys::stat::fstat(std::io::stderr().as_fd()) {
+        Ok(st) => dev.parse() == Ok(st.st_dev) && ino.parse() == Ok(st.st_ino),
+        Err(_) => false,
+    }
+}
+
+pub fn init_logging(setup: &LogSetup) -> Result<(), String> {
+    use tracing_subscriber::prelude::*;
     let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
     let filter = match &from_env {
         Some(v) => crate::config::log_filter(v).map_err(|e| format!("RUST_LOG: {e}"))?,
-        None => crate::config::log_filter(level.unwrap_or("info"))
+        None => crate::config::log_filter(setup.level.unwrap_or("info"))
             .map_err(|e| format!("log level: {e}"))?,
     }
     // fuser warns about its own second unmount attempt after a clean unmount: noise.
     .add_directive("fuser::session=error".parse().unwrap_or_default());
+    let journal = match setup.target {
+        LogTarget::Journald => true,
+        LogTarget::Auto => setup.log_file.is_none() && stderr_is_journal_stream(),
+        LogTarget::Stderr => false,
+    };
+    if journal {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                // Every record names the mount; event fields get the CMKFS_ prefix
+                // (CMKFS_KEY, CMKFS_ERRNO, CMKFS_PATH, CMKFS_FILE for a backing file).
+                let layer = layer
+                    .with_syslog_identifier("cmkfs".into())
+                    .with_field_prefix(Some("CMKFS".into()))
+                    .with_custom_fields([
+                        ("CMKFS_VOLUME", setup.volume_id.as_bytes()),
+                        (
+                            "CMKFS_MOUNTPOINT",
+                            setup.mountpoint.as_os_str().as_encoded_bytes(),
+                        ),
+                        (
+                            "CMKFS_BACKING",
+                            setup.backing.as_os_str().as_encoded_bytes(),
+                        ),
+                    ]);
+                return tracing_subscriber::registry()
+                    .with(filter)
+                    .with(layer)
+                    .try_init()
+                    .map_err(|e| format!("logging: {e}"));
+            }
+            Err(e) if setup.target == LogTarget::Journald => {
+                return Err(format!(
+                    "cannot log to the journal (/run/systemd/journal/socket): {e}"
+                ));
+            }
+            Err(e) => {
+                eprintln!("cmkfs: the journal cannot be reached ({e}); logging to stderr");
+            }
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
-    let result = match log_file {
+    let result = match setup.log_file {
         Some(p) => {
             let f = OpenOptions::new()
                 .create(true)

@@ -7,6 +7,9 @@ use std::time::Duration;
 use crate::cli::{KeyVaultArgs, MountArgs, MountOptions};
 use crate::config::{ConfigFile, FipsPolicy, credential_path};
 
+use super::metrics_server::MetricsEndpoint;
+use super::process::LogTarget;
+
 pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
 pub const DEFAULT_CACHE_MAX_AGE: u64 = 3600;
 pub const DEFAULT_REVOCATION_CHECK_INTERVAL: u64 = 30;
@@ -22,6 +25,7 @@ pub struct MountSettings {
     pub options: MountOptions,
     pub log_file: Option<PathBuf>,
     pub log_level: Option<String>,
+    pub log_target: LogTarget,
     pub threads: usize,
     pub cache_capacity: usize,
     pub cache_max_age: Duration,
@@ -29,6 +33,8 @@ pub struct MountSettings {
     pub audit_log: Option<PathBuf>,
     pub key_vault: KeyVaultArgs,
     pub fips: FipsPolicy,
+    /// Where Prometheus metrics are served (none by default).
+    pub metrics: Vec<MetricsEndpoint>,
 }
 
 fn absolute(p: PathBuf) -> Result<PathBuf, String> {
@@ -77,8 +83,26 @@ impl MountSettings {
             .or(o.threads)
             .or(file.threads)
             .unwrap_or_else(default_threads);
+        let mut metrics = Vec::new();
+        if let Some(addr) = a
+            .metrics_listen
+            .as_ref()
+            .or(options.metrics_listen.as_ref())
+            .or(file.metrics_listen.as_ref())
+        {
+            metrics.push(MetricsEndpoint::parse_listen(addr)?);
+        }
+        if let Some(path) = a
+            .metrics_socket
+            .clone()
+            .or(options.metrics_socket.clone())
+            .or(file.metrics_socket.clone())
+        {
+            metrics.push(MetricsEndpoint::Unix(absolute(path)?));
+        }
         Ok(MountSettings {
             name: file.name.clone(),
+            metrics,
             backing: absolute(backing)?,
             mountpoint: absolute(mountpoint)?,
             service_key: service_key.map(absolute).transpose()?,
@@ -91,6 +115,11 @@ impl MountSettings {
                 .map(absolute)
                 .transpose()?,
             log_level: file.log_level.clone(),
+            log_target: a
+                .log_target
+                .or(options.log_target)
+                .or(file.log_target)
+                .unwrap_or_default(),
             threads,
             cache_capacity: a
                 .cache_capacity

@@ -428,17 +428,18 @@ impl CmkFs {
     }
 
     fn log_failure(&self, op: &str, ino: u64, e: &VolumeError, req: &Request) {
+        crate::metrics::fuse_error(op);
         match raw_errno(e) {
             libc::EIO => {
                 self.stats.requests_failed.fetch_add(1, Ordering::Relaxed);
                 let path = self.table().path(ino);
-                tracing::error!(path = %path.display(), "{op} failed: {e}");
+                tracing::error!(path = %path.display(), errno = libc::EIO, "{op} failed: {e}");
             }
             libc::EKEYREVOKED => {
                 // Every access is denied while revoked: counted, logged at debug level only.
                 self.stats.requests_denied.fetch_add(1, Ordering::Relaxed);
                 let path = self.table().path(ino);
-                tracing::debug!(path = %path.display(), "{op} denied: {e}");
+                tracing::debug!(path = %path.display(), errno = libc::EKEYREVOKED, "{op} denied: {e}");
                 let key = self
                     .vol
                     .keys()
@@ -681,7 +682,8 @@ impl KernelCaches {
 }
 
 macro_rules! reply_result {
-    ($self:ident, $req:ident, $op:literal, $ino:expr, $reply:ident, $res:expr, |$v:ident| $ok:expr) => {
+    ($self:ident, $req:ident, $op:literal, $ino:expr, $reply:ident, $res:expr, |$v:ident| $ok:expr) => {{
+        crate::metrics::fuse_request($op);
         match $res {
             Ok($v) => $ok,
             Err(e) => {
@@ -689,7 +691,7 @@ macro_rules! reply_result {
                 $reply.error(to_errno(&e))
             }
         }
-    };
+    }};
 }
 
 impl Filesystem for CmkFs {
@@ -758,6 +760,7 @@ impl Filesystem for CmkFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        crate::metrics::fuse_request("forget");
         let pin = self.table_mut().forget(ino.0, nlookup);
         self.release_pin(pin);
     }
@@ -1076,6 +1079,7 @@ impl Filesystem for CmkFs {
         if let (true, Some(owner), Ok(f)) = (self.vol.shared(), lock_owner, self.lock_file(fh)) {
             self.vol.release_flock(&f, owner.0);
         }
+        crate::metrics::fuse_request("release");
         self.drop_handle(fh.0);
         reply.ok();
     }
@@ -1088,6 +1092,7 @@ impl Filesystem for CmkFs {
         lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        crate::metrics::fuse_request("flush");
         // Writes are never buffered here. On a shared volume (the only one that asks for
         // FLUSH), a process closing a descriptor of the file loses its POSIX locks on it.
         if let (true, Ok(f)) = (self.vol.shared(), self.lock_file(fh)) {
@@ -1108,6 +1113,7 @@ impl Filesystem for CmkFs {
         _pid: u32,
         reply: ReplyLock,
     ) {
+        crate::metrics::fuse_request("getlk");
         match self.lock_file(fh) {
             Ok(f) => self.test_posix_lock(&f, lock_owner, LockRange { start, end, typ }, reply),
             Err(e) => reply_result!(self, req, "getlk", ino.0, reply, Err::<(), _>(e), |_v| ()),
@@ -1127,6 +1133,7 @@ impl Filesystem for CmkFs {
         sleep: bool,
         reply: ReplyEmpty,
     ) {
+        crate::metrics::fuse_request("setlk");
         match self.lock_file(fh) {
             Ok(f) => {
                 self.set_posix_lock(f, lock_owner, LockRange { start, end, typ }, sleep, reply)
@@ -1145,6 +1152,7 @@ impl Filesystem for CmkFs {
         sleep: bool,
         reply: ReplyEmpty,
     ) {
+        crate::metrics::fuse_request("flock");
         match self.lock_file(fh) {
             Ok(f) => self.set_flock(f, lock_owner, typ, sleep, reply),
             Err(e) => reply_result!(self, req, "flock", ino.0, reply, Err::<(), _>(e), |_v| ()),
@@ -1183,6 +1191,7 @@ impl Filesystem for CmkFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        crate::metrics::fuse_request("readdir");
         let entries = match self.handles().get(&fh.0) {
             Some(Handle::Dir { entries }) => entries.clone(),
             _ => return reply.error(Errno::from_i32(libc::EBADF)),
@@ -1206,6 +1215,7 @@ impl Filesystem for CmkFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        crate::metrics::fuse_request("readdirplus");
         let entries = match self.handles().get(&fh.0) {
             Some(Handle::Dir { entries }) => entries.clone(),
             _ => return reply.error(Errno::from_i32(libc::EBADF)),
@@ -1260,6 +1270,7 @@ impl Filesystem for CmkFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        crate::metrics::fuse_request("releasedir");
         self.handles().remove(&fh.0);
         reply.ok();
     }

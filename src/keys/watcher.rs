@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::{CmkState, KeyHierarchy};
+use crate::metrics::CheckResult;
 
 /// What the daemon does when the key's state changes (kernel caches, audit, logs).
 pub trait RevocationListener: Send + Sync {
@@ -81,6 +82,11 @@ impl RevocationWatcher {
         let in_use = self.keys.cmk_versions_in_use();
         let started = std::time::Instant::now();
         let state = cmk.check(&in_use);
+        crate::metrics::global().revocation_check(match &state {
+            CmkState::Enabled { .. } => CheckResult::enabled,
+            CmkState::Revoked(_) => CheckResult::revoked,
+            CmkState::Unreachable(_) => CheckResult::unreachable,
+        });
         self.listener.checked(&url, started.elapsed(), &state);
         let was_unreachable = self.last_report().state == "unreachable";
         let mut report = CheckReport {

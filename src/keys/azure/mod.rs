@@ -23,6 +23,7 @@ use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use zeroize::Zeroizing;
 
 use crate::format::WrapperId;
+use crate::metrics::{KeyVaultOp, Outcome};
 
 use super::{CmkState, CustomerKey, KeyError, KeyProvider, parse_key_url};
 
@@ -202,23 +203,41 @@ impl AzureCmk {
         Ok(c)
     }
 
-    /// Runs `f` against the client with the call timeout.
-    fn call<T, F>(&self, what: &str, f: impl FnOnce(Arc<Connection>) -> F) -> Result<T, KeyError>
+    /// Runs `f` against the client with the call timeout; counts the call in the metrics.
+    fn call<T, F>(
+        &self,
+        op: KeyVaultOp,
+        what: &str,
+        f: impl FnOnce(Arc<Connection>) -> F,
+    ) -> Result<T, KeyError>
     where
         F: std::future::Future<Output = Result<T, KeyError>>,
     {
-        let conn = self.connection().map_err(KeyError::Unavailable)?;
-        let fut = f(conn.clone());
-        let timeout = self.settings.timeout;
-        conn.rt.block_on(async move {
-            match tokio::time::timeout(timeout, fut).await {
-                Ok(r) => r,
-                Err(_) => Err(KeyError::Unavailable(format!(
-                    "{what}: Key Vault unreachable (no answer in {} s)",
-                    timeout.as_secs()
-                ))),
-            }
-        })
+        let started = std::time::Instant::now();
+        let result = self
+            .connection()
+            .map_err(KeyError::Unavailable)
+            .and_then(|conn| {
+                let fut = f(conn.clone());
+                let timeout = self.settings.timeout;
+                conn.rt.block_on(async move {
+                    match tokio::time::timeout(timeout, fut).await {
+                        Ok(r) => r,
+                        Err(_) => Err(KeyError::Unavailable(format!(
+                            "{what}: Key Vault unreachable (no answer in {} s)",
+                            timeout.as_secs()
+                        ))),
+                    }
+                })
+            });
+        let outcome = match &result {
+            Ok(_) => Outcome::ok,
+            Err(KeyError::Revoked(_)) => Outcome::revoked,
+            Err(KeyError::Unavailable(_)) => Outcome::unavailable,
+            Err(_) => Outcome::error,
+        };
+        crate::metrics::global().key_vault_call(op, outcome, started.elapsed());
+        result
     }
 
     /// RSA keys wrap with RSA-OAEP-256, AES keys (`oct`, `oct-HSM`) with A256KW.
@@ -228,7 +247,7 @@ impl AzureCmk {
         }
         let name = self.name.clone();
         let what = format!("get {}", self.key_url);
-        let kty = self.call(&what.clone(), move |conn| async move {
+        let kty = self.call(KeyVaultOp::get, &what.clone(), move |conn| async move {
             let key = conn
                 .client
                 .get_key(&name, None)
@@ -248,7 +267,7 @@ impl AzureCmk {
     fn get_key_state(&self, version: Option<String>) -> Result<(String, bool), KeyError> {
         let name = self.name.clone();
         let what = format!("get {}", self.key_url);
-        self.call(&what.clone(), move |conn| async move {
+        self.call(KeyVaultOp::get, &what.clone(), move |conn| async move {
             let client = &conn.client;
             let opts = KeyClientGetKeyOptions {
                 key_version: version,
@@ -295,7 +314,7 @@ impl KeyProvider for AzureCmk {
         let name = self.name.clone();
         let what = format!("wrap with {}", self.key_url);
         let value = plain.to_vec();
-        self.call(&what.clone(), move |conn| async move {
+        self.call(KeyVaultOp::wrap, &what.clone(), move |conn| async move {
             let client = &conn.client;
             let params = KeyOperationParameters {
                 algorithm: sdk_algorithm(alg),
@@ -342,7 +361,7 @@ impl KeyProvider for AzureCmk {
         let name = self.name.clone();
         let what = format!("unwrap with {key_id}");
         let value = wrapped.to_vec();
-        self.call(&what.clone(), move |conn| async move {
+        self.call(KeyVaultOp::unwrap, &what.clone(), move |conn| async move {
             let client = &conn.client;
             let params = KeyOperationParameters {
                 algorithm: Some(sdk_alg),
