@@ -185,6 +185,16 @@ fn hosts_are_listed_and_a_non_shared_volume_admits_one_daemon() {
             .iter()
             .all(|h| h["stale"] == false && h["pid"].as_u64().is_some())
     );
+    // `cmkfs status` of either daemon lists both.
+    let st = run_ok(cmkfs().arg("status").arg(&v.hosts[1].mnt).arg("--json"));
+    let st: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(st["shared"], true, "{st}");
+    assert_eq!(st["hosts"].as_array().map(|h| h.len()), Some(2), "{st}");
+    let text = run_ok(cmkfs().arg("status").arg(&v.hosts[0].mnt)).stdout;
+    assert!(
+        text.contains("shared mode:") && text.contains(v.hosts[1].mnt.to_str().unwrap()),
+        "{text}"
+    );
     // Shared mode cannot be turned off while mounted; it can once both are unmounted.
     let o = run(cmkfs()
         .args(["volume", "set-shared"])

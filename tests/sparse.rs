@@ -527,7 +527,8 @@ fn fsck_knows_hole_maps() {
     assert!(!holes.join(".tmp.0123456789abcdef").exists());
     assert!(!v.backing().join(".cmkfs/.tmp.keystore.json.77").exists());
     assert!(
-        o.stdout.contains("hole map of a file that no longer exists"),
+        o.stdout
+            .contains("hole map of a file that no longer exists"),
         "{}",
         o.stdout
     );

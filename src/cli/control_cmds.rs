@@ -204,6 +204,27 @@ fn human_status(v: &Value) -> String {
         c.get("evictions").cloned().unwrap_or(Value::Null)
     ));
     out.push_str(&format!("  open files:    {}\n", s("open_files")));
+    if let Some(hosts) = g("hosts").as_array() {
+        out.push_str("  shared mode:   mounted by\n");
+        for h in hosts {
+            let f = |k: &str| {
+                h.get(k)
+                    .map(|v| v.to_string().trim_matches('"').to_string())
+            };
+            out.push_str(&format!(
+                "    host {} pid {} at {}, renewed at unix time {}{}\n",
+                f("host").unwrap_or_default(),
+                f("pid").unwrap_or_default(),
+                f("mountpoint").unwrap_or_default(),
+                f("heartbeat").unwrap_or_default(),
+                if h.get("stale") == Some(&Value::Bool(true)) {
+                    " (stale)"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
     out.push_str(&format!(
         "  metadata:      {} damaged copies repaired, {} left damaged\n",
         s("metadata_repairs"),

@@ -101,6 +101,8 @@ impl ControlHandler for DaemonControl {
             "denied_requests": self.stats.requests_denied.load(Ordering::Relaxed),
             "metadata_repairs": self.volume.metadata_repairs(),
             "metadata_damaged": self.volume.metadata_events().iter().filter(|e| !e.repaired).count(),
+            "shared": self.volume.shared(),
+            "hosts": if self.volume.shared() { serde_json::to_value(crate::volume::list_hosts(self.volume.backing()).unwrap_or_default()).unwrap_or(Value::Null) } else { Value::Null },
         })
     }
 
