@@ -29,23 +29,10 @@ impl CmkFs {
         sleep: bool,
         reply: ReplyEmpty,
     ) {
-        if !sleep || r.typ == libc::F_UNLCK {
-            match self.vol.posix_lock(&f, owner.0, r, false) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(to_errno(&e)),
-            }
-            return;
-        }
-        let vol: Arc<Volume> = self.vol.clone();
-        let spawned = std::thread::Builder::new()
-            .name("lock-wait".into())
-            .spawn(move || match vol.posix_lock(&f, owner.0, r, true) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(to_errno(&e)),
-            });
-        if let Err(e) = spawned {
-            tracing::warn!("cannot start a thread to wait for a lock: {e}");
-        }
+        let wait = sleep && r.typ != libc::F_UNLCK;
+        self.lock_now_or_later(wait, reply, move |vol, wait| {
+            vol.posix_lock(&f, owner.0, r, wait)
+        });
     }
 
     /// flock: done now, or (waiting) on a thread of its own that replies.
@@ -57,20 +44,32 @@ impl CmkFs {
         sleep: bool,
         reply: ReplyEmpty,
     ) {
-        if !sleep || typ == libc::F_UNLCK {
-            match self.vol.flock(&f, owner.0, typ, false) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(to_errno(&e)),
-            }
+        let wait = sleep && typ != libc::F_UNLCK;
+        self.lock_now_or_later(wait, reply, move |vol, wait| {
+            vol.flock(&f, owner.0, typ, wait)
+        });
+    }
+
+    /// Runs `lock` (told whether to wait) and replies: here, or on a thread of its own when it
+    /// may wait.
+    fn lock_now_or_later(
+        &self,
+        wait: bool,
+        reply: ReplyEmpty,
+        lock: impl FnOnce(&Volume, bool) -> Result<(), VolumeError> + Send + 'static,
+    ) {
+        let answer = |r: Result<(), VolumeError>, reply: ReplyEmpty| match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(to_errno(&e)),
+        };
+        if !wait {
+            answer(lock(&self.vol, false), reply);
             return;
         }
         let vol: Arc<Volume> = self.vol.clone();
         let spawned = std::thread::Builder::new()
             .name("lock-wait".into())
-            .spawn(move || match vol.flock(&f, owner.0, typ, true) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(to_errno(&e)),
-            });
+            .spawn(move || answer(lock(&vol, true), reply));
         if let Err(e) = spawned {
             tracing::warn!("cannot start a thread to wait for a lock: {e}");
         }
