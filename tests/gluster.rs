@@ -105,21 +105,6 @@ impl Drop for GlusterVolume {
     }
 }
 
-fn renameat2(from: &Path, to: &Path, flags: u32) -> std::io::Result<()> {
-    let (a, b) = (cstr(from), cstr(to));
-    // SAFETY: plain syscall with valid NUL-terminated paths.
-    cvt(unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            flags,
-        )
-    })
-    .map(|_| ())
-}
-
 /// Every entry under `root` with its type and content digest, sorted.
 fn tree(root: &Path) -> Vec<String> {
     let mut v: Vec<String> = walk(root)

@@ -10,21 +10,6 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-fn renameat2(from: &Path, to: &Path, flags: u32) -> std::io::Result<()> {
-    let (a, b) = (cstr(from), cstr(to));
-    // SAFETY: plain syscall with valid NUL-terminated paths.
-    cvt(unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            flags,
-        )
-    })
-    .map(|_| ())
-}
-
 fn mknod_whiteout(p: &Path) -> std::io::Result<()> {
     let c = cstr(p);
     // SAFETY: plain syscall with a valid NUL-terminated path.

@@ -120,6 +120,19 @@ pub(super) fn read_config_copies(backing: &Path, repair: bool) -> Result<(Volume
     Ok((config, loaded))
 }
 
+/// Writes `config` as a new generation of both copies of `volume.json`; `what` names the
+/// change for the error ("cannot {what} of BACKING: ...").
+pub(super) fn save_config(backing: &Path, config: &VolumeConfig, what: &str) -> Result<()> {
+    meta_copies::save(
+        &backing.join(META_DIR),
+        Record::VolumeConfig,
+        &config.volume_id,
+        &config.to_json(),
+    )
+    .map(|_| ())
+    .map_err(|e| VolumeError::Setup(format!("cannot {what} of {}: {e}", backing.display())))
+}
+
 /// Reads both records for opening; repairs and upgrades (version 1 -> 2) when `repair`.
 pub(super) fn open_records(
     backing: &Path,
@@ -139,18 +152,7 @@ pub(super) fn open_records(
         }
         if cfg.legacy || config.format != META_FORMAT_VERSION {
             config.format = META_FORMAT_VERSION;
-            meta_copies::save(
-                &backing.join(META_DIR),
-                Record::VolumeConfig,
-                &config.volume_id,
-                &config.to_json(),
-            )
-            .map_err(|e| {
-                VolumeError::Setup(format!(
-                    "cannot upgrade the volume config of {} to format 2: {e}",
-                    backing.display()
-                ))
-            })?;
+            save_config(backing, &config, "upgrade the volume config to format 2")?;
         }
         tracing::info!(
             "upgraded the metadata of {} to format 2 (two self-checking copies)",

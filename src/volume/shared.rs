@@ -9,7 +9,6 @@
 use std::path::{Path, PathBuf};
 
 use crate::format::META_DIR;
-use crate::meta_copies::{self, Record};
 
 use super::lock::{LEASE_EXPIRY, hostname, now};
 use super::{Result, Volume, VolumeError, lock_backing};
@@ -135,17 +134,6 @@ pub fn set_shared(backing: &Path, on: bool) -> Result<bool> {
         return Ok(false);
     }
     config.shared = on;
-    meta_copies::save(
-        &backing.join(META_DIR),
-        Record::VolumeConfig,
-        &config.volume_id,
-        &config.to_json(),
-    )
-    .map_err(|e| {
-        VolumeError::Setup(format!(
-            "cannot write the volume config of {}: {e}",
-            backing.display()
-        ))
-    })?;
+    super::meta::save_config(backing, &config, "write the volume config")?;
     Ok(true)
 }

@@ -489,6 +489,22 @@ pub fn errno<T>(r: &io::Result<T>) -> Option<i32> {
 }
 
 /// Converts a libc return value (-1 = error) to io::Result.
+/// `renameat2(2)` with `flags` (RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT).
+pub fn renameat2(from: &Path, to: &Path, flags: u32) -> std::io::Result<()> {
+    let (a, b) = (cstr(from), cstr(to));
+    // SAFETY: plain syscall with valid NUL-terminated paths.
+    cvt(unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    })
+    .map(|_| ())
+}
+
 pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret == -1 {
         Err(io::Error::last_os_error())
