@@ -34,6 +34,15 @@ start_glusterd() {
     fi
 }
 
+# A client that died (killed, or gone with an earlier run's machine state) leaves its mount
+# behind: every access gives ENOTCONN. Detach such a mount so the path can be used again.
+clear_stale() {
+    if grep -q " $1 " /proc/mounts && ! stat "$1" >/dev/null 2>&1; then
+        say "detaching a dead mount at $1"
+        umount -l "$1" 2>/dev/null || fusermount3 -uz "$1" 2>/dev/null || true
+    fi
+}
+
 case $cmd in
 up)
     start_glusterd
@@ -54,6 +63,7 @@ up)
         gluster --mode=script volume start "$VOL" >/dev/null
     fi
     for m in "$M1" "$M2"; do
+        clear_stale "$m"
         mkdir -p "$m"
         if ! mountpoint -q "$m"; then
             i=0
@@ -72,7 +82,10 @@ up)
     ;;
 down)
     for m in "$M1" "$M2"; do
-        mountpoint -q "$m" 2>/dev/null && umount "$m" || true
+        clear_stale "$m"
+        if mountpoint -q "$m" 2>/dev/null; then
+            umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+        fi
     done
     if command -v gluster >/dev/null 2>&1 && gluster --mode=script volume info "$VOL" >/dev/null 2>&1; then
         gluster --mode=script volume stop "$VOL" force >/dev/null 2>&1 || true
