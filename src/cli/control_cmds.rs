@@ -311,6 +311,7 @@ pub(super) fn open_offline(
         &OpenOptions {
             cmk,
             audit: std::sync::Arc::new(audit),
+            connector: Some(std::sync::Arc::new(kv.clone())),
             ..Default::default()
         },
     )

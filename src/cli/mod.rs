@@ -125,6 +125,18 @@ impl KeyVaultArgs {
     }
 }
 
+/// Scopes' customer-managed keys are reached with the same settings as the volume's.
+impl crate::keys::CmkConnector for KeyVaultArgs {
+    fn connect(
+        &self,
+        key_url: &str,
+    ) -> Result<std::sync::Arc<dyn crate::keys::CustomerKey>, crate::keys::KeyError> {
+        KeyVaultArgs::connect(self, key_url)
+            .map(|c| c as std::sync::Arc<dyn crate::keys::CustomerKey>)
+            .map_err(crate::keys::KeyError::NoProvider)
+    }
+}
+
 #[derive(Args)]
 pub struct InitArgs {
     /// The backing directory (created if missing; must be empty).

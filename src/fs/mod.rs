@@ -663,6 +663,30 @@ impl KernelCaches {
         KernelCaches { notifier, inodes }
     }
 
+    /// Drops what the kernel caches of the inodes in the key scopes `scopes` (a directory is
+    /// in the scope of its entries, anything else in its parent's); returns how many.
+    pub fn invalidate_scopes(&self, scopes: &[u32]) -> usize {
+        let inos = self
+            .inodes
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .inos_in_scopes(scopes);
+        inos.into_iter()
+            .filter(|ino| self.notifier.inval_inode(INodeNo(*ino), 0, 0).is_ok())
+            .count()
+    }
+
+    /// The directory inode whose backing inode is `backing_ino` now has `dir` (a new key
+    /// scope was made at it): later requests use it.
+    pub fn replace_dir(&self, backing_ino: u64, dir: Arc<crate::volume::Dir>) {
+        self.inodes
+            .0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace_dir(backing_ino, dir);
+    }
+
     /// Returns how many inodes were invalidated.
     pub fn invalidate_all(&self) -> usize {
         let inos = self

@@ -43,6 +43,8 @@ pub struct FsckOptions {
     /// Rewrite damaged, missing or stale copies of redundant metadata (volume config, key
     /// store, directory ids) from a verified copy; nothing else is written.
     pub repair: bool,
+    /// Reaches the customer-managed keys of key scopes.
+    pub connector: Option<std::sync::Arc<dyn crate::keys::CmkConnector>>,
 }
 
 /// Opens the volume in `backing` read-only and checks it. `Err` means the volume could not
@@ -67,6 +69,7 @@ pub fn check(
             cmk: opts.cmk.clone(),
             repair_metadata: opts.repair,
             audit: repair_audit(opts.repair),
+            connector: opts.connector.clone(),
             ..Default::default()
         },
     )

@@ -146,7 +146,7 @@ impl Volume {
     fn reencrypt_symlink(&self, dir: &Dir, name: &OsStr) -> Result<Reencrypted> {
         let b = self.backing_name(dir, name)?;
         let stored = readlinkat(dir.fd(), b.entry())?;
-        let current = self.current_key()?;
+        let current = self.current_key(dir.scope())?;
         let stored = std::os::unix::ffi::OsStrExt::as_bytes(stored.as_os_str()).to_vec();
         if self.link_key(&stored) == Some(current) {
             return Ok(Reencrypted::AlreadyCurrent);
@@ -194,7 +194,7 @@ impl Volume {
     fn reencrypt_file(&self, dir: &Dir, name: &OsStr) -> Result<Reencrypted> {
         let b = self.backing_name(dir, name)?;
         let f = self.open_file(dir, name)?;
-        let current = self.current_key()?;
+        let current = self.current_key(dir.scope())?;
         let mut st = f.state_for_reencrypt();
         let Some(old) = st.header_copy() else {
             return Ok(Reencrypted::AlreadyCurrent);
