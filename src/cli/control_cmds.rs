@@ -81,7 +81,8 @@ pub struct TargetArgs {
 
 #[derive(Args)]
 pub struct RotateArgs {
-    /// The mountpoint (may be omitted when exactly one cmkfs mount runs).
+    /// The mountpoint (may be omitted when exactly one cmkfs mount runs), or a directory in
+    /// it: the keys of that directory's key scope are rotated.
     pub mountpoint: Option<PathBuf>,
     /// Start a new data-key epoch: new files use a fresh data key.
     #[arg(long)]
@@ -90,7 +91,7 @@ pub struct RotateArgs {
     pub json: bool,
 }
 
-fn one_socket(mountpoint: Option<&std::path::Path>) -> Result<ControlClient, String> {
+pub(super) fn one_socket(mountpoint: Option<&std::path::Path>) -> Result<ControlClient, String> {
     let mut sockets = find_socket(mountpoint)?;
     match sockets.len() {
         1 => Ok(ControlClient::new(sockets.remove(0))),
@@ -99,7 +100,7 @@ fn one_socket(mountpoint: Option<&std::path::Path>) -> Result<ControlClient, Str
     }
 }
 
-fn print(v: &Value, json: bool, human: impl Fn(&Value) -> String) {
+pub(super) fn print(v: &Value, json: bool, human: impl Fn(&Value) -> String) {
     if json {
         println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     } else {
@@ -374,8 +375,19 @@ pub fn key(c: KeyCommand) -> Result<(), String> {
             });
         }
         KeyCommand::Rotate(r) => {
-            let v = one_socket(r.mountpoint.as_deref())?.call(&Request::KeyRotate {
+            let (client, path) = match r.mountpoint.as_deref() {
+                Some(p) => {
+                    let (sock, rel) = crate::control::find_mount_of(p)?;
+                    (
+                        ControlClient::new(sock),
+                        Some(rel).filter(|r| !r.is_empty()),
+                    )
+                }
+                None => (one_socket(None)?, None),
+            };
+            let v = client.call(&Request::KeyRotate {
                 data_key: r.data_key,
+                path,
             })?;
             print(&v, r.json, |v| match v.get("rotated") {
                 Some(_) if v.get("rewrapped").is_some() => format!(

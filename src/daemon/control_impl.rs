@@ -20,9 +20,11 @@ pub struct DaemonControl {
     pub name: Option<String>,
     pub started: Instant,
     pub watcher: Arc<RevocationWatcher>,
+    /// The kernel caches to drop when a scope is locked or made.
+    pub events: Arc<super::key_events::KeyEvents>,
 }
 
-fn now() -> u64 {
+pub(super) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -77,6 +79,22 @@ impl DaemonControl {
 }
 
 impl ControlHandler for DaemonControl {
+    fn scope_create(&self, path: &str, cmk: Option<&str>) -> Result<Value, String> {
+        self.create_scope(path, cmk)
+    }
+
+    fn scope_list(&self) -> Result<Value, String> {
+        self.list_scopes()
+    }
+
+    fn scope_lock(&self, path: &str, locked: bool) -> Result<Value, String> {
+        self.lock_scope(path, locked)
+    }
+
+    fn scope_set_cmk(&self, path: &str, cmk: Option<&str>) -> Result<Value, String> {
+        self.set_scope_cmk(path, cmk)
+    }
+
     fn status(&self) -> Value {
         let cache = self.volume.keys().cache().stats();
         json!({
@@ -142,12 +160,24 @@ impl ControlHandler for DaemonControl {
         )
     }
 
-    fn reencrypt(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<Value, String> {
-        tracing::info!("re-encryption to the newest data key started");
-        let report = self
-            .volume
-            .reencrypt_all(progress)
-            .map_err(|e| e.to_string())?;
+    fn reencrypt(
+        &self,
+        path: Option<&str>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Value, String> {
+        tracing::info!(
+            path = path.unwrap_or("/"),
+            "re-encryption to the newest data key started"
+        );
+        let report = match path {
+            None => self.volume.reencrypt_all(progress),
+            Some(p) => {
+                let (_, dir) = self.resolve(p)?;
+                let shown = format!("/{}/", p.trim_matches('/'));
+                self.volume.reencrypt_under(&dir, &shown, progress)
+            }
+        }
+        .map_err(|e| e.to_string())?;
         tracing::info!(
             reencrypted = report.reencrypted,
             skipped = report.skipped.len(),
@@ -156,7 +186,14 @@ impl ControlHandler for DaemonControl {
         Ok(serde_json::to_value(&report).unwrap_or(Value::Null))
     }
 
-    fn key_rotate(&self, data_key: bool) -> Result<Value, String> {
+    fn key_rotate(&self, data_key: bool, path: Option<&str>) -> Result<Value, String> {
+        let scope = match path {
+            Some(p) => self.resolve(p)?.1.scope(),
+            None => 0,
+        };
+        if scope != 0 {
+            return self.rotate_scope(scope, data_key);
+        }
         if !data_key {
             if self.volume.keys().cmk().is_none() {
                 return Ok(

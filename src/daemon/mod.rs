@@ -4,6 +4,7 @@
 //! cleanly on SIGTERM/SIGINT.
 
 mod control_impl;
+mod control_scopes;
 mod fips;
 mod key_events;
 mod metrics_server;
@@ -411,6 +412,7 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
         name: s.name.clone(),
         started: Instant::now(),
         watcher: watcher.clone(),
+        events: events.clone(),
     });
     let aliases = s.name.iter().map(|n| named_socket(n)).collect();
     let control = or_report!(

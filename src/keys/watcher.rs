@@ -126,7 +126,9 @@ impl RevocationWatcher {
         let in_use = |url: &String| {
             Some(url) == volume_url.as_ref()
                 || self.keys.key_revoked(url).is_some()
-                || self.report_of(url).is_some_and(|r| r.state == "unreachable")
+                || self
+                    .report_of(url)
+                    .is_some_and(|r| r.state == "unreachable")
                 || cached
                     .iter()
                     .any(|k| store.scope_cmk(k.scope) == Some(url.as_str()))
@@ -167,7 +169,9 @@ impl RevocationWatcher {
     /// Checks the key at versionless `url` and acts on the answer.
     fn check_key(&self, url: &str) -> CheckReport {
         let in_use = self.keys.versions_in_use(url);
-        let was_unreachable = self.report_of(url).is_some_and(|r| r.state == "unreachable");
+        let was_unreachable = self
+            .report_of(url)
+            .is_some_and(|r| r.state == "unreachable");
         let started = std::time::Instant::now();
         let state = match self.keys.cmk_for(url) {
             Ok(cmk) => cmk.check(&in_use),

@@ -201,7 +201,9 @@ impl super::Volume {
         if let (DirIdCopy::Valid(a), DirIdCopy::Valid(b)) = (&copies.file, &copies.xattr)
             && let Some(id) = self.scope_root_between(a, b)
         {
-            let stale = || Some("names the key from before the directory became a key scope root".to_string());
+            let stale = || {
+                Some("names the key from before the directory became a key scope root".to_string())
+            };
             let r = super::ResolvedDirId {
                 id,
                 file_problem: if id == *a { None } else { stale() },
@@ -233,7 +235,11 @@ impl super::Volume {
         let id = super::dir::hex(&a.dir_id);
         [a, b]
             .into_iter()
-            .find(|c| store.scope(c.key.scope).is_some_and(|s| s.root_dir_id == id))
+            .find(|c| {
+                store
+                    .scope(c.key.scope)
+                    .is_some_and(|s| s.root_dir_id == id)
+            })
             .copied()
     }
 

@@ -53,8 +53,12 @@ impl KeyHierarchy {
         let store = self.store.read().unwrap_or_else(|p| p.into_inner());
         let revoked = self.revoked.read().unwrap_or_else(|p| p.into_inner());
         let mut denied = HashMap::new();
-        let scopes = std::iter::once((0, store.cmk.as_ref(), false))
-            .chain(store.scopes.iter().map(|s| (s.scope, s.cmk.as_ref(), s.locked)));
+        let scopes = std::iter::once((0, store.cmk.as_ref(), false)).chain(
+            store
+                .scopes
+                .iter()
+                .map(|s| (s.scope, s.cmk.as_ref(), s.locked)),
+        );
         for (scope, cmk, locked) in scopes {
             if locked {
                 denied.insert(scope, format!("key scope {scope} is locked"));
@@ -268,7 +272,11 @@ impl KeyHierarchy {
     pub fn scope_summaries(&self) -> Vec<ScopeSummary> {
         let store = self.store_snapshot();
         let cached = self.cache.cached_keys();
-        let denied = self.denied.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let denied = self
+            .denied
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut records: Vec<ScopeRecord> = vec![ScopeRecord {
             scope: 0,
             root_dir_id: String::new(),
