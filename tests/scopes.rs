@@ -9,7 +9,6 @@ mod common;
 
 use std::fs::{self, File};
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -173,21 +172,30 @@ fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
-/// The data-key scope named in the header of the backing file behind `plain` (found by
-/// inode number: a FUSE inode number is its backing inode number).
-fn header_scope(backing: &Path, plain: &Path) -> u32 {
-    let ino = fs::metadata(plain).unwrap().ino();
-    let file = walk(backing)
-        .into_iter()
-        .find(|p| {
-            fs::symlink_metadata(p)
-                .map(|m| m.ino() == ino && m.is_file())
-                .unwrap_or(false)
-        })
-        .unwrap_or_else(|| panic!("no backing file for {}", plain.display()));
-    let b = fs::read(&file).unwrap();
-    assert_eq!(&b[..4], b"CMKF", "{}", file.display());
-    u32::from_le_bytes(b[8..12].try_into().unwrap())
+/// How many backing files name each (data-key scope, epoch) in their header.
+fn header_counts(backing: &Path) -> std::collections::HashMap<(u32, u32), usize> {
+    let mut out = std::collections::HashMap::new();
+    for p in walk(backing) {
+        if p.to_string_lossy().contains("/.cmkfs/") {
+            continue;
+        }
+        let Ok(b) = fs::read(&p) else { continue };
+        if b.len() >= 32 && &b[..4] == b"CMKF" {
+            let scope = u32::from_le_bytes(b[8..12].try_into().unwrap());
+            let epoch = u32::from_le_bytes(b[12..16].try_into().unwrap());
+            *out.entry((scope, epoch)).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// Files whose header names key scope `scope` (any epoch).
+fn files_in_scope(backing: &Path, scope: u32) -> usize {
+    header_counts(backing)
+        .iter()
+        .filter(|((s, _), _)| *s == scope)
+        .map(|(_, n)| n)
+        .sum()
 }
 
 /// A reader/writer loop on `dirs` until `stop`: every round writes a file and reads it back;
@@ -238,12 +246,9 @@ fn revoking_one_scope_leaves_the_other_and_the_root_serving() {
     fs::write(v.p("a/docs/contract.txt"), &secret).unwrap();
     fs::write(v.p("b/report.txt"), b"customer B's report").unwrap();
     fs::write(v.p("root.txt"), b"the operator's file").unwrap();
-    assert_eq!(
-        header_scope(&v.backing(), &v.p("a/docs/contract.txt")),
-        a as u32
-    );
-    assert_eq!(header_scope(&v.backing(), &v.p("b/report.txt")), b as u32);
-    assert_eq!(header_scope(&v.backing(), &v.p("root.txt")), 0);
+    assert_eq!(files_in_scope(&v.backing(), a as u32), 1);
+    assert_eq!(files_in_scope(&v.backing(), b as u32), 1);
+    assert_eq!(files_in_scope(&v.backing(), 0), 1);
     // A handle kept open in A, its pages in the page cache.
     let mut held = File::open(v.p("a/docs/contract.txt")).unwrap();
     let mut buf = Vec::new();
@@ -344,6 +349,8 @@ fn revoking_one_scope_leaves_the_other_and_the_root_serving() {
         errno(&fs::hard_link(v.p("a/moving.txt"), v.p("b/linked.txt"))),
         Some(libc::EXDEV)
     );
+    let in_a = files_in_scope(&v.backing(), a as u32);
+    let in_b = files_in_scope(&v.backing(), b as u32);
     for src in ["a/moving.txt", "a/tree"] {
         let out = run(Command::new("mv").arg(v.p(src)).arg(v.p("b/")));
         assert!(out.success(), "mv {src}: {}", out.stderr);
@@ -351,11 +358,9 @@ fn revoking_one_scope_leaves_the_other_and_the_root_serving() {
     assert_eq!(fs::read(v.p("b/moving.txt")).unwrap(), b"moving to B");
     assert_eq!(fs::read(v.p("b/tree/sub/deep.txt")).unwrap(), b"deep in A");
     assert!(!v.p("a/tree").exists() && !v.p("a/moving.txt").exists());
-    assert_eq!(header_scope(&v.backing(), &v.p("b/moving.txt")), b as u32);
-    assert_eq!(
-        header_scope(&v.backing(), &v.p("b/tree/sub/deep.txt")),
-        b as u32
-    );
+    // On disk: the two files left scope A's key and are now under scope B's.
+    assert_eq!(files_in_scope(&v.backing(), a as u32), in_a - 2);
+    assert_eq!(files_in_scope(&v.backing(), b as u32), in_b + 2);
 
     // Every event is audited with its scope, and the chain verifies.
     let audit = fs::read_to_string(v.audit_log()).unwrap();
@@ -446,23 +451,19 @@ fn scope_boundaries_rotation_and_offline_listing() {
     );
     fs::write(v.p("customer/after.txt"), b"new epoch").unwrap();
     fs::write(v.p("root-after.txt"), b"root epoch").unwrap();
-    let epoch = |plain: &Path| {
-        let ino = fs::metadata(plain).unwrap().ino();
-        let f = walk(&v.backing())
-            .into_iter()
-            .find(|p| fs::symlink_metadata(p).is_ok_and(|m| m.ino() == ino && m.is_file()))
-            .unwrap();
-        let b = fs::read(f).unwrap();
-        (
-            u32::from_le_bytes(b[8..12].try_into().unwrap()),
-            u32::from_le_bytes(b[12..16].try_into().unwrap()),
-        )
-    };
-    let (s, e) = epoch(&v.p("customer/after.txt"));
-    assert!(s > 0 && e == 1, "scope {s} epoch {e}");
-    assert_eq!(epoch(&v.p("root-after.txt")), (0, 0));
-    assert_eq!(epoch(&v.p("customer/a.txt")), (s, 0));
+    let counts = header_counts(&v.backing());
+    let s = (1..10)
+        .find(|s| counts.contains_key(&(*s, 1)))
+        .expect("a file of the rotated scope on epoch 1");
+    assert_eq!(counts.get(&(s, 1)), Some(&1), "{counts:?}");
+    assert_eq!(counts.get(&(s, 0)), Some(&2), "{counts:?}");
+    assert_eq!(
+        counts.get(&(0, 1)),
+        None,
+        "the root keeps its epoch: {counts:?}"
+    );
     // Re-encrypting the scope moves its old files to the new epoch, and nothing else.
+    let root_files = counts.get(&(0, 0)).copied();
     let out = run_ok(
         Command::new(bin())
             .arg("reencrypt")
@@ -471,7 +472,10 @@ fn scope_boundaries_rotation_and_offline_listing() {
     );
     let r: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert!(r["reencrypted"].as_u64().unwrap() >= 2, "{r}");
-    assert_eq!(epoch(&v.p("customer/a.txt")), (s, 1));
+    let counts = header_counts(&v.backing());
+    assert_eq!(counts.get(&(s, 1)), Some(&3), "{counts:?}");
+    assert_eq!(counts.get(&(s, 0)), None, "{counts:?}");
+    assert_eq!(counts.get(&(0, 0)).copied(), root_files, "{counts:?}");
     assert_eq!(fs::read(v.p("customer/a.txt")).unwrap(), b"in the scope");
     assert_eq!(
         fs::read(v.p(&format!("customer/{long}"))).unwrap(),

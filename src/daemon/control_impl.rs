@@ -132,16 +132,32 @@ impl ControlHandler for DaemonControl {
     }
 
     fn key_check(&self) -> Result<Value, String> {
+        let scope_keys: Vec<String> = self
+            .volume
+            .keys()
+            .cmk_urls()
+            .into_iter()
+            .filter(|u| self.volume.keys().cmk().is_none_or(|c| c.key_url() != u))
+            .collect();
+        let scope_reports = |watcher: &crate::keys::RevocationWatcher| -> Vec<Value> {
+            scope_keys
+                .iter()
+                .filter_map(|u| watcher.report_of(u))
+                .map(|r| json!({ "key": r.key_url, "state": r.state, "detail": r.detail, "latest_version": r.latest_version, "versions_in_use": r.versions_in_use, "scope_key": true }))
+                .collect()
+        };
         if let Some(cmk) = self.volume.keys().cmk() {
             let report = self.watcher.check_now();
             let state = report.state.clone();
-            return Ok(json!({
-                "checked_at": report.checked_at,
-                "keys": [
-                    { "key": "service-managed key", "state": "ok" },
-                    { "key": cmk.key_url(), "state": state, "detail": report.detail, "latest_version": report.latest_version, "versions_in_use": report.versions_in_use }
-                ]
-            }));
+            let mut keys = vec![
+                json!({ "key": "service-managed key", "state": "ok" }),
+                json!({ "key": cmk.key_url(), "state": state, "detail": report.detail, "latest_version": report.latest_version, "versions_in_use": report.versions_in_use }),
+            ];
+            keys.extend(scope_reports(&self.watcher));
+            return Ok(json!({ "checked_at": report.checked_at, "keys": keys }));
+        }
+        if !scope_keys.is_empty() {
+            self.watcher.check_now();
         }
         let current = self.volume.keys().current(0).map_err(|e| e.to_string())?;
         let record = self
@@ -155,9 +171,9 @@ impl ControlHandler for DaemonControl {
             .keys()
             .unwrap_record(&record)
             .map_err(|e| e.to_string())?;
-        Ok(
-            json!({ "checked_at": now(), "keys": [ { "key": "service-managed key", "state": "ok" } ] }),
-        )
+        let mut keys = vec![json!({ "key": "service-managed key", "state": "ok" })];
+        keys.extend(scope_reports(&self.watcher));
+        Ok(json!({ "checked_at": now(), "keys": keys }))
     }
 
     fn reencrypt(

@@ -121,7 +121,10 @@ impl Volume {
         let mut stack = vec![(self.root()?, PathBuf::from("/"))];
         while let Some((dir, path)) = stack.pop() {
             let entries = match self.read_dir(&dir) {
-                Ok(e) => e,
+                Ok(e) => {
+                    tree.files.entry(dir.scope()).or_insert(0);
+                    e
+                }
                 Err(_) => {
                     unreadable.insert(dir.scope());
                     continue;
