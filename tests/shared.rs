@@ -221,6 +221,10 @@ fn hosts_are_listed_and_a_non_shared_volume_admits_one_daemon() {
         "{}",
         o.stderr
     );
+    // fsck --shared refuses a mounted volume that is not shared.
+    let (code, j, stderr) = fsck_shared(&v, &[]);
+    assert_eq!(code, 2, "{j}");
+    assert!(stderr.contains("not a shared volume"), "{stderr}");
 }
 
 #[test]
@@ -425,4 +429,205 @@ fn fcntl_and_flock_locks_hold_across_hosts() {
     let unlocked = Instant::now();
     flock(&fa, libc::LOCK_UN).unwrap();
     assert!(waiter.join().unwrap() >= unlocked, "B waited for A");
+}
+
+/// `cmkfs fsck --shared BACKING --json` of `v` (through host A's view of the backing
+/// directory): exit code and report.
+fn fsck_shared(v: &SharedVolume, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    let o = run(cmkfs()
+        .args(["fsck", "--shared"])
+        .arg(&v.hosts[0].backing)
+        .arg("--service-key")
+        .arg(v.key())
+        .arg("--json")
+        .args(extra));
+    let j = serde_json::from_str(&o.stdout)
+        .unwrap_or_else(|e| panic!("fsck --json output ({e}): {}\n{}", o.stdout, o.stderr));
+    (o.status.code().unwrap_or(-1), j, o.stderr)
+}
+
+/// Host A's loop of what other hosts legitimately do while a check runs: whole files written
+/// under a temporary name and renamed into place, in-place writes growing a sparse file,
+/// punched holes, long names made and renamed, directories made and removed. Returns the
+/// number of rounds; panics on any error.
+fn churn(dir: &Path, stop: &AtomicBool, seed: u64) -> u64 {
+    let mut rng = Rng::new(seed);
+    fs::create_dir_all(dir).unwrap();
+    let big = open_rw_create(&dir.join("big"));
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let (tmp, dst) = (
+            dir.join(format!("t-{}.tmp", i % 4)),
+            dir.join(format!("t-{}", i % 4)),
+        );
+        let len = rng.range(1, 40_000) as usize;
+        fs::write(&tmp, rng.bytes(len)).unwrap();
+        fs::rename(&tmp, &dst).unwrap();
+        let len = rng.range(1, 9000) as usize;
+        big.write_all_at(&rng.bytes(len), rng.range(0, 300_000))
+            .unwrap();
+        if i % 7 == 3 {
+            let off = rng.range(0, 60) * 4096;
+            fallocate(
+                &big,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                off,
+                8192,
+            )
+            .unwrap();
+        }
+        if i % 5 == 1 {
+            let long = |k: u64| dir.join(format!("{}-{k}", "L".repeat(180)));
+            fs::write(long(i % 3), rng.bytes(5000)).unwrap();
+            fs::rename(long(i % 3), long(3 + i % 3)).unwrap();
+        }
+        if i % 11 == 2 {
+            let d = dir.join(format!("dir-{i}"));
+            fs::create_dir(&d).unwrap();
+            fs::write(d.join("x"), b"x").unwrap();
+            fs::remove_file(d.join("x")).unwrap();
+            fs::remove_dir(&d).unwrap();
+        }
+        i += 1;
+    }
+    i
+}
+
+fn open_rw_create(p: &Path) -> fs::File {
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(p)
+        .unwrap()
+}
+
+/// Host B's loop: reads what A's loop writes; only ENOENT (a name between its removal and the
+/// rename into place) is allowed. Returns the number of files read.
+fn read_along(dir: &Path, stop: &AtomicBool) -> u64 {
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(rd) = fs::read_dir(dir) else {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        for e in rd.flatten() {
+            match fs::read(e.path()) {
+                Ok(_) => n += 1,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EISDIR)) => {}
+                Err(err) => panic!("B reading {}: {err}", e.path().display()),
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn fsck_shared_checks_a_volume_other_hosts_are_changing() {
+    let mut v = SharedVolume::init("fsck", &shared());
+    v.mount(0);
+    v.mount(1);
+    // Quiet files nobody touches during the check; one will be damaged.
+    let before = backing_files(&v.hosts[0].backing);
+    let quiet: Vec<u8> = (0..3 * 4096 + 100).map(|i| (i % 253) as u8).collect();
+    fs::write(v.hosts[0].p("quiet"), &quiet).unwrap();
+    let quiet_backing = new_entry(&v.hosts[0].backing, &before);
+    fs::create_dir(v.hosts[1].p("still")).unwrap();
+    fs::write(v.hosts[1].p("still/other"), b"other").unwrap();
+    std::os::unix::fs::symlink("quiet", v.hosts[1].p("link")).unwrap();
+    // Leftovers of another host's crash: temporary files of cmkfs.
+    fs::write(v.hosts[0].backing.join(".tmp.xchg.0123456789abcdef"), b"x").unwrap();
+    fs::write(
+        v.hosts[0].backing.join(".cmkfs/.tmp.0123456789abcdef"),
+        b"{",
+    )
+    .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (da, db) = (v.hosts[0].p("busy"), v.hosts[1].p("busy"));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || churn(&da, &stop, 11))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let reader = {
+        let stop = stop.clone();
+        std::thread::spawn(move || read_along(&db, &stop))
+    };
+    // Exclusive work is refused while both hosts are mounted, naming them.
+    let (code, j, stderr) = fsck_shared(&v, &["--repair"]);
+    assert_eq!(code, 2, "{j}");
+    assert!(
+        stderr.contains("--repair is refused") && stderr.contains(v.hosts[1].mnt.to_str().unwrap()),
+        "{stderr}"
+    );
+    for round in 0..2 {
+        let (code, j, stderr) = fsck_shared(&v, &[]);
+        assert_eq!(code, 0, "round {round}: no false alarm: {j:#}\n{stderr}");
+        assert_eq!(j["problems"].as_array().map(Vec::len), Some(0), "{j:#}");
+        assert_eq!(
+            j["shared"]["hosts"].as_array().map(Vec::len),
+            Some(2),
+            "{j}"
+        );
+        let in_flight: Vec<&str> = j["in_flight"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["backing_path"].as_str().unwrap())
+            .collect();
+        assert!(
+            in_flight.contains(&".tmp.xchg.0123456789abcdef")
+                && in_flight.contains(&".cmkfs/.tmp.0123456789abcdef"),
+            "{j:#}"
+        );
+        assert!(j["summary"]["files"].as_u64().unwrap() >= 3, "{j}");
+        eprintln!(
+            "round {round}: {} walks, in flight: {in_flight:?}",
+            j["shared"]["passes"]
+        );
+    }
+    // A flipped ciphertext byte of the quiet file is reported, while the others keep going.
+    let f = open_rw(&quiet_backing);
+    let off = cmkfs::format::HEADER_LEN as u64 + 4096 + 28 + 50; // block 1
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, off).unwrap();
+    f.write_all_at(&[b[0] ^ 0x20], off).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let (code, j, _) = fsck_shared(&v, &[]);
+    stop.store(true, Ordering::Relaxed);
+    let rounds = writer.join().unwrap();
+    let reads = reader.join().unwrap();
+    assert_eq!(code, 1, "{j:#}");
+    let problems = j["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "only the damaged file: {j:#}");
+    assert_eq!(problems[0]["code"], "bad_blocks", "{j:#}");
+    assert_eq!(problems[0]["path"], "/quiet", "{j:#}");
+    assert_eq!(problems[0]["blocks"], serde_json::json!([1]), "{j:#}");
+    // The human report names it too.
+    let o = run(cmkfs()
+        .args(["fsck", "--shared"])
+        .arg(&v.hosts[0].backing)
+        .arg("--service-key")
+        .arg(v.key()));
+    assert_eq!(o.status.code(), Some(1), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("/quiet") && o.stdout.contains("[bad_blocks]"),
+        "{}",
+        o.stdout
+    );
+    eprintln!("A's rounds during the checks: {rounds}; B's reads: {reads}");
+    assert!(
+        rounds > 5 && reads > 0,
+        "both hosts worked: {rounds} {reads}"
+    );
+    // The daemons read what they serve, and B never read the damaged file.
+    assert_no_integrity_errors(&v);
+    assert_eq!(
+        errno(&fs::read(v.hosts[1].p("quiet"))),
+        Some(libc::EIO),
+        "a mount refuses the damaged block too"
+    );
 }

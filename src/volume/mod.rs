@@ -47,6 +47,7 @@ pub use scan::{
     EntryName, HeaderState, ScanDir, ScanEntry, SymlinkScan, TMP_MKDIR_PREFIX, TMP_PREFIX,
 };
 pub use shared::{HOSTS_DIR, HostLease, list_hosts, set_shared};
+pub use shared_io::FileLock;
 pub use symlink::LINKS_DIR;
 pub use xattr::XattrTarget;
 
