@@ -631,3 +631,219 @@ fn fsck_shared_checks_a_volume_other_hosts_are_changing() {
         "a mount refuses the damaged block too"
     );
 }
+
+/// What a writer thread wrote: the bytes every acknowledged write left, and the write in
+/// flight (offset, bytes), if any.
+#[derive(Default)]
+struct Written {
+    model: Vec<u8>,
+    pending: Option<(usize, Vec<u8>)>,
+}
+
+/// Writes random ranges of `[lo, hi)` of `shared` and appends to `own` until `stop` or the
+/// first error, keeping `w` exact. Returns the rounds done and the error that ended it.
+fn write_loop(
+    shared: &Path,
+    own: &Path,
+    (lo, hi): (usize, usize),
+    w: &Mutex<Written>,
+    own_w: &Mutex<Written>,
+    stop: &AtomicBool,
+    seed: u64,
+) -> (u64, Option<std::io::Error>) {
+    let mut rng = Rng::new(seed);
+    let f = open_rw(shared);
+    let mut app = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(own)
+        .unwrap();
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let len = rng.range(1, 9000) as usize;
+        let off = rng.range(lo as u64, (hi - len) as u64) as usize;
+        let bytes = rng.bytes(len);
+        w.lock().unwrap().pending = Some((off, bytes.clone()));
+        if let Err(e) = f.write_all_at(&bytes, off as u64) {
+            return (n, Some(e));
+        }
+        {
+            let mut g = w.lock().unwrap();
+            g.model[off..off + len].copy_from_slice(&bytes);
+            g.pending = None;
+        }
+        let line_len = rng.range(1, 3000) as usize;
+        let line = rng.bytes(line_len);
+        own_w.lock().unwrap().pending = Some((0, line.clone()));
+        if let Err(e) = app.write_all(&line) {
+            return (n, Some(e));
+        }
+        let mut g = own_w.lock().unwrap();
+        g.model.extend_from_slice(&line);
+        g.pending = None;
+        drop(g);
+        n += 1;
+    }
+    (n, None)
+}
+
+/// Reads `p` block by block (4 KiB): each block reads `model`'s bytes, or, where it meets the
+/// write in flight `pending`, the old or the new bytes byte by byte, or `EIO` (a block torn by
+/// the kill). Returns the blocks that gave `EIO`. Past the model's end, only the pending
+/// append's bytes may follow.
+fn check_against(p: &Path, w: &Written, append: bool, upto: Option<usize>) -> Vec<u64> {
+    let f = fs::File::open(p).unwrap();
+    let file_size = f.metadata().unwrap().len() as usize;
+    let (pend_lo, pend) = match &w.pending {
+        Some((_, b)) if append => (w.model.len(), b.as_slice()),
+        Some((off, b)) => (*off, b.as_slice()),
+        None => (0, &[][..]),
+    };
+    assert!(
+        upto.is_some()
+            || (file_size >= w.model.len() && file_size <= w.model.len().max(pend_lo + pend.len())),
+        "{}: size {file_size}, model {}, pending {}+{}",
+        p.display(),
+        w.model.len(),
+        pend_lo,
+        pend.len()
+    );
+    let size = upto.unwrap_or(file_size);
+    let mut eio = Vec::new();
+    for blk in 0..size.div_ceil(4096) {
+        let (lo, hi) = (blk * 4096, ((blk + 1) * 4096).min(size));
+        let mut buf = vec![0u8; hi - lo];
+        let in_pending = lo < pend_lo + pend.len() && hi > pend_lo;
+        match f.read_exact_at(&mut buf, lo as u64) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EIO) && in_pending => {
+                eio.push(blk as u64);
+                continue;
+            }
+            Err(e) => panic!("{} block {blk}: {e}", p.display()),
+        }
+        for (i, got) in buf.iter().enumerate() {
+            let at = lo + i;
+            let old = w.model.get(at);
+            let new = (at >= pend_lo && at < pend_lo + pend.len()).then(|| pend[at - pend_lo]);
+            assert!(
+                Some(got) == old || Some(*got) == new,
+                "{} byte {at}: {got} is neither the old {old:?} nor the new {new:?}",
+                p.display()
+            );
+        }
+    }
+    eio
+}
+
+#[test]
+fn kill_9_of_one_host_under_load_loses_only_its_writes_in_flight() {
+    let mut v = SharedVolume::init("kill-load", &shared());
+    v.mount(0);
+    v.mount(1);
+    const N: usize = 256 * 1024;
+    let initial: Vec<u8> = (0..N).map(|i| (i % 241) as u8).collect();
+    fs::write(v.hosts[0].p("both.bin"), &initial).unwrap();
+    let st = run_ok(cmkfs().arg("status").arg(&v.hosts[0].mnt).arg("--json"));
+    let pid = serde_json::from_str::<serde_json::Value>(&st.stdout).unwrap()["pid"]
+        .as_u64()
+        .unwrap() as i32;
+    // Each host's model of the shared file (only its own half changes).
+    let shared_w: [Arc<Mutex<Written>>; 2] = std::array::from_fn(|_| {
+        Arc::new(Mutex::new(Written {
+            model: initial.clone(),
+            pending: None,
+        }))
+    });
+    let own_w: [Arc<Mutex<Written>>; 2] = Default::default();
+    let stops = [
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    ];
+    let mut workers = Vec::new();
+    for (i, h) in v.hosts.iter().enumerate() {
+        // Disjoint halves of one file (no block shared), and a file of each host's own.
+        let (file, own) = (h.p("both.bin"), h.p(&format!("own-{i}")));
+        let (w, ow, stop) = (shared_w[i].clone(), own_w[i].clone(), stops[i].clone());
+        let range = if i == 0 { (0, N / 2) } else { (N / 2, N) };
+        workers.push(std::thread::spawn(move || {
+            write_loop(&file, &own, range, &w, &ow, &stop, 90 + i as u64)
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: plain syscall.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let killed_at = Instant::now();
+    stops[0].store(true, Ordering::Relaxed);
+    let (a_rounds, a_err) = workers.remove(0).join().unwrap();
+    // B keeps writing, without an error, for 3 s after the kill.
+    while killed_at.elapsed() < Duration::from_secs(3) {
+        assert!(!workers[0].is_finished(), "B's writer stopped");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stops[1].store(true, Ordering::Relaxed);
+    let (b_rounds, b_err) = workers.remove(0).join().unwrap();
+    assert!(b_err.is_none(), "B's writes failed: {b_err:?}");
+    eprintln!("rounds: A {a_rounds} (ended by {a_err:?}), B {b_rounds}");
+    assert!(a_rounds > 3 && b_rounds > a_rounds, "B went on writing");
+
+    // A mounts again.
+    force_unmount(&v.hosts[0].mnt);
+    v.hosts[0].mounted = false;
+    v.mount(0);
+    // Both read B's bytes exactly; A's only lose the write in flight at the kill.
+    let (shared_a, shared_b) = (shared_w[0].lock().unwrap(), shared_w[1].lock().unwrap());
+    let own_b = own_w[1].lock().unwrap();
+    assert!(own_b.pending.is_none() && shared_b.pending.is_none());
+    let mut torn = Vec::new();
+    for h in &v.hosts {
+        let got = fs::read(h.p("own-1")).unwrap();
+        assert_bytes_eq(&got, &own_b.model, "B's own file");
+        let f = fs::File::open(h.p("both.bin")).unwrap();
+        let mut half = vec![0u8; N / 2];
+        f.read_exact_at(&mut half, (N / 2) as u64).unwrap();
+        assert_bytes_eq(&half, &shared_b.model[N / 2..], "B's half of both.bin");
+        torn.extend(check_against(
+            &h.p("both.bin"),
+            &shared_a,
+            false,
+            Some(N / 2),
+        ));
+        torn.extend(check_against(
+            &h.p("own-0"),
+            &own_w[0].lock().unwrap(),
+            true,
+            None,
+        ));
+    }
+    // fsck --shared, with both mounted: clean, unless the kill tore the block A was writing.
+    let (code, j, stderr) = fsck_shared(&v, &[]);
+    let problems = j["problems"].as_array().unwrap();
+    if torn.is_empty() {
+        assert_eq!(code, 0, "{j:#}\n{stderr}");
+    } else {
+        eprintln!("blocks torn by the kill (EIO, never wrong data): {torn:?}");
+        assert!(
+            problems.iter().all(|p| p["code"] == "bad_blocks"
+                && (p["path"] == "/both.bin" || p["path"] == "/own-0")),
+            "only A's blocks in flight: {j:#}"
+        );
+    }
+    assert_no_integrity_errors_but(&v, !torn.is_empty());
+}
+
+/// `assert_no_integrity_errors`, or, when `torn` (a block torn by a kill was read), only
+/// authentication failures.
+fn assert_no_integrity_errors_but(v: &SharedVolume, torn: bool) {
+    if !torn {
+        return assert_no_integrity_errors(v);
+    }
+    for h in &v.hosts {
+        for l in h.log().lines().filter(|l| l.contains(" ERROR ")) {
+            assert!(
+                l.contains("authentication") || l.contains("integrity"),
+                "{l}"
+            );
+        }
+    }
+}
