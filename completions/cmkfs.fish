@@ -145,6 +145,7 @@ complete -c cmkfs -n "__fish_cmkfs_using_subcommand fsck" -l ca-file -d 'PEM fil
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand fsck" -l key-vault-timeout -d 'Bound on one Key Vault call, in seconds (default 10)' -r
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand fsck" -l json -d 'Print the report as one JSON document on stdout (no progress bar)'
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand fsck" -l repair -d 'Rewrite a damaged, missing or stale copy of the volume config, the key store or a directory id from its verified twin (never guesses; each rewrite is audited)'
+complete -c cmkfs -n "__fish_cmkfs_using_subcommand fsck" -l shared -d 'Check a shared volume while other hosts have it mounted: takes no lock, does not report their operations in flight, reports only problems found again in later walks. --repair is refused while any host has it mounted'
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand fsck" -l no-verify-challenge-resource -d 'Accept a vault host that is not under the resource named by Key Vault\'s 401 challenge (private endpoints, emulators)'
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand fsck" -s h -l help -d 'Print help'
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand audit; and not __fish_seen_subcommand_from verify show help" -s h -l help -d 'Print help'

@@ -9,9 +9,12 @@
 #   scripts/bench.sh [--size-mb N] [--rand-mb N] [--files N] [--small-files N] [--only W,...]
 #                    [--runs N] [--workdir DIR] [--skip-gocryptfs] [--skip-bindfs] [--cmkfs BIN]
 #                    [--no-build] [--json] [--baseline BIN]
+#   scripts/bench.sh --shared [--size-mb N] [--small-files N] [--runs N] [--cmkfs BIN] [--json]
 #
 # Workloads (--only): seqwrite seqread randread randwrite mount untar lsR readall rm smallfiles
 #                     sparse
+# --shared runs the shared-mode benchmark instead (benches/shared.sh: one host vs two hosts on
+# the GlusterFS setup of scripts/gluster.sh; see its --help and docs/shared.md).
 # --baseline BIN adds a second cmkfs target, "cmkfs-base", run from BIN and interleaved with the
 # others in every workload: an A/B of two cmkfs builds in one run (column cmkfs/base).
 # Needs root (FUSE mounts, drop_caches) and /dev/fuse. Installs gocryptfs, bindfs and fio with
@@ -24,7 +27,10 @@ BENCH_DIR="$ROOT/benches"
 # shellcheck source=../benches/lib.sh
 . "$BENCH_DIR/lib.sh"
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+for a in "$@"; do
+  [ "$a" != --shared ] || exec bash "$BENCH_DIR/shared.sh" "$@"
+done
 
 SIZE_MB=1024
 RAND_MB=64

@@ -221,6 +221,10 @@ fn hosts_are_listed_and_a_non_shared_volume_admits_one_daemon() {
         "{}",
         o.stderr
     );
+    // fsck --shared refuses a mounted volume that is not shared.
+    let (code, j, stderr) = fsck_shared(&v, &[]);
+    assert_eq!(code, 2, "{j}");
+    assert!(stderr.contains("not a shared volume"), "{stderr}");
 }
 
 #[test]
@@ -425,4 +429,421 @@ fn fcntl_and_flock_locks_hold_across_hosts() {
     let unlocked = Instant::now();
     flock(&fa, libc::LOCK_UN).unwrap();
     assert!(waiter.join().unwrap() >= unlocked, "B waited for A");
+}
+
+/// `cmkfs fsck --shared BACKING --json` of `v` (through host A's view of the backing
+/// directory): exit code and report.
+fn fsck_shared(v: &SharedVolume, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    let o = run(cmkfs()
+        .args(["fsck", "--shared"])
+        .arg(&v.hosts[0].backing)
+        .arg("--service-key")
+        .arg(v.key())
+        .arg("--json")
+        .args(extra));
+    let j = serde_json::from_str(&o.stdout)
+        .unwrap_or_else(|e| panic!("fsck --json output ({e}): {}\n{}", o.stdout, o.stderr));
+    (o.status.code().unwrap_or(-1), j, o.stderr)
+}
+
+/// Host A's loop of what other hosts legitimately do while a check runs: whole files written
+/// under a temporary name and renamed into place, in-place writes growing a sparse file,
+/// punched holes, long names made and renamed, directories made and removed. Returns the
+/// number of rounds; panics on any error.
+fn churn(dir: &Path, stop: &AtomicBool, seed: u64) -> u64 {
+    let mut rng = Rng::new(seed);
+    fs::create_dir_all(dir).unwrap();
+    let big = open_rw_create(&dir.join("big"));
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let (tmp, dst) = (
+            dir.join(format!("t-{}.tmp", i % 4)),
+            dir.join(format!("t-{}", i % 4)),
+        );
+        let len = rng.range(1, 40_000) as usize;
+        fs::write(&tmp, rng.bytes(len)).unwrap();
+        fs::rename(&tmp, &dst).unwrap();
+        let len = rng.range(1, 9000) as usize;
+        big.write_all_at(&rng.bytes(len), rng.range(0, 300_000))
+            .unwrap();
+        if i % 7 == 3 {
+            let off = rng.range(0, 60) * 4096;
+            fallocate(
+                &big,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                off,
+                8192,
+            )
+            .unwrap();
+        }
+        if i % 5 == 1 {
+            let long = |k: u64| dir.join(format!("{}-{k}", "L".repeat(180)));
+            fs::write(long(i % 3), rng.bytes(5000)).unwrap();
+            fs::rename(long(i % 3), long(3 + i % 3)).unwrap();
+        }
+        if i % 11 == 2 {
+            let d = dir.join(format!("dir-{i}"));
+            fs::create_dir(&d).unwrap();
+            fs::write(d.join("x"), b"x").unwrap();
+            fs::remove_file(d.join("x")).unwrap();
+            fs::remove_dir(&d).unwrap();
+        }
+        i += 1;
+    }
+    i
+}
+
+fn open_rw_create(p: &Path) -> fs::File {
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(p)
+        .unwrap()
+}
+
+/// Host B's loop: reads what A's loop writes; only ENOENT (a name between its removal and the
+/// rename into place) is allowed. Returns the number of files read.
+fn read_along(dir: &Path, stop: &AtomicBool) -> u64 {
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(rd) = fs::read_dir(dir) else {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        for e in rd.flatten() {
+            match fs::read(e.path()) {
+                Ok(_) => n += 1,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EISDIR)) => {}
+                Err(err) => panic!("B reading {}: {err}", e.path().display()),
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn fsck_shared_checks_a_volume_other_hosts_are_changing() {
+    let mut v = SharedVolume::init("fsck", &shared());
+    v.mount(0);
+    v.mount(1);
+    // Quiet files nobody touches during the check; one will be damaged.
+    let before = backing_files(&v.hosts[0].backing);
+    let quiet: Vec<u8> = (0..3 * 4096 + 100).map(|i| (i % 253) as u8).collect();
+    fs::write(v.hosts[0].p("quiet"), &quiet).unwrap();
+    let quiet_backing = new_entry(&v.hosts[0].backing, &before);
+    fs::create_dir(v.hosts[1].p("still")).unwrap();
+    fs::write(v.hosts[1].p("still/other"), b"other").unwrap();
+    std::os::unix::fs::symlink("quiet", v.hosts[1].p("link")).unwrap();
+    // Leftovers of another host's crash: temporary files of cmkfs.
+    fs::write(v.hosts[0].backing.join(".tmp.xchg.0123456789abcdef"), b"x").unwrap();
+    fs::write(
+        v.hosts[0].backing.join(".cmkfs/.tmp.0123456789abcdef"),
+        b"{",
+    )
+    .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (da, db) = (v.hosts[0].p("busy"), v.hosts[1].p("busy"));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || churn(&da, &stop, 11))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let reader = {
+        let stop = stop.clone();
+        std::thread::spawn(move || read_along(&db, &stop))
+    };
+    // Exclusive work is refused while both hosts are mounted, naming them.
+    let (code, j, stderr) = fsck_shared(&v, &["--repair"]);
+    assert_eq!(code, 2, "{j}");
+    assert!(
+        stderr.contains("--repair is refused") && stderr.contains(v.hosts[1].mnt.to_str().unwrap()),
+        "{stderr}"
+    );
+    for round in 0..2 {
+        let (code, j, stderr) = fsck_shared(&v, &[]);
+        assert_eq!(code, 0, "round {round}: no false alarm: {j:#}\n{stderr}");
+        assert_eq!(j["problems"].as_array().map(Vec::len), Some(0), "{j:#}");
+        assert_eq!(
+            j["shared"]["hosts"].as_array().map(Vec::len),
+            Some(2),
+            "{j}"
+        );
+        let in_flight: Vec<&str> = j["in_flight"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["backing_path"].as_str().unwrap())
+            .collect();
+        assert!(
+            in_flight.contains(&".tmp.xchg.0123456789abcdef")
+                && in_flight.contains(&".cmkfs/.tmp.0123456789abcdef"),
+            "{j:#}"
+        );
+        assert!(j["summary"]["files"].as_u64().unwrap() >= 3, "{j}");
+        eprintln!(
+            "round {round}: {} walks, in flight: {in_flight:?}",
+            j["shared"]["passes"]
+        );
+    }
+    // A flipped ciphertext byte of the quiet file is reported, while the others keep going.
+    let f = open_rw(&quiet_backing);
+    let off = cmkfs::format::HEADER_LEN as u64 + 4096 + 28 + 50; // block 1
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, off).unwrap();
+    f.write_all_at(&[b[0] ^ 0x20], off).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let (code, j, _) = fsck_shared(&v, &[]);
+    stop.store(true, Ordering::Relaxed);
+    let rounds = writer.join().unwrap();
+    let reads = reader.join().unwrap();
+    assert_eq!(code, 1, "{j:#}");
+    let problems = j["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "only the damaged file: {j:#}");
+    assert_eq!(problems[0]["code"], "bad_blocks", "{j:#}");
+    assert_eq!(problems[0]["path"], "/quiet", "{j:#}");
+    assert_eq!(problems[0]["blocks"], serde_json::json!([1]), "{j:#}");
+    // The human report names it too.
+    let o = run(cmkfs()
+        .args(["fsck", "--shared"])
+        .arg(&v.hosts[0].backing)
+        .arg("--service-key")
+        .arg(v.key()));
+    assert_eq!(o.status.code(), Some(1), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("/quiet") && o.stdout.contains("[bad_blocks]"),
+        "{}",
+        o.stdout
+    );
+    eprintln!("A's rounds during the checks: {rounds}; B's reads: {reads}");
+    assert!(
+        rounds > 5 && reads > 0,
+        "both hosts worked: {rounds} {reads}"
+    );
+    // The daemons read what they serve, and B never read the damaged file.
+    assert_no_integrity_errors(&v);
+    assert_eq!(
+        errno(&fs::read(v.hosts[1].p("quiet"))),
+        Some(libc::EIO),
+        "a mount refuses the damaged block too"
+    );
+}
+
+/// What a writer thread wrote: the bytes every acknowledged write left, and the write in
+/// flight (offset, bytes), if any.
+#[derive(Default)]
+struct Written {
+    model: Vec<u8>,
+    pending: Option<(usize, Vec<u8>)>,
+}
+
+/// Writes random ranges of `[lo, hi)` of `shared` and appends to `own` until `stop` or the
+/// first error, keeping `w` exact. Returns the rounds done and the error that ended it.
+fn write_loop(
+    shared: &Path,
+    own: &Path,
+    (lo, hi): (usize, usize),
+    w: &Mutex<Written>,
+    own_w: &Mutex<Written>,
+    stop: &AtomicBool,
+    seed: u64,
+) -> (u64, Option<std::io::Error>) {
+    let mut rng = Rng::new(seed);
+    let f = open_rw(shared);
+    let mut app = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(own)
+        .unwrap();
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let len = rng.range(1, 9000) as usize;
+        let off = rng.range(lo as u64, (hi - len) as u64) as usize;
+        let bytes = rng.bytes(len);
+        w.lock().unwrap().pending = Some((off, bytes.clone()));
+        if let Err(e) = f.write_all_at(&bytes, off as u64) {
+            return (n, Some(e));
+        }
+        {
+            let mut g = w.lock().unwrap();
+            g.model[off..off + len].copy_from_slice(&bytes);
+            g.pending = None;
+        }
+        let line_len = rng.range(1, 3000) as usize;
+        let line = rng.bytes(line_len);
+        own_w.lock().unwrap().pending = Some((0, line.clone()));
+        if let Err(e) = app.write_all(&line) {
+            return (n, Some(e));
+        }
+        let mut g = own_w.lock().unwrap();
+        g.model.extend_from_slice(&line);
+        g.pending = None;
+        drop(g);
+        n += 1;
+    }
+    (n, None)
+}
+
+/// Reads `p` block by block (4 KiB): each block reads `model`'s bytes, or, where it meets the
+/// write in flight `pending`, the old or the new bytes byte by byte, or `EIO` (a block torn by
+/// the kill). Returns the blocks that gave `EIO`. Past the model's end, only the pending
+/// append's bytes may follow.
+fn check_against(p: &Path, w: &Written, append: bool, upto: Option<usize>) -> Vec<u64> {
+    let f = fs::File::open(p).unwrap();
+    let file_size = f.metadata().unwrap().len() as usize;
+    let (pend_lo, pend) = match &w.pending {
+        Some((_, b)) if append => (w.model.len(), b.as_slice()),
+        Some((off, b)) => (*off, b.as_slice()),
+        None => (0, &[][..]),
+    };
+    assert!(
+        upto.is_some()
+            || (file_size >= w.model.len() && file_size <= w.model.len().max(pend_lo + pend.len())),
+        "{}: size {file_size}, model {}, pending {}+{}",
+        p.display(),
+        w.model.len(),
+        pend_lo,
+        pend.len()
+    );
+    let size = upto.unwrap_or(file_size);
+    let mut eio = Vec::new();
+    for blk in 0..size.div_ceil(4096) {
+        let (lo, hi) = (blk * 4096, ((blk + 1) * 4096).min(size));
+        let mut buf = vec![0u8; hi - lo];
+        let in_pending = lo < pend_lo + pend.len() && hi > pend_lo;
+        match f.read_exact_at(&mut buf, lo as u64) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EIO) && in_pending => {
+                eio.push(blk as u64);
+                continue;
+            }
+            Err(e) => panic!("{} block {blk}: {e}", p.display()),
+        }
+        for (i, got) in buf.iter().enumerate() {
+            let at = lo + i;
+            let old = w.model.get(at);
+            let new = (at >= pend_lo && at < pend_lo + pend.len()).then(|| pend[at - pend_lo]);
+            assert!(
+                Some(got) == old || Some(*got) == new,
+                "{} byte {at}: {got} is neither the old {old:?} nor the new {new:?}",
+                p.display()
+            );
+        }
+    }
+    eio
+}
+
+#[test]
+fn kill_9_of_one_host_under_load_loses_only_its_writes_in_flight() {
+    let mut v = SharedVolume::init("kill-load", &shared());
+    v.mount(0);
+    v.mount(1);
+    const N: usize = 256 * 1024;
+    let initial: Vec<u8> = (0..N).map(|i| (i % 241) as u8).collect();
+    fs::write(v.hosts[0].p("both.bin"), &initial).unwrap();
+    let st = run_ok(cmkfs().arg("status").arg(&v.hosts[0].mnt).arg("--json"));
+    let pid = serde_json::from_str::<serde_json::Value>(&st.stdout).unwrap()["pid"]
+        .as_u64()
+        .unwrap() as i32;
+    // Each host's model of the shared file (only its own half changes).
+    let shared_w: [Arc<Mutex<Written>>; 2] = std::array::from_fn(|_| {
+        Arc::new(Mutex::new(Written {
+            model: initial.clone(),
+            pending: None,
+        }))
+    });
+    let own_w: [Arc<Mutex<Written>>; 2] = Default::default();
+    let stops = [
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    ];
+    let mut workers = Vec::new();
+    for (i, h) in v.hosts.iter().enumerate() {
+        // Disjoint halves of one file (no block shared), and a file of each host's own.
+        let (file, own) = (h.p("both.bin"), h.p(&format!("own-{i}")));
+        let (w, ow, stop) = (shared_w[i].clone(), own_w[i].clone(), stops[i].clone());
+        let range = if i == 0 { (0, N / 2) } else { (N / 2, N) };
+        workers.push(std::thread::spawn(move || {
+            write_loop(&file, &own, range, &w, &ow, &stop, 90 + i as u64)
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: plain syscall.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let killed_at = Instant::now();
+    stops[0].store(true, Ordering::Relaxed);
+    let (a_rounds, a_err) = workers.remove(0).join().unwrap();
+    // B keeps writing, without an error, for 3 s after the kill.
+    while killed_at.elapsed() < Duration::from_secs(3) {
+        assert!(!workers[0].is_finished(), "B's writer stopped");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stops[1].store(true, Ordering::Relaxed);
+    let (b_rounds, b_err) = workers.remove(0).join().unwrap();
+    assert!(b_err.is_none(), "B's writes failed: {b_err:?}");
+    eprintln!("rounds: A {a_rounds} (ended by {a_err:?}), B {b_rounds}");
+    assert!(a_rounds > 3 && b_rounds > a_rounds, "B went on writing");
+
+    // A mounts again.
+    force_unmount(&v.hosts[0].mnt);
+    v.hosts[0].mounted = false;
+    v.mount(0);
+    // Both read B's bytes exactly; A's only lose the write in flight at the kill.
+    let (shared_a, shared_b) = (shared_w[0].lock().unwrap(), shared_w[1].lock().unwrap());
+    let own_b = own_w[1].lock().unwrap();
+    assert!(own_b.pending.is_none() && shared_b.pending.is_none());
+    let mut torn = Vec::new();
+    for h in &v.hosts {
+        let got = fs::read(h.p("own-1")).unwrap();
+        assert_bytes_eq(&got, &own_b.model, "B's own file");
+        let f = fs::File::open(h.p("both.bin")).unwrap();
+        let mut half = vec![0u8; N / 2];
+        f.read_exact_at(&mut half, (N / 2) as u64).unwrap();
+        assert_bytes_eq(&half, &shared_b.model[N / 2..], "B's half of both.bin");
+        torn.extend(check_against(
+            &h.p("both.bin"),
+            &shared_a,
+            false,
+            Some(N / 2),
+        ));
+        torn.extend(check_against(
+            &h.p("own-0"),
+            &own_w[0].lock().unwrap(),
+            true,
+            None,
+        ));
+    }
+    // fsck --shared, with both mounted: clean, unless the kill tore the block A was writing.
+    let (code, j, stderr) = fsck_shared(&v, &[]);
+    let problems = j["problems"].as_array().unwrap();
+    if torn.is_empty() {
+        assert_eq!(code, 0, "{j:#}\n{stderr}");
+    } else {
+        eprintln!("blocks torn by the kill (EIO, never wrong data): {torn:?}");
+        assert!(
+            problems.iter().all(|p| p["code"] == "bad_blocks"
+                && (p["path"] == "/both.bin" || p["path"] == "/own-0")),
+            "only A's blocks in flight: {j:#}"
+        );
+    }
+    assert_no_integrity_errors_but(&v, !torn.is_empty());
+}
+
+/// `assert_no_integrity_errors`, or, when `torn` (a block torn by a kill was read), only
+/// authentication failures.
+fn assert_no_integrity_errors_but(v: &SharedVolume, torn: bool) {
+    if !torn {
+        return assert_no_integrity_errors(v);
+    }
+    for h in &v.hosts {
+        for l in h.log().lines().filter(|l| l.contains(" ERROR ")) {
+            assert!(
+                l.contains("authentication") || l.contains("integrity"),
+                "{l}"
+            );
+        }
+    }
 }

@@ -28,6 +28,11 @@ pub struct FsckArgs {
     /// directory id from its verified twin (never guesses; each rewrite is audited).
     #[arg(long)]
     pub repair: bool,
+    /// Check a shared volume while other hosts have it mounted: takes no lock, does not
+    /// report their operations in flight, reports only problems found again in later walks.
+    /// --repair is refused while any host has it mounted.
+    #[arg(long)]
+    pub shared: bool,
     #[command(flatten)]
     pub key_vault: super::KeyVaultArgs,
 }
@@ -49,6 +54,7 @@ pub fn run(a: FsckArgs) -> Result<(), String> {
         cmk,
         repair: a.repair,
         connector: Some(std::sync::Arc::new(a.key_vault.clone())),
+        shared: a.shared,
     };
     let mut bar;
     let mut none = NoProgress;
@@ -123,6 +129,30 @@ fn print_human(r: &Report) {
             format!(", {bad_keys} do not unwrap")
         }
     );
+    for p in &r.in_flight {
+        println!(
+            "in flight {}: {} (another host's operation in progress, or its leftover; not a problem)",
+            p.display_name(),
+            p.message
+        );
+    }
+    if let Some(sh) = &r.shared {
+        let hosts = sh
+            .hosts
+            .iter()
+            .map(|h| format!("{} (pid {}) at {}", h.host, h.pid, h.mountpoint.display()))
+            .collect::<Vec<_>>();
+        println!(
+            "shared volume, mounted by {}{}; {}",
+            plural(hosts.len() as u64, "host", "hosts"),
+            if hosts.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", hosts.join(", "))
+            },
+            plural(u64::from(sh.passes), "walk", "walks")
+        );
+    }
     for m in &r.repaired {
         println!("repaired: {m}");
     }

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 pub use progress::{NoProgress, Progress};
 pub use report::{
     EXIT_CANNOT_CHECK, EXIT_CLEAN, EXIT_PROBLEMS, FsckError, KeyReport, Problem, ProblemCode,
-    QuarantineReport, QuarantinedFile, Report, Summary,
+    QuarantineReport, QuarantinedFile, Report, SharedCheck, Summary,
 };
 
 use crate::keys::{ServiceKey, default_service_key_path};
@@ -45,13 +45,35 @@ pub struct FsckOptions {
     pub repair: bool,
     /// Reaches the customer-managed keys of key scopes.
     pub connector: Option<std::sync::Arc<dyn crate::keys::CmkConnector>>,
+    /// Check a shared volume that other hosts have mounted (`--shared`): no lock is taken,
+    /// other hosts' operations in flight are not reported, `repair` is refused while any
+    /// host has the volume mounted, and a volume that is not shared must not be mounted.
+    pub shared: bool,
 }
+
+/// Walks over a shared volume at most: a problem must be found by every one of them.
+const SHARED_PASSES: u32 = 3;
 
 /// Opens the volume in `backing` read-only and checks it. `Err` means the volume could not
 /// be checked at all (exit code 2); problems found are in the report (exit code 1).
 pub fn check(
     backing: &Path,
     opts: &FsckOptions,
+    progress: &mut dyn Progress,
+) -> Result<Report, FsckError> {
+    let setup = |e: &dyn std::fmt::Display| FsckError(e.to_string());
+    let config = Volume::read_config(backing).map_err(|e| setup(&e))?;
+    if opts.shared {
+        return check_shared(backing, config.shared, opts, progress);
+    }
+    check_once(backing, opts, false, progress)
+}
+
+/// One check (one walk) of the volume in `backing`.
+fn check_once(
+    backing: &Path,
+    opts: &FsckOptions,
+    shared: bool,
     progress: &mut dyn Progress,
 ) -> Result<Report, FsckError> {
     let setup = |e: &dyn std::fmt::Display| FsckError(e.to_string());
@@ -74,10 +96,80 @@ pub fn check(
         },
     )
     .map_err(|e| setup(&e))?;
-    let mut report = check_volume(&vol, opts.quarantine.as_deref(), progress)?;
+    let mut report = check_volume_with(&vol, opts.quarantine.as_deref(), shared, progress)?;
     if opts.repair {
         remove_metadata_leftovers(&vol, &mut report);
     }
+    Ok(report)
+}
+
+/// `--shared`: checks a volume that daemons on other hosts have mounted and change
+/// meanwhile. No lock is taken (every daemon holds `mount.lock` shared); each file is checked
+/// with its writers held off; temporary files and orphans are other hosts' operations in
+/// flight (or their leftovers), listed apart; and a problem is reported only if it is still
+/// there in a second and third walk, which drops what was in flight in an earlier one
+/// (renames, long names half made, key store changes). A volume that is not shared is
+/// checked as an unmounted one, under its mount lock: refused while it is mounted.
+fn check_shared(
+    backing: &Path,
+    is_shared: bool,
+    opts: &FsckOptions,
+    progress: &mut dyn Progress,
+) -> Result<Report, FsckError> {
+    if !is_shared {
+        let _lock = lock_backing(backing, Path::new("(cmkfs fsck --shared)"), true).map_err(|e| {
+            FsckError(format!(
+                "{e}; it is not a shared volume, so --shared cannot check it while it is mounted (a plain `cmkfs fsck` checks it read-only)"
+            ))
+        })?;
+        return check_once(backing, opts, false, progress);
+    }
+    let hosts: Vec<_> = crate::volume::list_hosts(backing)
+        .map_err(|e| FsckError(e.to_string()))?
+        .into_iter()
+        .filter(|h| !h.stale)
+        .collect();
+    if opts.repair && !hosts.is_empty() {
+        let list = hosts
+            .iter()
+            .map(|h| format!("{} (pid {}) at {}", h.host, h.pid, h.mountpoint.display()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(FsckError(format!(
+            "--repair is refused while other hosts have the shared volume mounted: {list}; unmount them first (a check without --repair works while they are mounted)"
+        )));
+    }
+    if opts.repair || opts.quarantine.is_some() {
+        // No host has it mounted: the exclusive lock of the plain path keeps it so.
+        return check_once(backing, opts, false, progress);
+    }
+    let mut report = check_once(backing, opts, true, progress)?;
+    let mut passes = 1;
+    while !report.problems.is_empty() && passes < SHARED_PASSES {
+        std::thread::sleep(std::time::Duration::from_millis(500 * u64::from(passes)));
+        let again = check_once(backing, opts, true, &mut NoProgress)?;
+        passes += 1;
+        let key = |p: &Problem| (p.code, p.backing_path.clone());
+        let earlier: std::collections::HashSet<_> = report.problems.iter().map(key).collect();
+        let dropped = report.problems.len();
+        let mut next = again;
+        next.problems.retain(|p| earlier.contains(&key(p)));
+        tracing::debug!(
+            pass = passes,
+            before = dropped,
+            after = next.problems.len(),
+            "shared check: problems confirmed by another walk"
+        );
+        report = next;
+    }
+    report.summary.bad_blocks = report
+        .problems
+        .iter()
+        .filter(|p| p.code == ProblemCode::BadBlocks)
+        .map(|p| p.blocks.len() as u64)
+        .sum();
+    report.shared = Some(SharedCheck { hosts, passes });
+    report.finish();
     Ok(report)
 }
 
@@ -145,6 +237,16 @@ pub fn check_volume(
     quarantine: Option<&Path>,
     progress: &mut dyn Progress,
 ) -> Result<Report, FsckError> {
+    check_volume_with(vol, quarantine, false, progress)
+}
+
+/// `check_volume`; `shared`: other hosts have the volume mounted (`--shared`).
+fn check_volume_with(
+    vol: &Volume,
+    quarantine: Option<&Path>,
+    shared: bool,
+    progress: &mut dyn Progress,
+) -> Result<Report, FsckError> {
     let config = vol.config();
     // Moving files out from under a running daemon (which may be writing them) is refused:
     // take the mount lock for the whole check, so no mount starts meanwhile either.
@@ -183,7 +285,7 @@ pub fn check_volume(
     }
     let mut keys = keystore::check_key_store(vol, &mut report);
     let candidates = {
-        let mut walker = walk::Walker::new(vol, &mut report, progress, &mut keys);
+        let mut walker = walk::Walker::new(vol, &mut report, progress, &mut keys, shared);
         walker.walk()?;
         walker.into_candidates()
     };

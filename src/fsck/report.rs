@@ -124,6 +124,19 @@ pub struct Summary {
     pub quarantined: u64,
     /// Metadata copies rewritten from a verified copy (`--repair`).
     pub repaired: u64,
+    /// `--shared`: entries of other hosts' operations in flight (or their leftovers); not
+    /// problems.
+    pub in_flight: u64,
+}
+
+/// `--shared`: the check of a shared volume that other hosts may have mounted.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SharedCheck {
+    /// The hosts that had the volume mounted when the check started (live leases).
+    pub hosts: Vec<crate::volume::HostLease>,
+    /// Walks over the volume: a problem is reported only if every walk found it (another
+    /// host's change in flight is gone by the next one).
+    pub passes: u32,
 }
 
 /// One file moved into the quarantine directory.
@@ -162,6 +175,12 @@ pub struct Report {
     pub summary: Summary,
     pub keys: Vec<KeyReport>,
     pub problems: Vec<Problem>,
+    /// `--shared`: temporary files, orphan side files and hole maps of other hosts'
+    /// operations in flight, or leftovers of their crashes (not problems).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub in_flight: Vec<Problem>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared: Option<SharedCheck>,
     /// What `--repair` rewrote: one sentence per metadata copy.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub repaired: Vec<String>,
@@ -180,6 +199,8 @@ impl Report {
             summary: Summary::default(),
             keys: Vec::new(),
             problems: Vec::new(),
+            in_flight: Vec::new(),
+            shared: None,
             repaired: Vec::new(),
             quarantine: None,
         }
@@ -192,6 +213,7 @@ impl Report {
     /// Fills in the derived fields (`clean`, `exit_code`, counts).
     pub(super) fn finish(&mut self) {
         self.summary.problems = self.problems.len() as u64;
+        self.summary.in_flight = self.in_flight.len() as u64;
         self.summary.keys = self.keys.len() as u64;
         self.summary.repaired = self.repaired.len() as u64;
         self.summary.quarantined = self

@@ -76,6 +76,8 @@ pub(super) struct Walker<'a> {
     long_links: HashSet<String>,
     /// Hole map names of the files seen (`<file id>-<scope>-<epoch>`).
     hole_maps: HashSet<String>,
+    /// `--shared`: other hosts change the volume while it is walked.
+    shared: bool,
 }
 
 pub(super) fn kind_name(k: Option<FileKind>) -> &'static str {
@@ -118,8 +120,10 @@ impl<'a> Walker<'a> {
         report: &'a mut Report,
         progress: &'a mut dyn Progress,
         keys: &'a mut KeyStates,
+        shared: bool,
     ) -> Self {
         Walker {
+            shared,
             vol,
             report,
             progress,
@@ -155,6 +159,12 @@ impl<'a> Walker<'a> {
     }
 
     fn push(&mut self, p: Problem) {
+        // Another host's operation in flight, or its crash's leftover: not a problem of the
+        // volume while other hosts may have it mounted.
+        if self.shared && matches!(p.code, ProblemCode::Orphan | ProblemCode::OrphanSideFile) {
+            self.report.in_flight.push(p);
+            return;
+        }
         self.progress.problem();
         self.report.push(p);
     }
@@ -523,7 +533,8 @@ impl<'a> Walker<'a> {
     }
 
     /// Checks a file's content; on a mounted volume a file that changes while it is checked
-    /// and shows problems is checked once more.
+    /// and shows problems is checked once more (twice more with `--shared`, where writers of
+    /// other hosts are also held off while a file is checked, see `Volume::hold_writers_off`).
     fn check_content(&mut self, d: &ScanDir, entry: &OsStr) -> Verdict {
         let stamp = || {
             fstatat(d.fd(), entry, AtFlags::AT_SYMLINK_NOFOLLOW)
@@ -539,12 +550,26 @@ impl<'a> Walker<'a> {
                     )
                 })
         };
-        let before = stamp();
-        let v = self.check_content_once(d, entry);
-        if v.findings.is_empty() || v.vanished || stamp() == before {
-            return v;
+        let rechecks = if self.shared { 2 } else { 1 };
+        let mut before = stamp();
+        let mut v = self.check_content_once(d, entry);
+        for _ in 0..rechecks {
+            let now = stamp();
+            if v.findings.is_empty() || v.vanished || now == before {
+                break;
+            }
+            if now.is_none() {
+                // Removed or renamed away since it was listed.
+                v = Verdict {
+                    vanished: true,
+                    ..Verdict::default()
+                };
+                break;
+            }
+            before = now;
+            v = self.check_content_once(d, entry);
         }
-        self.check_content_once(d, entry)
+        v
     }
 
     fn check_content_once(&mut self, d: &ScanDir, entry: &OsStr) -> Verdict {
@@ -560,6 +585,9 @@ impl<'a> Walker<'a> {
                 return v;
             }
         };
+        let _writers_held_off = self
+            .vol
+            .hold_writers_off(&f, std::time::Duration::from_secs(5));
         let (len, header) = match self.vol.scan_file_header(&f) {
             Ok(x) => x,
             Err(e) => {

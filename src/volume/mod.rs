@@ -49,6 +49,7 @@ pub use scan::{
 };
 pub use scope::ScopeTree;
 pub use shared::{HOSTS_DIR, HostLease, list_hosts, set_shared};
+pub use shared_io::FileLock;
 pub use symlink::LINKS_DIR;
 pub use xattr::XattrTarget;
 

@@ -45,8 +45,9 @@ impl Stamp {
     }
 }
 
-/// An OFD write lock on a whole backing file, released on drop.
-pub(super) struct FileLock(Arc<File>);
+/// An OFD lock on a whole backing file (a writer's write lock, or `fsck --shared`'s read
+/// lock that holds writers off while a file is checked), released on drop.
+pub struct FileLock(Arc<File>);
 
 fn ofd_lock(file: &File, kind: libc::c_short, wait: bool) -> std::io::Result<()> {
     let fl = libc::flock {
@@ -97,6 +98,41 @@ pub(super) fn retrying() -> bool {
 }
 
 impl Volume {
+    /// Shared mode (`cmkfs fsck --shared`): holds other hosts' writers of `f` off while it is
+    /// checked, with an OFD read lock on the whole backing file (every change takes the write
+    /// lock), and takes in the file as it is then. Waits up to `wait` for a writer's change to
+    /// end; `None` when the volume is not shared or the lock was not had in time (the check
+    /// then relies on its retries). Readers are not held off.
+    pub fn hold_writers_off(&self, f: &OpenFile, wait: std::time::Duration) -> Option<FileLock> {
+        if !self.shared() {
+            return None;
+        }
+        let file = f.raw_file();
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match ofd_lock(&file, libc::F_RDLCK as libc::c_short, false) {
+                Ok(()) => break,
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES))
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => {
+                    tracing::debug!("no read lock on a backing file for the check: {e}");
+                    return None;
+                }
+            }
+        }
+        let lock = FileLock(file);
+        let mut st = f.write_state();
+        st.seen = None;
+        if let Err(e) = self.refresh_state(f, &mut st) {
+            tracing::debug!("cannot refresh a file held for the check: {e}");
+        }
+        Some(lock)
+    }
+
     /// Shared mode: locks `f`'s backing file for a change and refreshes `st` from it. `None`
     /// (and nothing done) for a volume that is not shared.
     pub(super) fn lock_for_change(
