@@ -392,7 +392,7 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
         let every = ttl.max(Duration::from_millis(100));
         or_report!(
             ready,
-            shared_watch::spawn(volume.clone(), every)
+            shared_watch::spawn(volume.clone(), events.clone(), every)
                 .map_err(|e| format!("cannot start the key-store watcher: {e}"))
         );
     }

@@ -328,6 +328,14 @@ impl InodeTable {
             .collect()
     }
 
+    /// Every directory the table holds open, by backing inode.
+    pub fn dirs(&self) -> Vec<(u64, Arc<Dir>)> {
+        self.nodes
+            .values()
+            .filter_map(|n| n.dir.as_ref().map(|d| (n.backing_ino, d.clone())))
+            .collect()
+    }
+
     /// Gives the directory inode of backing inode `backing_ino` a newly loaded `dir`.
     pub fn replace_dir(&mut self, backing_ino: u64, dir: Arc<Dir>) {
         if let Some(ino) = self.by_backing.get(&backing_ino).copied()

@@ -687,6 +687,29 @@ impl KernelCaches {
             .replace_dir(backing_ino, dir);
     }
 
+    /// Loads again the directories `stale` selects (their id changed on disk: another host
+    /// made one the root of a key scope), with `reload`; returns how many.
+    pub fn reload_dirs(
+        &self,
+        stale: impl Fn(&crate::volume::Dir) -> bool,
+        reload: impl Fn(&crate::volume::Dir) -> Option<crate::volume::Dir>,
+    ) -> usize {
+        let dirs = self
+            .inodes
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .dirs();
+        let mut n = 0;
+        for (backing_ino, d) in dirs.into_iter().filter(|(_, d)| stale(d)) {
+            if let Some(fresh) = reload(&d) {
+                self.replace_dir(backing_ino, Arc::new(fresh));
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Returns how many inodes were invalidated.
     pub fn invalidate_all(&self) -> usize {
         let inos = self

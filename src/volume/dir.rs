@@ -47,6 +47,11 @@ impl Dir {
         self.id.dir_id
     }
 
+    /// The directory id as the key store's scope records write it (32 hex digits).
+    pub fn dir_id_hex(&self) -> String {
+        hex(&self.id.dir_id)
+    }
+
     /// The same directory, open again, with the id `id` (after its id changed).
     pub(super) fn reopened_with(&self, id: DirIdFile) -> Result<Dir> {
         Ok(Dir {
@@ -110,6 +115,11 @@ impl Volume {
     fn load_dir(&self, fd: OwnedFd) -> Result<Dir> {
         let id = self.dir_id_of(fd.as_fd())?;
         Ok(Dir { fd, id })
+    }
+
+    /// `dir` with its id read again (another host made it the root of a key scope).
+    pub fn reload_dir(&self, dir: &Dir) -> Result<Dir> {
+        self.load_dir(dir.fd.try_clone()?)
     }
 
     /// The root directory.

@@ -231,16 +231,25 @@ impl super::Volume {
         if a.dir_id != b.dir_id || a.key == b.key {
             return None;
         }
-        let store = self.keys().store_snapshot();
         let id = super::dir::hex(&a.dir_id);
-        [a, b]
-            .into_iter()
-            .find(|c| {
-                store
-                    .scope(c.key.scope)
-                    .is_some_and(|s| s.root_dir_id == id)
-            })
-            .copied()
+        let find = || {
+            let store = self.keys().store_snapshot();
+            [a, b]
+                .into_iter()
+                .find(|c| {
+                    store
+                        .scope(c.key.scope)
+                        .is_some_and(|s| s.root_dir_id == id)
+                })
+                .copied()
+        };
+        // Shared mode: another host may be making this directory a scope root right now,
+        // its key store not yet taken in here.
+        find().or_else(|| {
+            (self.shared() && self.keys().reload_store().is_ok())
+                .then(find)
+                .flatten()
+        })
     }
 
     /// Rewrites the copies `r` says are damaged (only when the volume repairs metadata) and

@@ -160,6 +160,19 @@ impl KeyHierarchy {
         self.cmk().and_then(|c| self.key_revoked(c.key_url()))
     }
 
+    /// The scopes whose keys are refused now (revoked or locked).
+    pub fn denied_scopes(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .denied
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Whether any scope's keys are refused now.
     pub fn any_denied(&self) -> bool {
         self.denied_flag.load(Ordering::Relaxed)
