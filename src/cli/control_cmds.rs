@@ -149,7 +149,33 @@ fn human_status(v: &Value) -> String {
             ""
         }
     ));
-    for scope in g("key_scopes").as_array().cloned().unwrap_or_default() {
+    let scopes = g("key_scopes").as_array().cloned().unwrap_or_default();
+    // Many scopes (one per customer): the volume's own in full, the rest counted by state.
+    const SHOWN: usize = 8;
+    if scopes.len() > SHOWN {
+        let mut by_state = std::collections::BTreeMap::<String, usize>::new();
+        for s in &scopes[1..] {
+            let st = s.get("cmk_state").and_then(Value::as_str).unwrap_or("?");
+            *by_state
+                .entry(st.replace("none", "service key only"))
+                .or_default() += 1;
+        }
+        out.push_str(&format!(
+            "  key scopes:    {} besides the volume's own ({}); cmkfs scope list shows each\n",
+            scopes.len() - 1,
+            by_state
+                .iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let shown = if scopes.len() > SHOWN {
+        1
+    } else {
+        scopes.len()
+    };
+    for scope in scopes.into_iter().take(shown) {
         let cmks = scope
             .get("cmk_ids")
             .and_then(Value::as_array)

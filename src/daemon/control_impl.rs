@@ -8,7 +8,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::control::ControlHandler;
-use crate::format::WrapperId;
 use crate::fs::FsStats;
 use crate::keys::RevocationWatcher;
 use crate::volume::Volume;
@@ -44,33 +43,38 @@ impl DaemonControl {
     }
 
     fn key_scopes(&self) -> Value {
-        let store = self.volume.keys().store_snapshot();
-        let mut scopes: Vec<u32> = store.data_keys.iter().map(|k| k.scope).collect();
-        scopes.sort();
-        scopes.dedup();
         Value::Array(
-            scopes
+            self.volume
+                .keys()
+                .scope_summaries()
                 .into_iter()
                 .map(|s| {
-                    let keys: Vec<&crate::format::WrappedDataKey> = store.data_keys.iter().filter(|k| k.scope == s).collect();
-                    let current = store.current(s).map(|r| r.epoch);
-                    let mut cmks: Vec<String> = keys
-                        .iter()
-                        .flat_map(|k| k.wrapped_by.iter())
-                        .filter_map(|w| match w {
-                            WrapperId::Cmk { key_id, .. } => Some(key_id.clone()),
-                            WrapperId::Service { .. } => None,
-                        })
-                        .collect();
-                    cmks.sort();
-                    cmks.dedup();
+                    let state = if s.scope == 0 {
+                        match &s.cmk {
+                            None => "none".to_string(),
+                            Some(_) => self.cmk_state(),
+                        }
+                    } else {
+                        let unreachable = s
+                            .cmk
+                            .as_deref()
+                            .and_then(|u| self.watcher.report_of(u))
+                            .is_some_and(|r| r.state == "unreachable");
+                        match s.state.as_str() {
+                            "usable" if unreachable => "unreachable".to_string(),
+                            "usable" if s.cmk.is_none() => "none".to_string(),
+                            "usable" => "enabled".to_string(),
+                            other => other.to_string(),
+                        }
+                    };
                     json!({
-                        "scope": s,
-                        "current_epoch": current,
-                        "data_keys": keys.len(),
-                        "protection": if cmks.is_empty() { "service-managed key" } else { "service-managed key + customer-managed key" },
-                        "cmk_ids": cmks,
-                        "cmk_state": if cmks.is_empty() { "none".to_string() } else { self.cmk_state() },
+                        "scope": s.scope,
+                        "current_epoch": s.current_epoch,
+                        "data_keys": s.epochs.len(),
+                        "protection": if s.cmk.is_none() { "service-managed key" } else { "service-managed key + customer-managed key" },
+                        "cmk_ids": s.cmk_versions,
+                        "cmk_state": state,
+                        "cached_keys": s.cached_keys,
                     })
                 })
                 .collect(),
