@@ -10,11 +10,14 @@
 #                    [--runs N] [--workdir DIR] [--skip-gocryptfs] [--skip-bindfs] [--cmkfs BIN]
 #                    [--no-build] [--json] [--baseline BIN]
 #   scripts/bench.sh --shared [--size-mb N] [--small-files N] [--runs N] [--cmkfs BIN] [--json]
+#   scripts/bench.sh --scopes [--size-mb N] [--nscopes K] [--runs N] [--cmkfs BIN]
 #
 # Workloads (--only): seqwrite seqread randread randwrite mount untar lsR readall rm smallfiles
 #                     sparse
 # --shared runs the shared-mode benchmark instead (benches/shared.sh: one host vs two hosts on
 # the GlusterFS setup of scripts/gluster.sh; see its --help and docs/shared.md).
+# --scopes runs the key-scope benchmark instead (benches/scopes.sh: first byte in a scope not
+# yet unlocked, steady-state reads in a scope vs the root, mount with many scopes).
 # --baseline BIN adds a second cmkfs target, "cmkfs-base", run from BIN and interleaved with the
 # others in every workload: an A/B of two cmkfs builds in one run (column cmkfs/base).
 # Needs root (FUSE mounts, drop_caches) and /dev/fuse. Installs gocryptfs, bindfs and fio with
@@ -30,6 +33,7 @@ BENCH_DIR="$ROOT/benches"
 usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 for a in "$@"; do
   [ "$a" != --shared ] || exec bash "$BENCH_DIR/shared.sh" "$@"
+  [ "$a" != --scopes ] || exec bash "$BENCH_DIR/scopes.sh" "$@"
 done
 
 SIZE_MB=1024

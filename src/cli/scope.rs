@@ -142,7 +142,7 @@ fn offline_list(a: &ListArgs) -> Result<Value, String> {
         },
     )
     .map_err(|e| e.to_string())?;
-    let tree = vol.scope_tree().map_err(|e| e.to_string())?;
+    let tree = vol.scope_tree(true).map_err(|e| e.to_string())?;
     let scopes: Vec<Value> = vol
         .keys()
         .scope_summaries()

@@ -53,7 +53,7 @@ impl DaemonControl {
     }
 
     pub(super) fn list_scopes(&self) -> Result<Value, String> {
-        let tree = self.volume.scope_tree().map_err(|e| e.to_string())?;
+        let tree = self.volume.scope_tree(false).map_err(|e| e.to_string())?;
         let scopes: Vec<Value> = self
             .volume
             .keys()

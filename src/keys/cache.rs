@@ -160,6 +160,13 @@ impl DataKeyCache {
         doomed.len()
     }
 
+    /// Whether `key` is cached and young enough (not counted as a hit or miss).
+    pub fn contains(&self, key: DataKeyRef) -> bool {
+        self.lock()
+            .peek(&key)
+            .is_some_and(|e| e.inserted.elapsed() <= self.max_age)
+    }
+
     /// The keys cached now (for per-scope counts).
     pub fn cached_keys(&self) -> Vec<DataKeyRef> {
         self.lock().iter().map(|(k, _)| *k).collect()

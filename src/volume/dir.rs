@@ -37,6 +37,11 @@ impl Dir {
         self.fd.as_fd()
     }
 
+    /// The data key of the directory's entries.
+    pub fn key(&self) -> crate::format::DataKeyRef {
+        self.id.key
+    }
+
     /// The key scope of the directory's entries (0: the volume's own).
     pub fn scope(&self) -> u32 {
         self.id.key.scope

@@ -113,13 +113,18 @@ impl Volume {
     /// Finds every scope's root (walking the tree from the root; a scope's root is a
     /// directory whose key scope differs from its parent's) and counts regular files per
     /// scope. Directories whose names cannot be read (a locked or revoked scope) are not
-    /// entered.
-    pub fn scope_tree(&self) -> Result<ScopeTree> {
+    /// entered; without `unwrap`, neither are those whose key is not in the cache (listing
+    /// scopes never costs a Key Vault call per scope).
+    pub fn scope_tree(&self, unwrap: bool) -> Result<ScopeTree> {
         let mut tree = ScopeTree::default();
         tree.roots.insert(0, PathBuf::from("/"));
         let mut unreadable = std::collections::HashSet::new();
         let mut stack = vec![(self.root()?, PathBuf::from("/"))];
         while let Some((dir, path)) = stack.pop() {
+            if !unwrap && !self.keys().cache().contains(dir.key()) {
+                unreadable.insert(dir.scope());
+                continue;
+            }
             let entries = match self.read_dir(&dir) {
                 Ok(e) => {
                     tree.files.entry(dir.scope()).or_insert(0);
