@@ -48,6 +48,7 @@ fn hierarchy() -> KeyHierarchy {
         format: FORMAT_VERSION,
         cmk: None,
         data_keys: Vec::new(),
+        scopes: Vec::new(),
     };
     let h = KeyHierarchy::new(
         store,

@@ -1015,3 +1015,65 @@ fn sqlite_with_two_writers_per_host_completes() {
     }
     assert_no_integrity_errors(&v);
 }
+
+#[test]
+fn a_key_scope_made_or_locked_on_one_host_holds_on_the_other() {
+    let mut v = SharedVolume::init("scopes", &shared());
+    v.mount(0);
+    v.mount(1);
+    let (a, b) = (&v.hosts[0], &v.hosts[1]);
+    fs::create_dir(a.p("customer")).unwrap();
+    // B knows the directory (it is in B's inode table) before it becomes a scope root.
+    assert!(eventually(Duration::from_secs(3), || fs::read_dir(
+        b.p("customer")
+    )
+    .map(|d| d.count() == 0)
+    .unwrap_or(false)));
+    let out = run_ok(
+        cmkfs()
+            .args(["scope", "create"])
+            .arg(a.p("customer"))
+            .args(["--service-key-only", "--json"]),
+    );
+    let scope = serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()["scope"]
+        .as_u64()
+        .unwrap();
+    // Within one check interval B writes into the scope with the scope's key: A lists and
+    // reads B's file (a file under the old key would not even list on A).
+    std::thread::sleep(Duration::from_millis(2500));
+    fs::write(b.p("customer/from-b.txt"), b"written on B").unwrap();
+    assert!(eventually(Duration::from_secs(3), || fs::read(
+        a.p("customer/from-b.txt")
+    )
+    .map(|c| c == b"written on B")
+    .unwrap_or(false)));
+    let list = run_ok(cmkfs().args(["scope", "list"]).arg(&a.mnt).arg("--json"));
+    let l: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    let s = l["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["scope"] == scope)
+        .cloned()
+        .unwrap();
+    assert_eq!(s["files"], 1, "{s}");
+    // A locks it: B refuses it too within one check interval, the open handle included.
+    let mut held = fs::File::open(b.p("customer/from-b.txt")).unwrap();
+    let mut buf = Vec::new();
+    held.read_to_end(&mut buf).unwrap();
+    run_ok(cmkfs().args(["scope", "lock"]).arg(a.p("customer")));
+    assert!(eventually(Duration::from_secs(5), || errno(&fs::read(
+        b.p("customer/from-b.txt")
+    )) == Some(
+        libc::EKEYREVOKED
+    )));
+    let mut again = [0u8; 4];
+    assert_eq!(errno(&held.read_at(&mut again, 0)), Some(libc::EKEYREVOKED));
+    fs::write(b.p("outside.txt"), b"root still works on B").unwrap();
+    run_ok(cmkfs().args(["scope", "unlock"]).arg(a.p("customer")));
+    assert!(eventually(Duration::from_secs(5), || fs::read(
+        b.p("customer/from-b.txt")
+    )
+    .is_ok()));
+    assert_no_integrity_errors(&v);
+}

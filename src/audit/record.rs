@@ -44,10 +44,16 @@ pub enum AuditOp {
     MetadataRepair,
     /// The key store and volume config were put back from a backup (`cmkfs key restore`).
     MetadataRestore,
+    /// A directory became the root of a new key scope (`cmkfs scope create`).
+    ScopeCreate,
+    /// A key scope was locked on demand: its keys flushed, access refused (`cmkfs scope lock`).
+    ScopeLock,
+    /// A locked key scope was unlocked through its keys again (`cmkfs scope unlock`).
+    ScopeUnlock,
 }
 
 impl AuditOp {
-    pub const ALL: [AuditOp; 14] = [
+    pub const ALL: [AuditOp; 17] = [
         AuditOp::KeyWrap,
         AuditOp::KeyUnwrap,
         AuditOp::KeyRotate,
@@ -62,6 +68,9 @@ impl AuditOp {
         AuditOp::MountStopped,
         AuditOp::MetadataRepair,
         AuditOp::MetadataRestore,
+        AuditOp::ScopeCreate,
+        AuditOp::ScopeLock,
+        AuditOp::ScopeUnlock,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +89,9 @@ impl AuditOp {
             AuditOp::MountStopped => "MountStopped",
             AuditOp::MetadataRepair => "MetadataRepair",
             AuditOp::MetadataRestore => "MetadataRestore",
+            AuditOp::ScopeCreate => "ScopeCreate",
+            AuditOp::ScopeLock => "ScopeLock",
+            AuditOp::ScopeUnlock => "ScopeUnlock",
         }
     }
 }

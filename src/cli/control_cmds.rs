@@ -81,7 +81,8 @@ pub struct TargetArgs {
 
 #[derive(Args)]
 pub struct RotateArgs {
-    /// The mountpoint (may be omitted when exactly one cmkfs mount runs).
+    /// The mountpoint (may be omitted when exactly one cmkfs mount runs), or a directory in
+    /// it: the keys of that directory's key scope are rotated.
     pub mountpoint: Option<PathBuf>,
     /// Start a new data-key epoch: new files use a fresh data key.
     #[arg(long)]
@@ -90,7 +91,7 @@ pub struct RotateArgs {
     pub json: bool,
 }
 
-fn one_socket(mountpoint: Option<&std::path::Path>) -> Result<ControlClient, String> {
+pub(super) fn one_socket(mountpoint: Option<&std::path::Path>) -> Result<ControlClient, String> {
     let mut sockets = find_socket(mountpoint)?;
     match sockets.len() {
         1 => Ok(ControlClient::new(sockets.remove(0))),
@@ -99,7 +100,7 @@ fn one_socket(mountpoint: Option<&std::path::Path>) -> Result<ControlClient, Str
     }
 }
 
-fn print(v: &Value, json: bool, human: impl Fn(&Value) -> String) {
+pub(super) fn print(v: &Value, json: bool, human: impl Fn(&Value) -> String) {
     if json {
         println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     } else {
@@ -148,7 +149,33 @@ fn human_status(v: &Value) -> String {
             ""
         }
     ));
-    for scope in g("key_scopes").as_array().cloned().unwrap_or_default() {
+    let scopes = g("key_scopes").as_array().cloned().unwrap_or_default();
+    // Many scopes (one per customer): the volume's own in full, the rest counted by state.
+    const SHOWN: usize = 8;
+    if scopes.len() > SHOWN {
+        let mut by_state = std::collections::BTreeMap::<String, usize>::new();
+        for s in &scopes[1..] {
+            let st = s.get("cmk_state").and_then(Value::as_str).unwrap_or("?");
+            *by_state
+                .entry(st.replace("none", "service key only"))
+                .or_default() += 1;
+        }
+        out.push_str(&format!(
+            "  key scopes:    {} besides the volume's own ({}); cmkfs scope list shows each\n",
+            scopes.len() - 1,
+            by_state
+                .iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let shown = if scopes.len() > SHOWN {
+        1
+    } else {
+        scopes.len()
+    };
+    for scope in scopes.into_iter().take(shown) {
         let cmks = scope
             .get("cmk_ids")
             .and_then(Value::as_array)
@@ -311,6 +338,7 @@ pub(super) fn open_offline(
         &OpenOptions {
             cmk,
             audit: std::sync::Arc::new(audit),
+            connector: Some(std::sync::Arc::new(kv.clone())),
             ..Default::default()
         },
     )
@@ -373,8 +401,19 @@ pub fn key(c: KeyCommand) -> Result<(), String> {
             });
         }
         KeyCommand::Rotate(r) => {
-            let v = one_socket(r.mountpoint.as_deref())?.call(&Request::KeyRotate {
+            let (client, path) = match r.mountpoint.as_deref() {
+                Some(p) => {
+                    let (sock, rel) = crate::control::find_mount_of(p)?;
+                    (
+                        ControlClient::new(sock),
+                        Some(rel).filter(|r| !r.is_empty()),
+                    )
+                }
+                None => (one_socket(None)?, None),
+            };
+            let v = client.call(&Request::KeyRotate {
                 data_key: r.data_key,
+                path,
             })?;
             print(&v, r.json, |v| match v.get("rotated") {
                 Some(_) if v.get("rewrapped").is_some() => format!(

@@ -53,6 +53,7 @@ pub fn run(a: FsckArgs) -> Result<(), String> {
         quarantine: a.quarantine.clone(),
         cmk,
         repair: a.repair,
+        connector: Some(std::sync::Arc::new(a.key_vault.clone())),
         shared: a.shared,
     };
     let mut bar;

@@ -9,6 +9,7 @@ mod init;
 mod key_backup;
 mod mount_options;
 mod reencrypt;
+mod scope;
 mod umount;
 mod volume;
 
@@ -74,6 +75,10 @@ enum Command {
     /// Volume settings and the hosts that have a shared volume mounted.
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Key scopes: directory subtrees with their own data keys and customer-managed key,
+    /// revoked, locked and rotated on their own.
+    #[command(subcommand)]
+    Scope(scope::ScopeCommand),
     /// Print the shell completion script for bash, zsh or fish.
     Completions(generate::CompletionsArgs),
     /// Write the man pages (cmkfs.8 and one per subcommand) to DIR.
@@ -122,6 +127,18 @@ impl KeyVaultArgs {
             retries: 2,
         };
         Ok(std::sync::Arc::new(AzureCmk::new(settings)?))
+    }
+}
+
+/// Scopes' customer-managed keys are reached with the same settings as the volume's.
+impl crate::keys::CmkConnector for KeyVaultArgs {
+    fn connect(
+        &self,
+        key_url: &str,
+    ) -> Result<std::sync::Arc<dyn crate::keys::CustomerKey>, crate::keys::KeyError> {
+        KeyVaultArgs::connect(self, key_url)
+            .map(|c| c as std::sync::Arc<dyn crate::keys::CustomerKey>)
+            .map_err(crate::keys::KeyError::NoProvider)
     }
 }
 
@@ -241,6 +258,7 @@ pub fn run() -> i32 {
     let result = match cli.command {
         Command::Init(a) => init::run(a),
         Command::Volume(c) => volume::run(c),
+        Command::Scope(c) => scope::run(c),
         Command::Mount(a) => crate::daemon::mount(a),
         Command::Umount(a) => umount::run(a),
         Command::Status(a) => control_cmds::status(a),

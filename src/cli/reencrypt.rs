@@ -1,4 +1,4 @@
-//! `cmkfs reencrypt MOUNTPOINT|BACKING`: move existing files to the newest data key, online
+//! `cmkfs reencrypt MOUNTPOINT[/DIR]|BACKING`: move existing files to the newest data key, online
 //! through the daemon (MOUNTPOINT) or offline (BACKING, not mounted). Resumable: run it again
 //! after an interruption; files already on the newest key are skipped.
 
@@ -8,11 +8,12 @@ use std::path::PathBuf;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::control::{ControlClient, Request, find_socket};
+use crate::control::{ControlClient, Request, find_mount_of};
 
 #[derive(Args)]
 pub struct ReencryptArgs {
-    /// A mountpoint (online, through its daemon) or a backing directory (offline).
+    /// A mountpoint or a directory inside one (online, through its daemon: only below that
+    /// directory) or a backing directory (offline).
     pub target: PathBuf,
     /// The service key (offline only; default: where `cmkfs init` put it).
     #[arg(long, value_name = "FILE")]
@@ -71,9 +72,10 @@ pub fn run(a: ReencryptArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         serde_json::to_value(&r).unwrap_or_default()
     } else {
-        let sockets = find_socket(Some(&a.target))?;
-        let socket = sockets.into_iter().next().ok_or("no control socket")?;
-        ControlClient::new(socket).call_with_progress(&Request::Reencrypt, &mut progress)?
+        let (socket, rel) = find_mount_of(&a.target)?;
+        let path = Some(rel).filter(|r| !r.is_empty());
+        ControlClient::new(socket)
+            .call_with_progress(&Request::Reencrypt { path }, &mut progress)?
     };
     if a.json {
         println!(

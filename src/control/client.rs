@@ -42,6 +42,23 @@ pub fn find_socket(mountpoint: Option<&Path>) -> Result<Vec<PathBuf>, String> {
     }
 }
 
+/// The control socket of the mount that holds `path` (a mountpoint or a directory inside
+/// one), and `path` relative to that mount ("" for the mountpoint itself).
+pub fn find_mount_of(path: &Path) -> Result<(PathBuf, String), String> {
+    let abs = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    for a in abs.ancestors() {
+        let sock = control_socket(a);
+        if sock.exists() {
+            let rel = abs.strip_prefix(a).unwrap_or(Path::new(""));
+            return Ok((sock, rel.to_string_lossy().into_owned()));
+        }
+    }
+    Err(format!(
+        "{} is not inside a cmkfs mount served by this host",
+        path.display()
+    ))
+}
+
 impl ControlClient {
     pub fn new(path: PathBuf) -> Self {
         ControlClient { path }

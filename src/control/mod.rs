@@ -5,7 +5,7 @@
 mod client;
 mod server;
 
-pub use client::{ControlClient, find_socket};
+pub use client::{ControlClient, find_mount_of, find_socket};
 pub use server::ControlServer;
 
 use serde::{Deserialize, Serialize};
@@ -17,11 +17,38 @@ pub enum Request {
     Status,
     CacheFlush,
     KeyCheck,
+    /// `path`: a directory of the mount (relative to it); its key scope is rotated.
     KeyRotate {
         data_key: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
     },
-    /// Streams `{"progress":[done,total]}` lines before the response.
-    Reencrypt,
+    /// Streams `{"progress":[done,total]}` lines before the response. `path`: only below
+    /// this directory of the mount.
+    Reencrypt {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+    },
+    /// Makes the empty directory `path` the root of a new key scope (`cmk`: its
+    /// customer-managed key; none: the service key alone).
+    ScopeCreate {
+        path: String,
+        #[serde(default)]
+        cmk: Option<String>,
+    },
+    ScopeList,
+    ScopeLock {
+        path: String,
+    },
+    ScopeUnlock {
+        path: String,
+    },
+    /// Re-wraps the data keys of `path`'s scope under `cmk` (none: the service key alone).
+    ScopeSetCmk {
+        path: String,
+        #[serde(default)]
+        cmk: Option<String>,
+    },
 }
 
 /// The answer: `ok` with a JSON payload, or an error sentence.
@@ -39,8 +66,16 @@ pub trait ControlHandler: Send + Sync + 'static {
     fn status(&self) -> serde_json::Value;
     fn cache_flush(&self) -> Result<serde_json::Value, String>;
     fn key_check(&self) -> Result<serde_json::Value, String>;
-    fn key_rotate(&self, data_key: bool) -> Result<serde_json::Value, String>;
-    fn reencrypt(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<serde_json::Value, String>;
+    fn key_rotate(&self, data_key: bool, path: Option<&str>) -> Result<serde_json::Value, String>;
+    fn reencrypt(
+        &self,
+        path: Option<&str>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<serde_json::Value, String>;
+    fn scope_create(&self, path: &str, cmk: Option<&str>) -> Result<serde_json::Value, String>;
+    fn scope_list(&self) -> Result<serde_json::Value, String>;
+    fn scope_lock(&self, path: &str, locked: bool) -> Result<serde_json::Value, String>;
+    fn scope_set_cmk(&self, path: &str, cmk: Option<&str>) -> Result<serde_json::Value, String>;
 }
 
 /// Longest request line accepted.
@@ -65,8 +100,13 @@ pub fn handle(
         Request::Status => Ok(handler.status()),
         Request::CacheFlush => handler.cache_flush(),
         Request::KeyCheck => handler.key_check(),
-        Request::KeyRotate { data_key } => handler.key_rotate(data_key),
-        Request::Reencrypt => handler.reencrypt(progress),
+        Request::KeyRotate { data_key, path } => handler.key_rotate(data_key, path.as_deref()),
+        Request::Reencrypt { path } => handler.reencrypt(path.as_deref(), progress),
+        Request::ScopeCreate { path, cmk } => handler.scope_create(&path, cmk.as_deref()),
+        Request::ScopeList => handler.scope_list(),
+        Request::ScopeLock { path } => handler.scope_lock(&path, true),
+        Request::ScopeUnlock { path } => handler.scope_lock(&path, false),
+        Request::ScopeSetCmk { path, cmk } => handler.scope_set_cmk(&path, cmk.as_deref()),
     };
     match result {
         Ok(data) => Response {
@@ -94,7 +134,14 @@ mod tests {
         );
         assert_eq!(
             serde_json::from_str::<Request>(r#"{"cmd":"key-rotate","data_key":true}"#).unwrap(),
-            Request::KeyRotate { data_key: true }
+            Request::KeyRotate {
+                data_key: true,
+                path: None
+            }
+        );
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"cmd":"reencrypt"}"#).unwrap(),
+            Request::Reencrypt { path: None }
         );
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"rm -rf"}"#).is_err());
     }

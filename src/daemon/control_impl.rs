@@ -8,7 +8,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::control::ControlHandler;
-use crate::format::WrapperId;
 use crate::fs::FsStats;
 use crate::keys::RevocationWatcher;
 use crate::volume::Volume;
@@ -20,9 +19,11 @@ pub struct DaemonControl {
     pub name: Option<String>,
     pub started: Instant,
     pub watcher: Arc<RevocationWatcher>,
+    /// The kernel caches to drop when a scope is locked or made.
+    pub events: Arc<super::key_events::KeyEvents>,
 }
 
-fn now() -> u64 {
+pub(super) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -42,33 +43,38 @@ impl DaemonControl {
     }
 
     fn key_scopes(&self) -> Value {
-        let store = self.volume.keys().store_snapshot();
-        let mut scopes: Vec<u32> = store.data_keys.iter().map(|k| k.scope).collect();
-        scopes.sort();
-        scopes.dedup();
         Value::Array(
-            scopes
+            self.volume
+                .keys()
+                .scope_summaries()
                 .into_iter()
                 .map(|s| {
-                    let keys: Vec<&crate::format::WrappedDataKey> = store.data_keys.iter().filter(|k| k.scope == s).collect();
-                    let current = store.current(s).map(|r| r.epoch);
-                    let mut cmks: Vec<String> = keys
-                        .iter()
-                        .flat_map(|k| k.wrapped_by.iter())
-                        .filter_map(|w| match w {
-                            WrapperId::Cmk { key_id, .. } => Some(key_id.clone()),
-                            WrapperId::Service { .. } => None,
-                        })
-                        .collect();
-                    cmks.sort();
-                    cmks.dedup();
+                    let state = if s.scope == 0 {
+                        match &s.cmk {
+                            None => "none".to_string(),
+                            Some(_) => self.cmk_state(),
+                        }
+                    } else {
+                        let unreachable = s
+                            .cmk
+                            .as_deref()
+                            .and_then(|u| self.watcher.report_of(u))
+                            .is_some_and(|r| r.state == "unreachable");
+                        match s.state.as_str() {
+                            "usable" if unreachable => "unreachable".to_string(),
+                            "usable" if s.cmk.is_none() => "none".to_string(),
+                            "usable" => "enabled".to_string(),
+                            other => other.to_string(),
+                        }
+                    };
                     json!({
-                        "scope": s,
-                        "current_epoch": current,
-                        "data_keys": keys.len(),
-                        "protection": if cmks.is_empty() { "service-managed key" } else { "service-managed key + customer-managed key" },
-                        "cmk_ids": cmks,
-                        "cmk_state": if cmks.is_empty() { "none".to_string() } else { self.cmk_state() },
+                        "scope": s.scope,
+                        "current_epoch": s.current_epoch,
+                        "data_keys": s.epochs.len(),
+                        "protection": if s.cmk.is_none() { "service-managed key" } else { "service-managed key + customer-managed key" },
+                        "cmk_ids": s.cmk_versions,
+                        "cmk_state": state,
+                        "cached_keys": s.cached_keys,
                     })
                 })
                 .collect(),
@@ -77,6 +83,22 @@ impl DaemonControl {
 }
 
 impl ControlHandler for DaemonControl {
+    fn scope_create(&self, path: &str, cmk: Option<&str>) -> Result<Value, String> {
+        self.create_scope(path, cmk)
+    }
+
+    fn scope_list(&self) -> Result<Value, String> {
+        self.list_scopes()
+    }
+
+    fn scope_lock(&self, path: &str, locked: bool) -> Result<Value, String> {
+        self.lock_scope(path, locked)
+    }
+
+    fn scope_set_cmk(&self, path: &str, cmk: Option<&str>) -> Result<Value, String> {
+        self.set_scope_cmk(path, cmk)
+    }
+
     fn status(&self) -> Value {
         let cache = self.volume.keys().cache().stats();
         json!({
@@ -114,16 +136,32 @@ impl ControlHandler for DaemonControl {
     }
 
     fn key_check(&self) -> Result<Value, String> {
+        let scope_keys: Vec<String> = self
+            .volume
+            .keys()
+            .cmk_urls()
+            .into_iter()
+            .filter(|u| self.volume.keys().cmk().is_none_or(|c| c.key_url() != u))
+            .collect();
+        let scope_reports = |watcher: &crate::keys::RevocationWatcher| -> Vec<Value> {
+            scope_keys
+                .iter()
+                .filter_map(|u| watcher.report_of(u))
+                .map(|r| json!({ "key": r.key_url, "state": r.state, "detail": r.detail, "latest_version": r.latest_version, "versions_in_use": r.versions_in_use, "scope_key": true }))
+                .collect()
+        };
         if let Some(cmk) = self.volume.keys().cmk() {
             let report = self.watcher.check_now();
             let state = report.state.clone();
-            return Ok(json!({
-                "checked_at": report.checked_at,
-                "keys": [
-                    { "key": "service-managed key", "state": "ok" },
-                    { "key": cmk.key_url(), "state": state, "detail": report.detail, "latest_version": report.latest_version, "versions_in_use": report.versions_in_use }
-                ]
-            }));
+            let mut keys = vec![
+                json!({ "key": "service-managed key", "state": "ok" }),
+                json!({ "key": cmk.key_url(), "state": state, "detail": report.detail, "latest_version": report.latest_version, "versions_in_use": report.versions_in_use }),
+            ];
+            keys.extend(scope_reports(&self.watcher));
+            return Ok(json!({ "checked_at": report.checked_at, "keys": keys }));
+        }
+        if !scope_keys.is_empty() {
+            self.watcher.check_now();
         }
         let current = self.volume.keys().current(0).map_err(|e| e.to_string())?;
         let record = self
@@ -137,17 +175,29 @@ impl ControlHandler for DaemonControl {
             .keys()
             .unwrap_record(&record)
             .map_err(|e| e.to_string())?;
-        Ok(
-            json!({ "checked_at": now(), "keys": [ { "key": "service-managed key", "state": "ok" } ] }),
-        )
+        let mut keys = vec![json!({ "key": "service-managed key", "state": "ok" })];
+        keys.extend(scope_reports(&self.watcher));
+        Ok(json!({ "checked_at": now(), "keys": keys }))
     }
 
-    fn reencrypt(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<Value, String> {
-        tracing::info!("re-encryption to the newest data key started");
-        let report = self
-            .volume
-            .reencrypt_all(progress)
-            .map_err(|e| e.to_string())?;
+    fn reencrypt(
+        &self,
+        path: Option<&str>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Value, String> {
+        tracing::info!(
+            path = path.unwrap_or("/"),
+            "re-encryption to the newest data key started"
+        );
+        let report = match path {
+            None => self.volume.reencrypt_all(progress),
+            Some(p) => {
+                let (_, dir) = self.resolve(p)?;
+                let shown = format!("/{}/", p.trim_matches('/'));
+                self.volume.reencrypt_under(&dir, &shown, progress)
+            }
+        }
+        .map_err(|e| e.to_string())?;
         tracing::info!(
             reencrypted = report.reencrypted,
             skipped = report.skipped.len(),
@@ -156,7 +206,14 @@ impl ControlHandler for DaemonControl {
         Ok(serde_json::to_value(&report).unwrap_or(Value::Null))
     }
 
-    fn key_rotate(&self, data_key: bool) -> Result<Value, String> {
+    fn key_rotate(&self, data_key: bool, path: Option<&str>) -> Result<Value, String> {
+        let scope = match path {
+            Some(p) => self.resolve(p)?.1.scope(),
+            None => 0,
+        };
+        if scope != 0 {
+            return self.rotate_scope(scope, data_key);
+        }
         if !data_key {
             if self.volume.keys().cmk().is_none() {
                 return Ok(

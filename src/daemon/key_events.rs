@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::fs::KernelCaches;
-use crate::keys::{CmkState, RevocationListener};
+use crate::keys::{CmkState, Revocation, RevocationListener};
 use crate::volume::Volume;
 
 pub struct KeyEvents {
@@ -16,12 +16,17 @@ pub struct KeyEvents {
 }
 
 impl RevocationListener for KeyEvents {
-    fn revoked(&self, key_url: &str, reason: &str, flushed: usize) {
-        self.volume.forget_open_file_keys();
-        let inodes = self.kernel.get().map(|k| k.invalidate_all()).unwrap_or(0);
+    fn revoked(&self, key_url: &str, reason: &str, what: &Revocation) {
+        self.volume.forget_open_file_keys_in(&what.scopes);
+        let inodes = self
+            .kernel
+            .get()
+            .map(|k| k.invalidate_scopes(&what.scopes))
+            .unwrap_or(0);
         tracing::error!(
             key = key_url,
-            flushed_keys = flushed,
+            scopes = ?what.scopes,
+            flushed_keys = what.flushed,
             invalidated_inodes = inodes,
             "customer-managed key revoked: {reason}; data keys flushed, further access fails with EKEYREVOKED"
         );

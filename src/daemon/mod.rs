@@ -4,6 +4,7 @@
 //! cleanly on SIGTERM/SIGINT.
 
 mod control_impl;
+mod control_scopes;
 mod fips;
 mod key_events;
 mod metrics_server;
@@ -90,6 +91,7 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
         cmk,
         audit: audit.clone(),
         repair_metadata: false,
+        connector: Some(Arc::new(s.key_vault.clone())),
     };
     let volume = Volume::open(&s.backing, service_key, &open).map_err(|e| e.to_string())?;
     volume.set_atime_policy(s.options.atime, !s.options.nodiratime);
@@ -379,19 +381,18 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
     let _ = events
         .kernel
         .set(KernelCaches::new(session.notifier(), inode_handle));
-    if volume.keys().cmk().is_some() {
-        or_report!(
-            ready,
-            watcher
-                .spawn(s.revocation_check_interval)
-                .map_err(|e| format!("cannot start the revocation watcher: {e}"))
-        );
-    }
+    // Always: a key scope with its own customer-managed key can be made at any time.
+    or_report!(
+        ready,
+        watcher
+            .spawn(s.revocation_check_interval)
+            .map_err(|e| format!("cannot start the revocation watcher: {e}"))
+    );
     if volume.shared() {
         let every = ttl.max(Duration::from_millis(100));
         or_report!(
             ready,
-            shared_watch::spawn(volume.clone(), every)
+            shared_watch::spawn(volume.clone(), events.clone(), every)
                 .map_err(|e| format!("cannot start the key-store watcher: {e}"))
         );
     }
@@ -411,6 +412,7 @@ fn serve(volume: Volume, s: &MountSettings, mut ready: ReadyPipe) -> Result<(), 
         name: s.name.clone(),
         started: Instant::now(),
         watcher: watcher.clone(),
+        events: events.clone(),
     });
     let aliases = s.name.iter().map(|n| named_socket(n)).collect();
     let control = or_report!(

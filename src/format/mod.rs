@@ -17,7 +17,7 @@ pub use header::{FileHeader, HEADER_LEN, MAGIC};
 pub use holes::{
     HOLES_PREFIX_LEN, HoleList, MAX_HOLE_RANGES, check_holes_prefix, holes_aad, holes_prefix,
 };
-pub use records::{KeyStore, VolumeConfig, WrappedDataKey, WrapperId};
+pub use records::{KeyStore, ScopeRecord, VolumeConfig, WrappedDataKey, WrapperId};
 pub use sealed::{SEALED_VERSION, SealedCopy, is_sealed};
 
 /// The version byte written in every header, directory-id file and record.

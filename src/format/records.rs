@@ -102,6 +102,30 @@ pub struct KeyStore {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmk: Option<String>,
     pub data_keys: Vec<WrappedDataKey>,
+    /// Key scopes other than the volume's own (scope 0): directory subtrees with their own
+    /// data keys and customer-managed key. Absent when there are none, so volumes without
+    /// scopes read as before; binaries without scopes refuse the field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<ScopeRecord>,
+}
+
+/// One key scope: the directory at its root, the customer-managed key that wraps its data
+/// keys (on top of the service key; none with `--service-key-only`), and whether it is locked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeRecord {
+    /// The scope number in data-key references (1 and up).
+    pub scope: u32,
+    /// The directory id of the scope's root directory, 32 hex digits.
+    pub root_dir_id: String,
+    /// Versionless key URL, `https://VAULT/keys/NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmk: Option<String>,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: u64,
+    /// Locked on demand (`cmkfs scope lock`): its keys are not unwrapped until unlocked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub locked: bool,
 }
 
 impl KeyStore {
@@ -127,6 +151,26 @@ impl KeyStore {
 
     pub fn find(&self, key: DataKeyRef) -> Option<&WrappedDataKey> {
         self.data_keys.iter().find(|k| k.key_ref() == key)
+    }
+
+    /// The record of key scope `scope` (None for scope 0, the volume's own, and unknown ones).
+    pub fn scope(&self, scope: u32) -> Option<&ScopeRecord> {
+        self.scopes.iter().find(|s| s.scope == scope)
+    }
+
+    /// The customer-managed key (versionless URL) that wraps the data keys of `scope`.
+    pub fn scope_cmk(&self, scope: u32) -> Option<&str> {
+        match scope {
+            0 => self.cmk.as_deref(),
+            n => self.scope(n).and_then(|s| s.cmk.as_deref()),
+        }
+    }
+
+    /// The number the next new scope gets.
+    pub fn next_scope(&self) -> u32 {
+        let used = self.data_keys.iter().map(|k| k.scope);
+        let scopes = self.scopes.iter().map(|s| s.scope);
+        used.chain(scopes).max().unwrap_or(0) + 1
     }
 
     /// The newest epoch of `scope`: new files and directories use it.
@@ -156,6 +200,7 @@ mod tests {
                 }],
                 wrapped: "AAAA".into(),
             }],
+            scopes: Vec::new(),
         }
     }
 
@@ -172,6 +217,20 @@ mod tests {
         dup.data_keys.push(dup.data_keys[0].clone());
         assert!(KeyStore::parse(&dup.to_json()).is_err());
         assert_eq!(s.current(0), Some(DataKeyRef { scope: 0, epoch: 0 }));
+        // No scopes: no field, so binaries without scopes still read the store.
+        assert!(!String::from_utf8_lossy(&s.to_json()).contains("scopes"));
+        let mut scoped = store();
+        scoped.scopes.push(ScopeRecord {
+            scope: 1,
+            root_dir_id: "00".repeat(16),
+            cmk: Some("https://v/keys/a".into()),
+            created: 2,
+            locked: true,
+        });
+        assert_eq!(KeyStore::parse(&scoped.to_json()).unwrap(), scoped);
+        assert_eq!(scoped.scope_cmk(1), Some("https://v/keys/a"));
+        assert_eq!(scoped.scope_cmk(0), None);
+        assert_eq!(scoped.next_scope(), 2);
     }
 
     #[test]

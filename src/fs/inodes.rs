@@ -305,6 +305,47 @@ impl InodeTable {
         }
     }
 
+    /// The inodes in the key scopes `scopes`: a directory by its own id, anything else by
+    /// its parent directory's.
+    pub fn inos_in_scopes(&self, scopes: &[u32]) -> Vec<u64> {
+        let scope_of_dir = |ino: u64| {
+            self.nodes
+                .get(&ino)
+                .and_then(|n| n.dir.as_ref())
+                .map(|d| d.scope())
+        };
+        self.nodes
+            .iter()
+            .filter(|(_, n)| {
+                let s = match &n.dir {
+                    Some(d) => Some(d.scope()),
+                    None => scope_of_dir(n.parent),
+                };
+                // Unknown (parent forgotten): invalidated too, to be safe.
+                s.is_none_or(|s| scopes.contains(&s))
+            })
+            .map(|(ino, _)| *ino)
+            .collect()
+    }
+
+    /// Every directory the table holds open, by backing inode.
+    pub fn dirs(&self) -> Vec<(u64, Arc<Dir>)> {
+        self.nodes
+            .values()
+            .filter_map(|n| n.dir.as_ref().map(|d| (n.backing_ino, d.clone())))
+            .collect()
+    }
+
+    /// Gives the directory inode of backing inode `backing_ino` a newly loaded `dir`.
+    pub fn replace_dir(&mut self, backing_ino: u64, dir: Arc<Dir>) {
+        if let Some(ino) = self.by_backing.get(&backing_ino).copied()
+            && let Some(n) = self.nodes.get_mut(&ino)
+            && n.dir.is_some()
+        {
+            n.dir = Some(dir);
+        }
+    }
+
     /// The plaintext path of `ino` relative to the mount, for log lines.
     pub fn path(&self, mut ino: u64) -> PathBuf {
         let mut parts = Vec::new();

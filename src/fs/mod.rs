@@ -678,6 +678,53 @@ impl KernelCaches {
         KernelCaches { notifier, inodes }
     }
 
+    /// Drops what the kernel caches of the inodes in the key scopes `scopes` (a directory is
+    /// in the scope of its entries, anything else in its parent's); returns how many.
+    pub fn invalidate_scopes(&self, scopes: &[u32]) -> usize {
+        let inos = self
+            .inodes
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .inos_in_scopes(scopes);
+        inos.into_iter()
+            .filter(|ino| self.notifier.inval_inode(INodeNo(*ino), 0, 0).is_ok())
+            .count()
+    }
+
+    /// The directory inode whose backing inode is `backing_ino` now has `dir` (a new key
+    /// scope was made at it): later requests use it.
+    pub fn replace_dir(&self, backing_ino: u64, dir: Arc<crate::volume::Dir>) {
+        self.inodes
+            .0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace_dir(backing_ino, dir);
+    }
+
+    /// Loads again the directories `stale` selects (their id changed on disk: another host
+    /// made one the root of a key scope), with `reload`; returns how many.
+    pub fn reload_dirs(
+        &self,
+        stale: impl Fn(&crate::volume::Dir) -> bool,
+        reload: impl Fn(&crate::volume::Dir) -> Option<crate::volume::Dir>,
+    ) -> usize {
+        let dirs = self
+            .inodes
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .dirs();
+        let mut n = 0;
+        for (backing_ino, d) in dirs.into_iter().filter(|(_, d)| stale(d)) {
+            if let Some(fresh) = reload(&d) {
+                self.replace_dir(backing_ino, Arc::new(fresh));
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Returns how many inodes were invalidated.
     pub fn invalidate_all(&self) -> usize {
         let inos = self

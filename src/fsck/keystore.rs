@@ -1,5 +1,6 @@
 //! Key-store checks: every record's wrapping chain unwraps with the available key providers,
-//! no record is stored unwrapped, (scope, epoch) pairs are unique. References from headers,
+//! no record is stored unwrapped, (scope, epoch) pairs are unique, and key scopes are
+//! consistent (each has keys, wrapped as the scope says). References from headers,
 //! directory ids and symlink targets are checked against the result by the walker.
 
 use std::collections::{BTreeMap, HashMap};
@@ -98,9 +99,67 @@ pub(super) fn check_key_store(vol: &Volume, report: &mut Report) -> KeyStates {
             used_by: 0,
         });
     }
+    check_scopes(&store, report);
     KeyStates {
         states,
         used: BTreeMap::new(),
+    }
+}
+
+/// Key scopes: each has data keys, a well-formed root directory id, and its data keys carry
+/// its customer-managed key as their outer layer (the service key alone without one); no
+/// data key belongs to a scope the store does not record.
+fn check_scopes(store: &KeyStore, report: &mut Report) {
+    use crate::format::WrapperId;
+    for s in &store.scopes {
+        if !store.data_keys.iter().any(|k| k.scope == s.scope) {
+            report.push(key_problem(
+                ProblemCode::KeyMissing,
+                None,
+                format!("key scope {} has no data key", s.scope),
+            ));
+        }
+        if s.root_dir_id.len() != 32 || !s.root_dir_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            report.push(key_problem(
+                ProblemCode::KeyMissing,
+                None,
+                format!(
+                    "key scope {} names no valid root directory id ({:?})",
+                    s.scope, s.root_dir_id
+                ),
+            ));
+        }
+    }
+    for k in &store.data_keys {
+        if k.scope != 0 && store.scope(k.scope).is_none() {
+            report.push(key_problem(
+                ProblemCode::KeyMissing,
+                Some(k.key_ref()),
+                format!(
+                    "data key {} belongs to key scope {}, which the key store does not record",
+                    k.key_ref(),
+                    k.scope
+                ),
+            ));
+            continue;
+        }
+        let outer = match k.wrapped_by.last() {
+            Some(WrapperId::Cmk { key_id, .. }) => crate::keys::versionless(key_id),
+            _ => None,
+        };
+        let wanted = store.scope_cmk(k.scope).map(str::to_string);
+        if outer != wanted {
+            report.push(key_problem(
+                ProblemCode::KeyNotWrapped,
+                Some(k.key_ref()),
+                format!(
+                    "data key {} is not wrapped as its key scope says (outer customer-managed key {}, scope's {})",
+                    k.key_ref(),
+                    outer.as_deref().unwrap_or("none"),
+                    wanted.as_deref().unwrap_or("none")
+                ),
+            ));
+        }
     }
 }
 

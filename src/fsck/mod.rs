@@ -43,6 +43,8 @@ pub struct FsckOptions {
     /// Rewrite damaged, missing or stale copies of redundant metadata (volume config, key
     /// store, directory ids) from a verified copy; nothing else is written.
     pub repair: bool,
+    /// Reaches the customer-managed keys of key scopes.
+    pub connector: Option<std::sync::Arc<dyn crate::keys::CmkConnector>>,
     /// Check a shared volume that other hosts have mounted (`--shared`): no lock is taken,
     /// other hosts' operations in flight are not reported, `repair` is refused while any
     /// host has the volume mounted, and a volume that is not shared must not be mounted.
@@ -89,6 +91,7 @@ fn check_once(
             cmk: opts.cmk.clone(),
             repair_metadata: opts.repair,
             audit: repair_audit(opts.repair),
+            connector: opts.connector.clone(),
             ..Default::default()
         },
     )

@@ -160,6 +160,11 @@ impl DataKeyCache {
         doomed.len()
     }
 
+    /// The keys cached now (for per-scope counts).
+    pub fn cached_keys(&self) -> Vec<DataKeyRef> {
+        self.lock().iter().map(|(k, _)| *k).collect()
+    }
+
     pub fn stats(&self) -> CacheStats {
         CacheStats {
             entries: self.lock().len() as u64,

@@ -26,6 +26,12 @@ pub trait CustomerKey: KeyProvider + std::fmt::Debug {
     fn latest_key_id(&self) -> Result<String, KeyError>;
 }
 
+/// Connects to a customer-managed key by its versionless URL (the daemon's Key Vault
+/// settings), for key scopes that each have their own key.
+pub trait CmkConnector: Send + Sync + std::fmt::Debug {
+    fn connect(&self, key_url: &str) -> Result<std::sync::Arc<dyn CustomerKey>, KeyError>;
+}
+
 /// Splits `https://host/keys/NAME[/VERSION]` into (vault endpoint, name, version).
 pub fn parse_key_url(url: &str) -> Result<(String, String, Option<String>), String> {
     let bad = || format!("{url} is not a Key Vault key URL (https://VAULT/keys/NAME)");

@@ -1,7 +1,8 @@
 //! `KeyHierarchy`: resolves a data-key reference to an unwrapped data key, through the cache
 //! or by unwrapping the key-store record with the providers, outermost layer first.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 
 use crate::crypto::{NameScheme, SecretKey};
@@ -10,10 +11,13 @@ use crate::format::{DataKeyRef, KeyStore, WrappedDataKey};
 use crate::audit::{AuditEvent, AuditLog, AuditOp, AuditResult};
 use crate::format::WrapperId;
 
-use super::{CustomerKey, DataKey, DataKeyCache, KeyError, KeyProvider};
+use super::{CmkConnector, CustomerKey, DataKey, DataKeyCache, KeyError, KeyProvider};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+
+mod scopes;
+pub use scopes::{Revocation, ScopeSummary};
 
 pub struct KeyHierarchy {
     store: RwLock<KeyStore>,
@@ -22,9 +26,16 @@ pub struct KeyHierarchy {
     /// Innermost (service key) first; the customer-managed key, if any, last.
     providers: Vec<Arc<dyn KeyProvider>>,
     cmk: Option<Arc<dyn CustomerKey>>,
-    /// Why the customer-managed key is revoked, while it is.
-    revoked: RwLock<Option<String>>,
-    revoked_flag: AtomicBool,
+    /// The customer-managed keys of key scopes, by versionless URL, connected on first need.
+    pub(super) scope_cmks: RwLock<HashMap<String, Arc<dyn CustomerKey>>>,
+    /// Connects to a scope's customer-managed key (the daemon's Key Vault settings).
+    connector: Option<Arc<dyn CmkConnector>>,
+    /// Customer-managed keys found revoked: versionless URL → why.
+    pub(super) revoked: RwLock<HashMap<String, String>>,
+    /// Scopes whose keys may not be used now (revoked key, locked scope) → why.
+    pub(super) denied: RwLock<HashMap<u32, String>>,
+    /// Whether `denied` has any entry: the one load `check_usable` makes on the fast path.
+    pub(super) denied_flag: AtomicBool,
     cache: DataKeyCache,
     audit: Arc<AuditLog>,
     /// The volume's name scheme, given to every data key unwrapped.
@@ -54,8 +65,11 @@ impl KeyHierarchy {
             store_file: None,
             providers,
             cmk: None,
-            revoked: RwLock::new(None),
-            revoked_flag: AtomicBool::new(false),
+            scope_cmks: RwLock::new(HashMap::new()),
+            connector: None,
+            revoked: RwLock::new(HashMap::new()),
+            denied: RwLock::new(HashMap::new()),
+            denied_flag: AtomicBool::new(false),
             cache,
             audit: Arc::new(AuditLog::disabled()),
             name_scheme: NameScheme::AesGcmSiv,
@@ -110,6 +124,7 @@ impl KeyHierarchy {
         *store = fresh;
         drop(store);
         self.flush_cache("the key store was changed by another host");
+        self.refresh_denied();
         Ok(true)
     }
 
@@ -144,8 +159,93 @@ impl KeyHierarchy {
         self.cmk.as_ref()
     }
 
-    /// Full key ids (with version) of the customer-managed key that wrap stored data keys.
+    /// How the customer-managed keys of key scopes are reached (without it, only the
+    /// volume's own customer-managed key is).
+    pub fn with_connector(mut self, connector: Arc<dyn CmkConnector>) -> Self {
+        self.connector = Some(connector);
+        self
+    }
+
+    /// The customer-managed key at versionless `url`: the volume's, or a scope's (connected
+    /// on first need and kept).
+    pub fn cmk_for(&self, url: &str) -> Result<Arc<dyn CustomerKey>, KeyError> {
+        if let Some(c) = self.cmk.as_ref().filter(|c| c.key_url() == url) {
+            return Ok(c.clone());
+        }
+        if let Some(c) = self
+            .scope_cmks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(url)
+        {
+            return Ok(c.clone());
+        }
+        let connector = self.connector.as_ref().ok_or_else(|| {
+            KeyError::NoProvider(format!(
+                "the customer-managed key {url} (no Key Vault settings: give --azure-credential)"
+            ))
+        })?;
+        let c = connector.connect(url)?;
+        Ok(self
+            .scope_cmks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(url.to_string())
+            .or_insert(c)
+            .clone())
+    }
+
+    /// The provider that can unwrap `layer`.
+    fn provider_for(&self, layer: &WrapperId) -> Result<Arc<dyn KeyProvider>, KeyError> {
+        if let Some(p) = self.providers.iter().find(|p| p.handles(layer)) {
+            return Ok(p.clone());
+        }
+        if let WrapperId::Cmk { key_id, .. } = layer
+            && let Some(url) = versionless(key_id)
+        {
+            let c: Arc<dyn KeyProvider> = self.cmk_for(&url)?;
+            return Ok(c);
+        }
+        Err(KeyError::NoProvider(format!("{layer:?}")))
+    }
+
+    /// The providers that wrap a new data key of `scope`, innermost first: the service key,
+    /// then the scope's customer-managed key if it has one.
+    pub(super) fn providers_for(&self, scope: u32) -> Result<Vec<Arc<dyn KeyProvider>>, KeyError> {
+        let url = self
+            .store
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .scope_cmk(scope)
+            .map(str::to_string);
+        let mut out = vec![self.service_provider()?];
+        if let Some(url) = url {
+            let c: Arc<dyn KeyProvider> = self.cmk_for(&url)?;
+            out.push(c);
+        }
+        Ok(out)
+    }
+
+    /// The service-key provider (always the innermost layer).
+    fn service_provider(&self) -> Result<Arc<dyn KeyProvider>, KeyError> {
+        self.providers
+            .first()
+            .cloned()
+            .ok_or_else(|| KeyError::NoProvider("no service key".into()))
+    }
+
+    /// Full key ids (with version) of the volume's customer-managed key that wrap stored
+    /// data keys.
     pub fn cmk_versions_in_use(&self) -> Vec<String> {
+        match &self.cmk {
+            Some(c) => self.versions_in_use(c.key_url()),
+            None => Vec::new(),
+        }
+    }
+
+    /// Full key ids (with version) of the customer-managed key at versionless `url` that wrap
+    /// stored data keys.
+    pub fn versions_in_use(&self, url: &str) -> Vec<String> {
         let mut v: Vec<String> = self
             .store
             .read()
@@ -154,8 +254,10 @@ impl KeyHierarchy {
             .iter()
             .flat_map(|k| k.wrapped_by.iter())
             .filter_map(|w| match w {
-                WrapperId::Cmk { key_id, .. } => Some(key_id.clone()),
-                WrapperId::Service { .. } => None,
+                WrapperId::Cmk { key_id, .. } if versionless(key_id).as_deref() == Some(url) => {
+                    Some(key_id.clone())
+                }
+                _ => None,
             })
             .collect();
         v.sort();
@@ -163,23 +265,19 @@ impl KeyHierarchy {
         v
     }
 
-    /// Marks the customer-managed key revoked and flushes (zeroizes) every data key it
-    /// protects. Returns how many cached keys were dropped.
-    pub fn revoke(&self, reason: &str) -> usize {
-        *self.revoked.write().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
-        self.revoked_flag.store(true, Ordering::SeqCst);
-        let protected = self.cmk_protected();
-        let flushed = self.cache.flush_where(|r| protected.contains(&r));
-        let key = self
+    /// Every customer-managed key (versionless URL) the key store names: the volume's and
+    /// each scope's, once each.
+    pub fn cmk_urls(&self) -> Vec<String> {
+        let store = self.store.read().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<String> = store
             .cmk
-            .as_ref()
-            .map(|c| c.key_url().to_string())
-            .unwrap_or_default();
-        self.audit.record(
-            AuditEvent::new(AuditOp::RevocationDetected, key, AuditResult::Revoked)
-                .detail(format!("{reason}; {flushed} cached data keys flushed")),
-        );
-        flushed
+            .iter()
+            .chain(store.scopes.iter().filter_map(|s| s.cmk.as_ref()))
+            .cloned()
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 
     /// Re-wraps every data key whose customer-managed layer is not under the newest version
@@ -190,6 +288,12 @@ impl KeyHierarchy {
             .cmk
             .clone()
             .ok_or_else(|| KeyError::NoProvider("no customer-managed key".into()))?;
+        self.rewrap_key(&cmk)
+    }
+
+    /// As [`Self::rewrap_cmk`] for the data keys whose outer layer is `cmk` (the volume's or a
+    /// scope's customer-managed key).
+    pub fn rewrap_key(&self, cmk: &Arc<dyn CustomerKey>) -> Result<usize, KeyError> {
         let _change = self.change_lock.lock().unwrap_or_else(|p| p.into_inner());
         let _hosts = self.lock_shared_store()?;
         let latest = cmk.latest_key_id()?;
@@ -203,7 +307,7 @@ impl KeyHierarchy {
             let WrapperId::Cmk { key_id, .. } = &last else {
                 continue;
             };
-            if *key_id == latest {
+            if *key_id == latest || !cmk.handles(&last) {
                 continue;
             }
             let outer = STANDARD
@@ -233,14 +337,28 @@ impl KeyHierarchy {
         Ok(changed)
     }
 
-    /// Adds (`Some`) or removes (`None`) the customer-managed layer of every data key.
+    /// Adds (`Some`) or removes (`None`) the customer-managed layer of every data key of the
+    /// volume's own scope (0).
     pub fn set_cmk_layer(&self, cmk: Option<&Arc<dyn CustomerKey>>) -> Result<usize, KeyError> {
+        self.set_cmk_layer_for(0, cmk)
+    }
+
+    /// Adds (`Some`), replaces or removes (`None`) the customer-managed layer of every data
+    /// key of `scope`.
+    pub fn set_cmk_layer_for(
+        &self,
+        scope: u32,
+        cmk: Option<&Arc<dyn CustomerKey>>,
+    ) -> Result<usize, KeyError> {
         let _change = self.change_lock.lock().unwrap_or_else(|p| p.into_inner());
         let _hosts = self.lock_shared_store()?;
         let snapshot = self.store_snapshot();
+        if scope != 0 && snapshot.scope(scope).is_none() {
+            return Err(KeyError::NoProvider(format!("no key scope {scope}")));
+        }
         let mut updated = snapshot.clone();
         let mut changed = 0;
-        for rec in updated.data_keys.iter_mut() {
+        for rec in updated.data_keys.iter_mut().filter(|r| r.scope == scope) {
             let has_cmk = matches!(rec.wrapped_by.last(), Some(WrapperId::Cmk { .. }));
             let bytes = STANDARD
                 .decode(&rec.wrapped)
@@ -254,11 +372,7 @@ impl KeyHierarchy {
                     .last()
                     .cloned()
                     .ok_or_else(|| KeyError::NoProvider("empty wrap chain".into()))?;
-                let provider = self
-                    .providers
-                    .iter()
-                    .find(|p| p.handles(&last))
-                    .ok_or_else(|| KeyError::NoProvider(format!("{last:?}")))?;
+                let provider = self.provider_for(&last)?;
                 rec.wrapped_by.pop();
                 provider.unwrap(&last, &bytes)?
             } else {
@@ -274,8 +388,13 @@ impl KeyHierarchy {
             }
             changed += 1;
         }
-        updated.cmk = cmk.map(|c| c.key_url().to_string());
+        let url = cmk.map(|c| c.key_url().to_string());
+        match updated.scopes.iter_mut().find(|s| s.scope == scope) {
+            Some(s) => s.cmk = url,
+            None => updated.cmk = url,
+        }
         self.replace_store(&snapshot, updated)?;
+        self.refresh_denied();
         self.audit.record(
             AuditEvent::new(
                 AuditOp::KeyRotate,
@@ -283,6 +402,7 @@ impl KeyHierarchy {
                     .unwrap_or_else(|| "service key only".into()),
                 AuditResult::Ok,
             )
+            .scope(scope)
             .detail(format!(
                 "{changed} data keys re-wrapped ({})",
                 if cmk.is_some() {
@@ -315,62 +435,6 @@ impl KeyHierarchy {
         Ok(())
     }
 
-    /// Lifts a revocation (the key is usable again).
-    pub fn restore(&self) {
-        *self.revoked.write().unwrap_or_else(|p| p.into_inner()) = None;
-        self.revoked_flag.store(false, Ordering::SeqCst);
-        let key = self
-            .cmk
-            .as_ref()
-            .map(|c| c.key_url().to_string())
-            .unwrap_or_default();
-        self.audit.record(AuditEvent::new(
-            AuditOp::AccessRestored,
-            key,
-            AuditResult::Ok,
-        ));
-    }
-
-    pub fn revoked_reason(&self) -> Option<String> {
-        if !self.revoked_flag.load(Ordering::Relaxed) {
-            return None;
-        }
-        self.revoked
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn cmk_protected(&self) -> Vec<DataKeyRef> {
-        self.store
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .data_keys
-            .iter()
-            .filter(|k| {
-                k.wrapped_by
-                    .iter()
-                    .any(|w| matches!(w, WrapperId::Cmk { .. }))
-            })
-            .map(|k| k.key_ref())
-            .collect()
-    }
-
-    /// Fails with `Revoked` when `key` is protected by a revoked customer-managed key. Cheap
-    /// (one atomic load) while nothing is revoked: called before every use of a cached key.
-    pub fn check_usable(&self, key: DataKeyRef) -> Result<(), KeyError> {
-        if !self.revoked_flag.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        if self.cmk_protected().contains(&key) {
-            return Err(KeyError::Revoked(
-                self.revoked_reason()
-                    .unwrap_or_else(|| "customer-managed key revoked".into()),
-            ));
-        }
-        Ok(())
-    }
-
     /// Persist key-store changes (rotation, CMK changes) to both copies of `file`.
     pub fn with_store_file(mut self, file: super::KeyStoreFile) -> Self {
         self.store_file = Some(file);
@@ -382,7 +446,11 @@ impl KeyHierarchy {
     pub fn rotate_data_key(&self, scope: u32, now: u64) -> Result<DataKeyRef, KeyError> {
         let _change = self.change_lock.lock().unwrap_or_else(|p| p.into_inner());
         let _hosts = self.lock_shared_store()?;
+        let providers = self.providers_for(scope)?;
         let mut store = self.store.write().unwrap_or_else(|p| p.into_inner());
+        if scope != 0 && store.scope(scope).is_none() {
+            return Err(KeyError::NoProvider(format!("no key scope {scope}")));
+        }
         let next = match store.current(scope) {
             Some(cur) => DataKeyRef {
                 scope,
@@ -390,7 +458,7 @@ impl KeyHierarchy {
             },
             None => DataKeyRef { scope, epoch: 0 },
         };
-        let record = Self::new_data_key_record(&self.providers, next, now, &self.audit)?;
+        let record = Self::new_data_key_record(&providers, next, now, &self.audit)?;
         let mut updated = store.clone();
         updated.data_keys.push(record);
         if let Some(file) = &self.store_file
@@ -464,11 +532,7 @@ impl KeyHierarchy {
                 }
             })?);
         for layer in record.wrapped_by.iter().rev() {
-            let provider = self
-                .providers
-                .iter()
-                .find(|p| p.handles(layer))
-                .ok_or_else(|| KeyError::NoProvider(format!("{layer:?}")))?;
+            let provider = self.provider_for(layer)?;
             let started = std::time::Instant::now();
             let result = provider.unwrap(layer, &bytes);
             let mut ev = AuditEvent::new(
@@ -532,4 +596,11 @@ impl KeyHierarchy {
             wrapped: STANDARD.encode(&bytes[..]),
         })
     }
+}
+
+/// `https://VAULT/keys/NAME` of a full key id (with or without version).
+pub fn versionless(key_id: &str) -> Option<String> {
+    super::parse_key_url(key_id)
+        .ok()
+        .map(|(endpoint, name, _)| format!("{endpoint}keys/{name}"))
 }

@@ -12,12 +12,12 @@ mod store;
 mod watcher;
 
 pub use cache::{CacheStats, DataKey, DataKeyCache};
-pub use cmk::{CmkState, CustomerKey, parse_key_url};
-pub use hierarchy::KeyHierarchy;
+pub use cmk::{CmkConnector, CmkState, CustomerKey, parse_key_url};
+pub use hierarchy::{KeyHierarchy, Revocation, ScopeSummary, versionless};
 pub use provider::{KeyProvider, audit_key_id};
 pub use service::{ServiceKey, default_service_key_path};
 pub use store::KeyStoreFile;
-pub use watcher::{CheckReport, RevocationListener, RevocationWatcher};
+pub use watcher::{CheckReport, RevocationListener, RevocationWatcher, WatchStats};
 
 use std::path::PathBuf;
 

@@ -133,6 +133,7 @@ pub struct Metrics {
     last_definitive_check_ms: AtomicU64,
     /// Checks in a row that could not reach Key Vault.
     consecutive_unreachable: AtomicU64,
+    key_vault_total: AtomicU64,
 }
 
 /// The metrics of this process (created on first use).
@@ -180,6 +181,7 @@ impl Metrics {
             audit_failures: Counter::default(),
             last_definitive_check_ms: AtomicU64::new(0),
             consecutive_unreachable: AtomicU64::new(0),
+            key_vault_total: AtomicU64::new(0),
         }
     }
 
@@ -190,6 +192,7 @@ impl Metrics {
             outcome,
         };
         self.key_vault_requests.get_or_create(&labels).inc();
+        self.key_vault_total.fetch_add(1, Ordering::Relaxed);
         self.key_vault_duration
             .get_or_create(&labels)
             .observe(took.as_secs_f64());
@@ -236,6 +239,11 @@ impl Metrics {
     /// Revocation checks in a row that could not reach Key Vault (0 after any answer).
     pub fn consecutive_unreachable_checks(&self) -> u64 {
         self.consecutive_unreachable.load(Ordering::Relaxed)
+    }
+
+    /// Calls to Key Vault by this process so far (every operation and outcome).
+    pub fn key_vault_requests_total(&self) -> u64 {
+        self.key_vault_total.load(Ordering::Relaxed)
     }
 
     pub fn audit_records_written(&self) -> u64 {

@@ -36,6 +36,39 @@ impl Dir {
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+
+    /// The key scope of the directory's entries (0: the volume's own).
+    pub fn scope(&self) -> u32 {
+        self.id.key.scope
+    }
+
+    /// The directory id.
+    pub fn dir_id(&self) -> [u8; 16] {
+        self.id.dir_id
+    }
+
+    /// The directory id as the key store's scope records write it (32 hex digits).
+    pub fn dir_id_hex(&self) -> String {
+        hex(&self.id.dir_id)
+    }
+
+    /// The same directory, open again, with the id `id` (after its id changed).
+    pub(super) fn reopened_with(&self, id: DirIdFile) -> Result<Dir> {
+        Ok(Dir {
+            fd: self.fd.try_clone()?,
+            id,
+        })
+    }
+}
+
+/// Renames and hard links stay inside one key scope: across a boundary they give `EXDEV`
+/// (so `mv` copies, re-encrypting under the target scope's key).
+fn same_scope(a: &Dir, b: &Dir) -> Result<()> {
+    if a.scope() == b.scope() {
+        Ok(())
+    } else {
+        Err(errno(libc::EXDEV))
+    }
 }
 
 /// One listed entry.
@@ -82,6 +115,11 @@ impl Volume {
     fn load_dir(&self, fd: OwnedFd) -> Result<Dir> {
         let id = self.dir_id_of(fd.as_fd())?;
         Ok(Dir { fd, id })
+    }
+
+    /// `dir` with its id read again (another host made it the root of a key scope).
+    pub fn reload_dir(&self, dir: &Dir) -> Result<Dir> {
+        self.load_dir(dir.fd.try_clone()?)
     }
 
     /// The root directory.
@@ -163,7 +201,7 @@ impl Volume {
     pub fn open_file(&self, dir: &Dir, name: &OsStr) -> Result<Arc<OpenFile>> {
         let b = self.backing_name(dir, name)?;
         let fd = self.open_backing_file(dir, b.entry(), OFlag::empty(), Mode::empty())?;
-        self.share_open_file(File::from(fd))
+        self.share_open_file(File::from(fd), dir.scope())
     }
 
     /// Opens the removed file that `last` keeps (an inode whose name went while the kernel
@@ -188,7 +226,7 @@ impl Volume {
             )?,
             r => r?,
         };
-        self.share_open_file(File::from(fd))
+        self.share_open_file(File::from(fd), last.scope)
     }
 
     /// Attributes of the removed file that `last` keeps.
@@ -328,7 +366,8 @@ impl Volume {
             st.st_uid = o.uid;
             st.st_gid = o.gid;
         }
-        let f = self.share_open_file_with(File::from(fd), st.st_ino, st.st_size as u64)?;
+        let f =
+            self.share_open_file_with(File::from(fd), st.st_ino, st.st_size as u64, dir.scope())?;
         let mut attr = self.attr_of(&st)?;
         attr.size = f.size();
         attr.blocks = super::attr::plain_blocks(attr.size, st.st_blocks as u64);
@@ -365,7 +404,7 @@ impl Volume {
         let result = (|| -> Result<()> {
             let sub = openat(&dir.fd, tmp.as_str(), DIR_FLAGS, Mode::empty())?;
             let id = DirIdFile {
-                key: self.current_key()?,
+                key: self.current_key(dir.scope())?,
                 dir_id: random_id()?,
             };
             self.write_new_dir_id(sub.as_fd(), &id)?;
@@ -474,7 +513,7 @@ impl Volume {
     ) -> Result<Attr> {
         self.check_writable()?;
         let b = self.backing_name(dir, name)?;
-        let stored = self.seal_link(self.current_key()?, target)?;
+        let stored = self.seal_link(self.current_key(dir.scope())?, target)?;
         let made = self.write_side_file(dir, &b).and_then(|()| {
             match symlinkat(stored.as_str(), &dir.fd, b.entry()) {
                 Ok(()) => Ok(()),
@@ -509,6 +548,7 @@ impl Volume {
     /// One attempt of [`Self::link`].
     fn link_once(&self, src_dir: &Dir, src: &OsStr, dst_dir: &Dir, dst: &OsStr) -> Result<Attr> {
         self.check_writable()?;
+        same_scope(src_dir, dst_dir)?;
         let sb = self.backing_name(src_dir, src)?;
         let db = self.backing_name(dst_dir, dst)?;
         self.write_side_file(dst_dir, &db)?;
@@ -562,6 +602,7 @@ impl Volume {
             backing_ino: st.st_ino,
             bytes: st.st_blocks as u64 * 512,
             maybe_sparse: super::holes::maybe_sparse(st),
+            scope: dir.scope(),
         })
     }
 
@@ -590,7 +631,7 @@ impl Volume {
     }
 
     /// Whether a backing directory holds nothing but its id file.
-    fn is_empty_dir(&self, fd: &OwnedFd) -> Result<bool> {
+    pub(super) fn is_empty_dir(&self, fd: &OwnedFd) -> Result<bool> {
         let mut d = list_dir(fd, false)?;
         for e in d.iter() {
             let e = e?;
@@ -609,9 +650,9 @@ impl Volume {
         let sub = openat(&dir.fd, b.entry(), DIR_FLAGS, Mode::empty())?;
         let st = fstat(&sub)?;
         let attr = self.attr_of(&st)?;
-        self.remove_dir_id(&sub)?;
+        let key = self.remove_dir_id(&sub)?;
         if let Err(e) = unlinkat(&dir.fd, b.entry(), UnlinkatFlags::RemoveDir) {
-            self.restore_dir_id(&sub);
+            self.restore_dir_id(&sub, key);
             return Err(e.into());
         }
         self.remove_side_file(dir, &b);
@@ -620,15 +661,18 @@ impl Volume {
             backing_ino: st.st_ino,
             bytes: st.st_blocks as u64 * 512,
             maybe_sparse: false,
+            scope: key.scope,
         });
         Ok(attr)
     }
 
-    /// Checks a directory is empty and removes its id file, keeping a copy for restore.
-    fn remove_dir_id(&self, sub: &OwnedFd) -> Result<()> {
+    /// Checks a directory is empty and removes its id file; returns the data key it named
+    /// (its scope), for a restore.
+    fn remove_dir_id(&self, sub: &OwnedFd) -> Result<crate::format::DataKeyRef> {
         if !self.is_empty_dir(sub)? {
             return Err(errno(libc::ENOTEMPTY));
         }
+        let key = self.dir_id_of(sub.as_fd())?.key;
         // Both copies go, so a concurrent open does not rewrite one from the other.
         if let Err(e) = super::dirid_copies::remove_xattr(sub.as_fd())
             && !matches!(e.raw_os_error(), Some(libc::ENODATA | libc::ENOTSUP))
@@ -636,16 +680,17 @@ impl Volume {
             return Err(e.into());
         }
         match unlinkat(sub, DIRID_FILE_NAME, UnlinkatFlags::NoRemoveDir) {
-            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Ok(()) | Err(Errno::ENOENT) => Ok(key),
             Err(e) => Err(e.into()),
         }
     }
 
-    fn restore_dir_id(&self, sub: &OwnedFd) {
-        // The directory id only matters while the directory has entries; a new one is fine.
+    fn restore_dir_id(&self, sub: &OwnedFd, key: crate::format::DataKeyRef) {
+        // The directory id only matters while the directory has entries; a new one is fine
+        // (in the same key scope: a scope root stays one).
         let restore = || -> Result<()> {
             let id = DirIdFile {
-                key: self.current_key()?,
+                key,
                 dir_id: random_id()?,
             };
             self.write_new_dir_id(sub.as_fd(), &id)
@@ -667,6 +712,7 @@ impl Volume {
         flags: u32,
     ) -> Result<Option<Replaced>> {
         self.check_writable()?;
+        same_scope(src_dir, dst_dir)?;
         let sb = self.backing_name(src_dir, src)?;
         let db = self.backing_name(dst_dir, dst)?;
         let rflags = RenameFlags::from_bits(flags).ok_or(errno(libc::EINVAL))?;
@@ -684,7 +730,7 @@ impl Volume {
             return Ok(None); // same inode: POSIX says do nothing
         }
         // A replaced directory must be empty; its id file goes first (restored on failure).
-        let mut victim_dir = None;
+        let mut victim_dir: Option<(OwnedFd, crate::format::DataKeyRef)> = None;
         if let Some(d) = &dst_st
             && !exchange
             && !rflags.contains(RenameFlags::RENAME_NOREPLACE)
@@ -694,8 +740,8 @@ impl Volume {
                 return Err(errno(libc::EISDIR));
             }
             let sub = openat(&dst_dir.fd, db.entry(), DIR_FLAGS, Mode::empty())?;
-            self.remove_dir_id(&sub)?;
-            victim_dir = Some(sub);
+            let key = self.remove_dir_id(&sub)?;
+            victim_dir = Some((sub, key));
         }
         // A replaced file is freed on the release thread, like an unlinked one.
         let victim_ref = match &dst_st {
@@ -713,8 +759,8 @@ impl Volume {
             self.renamer
                 .rename(&src_dir.fd, sb.entry(), &dst_dir.fd, db.entry(), rflags)
         {
-            if let Some(sub) = &victim_dir {
-                self.restore_dir_id(sub);
+            if let Some((sub, key)) = &victim_dir {
+                self.restore_dir_id(sub, *key);
             }
             if dst_st.is_none() {
                 self.remove_side_file(dst_dir, &db);
@@ -728,12 +774,13 @@ impl Volume {
         }
         let victim_ref = match (victim_ref, victim_dir, &dst_st) {
             (Some(r), _, _) => Some(r),
-            (None, Some(fd), Some(d)) => {
+            (None, Some((fd, key)), Some(d)) => {
                 self.release_later(LastRef {
                     fd,
                     backing_ino: d.st_ino,
                     bytes: d.st_blocks as u64 * 512,
                     maybe_sparse: false,
+                    scope: key.scope,
                 });
                 None
             }
@@ -931,6 +978,8 @@ pub struct LastRef {
     pub bytes: u64,
     /// It may have a hole map to remove.
     pub(super) maybe_sparse: bool,
+    /// The key scope of the directory it was in (a new header uses its current key).
+    pub scope: u32,
 }
 
 /// The entry a rename replaced.

@@ -59,6 +59,9 @@ pub struct OpenFile {
     /// An open found that the next read by a program must update the atime.
     pub(super) atime_due: std::sync::atomic::AtomicBool,
     backing_ino: std::sync::atomic::AtomicU64,
+    /// The key scope of the directory it was opened in (its header, once written, says so
+    /// too; an empty file gets its first header from this scope's current key).
+    scope: u32,
     state: RwLock<FileState>,
     /// Lost its last name while open here and may have a hole map: removed on the last close.
     pub(super) forget_holes_on_close: std::sync::atomic::AtomicBool,
@@ -89,6 +92,7 @@ impl OpenFile {
         backing_ino: u64,
         len: u64,
         layout: BlockLayout,
+        scope: u32,
     ) -> Result<OpenFile> {
         let mut state = FileState {
             header: None,
@@ -109,6 +113,7 @@ impl OpenFile {
             reader: std::sync::RwLock::new(None),
             atime_due: std::sync::atomic::AtomicBool::new(false),
             backing_ino: std::sync::atomic::AtomicU64::new(backing_ino),
+            scope,
             state: RwLock::new(state),
             forget_holes_on_close: std::sync::atomic::AtomicBool::new(false),
         })
@@ -129,6 +134,11 @@ impl OpenFile {
             st.size = l.plaintext_size(len).unwrap_or_else(|s| s);
         }
         *st.holes() = HoleSlot::default();
+    }
+
+    /// The key scope its new header (if it has none yet) is written in.
+    pub fn scope(&self) -> u32 {
+        self.scope
     }
 
     pub fn backing_ino(&self) -> u64 {
@@ -303,9 +313,9 @@ impl Volume {
     }
 
     /// Opens the backing file of a regular file, sharing the `OpenFile` of its inode.
-    pub(super) fn share_open_file(&self, file: File) -> Result<Arc<OpenFile>> {
+    pub(super) fn share_open_file(&self, file: File, scope: u32) -> Result<Arc<OpenFile>> {
         let meta = file.metadata()?;
-        self.share_open_file_with(file, meta.ino(), meta.len())
+        self.share_open_file_with(file, meta.ino(), meta.len(), scope)
     }
 
     /// As `share_open_file` when the caller already has the backing inode and length.
@@ -314,10 +324,11 @@ impl Volume {
         file: File,
         ino: u64,
         len: u64,
+        scope: u32,
     ) -> Result<Arc<OpenFile>> {
         let layout = self.layout();
         self.open_files
-            .get_or_insert(ino, || OpenFile::load(file, ino, len, layout))
+            .get_or_insert(ino, || OpenFile::load(file, ino, len, layout, scope))
     }
 
     /// The open file of backing inode `backing_ino`, if some handle has it open.
@@ -524,7 +535,7 @@ impl Volume {
         if st.header.is_none() {
             let h = FileHeader {
                 block_shift: self.layout().block_size.trailing_zeros() as u8,
-                key: self.current_key()?,
+                key: self.current_key(f.scope())?,
                 file_id: random_id()?,
             };
             if let Err(e) = f.raw_file().write_all_at(&h.encode(), 0) {

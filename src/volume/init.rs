@@ -145,6 +145,7 @@ pub fn init_volume(backing: &Path, opts: &InitOptions) -> Result<InitReport> {
         format: META_FORMAT_VERSION,
         cmk,
         data_keys: vec![record],
+        scopes: Vec::new(),
     })?;
     let root_id = DirIdFile {
         key: first,

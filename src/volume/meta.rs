@@ -198,11 +198,58 @@ impl super::Volume {
             _ => {}
         }
         let where_ = self.describe_dir(dir);
+        if let (DirIdCopy::Valid(a), DirIdCopy::Valid(b)) = (&copies.file, &copies.xattr)
+            && let Some(id) = self.scope_root_between(a, b)
+        {
+            let stale = || {
+                Some("names the key from before the directory became a key scope root".to_string())
+            };
+            let r = super::ResolvedDirId {
+                id,
+                file_problem: if id == *a { None } else { stale() },
+                xattr_problem: if id == *b { None } else { stale() },
+                legacy: false,
+            };
+            self.fix_dir_id(dir, &where_, &r);
+            return Ok(id);
+        }
         let r = copies
             .resolve(&where_)
             .map_err(super::VolumeError::Integrity)?;
         self.fix_dir_id(dir, &where_, &r);
         Ok(r.id)
+    }
+
+    /// Two valid id copies of one directory that differ only in the key, where one names a
+    /// key scope whose root is this directory: `scope create` was cut between the copies.
+    /// The key store (written first) settles it: that copy.
+    fn scope_root_between(
+        &self,
+        a: &crate::format::DirIdFile,
+        b: &crate::format::DirIdFile,
+    ) -> Option<crate::format::DirIdFile> {
+        if a.dir_id != b.dir_id || a.key == b.key {
+            return None;
+        }
+        let id = super::dir::hex(&a.dir_id);
+        let find = || {
+            let store = self.keys().store_snapshot();
+            [a, b]
+                .into_iter()
+                .find(|c| {
+                    store
+                        .scope(c.key.scope)
+                        .is_some_and(|s| s.root_dir_id == id)
+                })
+                .copied()
+        };
+        // Shared mode: another host may be making this directory a scope root right now,
+        // its key store not yet taken in here.
+        find().or_else(|| {
+            (self.shared() && self.keys().reload_store().is_ok())
+                .then(find)
+                .flatten()
+        })
     }
 
     /// Rewrites the copies `r` says are damaged (only when the volume repairs metadata) and

@@ -20,6 +20,7 @@ mod reaper;
 mod reencrypt;
 mod rename_compat;
 mod scan;
+mod scope;
 mod shared;
 mod shared_io;
 mod symlink;
@@ -46,6 +47,7 @@ pub use reencrypt::{ReencryptReport, Reencrypted};
 pub use scan::{
     EntryName, HeaderState, ScanDir, ScanEntry, SymlinkScan, TMP_MKDIR_PREFIX, TMP_PREFIX,
 };
+pub use scope::ScopeTree;
 pub use shared::{HOSTS_DIR, HostLease, list_hosts, set_shared};
 pub use shared_io::FileLock;
 pub use symlink::LINKS_DIR;
@@ -76,6 +78,9 @@ pub struct OpenOptions {
     /// Rewrite damaged copies of metadata (volume config, key store, directory ids) even
     /// when `read_only` (for `fsck --repair`); a writable volume always repairs them.
     pub repair_metadata: bool,
+    /// Connects to the customer-managed keys of key scopes (None: scopes with their own
+    /// customer-managed key cannot be opened).
+    pub connector: Option<Arc<dyn crate::keys::CmkConnector>>,
 }
 
 impl Default for OpenOptions {
@@ -87,6 +92,7 @@ impl Default for OpenOptions {
             cmk: None,
             audit: Arc::new(crate::audit::AuditLog::disabled()),
             repair_metadata: false,
+            connector: None,
         }
     }
 }
@@ -200,6 +206,11 @@ impl Volume {
             (_, Some(cmk)) => keys = keys.with_cmk(cmk.clone()),
             (None, None) => {}
         }
+        if let Some(c) = &opts.connector {
+            keys = keys.with_connector(c.clone());
+        }
+        // Scopes locked before (kept in the key store) stay locked.
+        keys.refresh_denied();
         let store_path = store_file.path();
         let current = keys.current(0).map_err(|_| {
             setup(format!(
@@ -275,9 +286,9 @@ impl Volume {
         self.renamer.emulating()
     }
 
-    /// The data key new files and directories get.
-    fn current_key(&self) -> Result<DataKeyRef> {
-        Ok(self.keys.current(0)?)
+    /// The data key new files and directories of key scope `scope` get.
+    fn current_key(&self, scope: u32) -> Result<DataKeyRef> {
+        Ok(self.keys.current(scope)?)
     }
 
     /// The customer-managed key URL the key store names, if any (read before opening, to
@@ -306,6 +317,15 @@ impl Volume {
     pub fn forget_open_file_keys(&self) {
         for f in self.open_files.live() {
             f.forget_cipher();
+        }
+    }
+
+    /// As [`Self::forget_open_file_keys`] for the open files of the key scopes `scopes`.
+    pub fn forget_open_file_keys_in(&self, scopes: &[u32]) {
+        for f in self.open_files.live() {
+            if scopes.contains(&f.scope()) {
+                f.forget_cipher();
+            }
         }
     }
 

@@ -46,11 +46,21 @@ fn ts(sec: i64, nsec: i64) -> TimeSpec {
 impl Volume {
     /// Re-encrypts every file and symlink of the volume; `progress(done, total)`.
     pub fn reencrypt_all(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<ReencryptReport> {
-        let root = self.root()?;
-        let total = self.count_entries(&root)?;
+        self.reencrypt_under(&self.root()?, "/", progress)
+    }
+
+    /// Re-encrypts every file and symlink below `dir` (at plaintext path `path`, ending in
+    /// `/`), each under the current data key of its key scope.
+    pub fn reencrypt_under(
+        &self,
+        dir: &Dir,
+        path: &str,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<ReencryptReport> {
+        let total = self.count_entries(dir)?;
         let mut report = ReencryptReport::default();
         let mut done = 0;
-        self.reencrypt_dir(&root, "/".into(), &mut report, &mut done, total, progress)?;
+        self.reencrypt_dir(dir, path.into(), &mut report, &mut done, total, progress)?;
         progress(done, total);
         Ok(report)
     }
@@ -146,7 +156,7 @@ impl Volume {
     fn reencrypt_symlink(&self, dir: &Dir, name: &OsStr) -> Result<Reencrypted> {
         let b = self.backing_name(dir, name)?;
         let stored = readlinkat(dir.fd(), b.entry())?;
-        let current = self.current_key()?;
+        let current = self.current_key(dir.scope())?;
         let stored = std::os::unix::ffi::OsStrExt::as_bytes(stored.as_os_str()).to_vec();
         if self.link_key(&stored) == Some(current) {
             return Ok(Reencrypted::AlreadyCurrent);
@@ -194,7 +204,7 @@ impl Volume {
     fn reencrypt_file(&self, dir: &Dir, name: &OsStr) -> Result<Reencrypted> {
         let b = self.backing_name(dir, name)?;
         let f = self.open_file(dir, name)?;
-        let current = self.current_key()?;
+        let current = self.current_key(dir.scope())?;
         let mut st = f.state_for_reencrypt();
         let Some(old) = st.header_copy() else {
             return Ok(Reencrypted::AlreadyCurrent);

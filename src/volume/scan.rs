@@ -348,7 +348,9 @@ impl Volume {
             OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
             Mode::empty(),
         )?;
-        self.share_open_file(File::from(fd))
+        // Read-only: no header is ever written through it, so the scope only says where it is.
+        let scope = dir.id.as_ref().map(|i| i.key.scope).unwrap_or(0);
+        self.share_open_file(File::from(fd), scope)
     }
 
     /// The ciphertext length and the raw header of an open file.

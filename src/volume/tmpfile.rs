@@ -76,8 +76,9 @@ impl Volume {
             bytes: 0,
             // It may become sparse while open: its hole map goes with it.
             maybe_sparse: true,
+            scope: dir.scope(),
         };
-        let f = self.share_open_file_with(File::from(fd), st.st_ino, 0)?;
+        let f = self.share_open_file_with(File::from(fd), st.st_ino, 0, dir.scope())?;
         let attr = self.attr_of(&st)?;
         Ok((f, attr, last))
     }
@@ -91,6 +92,9 @@ impl Volume {
 
     fn link_unnamed_once(&self, last: &LastRef, dir: &Dir, name: &OsStr) -> Result<Attr> {
         self.check_writable()?;
+        if last.scope != dir.scope() {
+            return Err(super::errno(libc::EXDEV));
+        }
         let b = self.backing_name(dir, name)?;
         self.write_side_file(dir, &b)?;
         let path = format!("/proc/self/fd/{}", last.fd.as_raw_fd());

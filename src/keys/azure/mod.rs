@@ -2,13 +2,15 @@
 //! (`azure_security_keyvault_keys`). The only module that names an Azure type. Calls are
 //! synchronous from the caller's view: each runs on a private tokio runtime with a bounded
 //! timeout (FUSE threads never enter a runtime). The runtime and client are rebuilt after a
-//! fork (the daemon forks after checking the key).
+//! fork (the daemon forks after checking the key). Keys of one vault share one runtime and
+//! client (key scopes may each have a key).
 
 mod credential;
 mod errors;
 
 pub use credential::CredentialSpec;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -86,7 +88,9 @@ pub struct AzureCmk {
     key_url: String,
     name: String,
     endpoint: String,
-    conn: Mutex<Option<Arc<Connection>>>,
+    /// Shared by every key of the same vault reached with the same settings (key scopes
+    /// each have a key; one runtime thread and HTTP client serve them all).
+    conn: Arc<Mutex<Option<Arc<Connection>>>>,
     /// The wrap algorithm, chosen from the key type on first use.
     algorithm: std::sync::OnceLock<&'static str>,
 }
@@ -119,16 +123,39 @@ fn install_fips_tls_provider() -> Result<(), String> {
     }
 }
 
+/// One connection slot per vault endpoint and settings, for the whole process.
+type Slot = Arc<Mutex<Option<Arc<Connection>>>>;
+
+fn shared_slot(endpoint: &str, settings: &AzureSettings) -> Slot {
+    static SLOTS: std::sync::OnceLock<Mutex<HashMap<String, Slot>>> = std::sync::OnceLock::new();
+    let id = format!(
+        "{endpoint}|{:?}|{:?}|{}|{:?}|{}",
+        settings.credential,
+        settings.ca_file,
+        settings.verify_challenge_resource,
+        settings.timeout,
+        settings.retries
+    );
+    SLOTS
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(id)
+        .or_default()
+        .clone()
+}
+
 impl AzureCmk {
     pub fn new(settings: AzureSettings) -> Result<AzureCmk, String> {
         let (endpoint, name, _) = parse_key_url(&settings.key_url)?;
+        let conn = shared_slot(&endpoint, &settings);
         let key_url = format!("{}keys/{name}", endpoint);
         let cmk = AzureCmk {
             settings,
             key_url,
             name,
             endpoint,
-            conn: Mutex::new(None),
+            conn,
             algorithm: std::sync::OnceLock::new(),
         };
         cmk.connection()?;
