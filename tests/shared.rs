@@ -1077,3 +1077,59 @@ fn a_key_scope_made_or_locked_on_one_host_holds_on_the_other() {
     .is_ok()));
     assert_no_integrity_errors(&v);
 }
+
+#[test]
+fn a_lock_waiter_killed_while_waiting_leaves_no_lock_behind() {
+    if !have_program("flock") {
+        eprintln!("NOTE: flock(1) is not installed; skipped");
+        return;
+    }
+    let mut v = SharedVolume::init("lock-kill", &shared());
+    v.mount(0);
+    v.mount(1);
+    fs::write(v.hosts[0].p("lk"), b"x").unwrap();
+    let pb = v.hosts[1].p("lk");
+    assert!(eventually(Duration::from_secs(3), || pb.exists()));
+    let fa = open_rw(&v.hosts[0].p("lk"));
+    flock(&fa, libc::LOCK_EX).unwrap();
+    // A process on B waits for the lock and is killed while it waits.
+    let mut waiter = std::process::Command::new("flock")
+        .arg("-x")
+        .arg(&pb)
+        .arg("true")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        waiter.try_wait().unwrap().is_none(),
+        "B's waiter did not wait"
+    );
+    waiter.kill().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Once A unlocks, the killed waiter's lock (granted to its dying request) goes with it.
+    flock(&fa, libc::LOCK_UN).unwrap();
+    let start = Instant::now();
+    while waiter.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the killed waiter did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let fb = open_rw(&pb);
+    assert!(
+        eventually(Duration::from_secs(5), || flock(
+            &fb,
+            libc::LOCK_EX | libc::LOCK_NB
+        )
+        .is_ok()),
+        "a lock was left behind by the killed waiter"
+    );
+    flock(&fb, libc::LOCK_UN).unwrap();
+    // fuser's reply to the killed request may fail (logged); nothing else may be an error.
+    for h in &v.hosts {
+        for l in h.log().lines().filter(|l| l.contains(" ERROR ")) {
+            assert!(l.contains("Failed to send FUSE reply"), "{l}");
+        }
+    }
+}
