@@ -848,6 +848,174 @@ fn assert_no_integrity_errors_but(v: &SharedVolume, torn: bool) {
     }
 }
 
+/// Runs `f` on a thread of its own; panics if it does not finish within `limit` (a hang).
+fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{what}: did not finish within {limit:?}"))
+}
+
+#[test]
+fn a_lock_holder_can_write_and_the_next_holder_reads_its_bytes() {
+    let mut v = SharedVolume::init("lock-write", &shared());
+    v.mount(0);
+    v.mount(1);
+    let (pa, pb) = (v.hosts[0].p("db"), v.hosts[1].p("db"));
+    fs::write(&pa, vec![b'0'; 3 * 4096]).unwrap();
+    // A process holding a POSIX lock over the whole file, or an flock, writes: no wait for
+    // its own lock (cmkfs's change lock is a byte of its own).
+    let (pa2, pb2) = (pa.clone(), pb.clone());
+    within(Duration::from_secs(30), "write under a lock", move || {
+        let f = open_rw(&pa2);
+        lockf(&f, libc::F_LOCK).unwrap();
+        f.write_all_at(b"held-a", 0).unwrap();
+        drop(f);
+        let g = open_rw(&pb2);
+        flock(&g, libc::LOCK_EX).unwrap();
+        g.write_all_at(b"held-b", 4096).unwrap();
+        flock(&g, libc::LOCK_UN).unwrap();
+    });
+    // A keeps the file open and has read it (its kernel caches the pages); B rewrites it
+    // under a lock; once A holds the lock, it reads B's bytes, not its cached pages.
+    let fa = open_rw(&pa);
+    let mut buf = vec![0u8; 3 * 4096];
+    fa.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf[..6], b"held-a");
+    let fb = open_rw(&pb);
+    lockf(&fb, libc::F_LOCK).unwrap();
+    fb.write_all_at(&vec![b'B'; 3 * 4096], 0).unwrap();
+    lockf(&fb, libc::F_ULOCK).unwrap();
+    lockf(&fa, libc::F_LOCK).unwrap();
+    fa.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(
+        buf,
+        vec![b'B'; 3 * 4096],
+        "A read pages cached before B's change"
+    );
+    lockf(&fa, libc::F_ULOCK).unwrap();
+    assert_no_integrity_errors(&v);
+}
+
+#[test]
+fn open_o_creat_of_a_name_the_other_host_removed_creates_it() {
+    let mut v = SharedVolume::init("recreate", &shared());
+    v.mount(0);
+    v.mount(1);
+    let (pa, pb) = (v.hosts[0].p("journal"), v.hosts[1].p("journal"));
+    for round in 0..5 {
+        fs::write(&pa, b"old").unwrap();
+        // A's kernel knows the name (cached for up to shared_timeout_ms); B removes it.
+        assert!(eventually(Duration::from_secs(3), || pb.exists()));
+        fs::metadata(&pa).unwrap();
+        fs::remove_file(&pb).unwrap();
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&pa);
+        let f = f.unwrap_or_else(|e| panic!("round {round}: open(O_CREAT) on A: {e}"));
+        f.write_all_at(b"new", 0).unwrap();
+        drop(f);
+        assert_eq!(fs::read(&pa).unwrap(), b"new");
+        assert!(eventually(Duration::from_secs(3), || fs::read(&pb)
+            .map(|c| c == b"new")
+            .unwrap_or(false)));
+        fs::remove_file(&pa).unwrap();
+    }
+    assert_no_integrity_errors(&v);
+}
+
+/// Two `sqlite3` processes per host insert rows into one rollback-journal database, one
+/// transaction per row, waiting for each other's locks (busy timeout).
+#[test]
+fn sqlite_with_two_writers_per_host_completes() {
+    if !have_program("sqlite3") {
+        eprintln!("NOTE: sqlite3 is not installed (scripts/test-deps.sh installs it); skipped");
+        return;
+    }
+    const ROWS: usize = 100;
+    let mut v = SharedVolume::init("sqlite", &shared());
+    v.mount(0);
+    v.mount(1);
+    let sql = |host: usize, script: &str| {
+        run(std::process::Command::new("sqlite3")
+            .args(["-cmd", ".timeout 60000"])
+            .arg(v.hosts[host].p("t.db"))
+            .arg(script))
+    };
+    let o = sql(0, "create table t(id integer primary key, w text, i int);");
+    assert!(o.success(), "{}", o.stderr);
+    let start = Instant::now();
+    let mut writers = Vec::new();
+    for (host, name) in [(0, "a1"), (0, "a2"), (1, "b1"), (1, "b2")] {
+        let mut child = std::process::Command::new("sqlite3")
+            .args(["-cmd", ".timeout 60000"])
+            .arg(v.hosts[host].p("t.db"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let script: String = (0..ROWS)
+            .map(|i| format!("insert into t(w, i) values('{name}', {i});\n"))
+            .collect();
+        stdin.write_all(script.as_bytes()).unwrap();
+        drop(stdin);
+        writers.push((name, child));
+    }
+    let limit = Duration::from_secs(120);
+    for (name, mut child) in writers {
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("sqlite3 writer {name} did not finish within {limit:?} (hung)");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(
+            status.success() && err.is_empty(),
+            "writer {name}: {status}: {err}"
+        );
+    }
+    eprintln!("4 sqlite3 writers x {ROWS} rows: {:?}", start.elapsed());
+    let o = sql(1, "select count(*) from t; pragma integrity_check;");
+    let (a, b) = common::gluster::two_hosts_dirs();
+    eprintln!(
+        "rows and integrity_check read on B: {:?} ({})",
+        o.stdout.trim(),
+        if a == b {
+            "local directory"
+        } else {
+            "GlusterFS"
+        }
+    );
+    if a == b {
+        // A coherent backing (one local directory): every row, and a sound database.
+        assert_eq!(o.stdout.trim(), format!("{}\nok", 4 * ROWS), "{}", o.stderr);
+    }
+    assert_no_integrity_errors(&v);
+}
+
 #[test]
 fn a_key_scope_made_or_locked_on_one_host_holds_on_the_other() {
     let mut v = SharedVolume::init("scopes", &shared());
@@ -908,4 +1076,60 @@ fn a_key_scope_made_or_locked_on_one_host_holds_on_the_other() {
     )
     .is_ok()));
     assert_no_integrity_errors(&v);
+}
+
+#[test]
+fn a_lock_waiter_killed_while_waiting_leaves_no_lock_behind() {
+    if !have_program("flock") {
+        eprintln!("NOTE: flock(1) is not installed; skipped");
+        return;
+    }
+    let mut v = SharedVolume::init("lock-kill", &shared());
+    v.mount(0);
+    v.mount(1);
+    fs::write(v.hosts[0].p("lk"), b"x").unwrap();
+    let pb = v.hosts[1].p("lk");
+    assert!(eventually(Duration::from_secs(3), || pb.exists()));
+    let fa = open_rw(&v.hosts[0].p("lk"));
+    flock(&fa, libc::LOCK_EX).unwrap();
+    // A process on B waits for the lock and is killed while it waits.
+    let mut waiter = std::process::Command::new("flock")
+        .arg("-x")
+        .arg(&pb)
+        .arg("true")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        waiter.try_wait().unwrap().is_none(),
+        "B's waiter did not wait"
+    );
+    waiter.kill().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Once A unlocks, the killed waiter's lock (granted to its dying request) goes with it.
+    flock(&fa, libc::LOCK_UN).unwrap();
+    let start = Instant::now();
+    while waiter.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the killed waiter did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let fb = open_rw(&pb);
+    assert!(
+        eventually(Duration::from_secs(5), || flock(
+            &fb,
+            libc::LOCK_EX | libc::LOCK_NB
+        )
+        .is_ok()),
+        "a lock was left behind by the killed waiter"
+    );
+    flock(&fb, libc::LOCK_UN).unwrap();
+    // fuser's reply to the killed request may fail (logged); nothing else may be an error.
+    for h in &v.hosts {
+        for l in h.log().lines().filter(|l| l.contains(" ERROR ")) {
+            assert!(l.contains("Failed to send FUSE reply"), "{l}");
+        }
+    }
 }

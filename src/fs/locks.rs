@@ -5,10 +5,15 @@
 //!
 //! A lock that must wait is waited for on a thread of its own, so that waiting applications
 //! never hold the FUSE threads that the holder needs to release it.
+//!
+//! Taking a lock drops the pages the kernel caches for the file (as an NFS client does), so
+//! that an application that keeps a file open and coordinates with locks (SQLite) reads what
+//! another host wrote before it released the lock. Close-to-open alone would serve it pages
+//! cached before.
 
 use std::sync::Arc;
 
-use fuser::{FileHandle, LockOwner, ReplyEmpty, ReplyLock};
+use fuser::{FileHandle, INodeNo, LockOwner, ReplyEmpty, ReplyLock};
 
 use crate::volume::{LockRange, OpenFile, Volume, VolumeError};
 
@@ -23,6 +28,7 @@ impl CmkFs {
     /// SETLK / SETLKW: done now, or (waiting) on a thread of its own that replies.
     pub(super) fn set_posix_lock(
         &self,
+        ino: INodeNo,
         f: Arc<OpenFile>,
         owner: LockOwner,
         r: LockRange,
@@ -30,7 +36,8 @@ impl CmkFs {
         reply: ReplyEmpty,
     ) {
         let wait = sleep && r.typ != libc::F_UNLCK;
-        self.lock_now_or_later(wait, reply, move |vol, wait| {
+        let taken = (r.typ != libc::F_UNLCK).then_some(ino);
+        self.lock_now_or_later(wait, taken, reply, move |vol, wait| {
             vol.posix_lock(&f, owner.0, r, wait)
         });
     }
@@ -38,6 +45,7 @@ impl CmkFs {
     /// flock: done now, or (waiting) on a thread of its own that replies.
     pub(super) fn set_flock(
         &self,
+        ino: INodeNo,
         f: Arc<OpenFile>,
         owner: LockOwner,
         typ: i32,
@@ -45,21 +53,36 @@ impl CmkFs {
         reply: ReplyEmpty,
     ) {
         let wait = sleep && typ != libc::F_UNLCK;
-        self.lock_now_or_later(wait, reply, move |vol, wait| {
+        let taken = (typ != libc::F_UNLCK).then_some(ino);
+        self.lock_now_or_later(wait, taken, reply, move |vol, wait| {
             vol.flock(&f, owner.0, typ, wait)
         });
     }
 
     /// Runs `lock` (told whether to wait) and replies: here, or on a thread of its own when it
-    /// may wait.
+    /// may wait. Once a lock on inode `taken` is had, the kernel's pages of it are dropped
+    /// (before the reply, so the application reads afresh as soon as it holds the lock).
     fn lock_now_or_later(
         &self,
         wait: bool,
+        taken: Option<INodeNo>,
         reply: ReplyEmpty,
         lock: impl FnOnce(&Volume, bool) -> Result<(), VolumeError> + Send + 'static,
     ) {
-        let answer = |r: Result<(), VolumeError>, reply: ReplyEmpty| match r {
-            Ok(()) => reply.ok(),
+        let notifier = self.notifier.clone();
+        let answer = move |r: Result<(), VolumeError>, reply: ReplyEmpty| match r {
+            Ok(()) => {
+                if let (Some(ino), Some(n)) = (taken, notifier.get())
+                    && let Err(e) = n.inval_inode(ino, 0, 0)
+                    && e.raw_os_error() != Some(libc::ENOENT)
+                {
+                    tracing::warn!(
+                        ino = ino.0,
+                        "cannot drop the cached pages of a locked file: {e}"
+                    );
+                }
+                reply.ok()
+            }
             Err(e) => reply.error(to_errno(&e)),
         };
         if !wait {

@@ -96,6 +96,9 @@ pub struct CmkFs {
     /// FUSE_POSIX_ACL and FUSE_DONT_MASK are on: the kernel enforces ACLs and sends modes
     /// unmasked; the umask or the parent's default ACL is applied here.
     acl: bool,
+    /// The kernel's notifier, once the session is made (`KernelCaches::new` sets it): shared
+    /// mode drops an inode's cached pages when an application takes a lock (`locks`).
+    notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
 }
 
 fn caller(req: &Request) -> privileges::Caller {
@@ -191,6 +194,7 @@ impl CmkFs {
             killpriv: false,
             want_acl: false,
             acl: false,
+            notifier: Arc::new(std::sync::OnceLock::new()),
         })
     }
 
@@ -237,7 +241,7 @@ impl CmkFs {
 
     /// A handle on the inode table for `KernelCaches` (taken before the session owns `self`).
     pub fn inode_handle(&self) -> InodeHandle {
-        InodeHandle(self.inodes.clone())
+        InodeHandle(self.inodes.clone(), self.notifier.clone())
     }
 
     fn table(&self) -> std::sync::RwLockReadGuard<'_, InodeTable> {
@@ -360,9 +364,16 @@ impl CmkFs {
                         .vol
                         .live_open_file(backing_ino)
                         .ok_or(verr(libc::ESTALE)),
-                    // The last name is gone but the file is still open: reuse it.
+                    // The last name is gone but the file is still open: reuse it. Removed by
+                    // another host (shared): ESTALE, so that the kernel looks the name up
+                    // again rather than fail an open(O_CREAT) with ENOENT.
                     Err(e) if raw_errno(&e) == libc::ENOENT => {
-                        self.vol.live_open_file(backing_ino).ok_or(e)
+                        let gone = if self.vol.shared() {
+                            verr(libc::ESTALE)
+                        } else {
+                            e
+                        };
+                        self.vol.live_open_file(backing_ino).ok_or(gone)
                     }
                     Err(e) => Err(e),
                 }
@@ -648,7 +659,10 @@ impl CmkFs {
 
 /// The inode table, shared with `KernelCaches`.
 #[derive(Clone)]
-pub struct InodeHandle(Arc<RwLock<InodeTable>>);
+pub struct InodeHandle(
+    Arc<RwLock<InodeTable>>,
+    Arc<std::sync::OnceLock<fuser::Notifier>>,
+);
 
 /// Drops what the kernel caches for the mount: pages (also of mmaps) and attributes of every
 /// inode the kernel knows. Used when a key is revoked, so nothing read before can be read
@@ -660,6 +674,7 @@ pub struct KernelCaches {
 
 impl KernelCaches {
     pub fn new(notifier: fuser::Notifier, inodes: InodeHandle) -> Self {
+        let _ = inodes.1.set(notifier.clone());
         KernelCaches { notifier, inodes }
     }
 
@@ -1183,7 +1198,8 @@ impl Filesystem for CmkFs {
         crate::metrics::fuse_request("setlk");
         match self.lock_file(fh) {
             Ok(f) => {
-                self.set_posix_lock(f, lock_owner, LockRange { start, end, typ }, sleep, reply)
+                let r = LockRange { start, end, typ };
+                self.set_posix_lock(ino, f, lock_owner, r, sleep, reply)
             }
             Err(e) => reply_result!(self, req, "setlk", ino.0, reply, Err::<(), _>(e), |_v| ()),
         }
@@ -1201,7 +1217,7 @@ impl Filesystem for CmkFs {
     ) {
         crate::metrics::fuse_request("flock");
         match self.lock_file(fh) {
-            Ok(f) => self.set_flock(f, lock_owner, typ, sleep, reply),
+            Ok(f) => self.set_flock(ino, f, lock_owner, typ, sleep, reply),
             Err(e) => reply_result!(self, req, "flock", ino.0, reply, Err::<(), _>(e), |_v| ()),
         }
     }

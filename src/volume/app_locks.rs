@@ -5,10 +5,11 @@
 //! Each lock owner the kernel names (a process's POSIX locks on a file, or one open file for
 //! `flock`) gets a backing descriptor of its own, so owners conflict with each other as on a
 //! local filesystem and an owner never conflicts with itself: POSIX locks become OFD locks
-//! (`F_OFD_SETLK`, per descriptor) over the same byte range of the backing file (so byte
-//! ranges of the plaintext map to ranges of the ciphertext only in that they are the same
-//! numbers: locks are advisory and only compared with each other), `flock` locks become
-//! `flock` on the descriptor. A POSIX owner's locks go when it closes the file (FLUSH), an
+//! (`F_OFD_SETLK`, per descriptor) over the same byte range of the backing file, two bytes
+//! higher (so byte ranges of the plaintext map to ranges of the ciphertext only in that they
+//! are the same numbers: locks are advisory and only compared with each other), `flock` locks
+//! become OFD locks on byte 1 of the descriptor. Byte 0 is cmkfs's own change lock
+//! (`shared_io`): an application holding any lock can still write. A POSIX owner's locks go when it closes the file (FLUSH), an
 //! `flock` owner's when its open file is released.
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
+use super::shared_io::{FLOCK_BYTE, POSIX_LOCK_BASE};
 use super::{OpenFile, Result, Volume, errno};
 
 /// Whose lock: a POSIX lock owner or an `flock` owner (an open file), on one backing file.
@@ -43,17 +45,32 @@ pub struct LockRange {
     pub typ: i32,
 }
 
-fn to_flock(r: LockRange) -> libc::flock {
-    let len = if r.end >= i64::MAX as u64 {
+/// The lock on the backing file for POSIX lock `r`: the same range, `POSIX_LOCK_BASE` bytes
+/// higher (the bytes below are cmkfs's change lock and `flock`'s, see `shared_io`).
+pub(super) fn to_flock(r: LockRange) -> libc::flock {
+    let max = (i64::MAX - POSIX_LOCK_BASE) as u64;
+    let len = if r.end >= max {
         0
     } else {
-        (r.end - r.start + 1) as i64
+        (r.end - r.start.min(r.end) + 1) as i64
     };
     libc::flock {
         l_type: r.typ as libc::c_short,
         l_whence: libc::SEEK_SET as libc::c_short,
-        l_start: r.start as i64,
+        l_start: r.start.min(max) as i64 + POSIX_LOCK_BASE,
         l_len: len,
+        l_pid: 0,
+    }
+}
+
+/// The lock on the backing file that carries an `flock` lock of type `typ` (`F_RDLCK`,
+/// `F_WRLCK`, `F_UNLCK`): byte `FLOCK_BYTE`.
+pub(super) fn flock_range(typ: i32) -> libc::flock {
+    libc::flock {
+        l_type: typ as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: FLOCK_BYTE,
+        l_len: 1,
         l_pid: 0,
     }
 }
@@ -110,7 +127,7 @@ impl Volume {
         let fd = self.lock_fd(f, Owner::Posix(f.backing_ino(), owner))?;
         let mut fl = to_flock(r);
         fcntl_lock(&fd, libc::F_OFD_GETLK, &mut fl)?;
-        let start = fl.l_start as u64;
+        let start = (fl.l_start - POSIX_LOCK_BASE).max(0) as u64;
         let end = if fl.l_len == 0 {
             i64::MAX as u64
         } else {
@@ -126,24 +143,15 @@ impl Volume {
     /// `flock` of `owner` (an open file) on `f`: `F_RDLCK`, `F_WRLCK` or `F_UNLCK`.
     pub fn flock(&self, f: &OpenFile, owner: u64, typ: i32, wait: bool) -> Result<()> {
         let fd = self.lock_fd(f, Owner::Flock(f.backing_ino(), owner))?;
-        let mut op = match typ {
-            libc::F_RDLCK => libc::LOCK_SH,
-            libc::F_WRLCK => libc::LOCK_EX,
-            _ => libc::LOCK_UN,
+        let cmd = if wait {
+            libc::F_OFD_SETLKW
+        } else {
+            libc::F_OFD_SETLK
         };
-        if !wait {
-            op |= libc::LOCK_NB;
-        }
-        loop {
-            // SAFETY: flock on a descriptor we own; no pointers.
-            if unsafe { libc::flock(fd.as_raw_fd(), op) } == 0 {
-                return Ok(());
-            }
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINTR) {
-                return Err(e.into());
-            }
-        }
+        fcntl_lock(&fd, cmd, &mut flock_range(typ)).map_err(|e| match e.raw_os_error() {
+            Some(libc::EACCES | libc::EAGAIN) => errno(libc::EWOULDBLOCK),
+            _ => e.into(),
+        })
     }
 
     /// The POSIX locks of `owner` on `f` go (it closed a descriptor of the file).

@@ -45,16 +45,27 @@ impl Stamp {
     }
 }
 
-/// An OFD lock on a whole backing file (a writer's write lock, or `fsck --shared`'s read
-/// lock that holds writers off while a file is checked), released on drop.
+/// An OFD lock on a backing file's change lock byte (a writer's write lock, or `fsck
+/// --shared`'s read lock that holds writers off while a file is checked), released on drop.
 pub struct FileLock(Arc<File>);
+
+/// The bytes of a backing file that locks are taken on (all advisory; no data is implied):
+/// byte 0 is cmkfs's own change lock (writers take it for writing, `fsck --shared` for
+/// reading), byte 1 carries applications' `flock` locks, and applications' POSIX locks on
+/// plaintext bytes `[s, e]` are taken on `[s + 2, e + 2]` (`app_locks`). So an application
+/// that holds a lock and then writes never waits for itself (a whole-file change lock would
+/// conflict with its own lock on another descriptor), and `flock` does not depend on how the
+/// backing filesystem implements it (NFS and GlusterFS turn it into a whole-file POSIX lock).
+pub(super) const CHANGE_LOCK_BYTE: i64 = 0;
+pub(super) const FLOCK_BYTE: i64 = 1;
+pub(super) const POSIX_LOCK_BASE: i64 = 2;
 
 fn ofd_lock(file: &File, kind: libc::c_short, wait: bool) -> std::io::Result<()> {
     let fl = libc::flock {
         l_type: kind,
         l_whence: libc::SEEK_SET as libc::c_short,
-        l_start: 0,
-        l_len: 0,
+        l_start: CHANGE_LOCK_BYTE,
+        l_len: 1,
         l_pid: 0,
     };
     let cmd = if wait {
@@ -233,5 +244,31 @@ mod tests {
         ));
         drop(held);
         ofd_lock(&b, libc::F_WRLCK as libc::c_short, false).unwrap();
+    }
+
+    #[test]
+    fn applications_locks_never_conflict_with_the_change_lock() {
+        let t = tempfile::NamedTempFile::new().unwrap();
+        let app = t.reopen().unwrap();
+        // An application's whole-file POSIX lock and its flock, on descriptors of their own.
+        let whole = super::super::app_locks::to_flock(super::super::LockRange {
+            start: 0,
+            end: u64::MAX,
+            typ: libc::F_WRLCK,
+        });
+        // SAFETY: fcntl with a valid fd and a flock that lives across the call.
+        assert_eq!(
+            unsafe { libc::fcntl(app.as_raw_fd(), libc::F_OFD_SETLK, &whole) },
+            0
+        );
+        let flock = super::super::app_locks::flock_range(libc::F_WRLCK);
+        let app2 = t.reopen().unwrap();
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { libc::fcntl(app2.as_raw_fd(), libc::F_OFD_SETLK, &flock) },
+            0
+        );
+        let writer = t.reopen().unwrap();
+        ofd_lock(&writer, libc::F_WRLCK as libc::c_short, false).unwrap();
     }
 }
