@@ -370,6 +370,24 @@ fn revoking_one_scope_leaves_the_other_and_the_root_serving() {
     assert_eq!(files_in_scope(&v.backing(), a as u32), in_a - 2);
     assert_eq!(files_in_scope(&v.backing(), b as u32), in_b + 2);
 
+    // A's data keys move to another customer-managed key (no data re-encrypted): A's files
+    // then no longer depend on the first key.
+    v.emu.create_rsa_key("customer-a2");
+    run_ok(
+        Command::new(bin())
+            .args(["key", "set-cmk"])
+            .arg(v.p("a"))
+            .arg("--cmk")
+            .arg(v.key_url("customer-a2")),
+    );
+    let listed = v.scope_list();
+    let sa = listed.iter().find(|s| s["scope"] == a).unwrap();
+    assert_eq!(sa["cmk"], v.key_url("customer-a2").as_str(), "{sa}");
+    v.emu.disable_key("customer-a").unwrap();
+    run_ok(Command::new(bin()).args(["cache", "flush"]).arg(v.mnt()));
+    assert_eq!(fs::read(v.p("a/docs/contract.txt")).unwrap(), secret);
+    v.emu.enable_key("customer-a").unwrap();
+
     // Every event is audited with its scope, and the chain verifies.
     let audit = fs::read_to_string(v.audit_log()).unwrap();
     for op in [

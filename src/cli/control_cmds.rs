@@ -46,7 +46,8 @@ pub enum KeyCommand {
 
 #[derive(Args)]
 pub struct SetCmkArgs {
-    /// The backing directory (the volume must not be mounted).
+    /// The backing directory (the volume must not be mounted), or a key scope's directory in
+    /// a running mount (MOUNTPOINT/DIR: that scope's data keys, through the daemon).
     pub backing: PathBuf,
     /// The customer-managed key: https://VAULT/keys/NAME.
     #[arg(long, value_name = "URL")]
@@ -89,6 +90,13 @@ pub struct RotateArgs {
     pub data_key: bool,
     #[arg(long)]
     pub json: bool,
+}
+
+/// Whether `path` is a backing directory (holds a volume's metadata).
+fn is_backing(path: &std::path::Path) -> bool {
+    path.join(crate::format::META_DIR)
+        .join("volume.json")
+        .exists()
 }
 
 pub(super) fn one_socket(mountpoint: Option<&std::path::Path>) -> Result<ControlClient, String> {
@@ -350,6 +358,19 @@ pub fn key(c: KeyCommand) -> Result<(), String> {
     match c {
         KeyCommand::Backup(a) => super::key_backup::backup(a)?,
         KeyCommand::Restore(a) => super::key_backup::restore(a)?,
+        KeyCommand::SetCmk(a) if !is_backing(&a.backing) => {
+            let (sock, path) = crate::control::find_mount_of(&a.backing)?;
+            let v = ControlClient::new(sock).call(&Request::ScopeSetCmk {
+                path,
+                cmk: Some(a.cmk.clone()),
+            })?;
+            print(&v, a.json, |v| {
+                format!(
+                    "{} data keys of key scope {} now wrapped by the service key and {} (no data re-encrypted)",
+                    v["rewrapped"], v["scope"], a.cmk
+                )
+            });
+        }
         KeyCommand::SetCmk(a) => {
             let (vol, _lock) = open_offline(&a.backing, a.service_key.as_deref(), &a.key_vault)?;
             let cmk = a.key_vault.connect(&a.cmk)? as std::sync::Arc<dyn crate::keys::CustomerKey>;
