@@ -9,17 +9,28 @@ mod common;
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{bin, force_unmount, is_mounted, run, run_ok};
+use common::kv::KvVolume;
+use common::{bin, is_mounted, run, run_ok};
 use kv_emulator::{Emulator, Fault};
 
-struct CmkVolume {
-    emu: Emulator,
-    dir: tempfile::TempDir,
-    mounted: bool,
+/// A volume bound to the emulator's key `kek`.
+struct CmkVolume(KvVolume);
+
+impl std::ops::Deref for CmkVolume {
+    type Target = KvVolume;
+    fn deref(&self) -> &KvVolume {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for CmkVolume {
+    fn deref_mut(&mut self) -> &mut KvVolume {
+        &mut self.0
+    }
 }
 
 impl CmkVolume {
@@ -29,104 +40,16 @@ impl CmkVolume {
 
     /// A volume bound to the emulator's key `kek`, mounted with the given check interval.
     fn with_interval(interval: u64) -> Self {
-        let emu = Emulator::start();
-        emu.create_rsa_key("kek");
-        let dir = tempfile::Builder::new()
-            .prefix("cmkfs-cmk-")
-            .tempdir()
-            .unwrap();
-        fs::create_dir(dir.path().join("mnt")).unwrap();
-        emu.write_ca_file(dir.path().join("ca.pem")).unwrap();
-        fs::write(dir.path().join("token"), "test-token\n").unwrap();
-        let v = CmkVolume {
-            emu,
-            dir,
-            mounted: false,
-        };
-        let out = run_ok(
-            Command::new(bin())
-                .arg("init")
-                .arg(v.backing())
-                .arg("--service-key")
-                .arg(v.key())
-                .arg("--cmk")
-                .arg(v.key_url())
-                .arg("--audit-log")
-                .arg(v.audit_log())
-                .args(v.kv_args()),
-        );
-        assert!(
-            out.stdout.contains("Customer-managed key"),
-            "{}",
-            out.stdout
-        );
-        let mut v = v;
+        let (v, stdout) = KvVolume::init("cmkfs-cmk-", |v| {
+            v.emu.create_rsa_key("kek");
+            let mut flags = vec!["--cmk".to_string(), v.key_url("kek")];
+            flags.extend(v.kv_args());
+            flags
+        });
+        assert!(stdout.contains("Customer-managed key"), "{stdout}");
+        let mut v = CmkVolume(v);
         v.mount_with(&["--revocation-check-interval", &interval.to_string()]);
         v
-    }
-
-    fn key_url(&self) -> String {
-        format!("{}keys/kek", self.emu.url())
-    }
-    fn audit_log(&self) -> PathBuf {
-        self.dir.path().join("audit.log")
-    }
-    fn backing(&self) -> PathBuf {
-        self.dir.path().join("backing")
-    }
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("service.key")
-    }
-    fn mnt(&self) -> PathBuf {
-        self.dir.path().join("mnt")
-    }
-    fn p(&self, rel: &str) -> PathBuf {
-        self.mnt().join(rel)
-    }
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
-    }
-    fn kv_args(&self) -> Vec<String> {
-        vec![
-            "--azure-credential".into(),
-            format!(
-                "access-token-file:{}",
-                self.dir.path().join("token").display()
-            ),
-            "--ca-file".into(),
-            self.dir.path().join("ca.pem").display().to_string(),
-            "--no-verify-challenge-resource".into(),
-            "--key-vault-timeout".into(),
-            "5".into(),
-        ]
-    }
-
-    fn mount_with(&mut self, extra: &[&str]) {
-        let out = run(Command::new(bin())
-            .arg("mount")
-            .arg(self.backing())
-            .arg(self.mnt())
-            .arg("--service-key")
-            .arg(self.key())
-            .arg("--log-file")
-            .arg(self.dir.path().join("log"))
-            .arg("--audit-log")
-            .arg(self.audit_log())
-            .args(self.kv_args())
-            .args(extra)
-            .env("RUST_LOG", "info"));
-        assert!(
-            out.success(),
-            "mount failed: {}\nlog: {}",
-            out.stderr,
-            self.log()
-        );
-        self.mounted = true;
-    }
-
-    fn umount(&mut self) {
-        run_ok(Command::new(bin()).arg("umount").arg(self.mnt()));
-        self.mounted = false;
     }
 
     fn key_check(&self) -> serde_json::Value {
@@ -144,20 +67,6 @@ impl CmkVolume {
             .as_str()
             .unwrap_or("?")
             .to_string()
-    }
-}
-
-impl Drop for CmkVolume {
-    fn drop(&mut self) {
-        if self.mounted && is_mounted(&self.mnt()) {
-            let _ = Command::new(bin()).arg("umount").arg(self.mnt()).output();
-            if is_mounted(&self.mnt()) {
-                force_unmount(&self.mnt());
-            }
-        }
-        if std::thread::panicking() {
-            eprintln!("---- daemon log ----\n{}", self.log());
-        }
     }
 }
 

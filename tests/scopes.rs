@@ -15,17 +15,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{TestVolume, bin, errno, force_unmount, is_mounted, run, run_ok, walk};
-use kv_emulator::Emulator;
+use common::kv::KvVolume;
+use common::{TestVolume, bin, errno, run, run_ok, walk};
 
 /// A volume (service key only at its root) mounted with Key Vault settings for the
 /// emulator, so that scopes can have their own customer-managed keys.
 struct ScopedVolume {
-    emu: Emulator,
-    dir: tempfile::TempDir,
-    mounted: bool,
+    v: KvVolume,
     /// More mount flags.
     extra: Vec<String>,
+}
+
+impl std::ops::Deref for ScopedVolume {
+    type Target = KvVolume;
+    fn deref(&self) -> &KvVolume {
+        &self.v
+    }
 }
 
 impl ScopedVolume {
@@ -34,91 +39,27 @@ impl ScopedVolume {
     }
 
     fn with_flags(check_interval: u64, extra: &[&str]) -> Self {
-        let emu = Emulator::start();
-        let dir = tempfile::Builder::new()
-            .prefix("cmkfs-scopes-")
-            .tempdir()
-            .unwrap();
-        fs::create_dir(dir.path().join("mnt")).unwrap();
-        emu.write_ca_file(dir.path().join("ca.pem")).unwrap();
-        fs::write(dir.path().join("token"), "test-token\n").unwrap();
+        let (v, _) = KvVolume::init("cmkfs-scopes-", |_| Vec::new());
         let mut v = ScopedVolume {
-            emu,
-            dir,
-            mounted: false,
+            v,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
-        run_ok(
-            Command::new(bin())
-                .arg("init")
-                .arg(v.backing())
-                .arg("--service-key")
-                .arg(v.key())
-                .arg("--audit-log")
-                .arg(v.audit_log()),
-        );
         v.mount(check_interval);
         v
     }
 
-    fn backing(&self) -> PathBuf {
-        self.dir.path().join("backing")
-    }
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("service.key")
-    }
-    fn audit_log(&self) -> PathBuf {
-        self.dir.path().join("audit.log")
-    }
-    fn mnt(&self) -> PathBuf {
-        self.dir.path().join("mnt")
-    }
-    fn p(&self, rel: &str) -> PathBuf {
-        self.mnt().join(rel)
-    }
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
-    }
-    fn key_url(&self, name: &str) -> String {
-        format!("{}keys/{name}", self.emu.url())
-    }
-    fn kv_args(&self) -> Vec<String> {
-        vec![
-            "--azure-credential".into(),
-            format!(
-                "access-token-file:{}",
-                self.dir.path().join("token").display()
-            ),
-            "--ca-file".into(),
-            self.dir.path().join("ca.pem").display().to_string(),
-            "--no-verify-challenge-resource".into(),
-            "--key-vault-timeout".into(),
-            "5".into(),
-        ]
-    }
-
     fn mount(&mut self, check_interval: u64) {
-        let out = run(Command::new(bin())
-            .arg("mount")
-            .arg(self.backing())
-            .arg(self.mnt())
-            .arg("--service-key")
-            .arg(self.key())
-            .arg("--log-file")
-            .arg(self.dir.path().join("log"))
-            .arg("--audit-log")
-            .arg(self.audit_log())
-            .args(["--revocation-check-interval", &check_interval.to_string()])
-            .args(self.kv_args())
-            .args(&self.extra)
-            .env("RUST_LOG", "info"));
-        assert!(out.success(), "mount: {}\n{}", out.stderr, self.log());
-        self.mounted = true;
+        let mut flags = vec![
+            "--revocation-check-interval".to_string(),
+            check_interval.to_string(),
+        ];
+        flags.extend(self.extra.iter().cloned());
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        self.v.mount_with(&flags);
     }
 
     fn umount(&mut self) {
-        run_ok(Command::new(bin()).arg("umount").arg(self.mnt()));
-        self.mounted = false;
+        self.v.umount();
     }
 
     /// `cmkfs scope create DIR --cmk URL` (or --service-key-only); the scope number.
@@ -152,20 +93,6 @@ impl ScopedVolume {
             .find(|s| s["scope"] == scope)
             .map(|s| s["state"].as_str().unwrap_or("?").to_string())
             .unwrap_or_default()
-    }
-}
-
-impl Drop for ScopedVolume {
-    fn drop(&mut self) {
-        if self.mounted && is_mounted(&self.mnt()) {
-            let _ = Command::new(bin()).arg("umount").arg(self.mnt()).output();
-            if is_mounted(&self.mnt()) {
-                force_unmount(&self.mnt());
-            }
-        }
-        if std::thread::panicking() {
-            eprintln!("---- daemon log ----\n{}", self.log());
-        }
     }
 }
 

@@ -635,3 +635,4 @@ pub fn fallocate(f: &fs::File, mode: i32, off: u64, len: u64) -> io::Result<()> 
     cvt(unsafe { libc::fallocate(f.as_raw_fd(), mode, off as i64, len as i64) }).map(|_| ())
 }
 pub mod gluster;
+pub mod kv;
