@@ -151,12 +151,12 @@ fn check_shared(
         passes += 1;
         let key = |p: &Problem| (p.code, p.backing_path.clone());
         let earlier: std::collections::HashSet<_> = report.problems.iter().map(key).collect();
-        let dropped = report.problems.len();
+        let before = report.problems.len();
         let mut next = again;
         next.problems.retain(|p| earlier.contains(&key(p)));
         tracing::debug!(
             pass = passes,
-            before = dropped,
+            before,
             after = next.problems.len(),
             "shared check: problems confirmed by another walk"
         );
