@@ -386,6 +386,7 @@ fn scope_boundaries_rotation_and_offline_listing() {
     fs::rename(v.p("cust"), v.p("customer")).unwrap();
     fs::create_dir(v.p("other")).unwrap();
     assert!(scope("other", &["--service-key-only"]).success());
+    fs::write(v.p("other/x.txt"), b"in the other scope").unwrap();
     assert_eq!(
         errno(&fs::rename(v.p("customer"), v.p("other/customer"))),
         Some(libc::EXDEV)
@@ -445,6 +446,15 @@ fn scope_boundaries_rotation_and_offline_listing() {
             .args(["scope", "lock"])
             .arg(v.p("other")),
     );
+    // Re-encrypting the whole volume skips the locked scope and says so.
+    let out = run_ok(
+        Command::new(bin())
+            .arg("reencrypt")
+            .arg(v.mnt())
+            .arg("--json"),
+    );
+    let r: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(r["skipped"].to_string().contains("/other/"), "{r}");
     let out = run_ok(Command::new(bin()).args(["scope", "list"]).arg(v.mnt()));
     assert!(
         out.stdout.contains("/customer") && out.stdout.contains("locked"),

@@ -92,6 +92,7 @@ pub fn mount(a: MountArgs) -> Result<(), String> {
         audit: audit.clone(),
         repair_metadata: false,
         connector: Some(Arc::new(s.key_vault.clone())),
+        ignore_scope_locks: false,
     };
     let volume = Volume::open(&s.backing, service_key, &open).map_err(|e| e.to_string())?;
     volume.set_atime_policy(s.options.atime, !s.options.nodiratime);

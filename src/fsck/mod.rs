@@ -92,6 +92,7 @@ fn check_once(
             repair_metadata: opts.repair,
             audit: repair_audit(opts.repair),
             connector: opts.connector.clone(),
+            ignore_scope_locks: true,
             ..Default::default()
         },
     )

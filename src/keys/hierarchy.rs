@@ -36,6 +36,8 @@ pub struct KeyHierarchy {
     pub(super) denied: RwLock<HashMap<u32, String>>,
     /// Whether `denied` has any entry: the one load `check_usable` makes on the fast path.
     pub(super) denied_flag: AtomicBool,
+    /// Locked scopes are usable anyway (`fsck`: checking is not serving).
+    pub(super) ignore_locks: bool,
     cache: DataKeyCache,
     audit: Arc<AuditLog>,
     /// The volume's name scheme, given to every data key unwrapped.
@@ -70,6 +72,7 @@ impl KeyHierarchy {
             revoked: RwLock::new(HashMap::new()),
             denied: RwLock::new(HashMap::new()),
             denied_flag: AtomicBool::new(false),
+            ignore_locks: false,
             cache,
             audit: Arc::new(AuditLog::disabled()),
             name_scheme: NameScheme::AesGcmSiv,
@@ -157,6 +160,12 @@ impl KeyHierarchy {
 
     pub fn cmk(&self) -> Option<&Arc<dyn CustomerKey>> {
         self.cmk.as_ref()
+    }
+
+    /// Locked scopes' keys may be used (for `fsck`, which checks but never serves).
+    pub fn with_ignore_locks(mut self, ignore: bool) -> Self {
+        self.ignore_locks = ignore;
+        self
     }
 
     /// How the customer-managed keys of key scopes are reached (without it, only the

@@ -81,6 +81,8 @@ pub struct OpenOptions {
     /// Connects to the customer-managed keys of key scopes (None: scopes with their own
     /// customer-managed key cannot be opened).
     pub connector: Option<Arc<dyn crate::keys::CmkConnector>>,
+    /// Use the keys of locked scopes too (`fsck`: it checks, never serves).
+    pub ignore_scope_locks: bool,
 }
 
 impl Default for OpenOptions {
@@ -93,6 +95,7 @@ impl Default for OpenOptions {
             audit: Arc::new(crate::audit::AuditLog::disabled()),
             repair_metadata: false,
             connector: None,
+            ignore_scope_locks: false,
         }
     }
 }
@@ -210,6 +213,7 @@ impl Volume {
             keys = keys.with_connector(c.clone());
         }
         // Scopes locked before (kept in the key store) stay locked.
+        keys = keys.with_ignore_locks(opts.ignore_scope_locks);
         keys.refresh_denied();
         let store_path = store_file.path();
         let current = keys.current(0).map_err(|_| {

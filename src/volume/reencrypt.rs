@@ -73,7 +73,10 @@ impl Volume {
                 && let Ok(sub) =
                     self.open_subdir(dir, std::os::unix::ffi::OsStrExt::from_bytes(&e.name[..]))
             {
-                n += self.count_entries(&sub)?;
+                n += match self.count_entries(&sub) {
+                    Err(_) if sub.scope() != dir.scope() => 0,
+                    r => r?,
+                };
             }
         }
         Ok(n)
@@ -99,7 +102,21 @@ impl Volume {
             match e.kind {
                 Some(FileKind::Dir) => {
                     let sub = self.open_subdir(dir, &name)?;
-                    self.reencrypt_dir(&sub, format!("{child}/"), report, done, total, progress)?;
+                    let r = self.reencrypt_dir(
+                        &sub,
+                        format!("{child}/"),
+                        report,
+                        done,
+                        total,
+                        progress,
+                    );
+                    match r {
+                        // Another key scope that is locked or revoked: skipped, said so.
+                        Err(err) if sub.scope() != dir.scope() => {
+                            report.skipped.push(format!("{child}/: {err}"))
+                        }
+                        r => r?,
+                    }
                 }
                 Some(kind @ (FileKind::File | FileKind::Symlink)) => match self
                     .reencrypt_entry(dir, &name, kind)

@@ -60,7 +60,7 @@ impl KeyHierarchy {
                 .map(|s| (s.scope, s.cmk.as_ref(), s.locked)),
         );
         for (scope, cmk, locked) in scopes {
-            if locked {
+            if locked && !self.ignore_locks {
                 denied.insert(scope, format!("key scope {scope} is locked"));
             } else if let Some(why) = cmk.and_then(|u| revoked.get(u)) {
                 denied.insert(scope, why.clone());
