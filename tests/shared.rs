@@ -1159,3 +1159,55 @@ fn a_lock_waiter_killed_while_waiting_leaves_no_lock_behind() {
         }
     }
 }
+
+#[test]
+fn reencryption_on_one_host_never_loses_the_other_hosts_writes() {
+    let mut v = SharedVolume::init("reencrypt", &shared());
+    v.mount(0);
+    v.mount(1);
+    let (a, b) = (&v.hosts[0], &v.hosts[1]);
+    fs::write(a.p("doc"), b"v1".repeat(5000)).unwrap();
+    fs::write(a.p("gone"), b"deleted elsewhere").unwrap();
+    assert!(eventually(Duration::from_secs(3), || b.p("doc").exists()
+        && b.p("gone").exists()));
+    let on_b = fs::OpenOptions::new().write(true).open(b.p("doc")).unwrap();
+    on_b.write_all_at(b"B-before", 0).unwrap();
+    // A moves every file to a new data key (each backing file replaced by a new one).
+    run_ok(
+        cmkfs()
+            .args(["key", "rotate"])
+            .arg(&a.mnt)
+            .arg("--data-key"),
+    );
+    let out = run_ok(cmkfs().arg("reencrypt").arg(&a.mnt).arg("--json"));
+    let r: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(r["reencrypted"].as_u64().unwrap() >= 2, "{r}");
+    // B's write before the re-encryption is in the new file.
+    assert_eq!(&fs::read(a.p("doc")).unwrap()[..8], b"B-before");
+    // B's next write through its old descriptor fails loudly (ESTALE), never lands in the
+    // replaced file where nobody would read it; a fresh open writes, and A sees it.
+    assert_eq!(
+        errno(&on_b.write_all_at(b"B-after!", 100)),
+        Some(libc::ESTALE)
+    );
+    drop(on_b);
+    let fresh = fs::OpenOptions::new().write(true).open(b.p("doc")).unwrap();
+    fresh.write_all_at(b"B-after!", 100).unwrap();
+    drop(fresh);
+    assert!(eventually(Duration::from_secs(3), || fs::read(a.p("doc"))
+        .map(|d| &d[100..108] == b"B-after!")
+        .unwrap_or(false)));
+    // A file deleted by another host (not replaced) keeps POSIX semantics for its holder.
+    let gone_on_b = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(b.p("gone"))
+        .unwrap();
+    fs::remove_file(a.p("gone")).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    gone_on_b.write_all_at(b"still mine", 0).unwrap();
+    let mut back = [0u8; 10];
+    gone_on_b.read_exact_at(&mut back, 0).unwrap();
+    assert_eq!(&back, b"still mine");
+    assert_no_integrity_errors(&v);
+}

@@ -515,12 +515,21 @@ impl KeyHierarchy {
         if let Some(k) = self.cache.get(key) {
             return Ok(k);
         }
-        let record = self
-            .store
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .find(key)
-            .cloned()
+        let find = || {
+            self.store
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .find(key)
+                .cloned()
+        };
+        // Shared mode: a key another host just made (a rotation) may not be taken in here
+        // yet; read the store again rather than fail.
+        let record = find()
+            .or_else(|| {
+                (self.shared && self.reload_store().is_ok())
+                    .then(find)
+                    .flatten()
+            })
             .ok_or(KeyError::UnknownDataKey(key))?;
         let dk = Arc::new(DataKey::with_name_scheme(
             self.unwrap_record(&record)?,

@@ -206,6 +206,10 @@ impl OpenFile {
 pub(super) struct ReencryptGuard<'a>(RwLockWriteGuard<'a, FileState>);
 
 impl ReencryptGuard<'_> {
+    pub(super) fn state_mut(&mut self) -> &mut FileState {
+        &mut self.0
+    }
+
     pub(super) fn header_copy(&self) -> Option<FileHeader> {
         self.0.header
     }

@@ -223,6 +223,9 @@ impl Volume {
         let f = self.open_file(dir, name)?;
         let current = self.current_key(dir.scope())?;
         let mut st = f.state_for_reencrypt();
+        // Shared mode: other hosts' changes of the file wait until it is replaced (and then
+        // fail with ESTALE there: see `shared_io`); the copy starts from its state now.
+        let _hosts = self.lock_for_change(&f, st.state_mut())?;
         let Some(old) = st.header_copy() else {
             return Ok(Reencrypted::AlreadyCurrent);
         };
@@ -316,13 +319,19 @@ impl Volume {
                 &ts(s.st_mtime, s.st_mtime_nsec),
             )?;
             out.sync_all()?;
-            renameat2(
+            if self.shared() {
+                super::shared_io::mark_replaced(&src);
+            }
+            if let Err(e) = renameat2(
                 dir.fd(),
                 tmp.as_str(),
                 dir.fd(),
                 b.entry(),
                 RenameFlags::empty(),
-            )?;
+            ) {
+                super::shared_io::unmark_replaced(&src);
+                return Err(e.into());
+            }
             nix::unistd::fsync(dir.fd())?;
             Ok(())
         })();

@@ -13,6 +13,11 @@
 //! - A read that fails authentication is retried after a refresh, a few times: the other host
 //!   may have grown the file (its old final block re-sealed as a full one) between this
 //!   daemon's refresh and its read. Only a failure that persists is reported.
+//! - Re-encryption replaces a backing file by a new one (copy, rename) under the change lock
+//!   and first marks the old one (its sticky bit). A host that still has the old file
+//!   open finds, on its next change, the file gone (no link) and marked: the change fails
+//!   with `ESTALE` (reopen to write), never lands in a file nobody will read again. A file
+//!   deleted by another host carries no mark: writes to it go on, as POSIX says.
 //! - Hole maps: holes added (punch, sparse growth) are stored at once under the lock, after
 //!   the map is read again; holes filled are not stored (a map that lists a block holding
 //!   data is read correctly: only all-zero blocks consult it), so no host's store can drop
@@ -94,6 +99,39 @@ impl Drop for FileLock {
     }
 }
 
+/// The mark of a backing file that re-encryption replaced: the sticky bit, set on the old
+/// file just before the rename. It is meaningless on a regular file otherwise, and unlike an
+/// xattr it can still be read from a file another client removed (GlusterFS answers ESTALE
+/// to xattr calls on such a file, but `fstat` works).
+const REPLACED_MARK: u32 = libc::S_ISVTX;
+
+fn set_mode_bits(file: &File, set: bool) {
+    let Ok(m) = file.metadata() else { return };
+    let mode = if set {
+        m.mode() | REPLACED_MARK
+    } else {
+        m.mode() & !REPLACED_MARK
+    };
+    // SAFETY: fchmod on a valid fd; no pointers.
+    unsafe { libc::fchmod(file.as_raw_fd(), mode & 0o7777) };
+}
+
+/// Marks `file` as replaced by re-encryption (see the module doc).
+pub(super) fn mark_replaced(file: &File) {
+    set_mode_bits(file, true);
+}
+
+/// Removes the mark again (re-encryption failed before its rename).
+pub(super) fn unmark_replaced(file: &File) {
+    set_mode_bits(file, false);
+}
+
+/// Whether `file` has no name left and was replaced by re-encryption on some host.
+fn replaced_elsewhere(file: &File) -> bool {
+    file.metadata()
+        .is_ok_and(|m| m.nlink() == 0 && m.mode() & REPLACED_MARK != 0)
+}
+
 /// Reads that fail authentication are tried this many times more in shared mode.
 const READ_RETRIES: u32 = 3;
 
@@ -157,6 +195,9 @@ impl Volume {
         let file = f.raw_file();
         ofd_lock(&file, libc::F_WRLCK as libc::c_short, true)?;
         let lock = FileLock(file);
+        if replaced_elsewhere(&lock.0) {
+            return Err(super::errno(libc::ESTALE));
+        }
         self.refresh_state(f, st)?;
         Ok(Some(lock))
     }
