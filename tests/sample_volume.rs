@@ -1,4 +1,4 @@
-//! The committed sample volumes (tests/fixtures/volume-v1 and volume-v2, made by
+//! The committed sample volumes (tests/fixtures/volume-v1, volume-v2 and volume-v2-scopes, made by
 //! scripts/make-sample-volume.sh in its format-1 and format-2 versions) must keep reading back
 //! exactly: a format change has to be deliberate. A copy of the format-1 volume mounted
 //! read-write is upgraded to format 2 and takes format-2 content (a sparse file).
@@ -262,4 +262,53 @@ fn format_1_sample_volume_upgrades_on_a_writable_mount_and_takes_holes() {
         assert_eq!(&buf, b"\0\0\0\0\0end");
         assert_eq!(seek_data(&mnt.join("sparse"), 0), (1 << 30) - 4096);
     });
+}
+
+/// The committed sample with key scopes (scripts/make-scopes-sample.sh): a scope's files
+/// read under its own key, a locked scope stays locked (kept in the key store), and the
+/// offline listing finds both scope roots.
+#[test]
+fn sample_volume_with_key_scopes_mounts_and_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backing, key) = copy_fixture_version(dir.path(), "v2-scopes");
+    let mnt = dir.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let errno = |p: &Path| fs::read(p).err().and_then(|e| e.raw_os_error());
+    for opts in [&["ro"][..], &[][..]] {
+        with_mount(&backing, &key, &mnt, opts, || {
+            assert_eq!(fs::read(mnt.join("root.txt")).unwrap(), b"the operator\n");
+            assert_eq!(
+                fs::read(mnt.join("customer/contract.txt")).unwrap(),
+                b"customer's contract\n"
+            );
+            assert_eq!(
+                fs::read(mnt.join("customer/sub/deep.txt")).unwrap(),
+                b"deep\n"
+            );
+            assert_eq!(
+                errno(&mnt.join("offboarded/old.txt")),
+                Some(libc::EKEYREVOKED)
+            );
+        });
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_cmkfs"))
+        .args(["scope", "list"])
+        .arg(&backing)
+        .arg("--service-key")
+        .arg(&key)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let scopes = v["scopes"].as_array().unwrap();
+    let root_of = |r: &str| scopes.iter().find(|s| s["root"] == r).cloned();
+    assert_eq!(scopes.len(), 3, "{v}");
+    assert_eq!(root_of("/customer").unwrap()["state"], "usable");
+    assert_eq!(root_of("/customer").unwrap()["files"], 2);
+    assert_eq!(root_of("/offboarded").unwrap()["state"], "locked");
 }
