@@ -326,10 +326,22 @@ pub(super) fn open_offline(
     service_key: Option<&std::path::Path>,
     kv: &super::KeyVaultArgs,
 ) -> Result<(crate::volume::Volume, crate::volume::MountLock), String> {
-    use crate::volume::{OpenOptions, Volume, lock_backing};
-    let config = Volume::read_config(backing).map_err(|e| e.to_string())?;
-    let lock = lock_backing(backing, std::path::Path::new("(cmkfs key)"), false)
+    let lock = crate::volume::lock_backing(backing, std::path::Path::new("(cmkfs key)"), false)
         .map_err(|e| e.to_string())?;
+    Ok((open_volume(backing, service_key, kv, false)?, lock))
+}
+
+/// Opens the volume in `backing` with its service key (default place unless given), its
+/// customer-managed key and the scopes' keys reached with `kv`, recording key events in the
+/// default audit log; read-only takes no lock and writes nothing.
+pub(super) fn open_volume(
+    backing: &std::path::Path,
+    service_key: Option<&std::path::Path>,
+    kv: &super::KeyVaultArgs,
+    read_only: bool,
+) -> Result<crate::volume::Volume, String> {
+    use crate::volume::{OpenOptions, Volume};
+    let config = Volume::read_config(backing).map_err(|e| e.to_string())?;
     let key_path = service_key
         .map(|p| p.to_path_buf())
         .unwrap_or_else(|| crate::keys::default_service_key_path(&config.volume_id));
@@ -338,20 +350,24 @@ pub(super) fn open_offline(
         Some(url) => Some(kv.connect(&url)? as std::sync::Arc<dyn crate::keys::CustomerKey>),
         None => None,
     };
-    let audit = crate::audit::AuditLog::open(&crate::audit::default_audit_log_path())
-        .map_err(|e| e.to_string())?;
-    let vol = Volume::open(
+    let audit = if read_only {
+        crate::audit::AuditLog::disabled()
+    } else {
+        crate::audit::AuditLog::open(&crate::audit::default_audit_log_path())
+            .map_err(|e| e.to_string())?
+    };
+    Volume::open(
         backing,
         sk,
         &OpenOptions {
+            read_only,
             cmk,
             audit: std::sync::Arc::new(audit),
             connector: Some(std::sync::Arc::new(kv.clone())),
             ..Default::default()
         },
     )
-    .map_err(|e| e.to_string())?;
-    Ok((vol, lock))
+    .map_err(|e| e.to_string())
 }
 
 pub fn key(c: KeyCommand) -> Result<(), String> {

@@ -118,30 +118,8 @@ fn state_line(s: &Value) -> String {
 }
 
 fn offline_list(a: &ListArgs) -> Result<Value, String> {
-    use crate::volume::{OpenOptions, Volume};
-    let config = Volume::read_config(&a.target).map_err(|e| e.to_string())?;
-    let key_path = a
-        .service_key
-        .clone()
-        .unwrap_or_else(|| crate::keys::default_service_key_path(&config.volume_id));
-    let sk = crate::keys::ServiceKey::load(&key_path).map_err(|e| e.to_string())?;
-    let cmk = match Volume::read_cmk_url(&a.target).map_err(|e| e.to_string())? {
-        Some(url) => {
-            Some(a.key_vault.connect(&url)? as std::sync::Arc<dyn crate::keys::CustomerKey>)
-        }
-        None => None,
-    };
-    let vol = Volume::open(
-        &a.target,
-        sk,
-        &OpenOptions {
-            read_only: true,
-            cmk,
-            connector: Some(std::sync::Arc::new(a.key_vault.clone())),
-            ..Default::default()
-        },
-    )
-    .map_err(|e| e.to_string())?;
+    let vol =
+        super::control_cmds::open_volume(&a.target, a.service_key.as_deref(), &a.key_vault, true)?;
     let tree = vol.scope_tree(true).map_err(|e| e.to_string())?;
     let scopes: Vec<Value> = vol
         .keys()

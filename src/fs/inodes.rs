@@ -66,10 +66,6 @@ impl InodeTable {
         self.nodes.get(&ino)
     }
 
-    pub fn all_inos(&self) -> Vec<u64> {
-        self.nodes.keys().copied().collect()
-    }
-
     /// The node of backing inode `old` now stands for backing inode `new` (re-encryption).
     pub fn rebind(&mut self, old: u64, new: u64) {
         if let Some(ino) = self.by_backing.remove(&old) {

@@ -724,23 +724,6 @@ impl KernelCaches {
         }
         n
     }
-
-    /// Returns how many inodes were invalidated.
-    pub fn invalidate_all(&self) -> usize {
-        let inos = self
-            .inodes
-            .0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .all_inos();
-        let mut n = 0;
-        for ino in inos {
-            if self.notifier.inval_inode(INodeNo(ino), 0, 0).is_ok() {
-                n += 1;
-            }
-        }
-        n
-    }
 }
 
 macro_rules! reply_result {

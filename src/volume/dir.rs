@@ -47,11 +47,6 @@ impl Dir {
         self.id.key.scope
     }
 
-    /// The directory id.
-    pub fn dir_id(&self) -> [u8; 16] {
-        self.id.dir_id
-    }
-
     /// The directory id as the key store's scope records write it (32 hex digits).
     pub fn dir_id_hex(&self) -> String {
         hex(&self.id.dir_id)

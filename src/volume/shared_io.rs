@@ -31,12 +31,14 @@ use std::sync::Arc;
 use super::file::{FileState, OpenFile};
 use super::{Result, Volume};
 
-/// What a change of a backing file changes: its length and times.
+/// What a change of a backing file changes: its length and times; and whether it was
+/// replaced by re-encryption on some host (no name left, and marked: see `mark_replaced`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Stamp {
     len: u64,
     mtime: (i64, i64),
     ctime: (i64, i64),
+    replaced: bool,
 }
 
 impl Stamp {
@@ -46,6 +48,7 @@ impl Stamp {
             len: m.len(),
             mtime: (m.mtime(), m.mtime_nsec()),
             ctime: (m.ctime(), m.ctime_nsec()),
+            replaced: m.nlink() == 0 && m.mode() & REPLACED_MARK != 0,
         })
     }
 }
@@ -126,12 +129,6 @@ pub(super) fn unmark_replaced(file: &File) {
     set_mode_bits(file, false);
 }
 
-/// Whether `file` has no name left and was replaced by re-encryption on some host.
-fn replaced_elsewhere(file: &File) -> bool {
-    file.metadata()
-        .is_ok_and(|m| m.nlink() == 0 && m.mode() & REPLACED_MARK != 0)
-}
-
 /// Reads that fail authentication are tried this many times more in shared mode.
 const READ_RETRIES: u32 = 3;
 
@@ -195,10 +192,10 @@ impl Volume {
         let file = f.raw_file();
         ofd_lock(&file, libc::F_WRLCK as libc::c_short, true)?;
         let lock = FileLock(file);
-        if replaced_elsewhere(&lock.0) {
+        self.refresh_state(f, st)?;
+        if st.seen.is_some_and(|s| s.replaced) {
             return Err(super::errno(libc::ESTALE));
         }
-        self.refresh_state(f, st)?;
         Ok(Some(lock))
     }
 

@@ -173,11 +173,6 @@ impl KeyHierarchy {
         v
     }
 
-    /// Whether any scope's keys are refused now.
-    pub fn any_denied(&self) -> bool {
-        self.denied_flag.load(Ordering::Relaxed)
-    }
-
     /// Makes a new key scope rooted at the directory whose id is `root_dir_id` (hex): a first
     /// data key wrapped by the service key and by `cmk` (when given), recorded with the scope
     /// in the key store before anything else changes. Returns the scope's first data key.
