@@ -5,6 +5,7 @@ mod errno;
 mod inodes;
 mod locks;
 mod privileges;
+mod table_guard;
 
 pub use errno::raw_errno;
 
@@ -171,11 +172,11 @@ impl CmkFs {
             let Some(vol) = weak_vol.upgrade() else {
                 return;
             };
-            // Skipped when the table is busy (an unlink or rename holds it across the
-            // volume call that found the disk full).
-            let pins = match for_space.try_write() {
-                Ok(mut t) => t.release_pins(|b| vol.live_open_file(b).is_some()),
-                Err(_) => return,
+            // Skipped when this thread holds the table (an unlink or rename holds it across
+            // the volume call that found the disk full).
+            let pins = match table_guard::write_unless_held_here(&for_space) {
+                Some(mut t) => t.release_pins(|b| vol.live_open_file(b).is_some()),
+                None => return,
             };
             for last in pins.into_iter().filter_map(|p| Arc::try_unwrap(p).ok()) {
                 vol.release_later(last);
@@ -244,12 +245,12 @@ impl CmkFs {
         InodeHandle(self.inodes.clone(), self.notifier.clone())
     }
 
-    fn table(&self) -> std::sync::RwLockReadGuard<'_, InodeTable> {
-        self.inodes.read().unwrap_or_else(|p| p.into_inner())
+    fn table(&self) -> table_guard::Held<std::sync::RwLockReadGuard<'_, InodeTable>> {
+        table_guard::Held::new(self.inodes.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    fn table_mut(&self) -> std::sync::RwLockWriteGuard<'_, InodeTable> {
-        self.inodes.write().unwrap_or_else(|p| p.into_inner())
+    fn table_mut(&self) -> table_guard::Held<std::sync::RwLockWriteGuard<'_, InodeTable>> {
+        table_guard::Held::new(self.inodes.write().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn handles(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Handle>> {
@@ -806,8 +807,12 @@ impl Filesystem for CmkFs {
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         crate::metrics::fuse_request("forget");
-        let pin = self.table_mut().forget(ino.0, nlookup);
+        // Handed over before the table is let go: a statfs or a full disk that waits for the
+        // table then finds it queued, and waits for it too.
+        let mut t = self.table_mut();
+        let pin = t.forget(ino.0, nlookup);
         self.release_pin(pin);
+        drop(t);
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
