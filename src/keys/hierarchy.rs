@@ -48,6 +48,10 @@ pub struct KeyHierarchy {
     change_lock: std::sync::Mutex<()>,
     /// Shared mode: other hosts' daemons change the key store too.
     shared: bool,
+    /// Shared mode: the key store as it was when a data key missing from it was last looked
+    /// for there. While it stays the same, another miss does not read it again (a header
+    /// naming a key that does not exist fails at once rather than costing a read per access).
+    missed_in: std::sync::Mutex<Option<super::store::StoreStamp>>,
 }
 
 fn result_of(e: &KeyError) -> AuditResult {
@@ -73,6 +77,7 @@ impl KeyHierarchy {
             denied: RwLock::new(HashMap::new()),
             denied_flag: AtomicBool::new(false),
             ignore_locks: false,
+            missed_in: std::sync::Mutex::new(None),
             cache,
             audit: Arc::new(AuditLog::disabled()),
             name_scheme: NameScheme::AesGcmSiv,
@@ -525,11 +530,7 @@ impl KeyHierarchy {
         // Shared mode: a key another host just made (a rotation) may not be taken in here
         // yet; read the store again rather than fail.
         let record = find()
-            .or_else(|| {
-                (self.shared && self.reload_store().is_ok())
-                    .then(find)
-                    .flatten()
-            })
+            .or_else(|| self.reload_after_miss().then(find).flatten())
             .ok_or(KeyError::UnknownDataKey(key))?;
         let dk = Arc::new(DataKey::with_name_scheme(
             self.unwrap_record(&record)?,
@@ -537,6 +538,23 @@ impl KeyHierarchy {
         )?);
         self.cache.insert(key, dk.clone());
         Ok(dk)
+    }
+
+    /// Shared mode, a data key not in the store: reads the store again, unless it has not
+    /// changed since the last such read. Returns whether it was read.
+    fn reload_after_miss(&self) -> bool {
+        let (true, Some(file)) = (self.shared, &self.store_file) else {
+            return false;
+        };
+        let stamp = file.stamp();
+        let mut missed_in = self.missed_in.lock().unwrap_or_else(|p| p.into_inner());
+        if stamp.is_some() && *missed_in == stamp {
+            return false;
+        }
+        // Stamped before reading: a change made while reading is read again next time.
+        *missed_in = stamp;
+        drop(missed_in);
+        self.reload_store().is_ok()
     }
 
     /// Peels every wrapping layer of `record`, outermost first.

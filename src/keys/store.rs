@@ -8,6 +8,15 @@ use crate::meta_copies::{self, Loaded, MetaError, Record};
 
 use super::KeyError;
 
+/// Copy 1 of the key store as `stat` sees it (see [`KeyStoreFile::stamp`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    ctime: (i64, i64),
+}
+
 /// Where a volume's key store lives and the volume its copies are bound to.
 #[derive(Clone, Debug)]
 pub struct KeyStoreFile {
@@ -26,6 +35,20 @@ impl KeyStoreFile {
     /// Path of copy 1 (for messages).
     pub fn path(&self) -> PathBuf {
         meta_copies::copy_path(&self.meta_dir, Record::KeyStore, 1)
+    }
+
+    /// What identifies copy 1 as it is now (inode, size, change time): every save replaces
+    /// it by a rename, so an unchanged stamp means an unchanged store, for the price of a
+    /// `stat`. None when it cannot be read.
+    pub fn stamp(&self) -> Option<StoreStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(self.path()).ok()?;
+        Some(StoreStamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
     }
 
     pub fn volume_id(&self) -> &str {
@@ -113,5 +136,36 @@ impl KeyStoreFile {
         )
         .map(|_| ())
         .map_err(|e| self.err(format!("cannot write: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stamp_changes_with_every_save_and_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(META_DIR)).unwrap();
+        let file = KeyStoreFile::new(dir.path(), "00112233445566778899aabbccddeeff");
+        assert_eq!(file.stamp(), None, "no store yet");
+        let mut store = KeyStore {
+            format: META_FORMAT_VERSION,
+            cmk: None,
+            data_keys: Vec::new(),
+            scopes: Vec::new(),
+        };
+        file.save(&store).unwrap();
+        let first = file.stamp().unwrap();
+        file.load(false).unwrap();
+        assert_eq!(file.stamp(), Some(first), "reading leaves it alone");
+        // The same length, so only the replacement itself can tell the two apart.
+        store.cmk = Some("https://a.vault.azure.net/keys/k".into());
+        file.save(&store).unwrap();
+        let second = file.stamp().unwrap();
+        store.cmk = Some("https://b.vault.azure.net/keys/k".into());
+        file.save(&store).unwrap();
+        assert_ne!(first, second);
+        assert_ne!(second, file.stamp().unwrap());
     }
 }
