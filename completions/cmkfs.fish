@@ -99,14 +99,14 @@ complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcomm
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from rotate" -l json
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from rotate" -s h -l help -d 'Print help'
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from set-cmk" -l cmk -d 'The customer-managed key: https://VAULT/keys/NAME' -r
-complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from set-cmk" -l service-key -r -F
+complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from set-cmk" -l service-key -d 'The service key file (default: the location `cmkfs init` chose for this volume); not needed when a running mount\'s daemon serves the command' -r -F
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from set-cmk" -l azure-credential -d 'Azure credential: managed-identity[:CLIENT_ID] | workload-identity | client-secret:TENANT:CLIENT_ID:SECRET_FILE | developer-tools | access-token-file:PATH' -r
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from set-cmk" -l ca-file -d 'PEM file of a private CA to trust for the vault endpoint' -r -F
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from set-cmk" -l key-vault-timeout -d 'Bound on one Key Vault call, in seconds (default 10)' -r
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from set-cmk" -l no-verify-challenge-resource -d 'Accept a vault host that is not under the resource named by Key Vault\'s 401 challenge (private endpoints, emulators)'
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from set-cmk" -l json
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from set-cmk" -s h -l help -d 'Print help'
-complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from remove-cmk" -l service-key -r -F
+complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from remove-cmk" -l service-key -d 'The service key file (default: the location `cmkfs init` chose for this volume); not needed when a running mount\'s daemon serves the command' -r -F
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from remove-cmk" -l azure-credential -d 'Azure credential: managed-identity[:CLIENT_ID] | workload-identity | client-secret:TENANT:CLIENT_ID:SECRET_FILE | developer-tools | access-token-file:PATH' -r
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from remove-cmk" -l ca-file -d 'PEM file of a private CA to trust for the vault endpoint' -r -F
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from remove-cmk" -l key-vault-timeout -d 'Bound on one Key Vault call, in seconds (default 10)' -r
@@ -117,7 +117,7 @@ complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcomm
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from backup" -l json
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from backup" -s h -l help -d 'Print help'
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from restore" -l from -d 'A backup written by `cmkfs key backup`' -r -F
-complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from restore" -l service-key -d 'The service key file (default: the location `cmkfs init` chose for this volume)' -r -F
+complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from restore" -l service-key -d 'The service key file (default: the location `cmkfs init` chose for this volume); not needed when a running mount\'s daemon serves the command' -r -F
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from restore" -l azure-credential -d 'Azure credential: managed-identity[:CLIENT_ID] | workload-identity | client-secret:TENANT:CLIENT_ID:SECRET_FILE | developer-tools | access-token-file:PATH' -r
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from restore" -l ca-file -d 'PEM file of a private CA to trust for the vault endpoint' -r -F
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from restore" -l key-vault-timeout -d 'Bound on one Key Vault call, in seconds (default 10)' -r
@@ -131,15 +131,15 @@ complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcomm
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "backup" -d 'Write the key store and volume config (wrapped keys only) to FILE, with a checksum and the volume id: `cmkfs key backup BACKING|MOUNTPOINT --out FILE`'
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "restore" -d 'Put back the key store and volume config from a backup, after checking the volume id and that the backup\'s keys unwrap: `cmkfs key restore BACKING --from FILE`'
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c cmkfs -n "__fish_cmkfs_using_subcommand reencrypt" -l service-key -d 'The service key (offline only; default: where `cmkfs init` put it)' -r -F
+complete -c cmkfs -n "__fish_cmkfs_using_subcommand reencrypt" -l service-key -d 'The service key file (default: the location `cmkfs init` chose for this volume); not needed when a running mount\'s daemon serves the command' -r -F
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand reencrypt" -l azure-credential -d 'Azure credential: managed-identity[:CLIENT_ID] | workload-identity | client-secret:TENANT:CLIENT_ID:SECRET_FILE | developer-tools | access-token-file:PATH' -r
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand reencrypt" -l ca-file -d 'PEM file of a private CA to trust for the vault endpoint' -r -F
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand reencrypt" -l key-vault-timeout -d 'Bound on one Key Vault call, in seconds (default 10)' -r
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand reencrypt" -l no-verify-challenge-resource -d 'Accept a vault host that is not under the resource named by Key Vault\'s 401 challenge (private endpoints, emulators)'
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand reencrypt" -l json -d 'Print the report as JSON'
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand reencrypt" -s h -l help -d 'Print help'
-complete -c cmkfs -n "__fish_cmkfs_using_subcommand fsck" -l service-key -d 'The service key file (default: the location `cmkfs init` chose for this volume)' -r -F
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand fsck" -l quarantine -d 'Move files whose blocks or header cannot be read into DIR (outside BACKING), keeping their backing path, with a .json note each. Nothing is deleted' -r -F
+complete -c cmkfs -n "__fish_cmkfs_using_subcommand fsck" -l service-key -d 'The service key file (default: the location `cmkfs init` chose for this volume); not needed when a running mount\'s daemon serves the command' -r -F
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand fsck" -l azure-credential -d 'Azure credential: managed-identity[:CLIENT_ID] | workload-identity | client-secret:TENANT:CLIENT_ID:SECRET_FILE | developer-tools | access-token-file:PATH' -r
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand fsck" -l ca-file -d 'PEM file of a private CA to trust for the vault endpoint' -r -F
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand fsck" -l key-vault-timeout -d 'Bound on one Key Vault call, in seconds (default 10)' -r
@@ -184,7 +184,7 @@ complete -c cmkfs -n "__fish_cmkfs_using_subcommand scope; and __fish_seen_subco
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand scope; and __fish_seen_subcommand_from create" -l service-key-only -d 'No customer-managed key: the scope\'s data keys are wrapped by the service key alone'
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand scope; and __fish_seen_subcommand_from create" -l json
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand scope; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
-complete -c cmkfs -n "__fish_cmkfs_using_subcommand scope; and __fish_seen_subcommand_from list" -l service-key -d 'The service key (offline only; default: where `cmkfs init` put it)' -r -F
+complete -c cmkfs -n "__fish_cmkfs_using_subcommand scope; and __fish_seen_subcommand_from list" -l service-key -d 'The service key file (default: the location `cmkfs init` chose for this volume); not needed when a running mount\'s daemon serves the command' -r -F
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand scope; and __fish_seen_subcommand_from list" -l azure-credential -d 'Azure credential: managed-identity[:CLIENT_ID] | workload-identity | client-secret:TENANT:CLIENT_ID:SECRET_FILE | developer-tools | access-token-file:PATH' -r
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand scope; and __fish_seen_subcommand_from list" -l ca-file -d 'PEM file of a private CA to trust for the vault endpoint' -r -F
 complete -c cmkfs -n "__fish_cmkfs_using_subcommand scope; and __fish_seen_subcommand_from list" -l key-vault-timeout -d 'Bound on one Key Vault call, in seconds (default 10)' -r

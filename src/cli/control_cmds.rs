@@ -52,10 +52,8 @@ pub struct SetCmkArgs {
     /// The customer-managed key: https://VAULT/keys/NAME.
     #[arg(long, value_name = "URL")]
     pub cmk: String,
-    #[arg(long, value_name = "FILE")]
-    pub service_key: Option<PathBuf>,
     #[command(flatten)]
-    pub key_vault: super::KeyVaultArgs,
+    pub keys: super::VolumeKeyArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -64,10 +62,8 @@ pub struct SetCmkArgs {
 pub struct RemoveCmkArgs {
     /// The backing directory (the volume must not be mounted).
     pub backing: PathBuf,
-    #[arg(long, value_name = "FILE")]
-    pub service_key: Option<PathBuf>,
     #[command(flatten)]
-    pub key_vault: super::KeyVaultArgs,
+    pub keys: super::VolumeKeyArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -323,24 +319,23 @@ pub fn cache(c: CacheCommand) -> Result<(), String> {
 /// Opens an unmounted volume (holding its mount lock) with its current CMK, if any.
 pub(super) fn open_offline(
     backing: &std::path::Path,
-    service_key: Option<&std::path::Path>,
-    kv: &super::KeyVaultArgs,
+    keys: &super::VolumeKeyArgs,
 ) -> Result<(crate::volume::Volume, crate::volume::MountLock), String> {
     let lock = crate::volume::lock_backing(backing, std::path::Path::new("(cmkfs key)"), false)
         .map_err(|e| e.to_string())?;
-    Ok((open_volume(backing, service_key, kv, false)?, lock))
+    Ok((open_volume(backing, keys, false)?, lock))
 }
 
-/// Opens the volume in `backing` with its service key (default place unless given), its
-/// customer-managed key and the scopes' keys reached with `kv`, recording key events in the
-/// default audit log; read-only takes no lock and writes nothing.
+/// Opens the volume in `backing` with `keys`: its service key (default place unless given),
+/// its customer-managed key and the scopes' keys, recording key events in the default audit
+/// log; read-only takes no lock and writes nothing.
 pub(super) fn open_volume(
     backing: &std::path::Path,
-    service_key: Option<&std::path::Path>,
-    kv: &super::KeyVaultArgs,
+    keys: &super::VolumeKeyArgs,
     read_only: bool,
 ) -> Result<crate::volume::Volume, String> {
     use crate::volume::{OpenOptions, Volume};
+    let (service_key, kv) = (keys.service_key.as_deref(), &keys.key_vault);
     let config = Volume::read_config(backing).map_err(|e| e.to_string())?;
     let key_path = service_key
         .map(|p| p.to_path_buf())
@@ -388,8 +383,9 @@ pub fn key(c: KeyCommand) -> Result<(), String> {
             });
         }
         KeyCommand::SetCmk(a) => {
-            let (vol, _lock) = open_offline(&a.backing, a.service_key.as_deref(), &a.key_vault)?;
-            let cmk = a.key_vault.connect(&a.cmk)? as std::sync::Arc<dyn crate::keys::CustomerKey>;
+            let (vol, _lock) = open_offline(&a.backing, &a.keys)?;
+            let cmk =
+                a.keys.key_vault.connect(&a.cmk)? as std::sync::Arc<dyn crate::keys::CustomerKey>;
             let n = vol
                 .keys()
                 .set_cmk_layer(Some(&cmk))
@@ -404,7 +400,7 @@ pub fn key(c: KeyCommand) -> Result<(), String> {
             });
         }
         KeyCommand::RemoveCmk(a) => {
-            let (vol, _lock) = open_offline(&a.backing, a.service_key.as_deref(), &a.key_vault)?;
+            let (vol, _lock) = open_offline(&a.backing, &a.keys)?;
             if vol.keys().cmk().is_none() {
                 return Err(format!(
                     "{} has no customer-managed key",

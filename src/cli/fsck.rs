@@ -14,9 +14,6 @@ use crate::fsck::{self, EXIT_CANNOT_CHECK, FsckOptions, NoProgress, Progress, Re
 pub struct FsckArgs {
     /// The backing directory of the volume (it may be mounted: fsck only reads it).
     pub backing: PathBuf,
-    /// The service key file (default: the location `cmkfs init` chose for this volume).
-    #[arg(long, value_name = "FILE")]
-    pub service_key: Option<PathBuf>,
     /// Print the report as one JSON document on stdout (no progress bar).
     #[arg(long)]
     pub json: bool,
@@ -34,12 +31,12 @@ pub struct FsckArgs {
     #[arg(long)]
     pub shared: bool,
     #[command(flatten)]
-    pub key_vault: super::KeyVaultArgs,
+    pub keys: super::VolumeKeyArgs,
 }
 
 pub fn run(a: FsckArgs) -> Result<(), String> {
     let cmk = match crate::volume::Volume::read_cmk_url(&a.backing) {
-        Ok(Some(url)) => match a.key_vault.connect(&url) {
+        Ok(Some(url)) => match a.keys.key_vault.connect(&url) {
             Ok(c) => Some(c as std::sync::Arc<dyn crate::keys::CustomerKey>),
             Err(e) => {
                 eprintln!("cmkfs: {e}");
@@ -49,11 +46,11 @@ pub fn run(a: FsckArgs) -> Result<(), String> {
         _ => None,
     };
     let opts = FsckOptions {
-        service_key: a.service_key.clone(),
+        service_key: a.keys.service_key.clone(),
         quarantine: a.quarantine.clone(),
         cmk,
         repair: a.repair,
-        connector: Some(std::sync::Arc::new(a.key_vault.clone())),
+        connector: Some(std::sync::Arc::new(a.keys.key_vault.clone())),
         shared: a.shared,
     };
     let mut bar;

@@ -25,11 +25,8 @@ pub struct RestoreArgs {
     /// A backup written by `cmkfs key backup`.
     #[arg(long, value_name = "FILE")]
     pub from: PathBuf,
-    /// The service key file (default: the location `cmkfs init` chose for this volume).
-    #[arg(long, value_name = "FILE")]
-    pub service_key: Option<PathBuf>,
     #[command(flatten)]
-    pub key_vault: super::KeyVaultArgs,
+    pub keys: super::VolumeKeyArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -95,13 +92,14 @@ pub fn restore(a: RestoreArgs) -> Result<(), String> {
     let bytes = std::fs::read(&a.from).map_err(|e| format!("cannot read {name}: {e}"))?;
     let b = parse_backup(&bytes, &name).map_err(|e| e.to_string())?;
     let key_path = a
+        .keys
         .service_key
         .clone()
         .unwrap_or_else(|| crate::keys::default_service_key_path(&b.volume_config.volume_id));
     let sk = crate::keys::ServiceKey::load(&key_path).map_err(|e| e.to_string())?;
     let cmk = match &b.key_store.cmk {
         Some(url) => {
-            Some(a.key_vault.connect(url)? as std::sync::Arc<dyn crate::keys::CustomerKey>)
+            Some(a.keys.key_vault.connect(url)? as std::sync::Arc<dyn crate::keys::CustomerKey>)
         }
         None => None,
     };

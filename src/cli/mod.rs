@@ -130,6 +130,18 @@ impl KeyVaultArgs {
     }
 }
 
+/// The keys a command opens an unmounted volume with: its service key, and the Key Vault
+/// settings that reach its customer-managed keys (the volume's and its scopes').
+#[derive(Args, Clone, Default, Debug)]
+pub struct VolumeKeyArgs {
+    /// The service key file (default: the location `cmkfs init` chose for this volume); not
+    /// needed when a running mount's daemon serves the command.
+    #[arg(long, value_name = "FILE")]
+    pub service_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub key_vault: KeyVaultArgs,
+}
+
 /// Scopes' customer-managed keys are reached with the same settings as the volume's.
 impl crate::keys::CmkConnector for KeyVaultArgs {
     fn connect(

@@ -15,11 +15,8 @@ pub struct ReencryptArgs {
     /// A mountpoint or a directory inside one (online, through its daemon: only below that
     /// directory) or a backing directory (offline).
     pub target: PathBuf,
-    /// The service key (offline only; default: where `cmkfs init` put it).
-    #[arg(long, value_name = "FILE")]
-    pub service_key: Option<PathBuf>,
     #[command(flatten)]
-    pub key_vault: super::KeyVaultArgs,
+    pub keys: super::VolumeKeyArgs,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -65,8 +62,7 @@ pub fn run(a: ReencryptArgs) -> Result<(), String> {
         .join("volume.json")
         .exists()
     {
-        let (vol, _lock) =
-            super::control_cmds::open_offline(&a.target, a.service_key.as_deref(), &a.key_vault)?;
+        let (vol, _lock) = super::control_cmds::open_offline(&a.target, &a.keys)?;
         let r = vol
             .reencrypt_all(&mut progress)
             .map_err(|e| e.to_string())?;

@@ -56,11 +56,8 @@ pub struct PathArgs {
 pub struct ListArgs {
     /// A mountpoint (through its daemon) or a backing directory (offline, not mounted).
     pub target: PathBuf,
-    /// The service key (offline only; default: where `cmkfs init` put it).
-    #[arg(long, value_name = "FILE")]
-    pub service_key: Option<PathBuf>,
     #[command(flatten)]
-    pub key_vault: super::KeyVaultArgs,
+    pub keys: super::VolumeKeyArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -118,8 +115,7 @@ fn state_line(s: &Value) -> String {
 }
 
 fn offline_list(a: &ListArgs) -> Result<Value, String> {
-    let vol =
-        super::control_cmds::open_volume(&a.target, a.service_key.as_deref(), &a.key_vault, true)?;
+    let vol = super::control_cmds::open_volume(&a.target, &a.keys, true)?;
     let tree = vol.scope_tree(true).map_err(|e| e.to_string())?;
     let scopes: Vec<Value> = vol
         .keys()
