@@ -807,12 +807,15 @@ impl Filesystem for CmkFs {
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         crate::metrics::fuse_request("forget");
-        // Handed over before the table is let go: a statfs or a full disk that waits for the
-        // table then finds it queued, and waits for it too.
-        let mut t = self.table_mut();
-        let pin = t.forget(ino.0, nlookup);
+        // Held from the table to the release thread: a statfs or a full disk in between waits
+        // for it rather than finding it in neither.
+        let (pin, _hold) = {
+            let mut t = self.table_mut();
+            let pin = t.forget(ino.0, nlookup);
+            let hold = pin.is_some().then(|| self.vol.hold_release());
+            (pin, hold)
+        };
         self.release_pin(pin);
-        drop(t);
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {

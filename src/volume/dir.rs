@@ -620,7 +620,12 @@ impl Volume {
         symlink::parse_marker(&stored).map(|_| stored)
     }
 
-    /// Hands the last reference of a removed file (or directory) to the release thread.
+    /// Keeps [`Volume::release_deleted`] (statfs, a full disk) waiting until the returned hold
+    /// is dropped: for a removed file on its way to `release_later`.
+    pub fn hold_release(&self) -> super::reaper::ReleaseHold {
+        self.reaper.hold()
+    }
+
     /// Frees a removed file (or directory) on the release thread, once nothing needs it: its
     /// hole map goes now (or with its last close, if it is open).
     pub fn release_later(&self, last: LastRef) {

@@ -43,6 +43,7 @@ pub use holes::{HOLES_DIR, hole_map_name};
 pub use init::{InitOptions, InitReport, init_volume};
 pub use lock::{MountLock, lock_backing, lock_backing_shared};
 pub use meta::{DirIdFinding, MetaEvent};
+pub use reaper::ReleaseHold;
 pub use reencrypt::{ReencryptReport, Reencrypted};
 pub use scan::{
     EntryName, HeaderState, ScanDir, ScanEntry, SymlinkScan, TMP_MKDIR_PREFIX, TMP_PREFIX,

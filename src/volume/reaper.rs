@@ -44,6 +44,8 @@ struct State {
     queue: VecDeque<(OwnedFd, u64)>,
     /// A descriptor taken off the queue and being closed.
     closing: bool,
+    /// Releases announced by a [`ReleaseHold`] and not yet handed over.
+    held: usize,
     bytes: u64,
     stop: bool,
 }
@@ -51,6 +53,27 @@ struct State {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl State {
+    fn busy(&self) -> bool {
+        !self.queue.is_empty() || self.closing || self.held > 0
+    }
+}
+
+/// A release on its way: taken where a removed file leaves the place `drain`'s callers look
+/// for it (the inode table) and dropped once it is handed over, so that `drain` does not
+/// return in between.
+pub struct ReleaseHold(Arc<Shared>);
+
+impl Drop for ReleaseHold {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.held = st.held.saturating_sub(1);
+        if !st.busy() {
+            self.0.idle.notify_all();
+        }
     }
 }
 
@@ -122,7 +145,14 @@ impl Reaper {
         self.shared.work.notify_one();
     }
 
-    /// Waits until every file handed over is released; returns whether any was pending.
+    /// Announces a release that is about to be handed over (see [`ReleaseHold`]).
+    pub(super) fn hold(&self) -> ReleaseHold {
+        self.shared.lock().held += 1;
+        ReleaseHold(self.shared.clone())
+    }
+
+    /// Waits until every file handed over (or held) is released; returns whether any was
+    /// pending.
     pub(super) fn drain(&self) -> bool {
         if !self.shared.lock().queue.is_empty() && !self.running() {
             // No thread to do it: release here.
@@ -131,8 +161,8 @@ impl Reaper {
             st.bytes = 0;
         }
         let mut st = self.shared.lock();
-        let pending = !st.queue.is_empty() || st.closing;
-        while !st.queue.is_empty() || st.closing {
+        let pending = st.busy();
+        while st.busy() {
             st = self.shared.idle.wait(st).unwrap_or_else(|p| p.into_inner());
         }
         pending
@@ -171,7 +201,9 @@ fn release_loop(shared: &Shared) {
     let mut st = shared.lock();
     loop {
         let Some((fd, bytes)) = st.queue.pop_front() else {
-            shared.idle.notify_all();
+            if !st.busy() {
+                shared.idle.notify_all();
+            }
             if st.stop {
                 return;
             }
@@ -221,6 +253,24 @@ mod tests {
             "a handed-over fd is still open after drain"
         );
         assert_eq!(r.shared.lock().bytes, 0);
+    }
+
+    #[test]
+    fn drain_waits_for_a_held_release() {
+        let r = std::sync::Arc::new(Reaper::new());
+        let (fd, is_closed) = pipe();
+        let hold = r.hold();
+        let r2 = r.clone();
+        let drained = std::thread::spawn(move || r2.drain());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !drained.is_finished(),
+            "drain returned while a release was held"
+        );
+        r.release(fd, 4096);
+        drop(hold);
+        assert!(drained.join().unwrap());
+        assert!(is_closed());
     }
 
     #[test]
